@@ -1,0 +1,3 @@
+//! The `cloister` command.
+
+fn main() {}
