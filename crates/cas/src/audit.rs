@@ -1,0 +1,1196 @@
+//! The audit log: append-only, hash-chained, signed, and verifiable offline.
+//!
+//! Every session change, every attestation (passed or refused, with the reasons) and every release
+//! of secrets is appended here before the CAS answers. The log holds names, hashes and reasons —
+//! never a secret: [`Event`] has no field for bytes, and principals are key digests
+//! ([`key_digest`]). Callers must keep secret values out of `reasons` too.
+//!
+//! # Files (in the data directory)
+//!
+//! - `audit.log`: one JSON object per line ([`Entry`]), fields in this order, absent options and
+//!   empty lists omitted: `seq` (1, 2, …), `time` (RFC 3339, milliseconds, UTC), `kind`
+//!   ([`EventKind`], snake case), `session`, `version`, `session_hash`, `service`, `principal`,
+//!   `released`, `reasons`, `prev_hash`, `hash`, `signature`. A line is valid only in exactly
+//!   this canonical form (re-serialising it gives the same bytes).
+//! - `audit.head`: the signed head, `{"seq":N,"hash":"…","signature":"…"}`: the last entry
+//!   acknowledged to a caller. Replaced atomically (write `audit.head.tmp`, `fsync`, rename,
+//!   `fsync` the directory) after every append, so that truncation at an entry boundary is
+//!   detected.
+//! - `audit.pub`: the log's public key (SEC1 compressed point, hex), written for convenience.
+//!   A verifier should pin the key from elsewhere (the CAS API, or derive it from the master
+//!   key); a key read from the same directory as the log proves nothing against someone who can
+//!   rewrite that directory.
+//!
+//! # Hashes and signatures
+//!
+//! `hash` = SHA-256 over the canonical encoding of the entry without `hash` and `signature`:
+//! the ASCII tag `cloister-audit-entry-v1` and a zero byte, `seq` as 8 bytes big-endian, then each
+//! field in the order above as a 4-byte big-endian length and its UTF-8 bytes (an option as one
+//! byte `0`/`1` then the value; a list as a 4-byte count then its items; `version` as 8 bytes),
+//! ending with `prev_hash` (hex text). The first entry's `prev_hash` is 64 zeros. `signature` is
+//! ECDSA P-256 / SHA-256 (low-S, `r ‖ s`, hex) over the 32 hash bytes. The head's signature covers
+//! `cloister-audit-head-v1`, a zero byte, `seq` (8 bytes) and `hash` (hex text).
+//!
+//! The signing key is derived from the master key ([`AuditSigner::from_master_key`]: HKDF
+//! `info` = `cloister-cas/v1/audit-signing` and a counter byte, retried in the rare case the
+//! output is not a valid P-256 scalar), so it survives a rebuilt store and needs no storage.
+//!
+//! # Durability and crashes
+//!
+//! [`AuditLog::append`] writes the line, `fsync`s the log, then replaces the head; it returns only
+//! after both are durable. A crash can leave (a) a partial last line, or (b) a complete last
+//! entry the head does not cover yet. Both are writes that were never acknowledged:
+//! [`AuditLog::open`] truncates (a) and advances the head over (b), reporting both in
+//! [`Recovery`]; [`verify`] tolerates both and reports them in [`Summary`]. Anything else is
+//! tampering (or damage) and fails with a specific [`AuditError`].
+//!
+//! # What verification detects, and what it cannot
+//!
+//! See [`AuditError`] for the variants and their exit codes. The head is only a local
+//! checkpoint: someone who can rewrite the directory can roll back log *and* head together to an
+//! earlier consistent state (or delete both), which no local check can tell from the past.
+//! Publishing the head (the CAS API serves it) to an outside monitor closes that gap.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::master_key::{KeyPurpose, MasterKey};
+use crate::store::SessionHash;
+use crate::store::file::create_private_dir;
+
+/// The log's file name in the data directory.
+pub const LOG_FILE: &str = "audit.log";
+/// The signed head's file name in the data directory.
+pub const HEAD_FILE: &str = "audit.head";
+/// The public key's file name in the data directory.
+pub const PUBLIC_KEY_FILE: &str = "audit.pub";
+const HEAD_TMP_FILE: &str = "audit.head.tmp";
+
+const ENTRY_TAG: &[u8] = b"cloister-audit-entry-v1\0";
+const HEAD_TAG: &[u8] = b"cloister-audit-head-v1\0";
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What happened. Serialised in snake case (`session_created`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A session was created.
+    SessionCreated,
+    /// A new version of a session was accepted.
+    SessionUpdated,
+    /// A session was deleted.
+    SessionDeleted,
+    /// A session change was refused (bad signature, wrong predecessor, invalid policy).
+    SessionChangeRefused,
+    /// A workload's evidence satisfied its session's policy.
+    AttestationPassed,
+    /// A workload's evidence was refused; `reasons` says which rules failed.
+    AttestationRefused,
+    /// The CAS generated a secret for a session (its name only).
+    SecretGenerated,
+    /// Secrets, keys or configuration were released to a workload (their names in `released`).
+    SecretReleased,
+    /// The CAS created one of its own signing keys.
+    KeyCreated,
+}
+
+impl EventKind {
+    /// The snake-case name used in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SessionCreated => "session_created",
+            EventKind::SessionUpdated => "session_updated",
+            EventKind::SessionDeleted => "session_deleted",
+            EventKind::SessionChangeRefused => "session_change_refused",
+            EventKind::AttestationPassed => "attestation_passed",
+            EventKind::AttestationRefused => "attestation_refused",
+            EventKind::SecretGenerated => "secret_generated",
+            EventKind::SecretReleased => "secret_released",
+            EventKind::KeyCreated => "key_created",
+        }
+    }
+}
+
+/// The SHA-256 digest of a public key (say, a workload's SPKI DER), hex: how the log names a
+/// principal.
+pub fn key_digest(public_key: &[u8]) -> String {
+    hex::encode(Sha256::digest(public_key))
+}
+
+/// An event to append: its kind and subject. Built with [`Event::new`] and the setters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// The session concerned.
+    pub session: Option<String>,
+    /// The session version concerned.
+    pub version: Option<u64>,
+    /// The session version's hash.
+    pub session_hash: Option<SessionHash>,
+    /// The service (within the session) concerned.
+    pub service: Option<String>,
+    /// Who: a key digest ([`key_digest`]) or an identity name; never a secret.
+    pub principal: Option<String>,
+    /// Names of the secrets, keys or files released; never their values.
+    pub released: Vec<String>,
+    /// Why (for refusals: which rules failed, with expected and found values that are not secret).
+    pub reasons: Vec<String>,
+}
+
+impl Event {
+    /// An event of `kind` with no subject yet.
+    pub fn new(kind: EventKind) -> Self {
+        Event {
+            kind,
+            session: None,
+            version: None,
+            session_hash: None,
+            service: None,
+            principal: None,
+            released: Vec::new(),
+            reasons: Vec::new(),
+        }
+    }
+
+    /// Sets the session.
+    pub fn session(mut self, name: impl Into<String>) -> Self {
+        self.session = Some(name.into());
+        self
+    }
+
+    /// Sets the session version.
+    pub fn version(mut self, version: u64) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    /// Sets the session version's hash.
+    pub fn session_hash(mut self, hash: SessionHash) -> Self {
+        self.session_hash = Some(hash);
+        self
+    }
+
+    /// Sets the service.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// Sets the principal (a key digest or identity name).
+    pub fn principal(mut self, principal: impl Into<String>) -> Self {
+        self.principal = Some(principal.into());
+        self
+    }
+
+    /// Adds the name of a released item.
+    pub fn released(mut self, name: impl Into<String>) -> Self {
+        self.released.push(name.into());
+        self
+    }
+
+    /// Adds a reason.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reasons.push(reason.into());
+        self
+    }
+}
+
+/// One line of the log, exactly as stored (hex and times as text).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    /// When it was appended (RFC 3339, milliseconds, UTC).
+    pub time: String,
+    /// The [`EventKind`] in snake case (text, so that older verifiers accept newer kinds).
+    pub kind: String,
+    /// The session concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The session version concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// The session version's hash (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_hash: Option<String>,
+    /// The service concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Who (a key digest or identity name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Names of released items.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<String>,
+    /// Reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// The previous entry's `hash` (64 zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 of this entry's canonical encoding (hex).
+    pub hash: String,
+    /// ECDSA P-256 signature over `hash` (hex `r ‖ s`).
+    pub signature: String,
+}
+
+impl Entry {
+    /// The hash of the canonical encoding (see the module docs).
+    fn compute_hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(ENTRY_TAG);
+        h.update(self.seq.to_be_bytes());
+        let text = |h: &mut Sha256, s: &str| {
+            h.update((s.len() as u32).to_be_bytes());
+            h.update(s.as_bytes());
+        };
+        let opt = |h: &mut Sha256, s: &Option<String>| match s {
+            None => h.update([0]),
+            Some(s) => {
+                h.update([1]);
+                text(h, s);
+            }
+        };
+        let list = |h: &mut Sha256, items: &[String]| {
+            h.update((items.len() as u32).to_be_bytes());
+            for item in items {
+                text(h, item);
+            }
+        };
+        text(&mut h, &self.time);
+        text(&mut h, &self.kind);
+        opt(&mut h, &self.session);
+        match self.version {
+            None => h.update([0]),
+            Some(v) => {
+                h.update([1]);
+                h.update(v.to_be_bytes());
+            }
+        }
+        opt(&mut h, &self.session_hash);
+        opt(&mut h, &self.service);
+        opt(&mut h, &self.principal);
+        list(&mut h, &self.released);
+        list(&mut h, &self.reasons);
+        text(&mut h, &self.prev_hash);
+        h.finalize().into()
+    }
+}
+
+/// The signed head: the last acknowledged entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Head {
+    seq: u64,
+    hash: String,
+    signature: String,
+}
+
+fn head_message(seq: u64, hash: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(HEAD_TAG.len() + 8 + hash.len());
+    m.extend_from_slice(HEAD_TAG);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(hash.as_bytes());
+    m
+}
+
+/// Why an audit log failed verification. Each variant has its own process exit code
+/// ([`AuditError::exit_code`]), which `cloister audit verify` uses:
+///
+/// | exit code | variant | meaning |
+/// | --- | --- | --- |
+/// | 0 | — | the log verifies |
+/// | 10 | [`Modified`](AuditError::Modified) | an entry's bytes, hash, signature or chain link do not verify |
+/// | 11 | [`Removed`](AuditError::Removed) | a gap in `seq`: entries were deleted |
+/// | 12 | [`Reordered`](AuditError::Reordered) | `seq` goes backwards or repeats, or an entry links to another out of order |
+/// | 13 | [`Truncated`](AuditError::Truncated) | the signed head covers more entries than the log holds |
+/// | 14 | [`Head`](AuditError::Head) | the signed head is missing, malformed or not signed by the given key |
+/// | 2 | [`Io`](AuditError::Io) | the files could not be read (an operational error, not a verdict) |
+///
+/// Checks run in this order, and the first failure is reported: the head's signature; each
+/// entry's form, hash and signature (in file order); ordering over the whole log; gaps; chain
+/// links; finally the head against the last entries.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// Entry `seq` does not verify: `what` says which check failed.
+    #[error("audit entry {seq} was modified: {what}")]
+    Modified {
+        /// The entry's `seq` (for an unparseable line: the `seq` it should have had).
+        seq: u64,
+        /// Which check failed.
+        what: &'static str,
+    },
+    /// Entries after `after_seq` were removed; the next entry present is `next_seq`.
+    #[error("audit entries were removed after entry {after_seq} (next present: {next_seq})")]
+    Removed {
+        /// The last entry before the gap (0: the log's start).
+        after_seq: u64,
+        /// The first entry after the gap.
+        next_seq: u64,
+    },
+    /// Entry `seq` is out of order.
+    #[error("audit entry {seq} is out of order")]
+    Reordered {
+        /// The entry found out of order.
+        seq: u64,
+    },
+    /// The signed head says the log had `head_seq` entries; it ends at `last_seq`.
+    #[error(
+        "audit log truncated: the signed head covers entry {head_seq}, the log ends at {last_seq}"
+    )]
+    Truncated {
+        /// The head's `seq`.
+        head_seq: u64,
+        /// The last complete entry present (0: none).
+        last_seq: u64,
+    },
+    /// The signed head cannot be trusted.
+    #[error("audit head ({HEAD_FILE}) {reason}")]
+    Head {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Reading the log failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AuditError {
+    /// The process exit code for this failure (see the table on [`AuditError`]).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AuditError::Modified { .. } => 10,
+            AuditError::Removed { .. } => 11,
+            AuditError::Reordered { .. } => 12,
+            AuditError::Truncated { .. } => 13,
+            AuditError::Head { .. } => 14,
+            AuditError::Io { .. } => 2,
+        }
+    }
+
+    fn io(op: &'static str, path: &Path, source: std::io::Error) -> Self {
+        AuditError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// What a successful verification found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Complete, verified entries.
+    pub entries: u64,
+    /// The `seq` the signed head covers.
+    pub head_seq: u64,
+    /// The last entry's hash (hex; 64 zeros for an empty log).
+    pub last_hash: String,
+    /// Complete entries after the head: written but not acknowledged before a crash.
+    pub beyond_head: u64,
+    /// Bytes of a partial last line (a write interrupted by a crash), not yet repaired.
+    pub torn_tail_bytes: u64,
+}
+
+/// What [`AuditLog::open`] repaired after a crash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes of a partial last line that were cut off.
+    pub repaired_tail_bytes: u64,
+    /// Complete but unacknowledged entries the head was advanced over.
+    pub head_advanced_by: u64,
+}
+
+/// The key that signs the audit log. Derived from the master key; wiped on drop.
+pub struct AuditSigner {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for AuditSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditSigner")
+            .field("public_key", &self.public_key().to_hex())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditSigner {
+    /// Derives the audit signing key from the master key (see the module docs).
+    pub fn from_master_key(master: &MasterKey) -> Result<Self, Error> {
+        for counter in 0u8..=255 {
+            let seed = master.derive_labelled(KeyPurpose::AuditSigning.info(), &[counter]);
+            // Fails only for 0 or a value ≥ the group order: probability about 2⁻³² per try.
+            if let Ok(key) = SigningKey::from_slice(seed.as_ref()) {
+                return Ok(AuditSigner { key });
+            }
+        }
+        Err(Error::Internal(
+            "256 HKDF outputs in a row were not P-256 scalars",
+        ))
+    }
+
+    /// The public key that verifies this signer's log.
+    pub fn public_key(&self) -> AuditPublicKey {
+        AuditPublicKey(*self.key.verifying_key())
+    }
+
+    fn sign(&self, message: &[u8]) -> String {
+        let sig: Signature = self.key.sign(message);
+        let sig = sig.normalize_s().unwrap_or(sig);
+        hex::encode(sig.to_bytes())
+    }
+}
+
+/// The public key of an audit log (P-256).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditPublicKey(VerifyingKey);
+
+impl AuditPublicKey {
+    /// The SEC1 compressed point, hex (66 digits).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0.to_encoded_point(true).as_bytes())
+    }
+
+    /// Parses a SEC1 point (compressed or not) in hex.
+    pub fn from_hex(text: &str) -> Result<Self, Error> {
+        let invalid = || Error::InvalidInput {
+            what: "audit public key",
+            reason: "expected a SEC1-encoded P-256 point in hex",
+        };
+        let bytes = hex::decode(text.trim()).map_err(|_| invalid())?;
+        VerifyingKey::from_sec1_bytes(&bytes)
+            .map(AuditPublicKey)
+            .map_err(|_| invalid())
+    }
+
+    fn verifies(&self, message: &[u8], signature_hex: &str) -> bool {
+        let Ok(bytes) = hex::decode(signature_hex) else {
+            return false;
+        };
+        let Ok(sig) = Signature::from_slice(&bytes) else {
+            return false;
+        };
+        // Only the low-S form is accepted, so a signature has exactly one valid encoding.
+        sig.normalize_s().is_none() && self.0.verify(message, &sig).is_ok()
+    }
+}
+
+/// Reads the public key the CAS wrote next to its log (see the module docs on trusting it).
+pub fn read_public_key(dir: &Path) -> Result<AuditPublicKey, Error> {
+    let path = dir.join(PUBLIC_KEY_FILE);
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| Error::io("read audit public key", &path, e))?;
+    AuditPublicKey::from_hex(&text)
+}
+
+/// Verifies the audit log in data directory `dir` against `key`, read-only. Safe to run while
+/// the CAS appends (the head is read first). See [`AuditError`] for the failures.
+#[tracing::instrument(skip_all, fields(dir = %dir.display()))]
+pub fn verify(dir: &Path, key: &AuditPublicKey) -> Result<Summary, AuditError> {
+    let head = read_head(dir, key)?.ok_or(AuditError::Head {
+        reason: "is missing",
+    })?;
+    let log_path = dir.join(LOG_FILE);
+    let bytes = match std::fs::read(&log_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(AuditError::io("read", &log_path, e)),
+    };
+    let checked = check(&bytes, &head, key)?;
+    Ok(checked.summary(&head))
+}
+
+/// Verifies a log and its head given as bytes (the contents of `audit.log` and `audit.head`),
+/// for logs that are not in a local directory (uploaded, or fetched from a replica).
+pub fn verify_bytes(log: &[u8], head: &[u8], key: &AuditPublicKey) -> Result<Summary, AuditError> {
+    let head = parse_head(head, key)?;
+    let checked = check(log, &head, key)?;
+    Ok(checked.summary(&head))
+}
+
+/// Reads and checks the head; `Ok(None)` if it does not exist.
+fn read_head(dir: &Path, key: &AuditPublicKey) -> Result<Option<Head>, AuditError> {
+    let path = dir.join(HEAD_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => parse_head(&bytes, key).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AuditError::io("read", &path, e)),
+    }
+}
+
+/// Parses the head in canonical form and checks its signature.
+fn parse_head(bytes: &[u8], key: &AuditPublicKey) -> Result<Head, AuditError> {
+    let malformed = || AuditError::Head {
+        reason: "is malformed",
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| malformed())?;
+    let line = text.strip_suffix('\n').ok_or_else(malformed)?;
+    let head: Head = serde_json::from_str(line).map_err(|_| malformed())?;
+    if serde_json::to_string(&head).ok().as_deref() != Some(line) {
+        return Err(malformed());
+    }
+    if !key.verifies(&head_message(head.seq, &head.hash), &head.signature) {
+        return Err(AuditError::Head {
+            reason: "is not signed by this key (wrong key, or the head was modified)",
+        });
+    }
+    Ok(head)
+}
+
+/// The result of checking the log's bytes.
+struct Checked {
+    entries: u64,
+    last_seq: u64,
+    last_hash: String,
+    /// Length of the complete lines (everything up to and including the last newline).
+    complete_len: u64,
+    torn_tail_bytes: u64,
+}
+
+impl Checked {
+    fn summary(&self, head: &Head) -> Summary {
+        Summary {
+            entries: self.entries,
+            head_seq: head.seq,
+            last_hash: self.last_hash.clone(),
+            beyond_head: self.last_seq.saturating_sub(head.seq),
+            torn_tail_bytes: self.torn_tail_bytes,
+        }
+    }
+}
+
+/// Verifies the log's bytes against the (already authenticated) head.
+fn check(bytes: &[u8], head: &Head, key: &AuditPublicKey) -> Result<Checked, AuditError> {
+    let complete_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let complete = &bytes[..complete_len];
+
+    // 1. Each entry on its own: canonical form, hash, signature.
+    let mut links: Vec<(u64, String, String)> = Vec::new(); // (seq, prev_hash, hash)
+    for line in complete.split_inclusive(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let guess = links.last().map_or(1, |(seq, ..)| seq.saturating_add(1));
+        let text = std::str::from_utf8(line).map_err(|_| AuditError::Modified {
+            seq: guess,
+            what: "not UTF-8",
+        })?;
+        let entry: Entry = serde_json::from_str(text).map_err(|_| AuditError::Modified {
+            seq: guess,
+            what: "not a valid entry",
+        })?;
+        let seq = entry.seq;
+        if serde_json::to_string(&entry).ok().as_deref() != Some(text) {
+            return Err(AuditError::Modified {
+                seq,
+                what: "not in canonical form",
+            });
+        }
+        let hash_bytes = entry.compute_hash();
+        if hex::encode(hash_bytes) != entry.hash {
+            return Err(AuditError::Modified {
+                seq,
+                what: "hash does not match the content",
+            });
+        }
+        if !key.verifies(&hash_bytes, &entry.signature) {
+            return Err(AuditError::Modified {
+                seq,
+                what: "signature does not verify",
+            });
+        }
+        links.push((seq, entry.prev_hash, entry.hash));
+    }
+
+    // 2. Order over the whole log: a swap also makes gaps, so look for backward steps first.
+    for pair in links.windows(2) {
+        if pair[1].0 <= pair[0].0 {
+            return Err(AuditError::Reordered { seq: pair[1].0 });
+        }
+    }
+    // 3. Gaps.
+    let mut prev_seq = 0;
+    for (seq, ..) in &links {
+        if *seq != prev_seq + 1 {
+            return Err(AuditError::Removed {
+                after_seq: prev_seq,
+                next_seq: *seq,
+            });
+        }
+        prev_seq = *seq;
+    }
+    // 4. Chain links.
+    let mut prev_hash = GENESIS;
+    for (seq, link, hash) in &links {
+        if link != prev_hash {
+            let links_elsewhere = links.iter().any(|(_, _, h)| h == link);
+            return Err(if links_elsewhere {
+                AuditError::Reordered { seq: *seq }
+            } else {
+                AuditError::Modified {
+                    seq: *seq,
+                    what: "prev_hash does not link to the previous entry",
+                }
+            });
+        }
+        prev_hash = hash;
+    }
+    // 5. The head.
+    let last_seq = links.last().map_or(0, |(seq, ..)| *seq);
+    if head.seq > last_seq {
+        return Err(AuditError::Truncated {
+            head_seq: head.seq,
+            last_seq,
+        });
+    }
+    let head_hash = if head.seq == 0 {
+        GENESIS
+    } else {
+        // seqs are 1..=last_seq without gaps, so entry `head.seq` is at index `head.seq - 1`.
+        links
+            .get((head.seq - 1) as usize)
+            .map_or(GENESIS, |(_, _, h)| h.as_str())
+    };
+    if head.hash != head_hash {
+        return Err(AuditError::Modified {
+            seq: head.seq,
+            what: "differs from the signed head",
+        });
+    }
+    Ok(Checked {
+        entries: links.len() as u64,
+        last_seq,
+        last_hash: prev_hash.to_owned(),
+        complete_len: complete_len as u64,
+        torn_tail_bytes: (bytes.len() - complete_len) as u64,
+    })
+}
+
+/// The appending end of the audit log. One per data directory (the log file is locked).
+/// `append` is synchronous (it waits for `fsync`); call it through `spawn_blocking`.
+pub struct AuditLog {
+    dir: PathBuf,
+    signer: AuditSigner,
+    state: Mutex<State>,
+    recovery: Recovery,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("dir", &self.dir)
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+struct State {
+    file: File,
+    last_seq: u64,
+    last_hash: String,
+    len: u64,
+    /// Set when a failed append could not be rolled back: no further appends.
+    poisoned: bool,
+}
+
+/// What a durable append returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The entry's `seq`.
+    pub seq: u64,
+    /// The entry's hash (hex).
+    pub hash: String,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the audit log in `dir`, verifies it in full, and repairs what a crash
+    /// can leave (see [`Recovery`]). A log that fails verification is refused with
+    /// [`Error::Audit`]: the CAS does not append to a tampered log.
+    #[tracing::instrument(skip_all, fields(dir = %dir.display()))]
+    pub fn open(dir: &Path, signer: AuditSigner) -> Result<Self, Error> {
+        create_private_dir(dir)?;
+        let log_path = dir.join(LOG_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&log_path)
+            .map_err(|e| Error::io("open", &log_path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked { path: log_path });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io("lock", &log_path, e));
+            }
+        }
+        sync_dir(dir)?;
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(|e| Error::io("read", &log_path, e))?;
+
+        let public = signer.public_key();
+        let head = match read_head(dir, &public)? {
+            Some(head) => head,
+            // A new log (or a crash between creating the log and its first head).
+            None if bytes.is_empty() => {
+                let head = Head {
+                    seq: 0,
+                    hash: GENESIS.to_owned(),
+                    signature: signer.sign(&head_message(0, GENESIS)),
+                };
+                write_head(dir, &head)?;
+                head
+            }
+            None => {
+                return Err(AuditError::Head {
+                    reason: "is missing",
+                }
+                .into());
+            }
+        };
+        let checked = check(&bytes, &head, &public)?;
+        let mut recovery = Recovery::default();
+        if checked.torn_tail_bytes > 0 {
+            file.set_len(checked.complete_len)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io("repair", &log_path, e))?;
+            tracing::warn!(
+                bytes = checked.torn_tail_bytes,
+                "cut a partial last audit record left by a crash"
+            );
+            recovery.repaired_tail_bytes = checked.torn_tail_bytes;
+        }
+        if checked.last_seq > head.seq {
+            write_head(
+                dir,
+                &Head {
+                    seq: checked.last_seq,
+                    hash: checked.last_hash.clone(),
+                    signature: signer.sign(&head_message(checked.last_seq, &checked.last_hash)),
+                },
+            )?;
+            recovery.head_advanced_by = checked.last_seq - head.seq;
+            tracing::warn!(
+                entries = recovery.head_advanced_by,
+                "advanced the audit head over entries written before a crash"
+            );
+        }
+        write_public_key(dir, &public)?;
+        Ok(AuditLog {
+            dir: dir.to_owned(),
+            signer,
+            state: Mutex::new(State {
+                file,
+                last_seq: checked.last_seq,
+                last_hash: checked.last_hash,
+                len: checked.complete_len,
+                poisoned: false,
+            }),
+            recovery,
+        })
+    }
+
+    /// What opening repaired.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The key that verifies this log.
+    pub fn public_key(&self) -> AuditPublicKey {
+        self.signer.public_key()
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends `event` stamped with the current time; durable when this returns `Ok`.
+    pub fn append(&self, event: &Event) -> Result<Receipt, Error> {
+        self.append_at(event, SystemTime::now())
+    }
+
+    /// Appends `event` stamped with `time` (truncated to milliseconds); durable when this returns.
+    #[tracing::instrument(skip_all, fields(kind = event.kind.as_str()))]
+    pub fn append_at(&self, event: &Event, time: SystemTime) -> Result<Receipt, Error> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| Error::Internal("audit log lock poisoned by a panic"))?;
+        if state.poisoned {
+            return Err(Error::Internal(
+                "an earlier audit append failed and could not be rolled back; reopen the log",
+            ));
+        }
+        let seq = state.last_seq + 1;
+        let mut entry = Entry {
+            seq,
+            time: humantime::format_rfc3339_millis(time).to_string(),
+            kind: event.kind.as_str().to_owned(),
+            session: event.session.clone(),
+            version: event.version,
+            session_hash: event.session_hash.map(|h| h.to_string()),
+            service: event.service.clone(),
+            principal: event.principal.clone(),
+            released: event.released.clone(),
+            reasons: event.reasons.clone(),
+            prev_hash: state.last_hash.clone(),
+            hash: String::new(),
+            signature: String::new(),
+        };
+        let hash_bytes = entry.compute_hash();
+        entry.hash = hex::encode(hash_bytes);
+        entry.signature = self.signer.sign(&hash_bytes);
+        let mut line = serde_json::to_vec(&entry)
+            .map_err(|_| Error::Internal("an audit entry always serialises"))?;
+        line.push(b'\n');
+
+        let log_path = self.dir.join(LOG_FILE);
+        if let Err(e) = state
+            .file
+            .write_all(&line)
+            .and_then(|()| state.file.sync_data())
+        {
+            // Roll back a partial write so that the next append starts on a line boundary.
+            let len = state.len;
+            if state
+                .file
+                .set_len(len)
+                .and_then(|()| state.file.sync_data())
+                .is_err()
+            {
+                state.poisoned = true;
+            }
+            return Err(Error::io("append to", log_path, e));
+        }
+        // The entry is durable: from here on it is part of the log even if the head update fails
+        // (the next append or open covers it).
+        state.last_seq = seq;
+        state.last_hash = entry.hash.clone();
+        state.len += line.len() as u64;
+        write_head(
+            &self.dir,
+            &Head {
+                seq,
+                hash: entry.hash.clone(),
+                signature: self.signer.sign(&head_message(seq, &entry.hash)),
+            },
+        )?;
+        Ok(Receipt {
+            seq,
+            hash: entry.hash,
+        })
+    }
+
+    /// Verifies the whole log now (appends wait meanwhile); for the CAS API.
+    pub fn verify(&self) -> Result<Summary, AuditError> {
+        // The lock only keeps appends out; a panic elsewhere cannot have left the files half
+        // verified, so a poisoned lock is still good for that.
+        let _state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        verify(&self.dir, &self.public_key())
+    }
+}
+
+/// Replaces the head atomically and durably.
+fn write_head(dir: &Path, head: &Head) -> Result<(), Error> {
+    let mut text = serde_json::to_string(head)
+        .map_err(|_| Error::Internal("the audit head always serialises"))?;
+    text.push('\n');
+    replace_file(dir, HEAD_FILE, text.as_bytes())
+}
+
+fn write_public_key(dir: &Path, key: &AuditPublicKey) -> Result<(), Error> {
+    let text = format!("{}\n", key.to_hex());
+    let path = dir.join(PUBLIC_KEY_FILE);
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    replace_file(dir, PUBLIC_KEY_FILE, text.as_bytes())
+}
+
+/// Writes `name` in `dir` atomically: temporary file, `fsync`, rename, `fsync` the directory.
+fn replace_file(dir: &Path, name: &str, contents: &[u8]) -> Result<(), Error> {
+    let tmp = dir.join(if name == HEAD_FILE {
+        HEAD_TMP_FILE.to_owned()
+    } else {
+        format!("{name}.tmp")
+    });
+    let path = dir.join(name);
+    let mut file = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename into", &path, e))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync directory", dir, e))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use zeroize::Zeroizing;
+
+    fn signer() -> AuditSigner {
+        AuditSigner::from_master_key(&MasterKey::from_bytes(Zeroizing::new([3u8; 32]))).unwrap()
+    }
+
+    fn t(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_000 + ms)
+    }
+
+    fn event(i: u64) -> Event {
+        Event::new(EventKind::AttestationRefused)
+            .session(format!("s{i}"))
+            .service("driver")
+            .principal(key_digest(b"spki"))
+            .reason("measurement: expected ab…, got cd…")
+    }
+
+    fn log_with(dir: &Path, n: u64) -> AuditLog {
+        let log = AuditLog::open(dir, signer()).unwrap();
+        for i in 0..n {
+            log.append_at(&event(i), t(i)).unwrap();
+        }
+        log
+    }
+
+    #[test]
+    fn append_then_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_with(dir.path(), 3);
+        let summary = verify(dir.path(), &log.public_key()).unwrap();
+        assert_eq!(summary.entries, 3);
+        assert_eq!(summary.head_seq, 3);
+        assert_eq!(summary.beyond_head, 0);
+        assert_eq!(summary.torn_tail_bytes, 0);
+        assert_eq!(log.verify().unwrap(), summary);
+        let text = std::fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
+        let first: Entry = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first.seq, 1);
+        assert_eq!(first.kind, "attestation_refused");
+        assert_eq!(first.time, "2027-01-15T08:00:00.000Z");
+        assert_eq!(first.prev_hash, GENESIS);
+    }
+
+    #[test]
+    fn empty_log_verifies_and_reopen_continues_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = {
+            let log = AuditLog::open(dir.path(), signer()).unwrap();
+            assert_eq!(verify(dir.path(), &log.public_key()).unwrap().entries, 0);
+            log.append_at(&event(1), t(1)).unwrap();
+            log.public_key()
+        };
+        let log = AuditLog::open(dir.path(), signer()).unwrap();
+        assert_eq!(log.recovery(), &Recovery::default());
+        let receipt = log.append_at(&event(2), t(2)).unwrap();
+        assert_eq!(receipt.seq, 2);
+        assert_eq!(verify(dir.path(), &public).unwrap().last_hash, receipt.hash);
+        assert_eq!(read_public_key(dir.path()).unwrap(), public);
+    }
+
+    #[test]
+    fn verify_bytes_matches_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = log_with(dir.path(), 2).public_key();
+        let log = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+        let head = std::fs::read(dir.path().join(HEAD_FILE)).unwrap();
+        let first_newline = log.iter().position(|&b| b == b'\n').unwrap();
+        assert_eq!(
+            verify_bytes(&log, &head, &public).unwrap(),
+            verify(dir.path(), &public).unwrap()
+        );
+        assert!(matches!(
+            verify_bytes(&log, b"{}", &public),
+            Err(AuditError::Head {
+                reason: "is malformed"
+            })
+        ));
+        assert!(matches!(
+            verify_bytes(&log[..first_newline], &head, &public),
+            Err(AuditError::Truncated {
+                head_seq: 2,
+                last_seq: 0
+            })
+        ));
+    }
+
+    #[test]
+    fn second_writer_is_locked_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let _log = log_with(dir.path(), 1);
+        assert!(matches!(
+            AuditLog::open(dir.path(), signer()),
+            Err(Error::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn entry_beyond_the_head_is_tolerated_then_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = log_with(dir.path(), 2).public_key();
+        // Simulate a crash after the log was written but before the head was replaced.
+        let old_head = std::fs::read(dir.path().join(HEAD_FILE)).unwrap();
+        log_with(dir.path(), 1);
+        std::fs::write(dir.path().join(HEAD_FILE), old_head).unwrap();
+        let summary = verify(dir.path(), &public).unwrap();
+        assert_eq!(
+            (summary.entries, summary.head_seq, summary.beyond_head),
+            (3, 2, 1)
+        );
+        let log = AuditLog::open(dir.path(), signer()).unwrap();
+        assert_eq!(log.recovery().head_advanced_by, 1);
+        assert_eq!(verify(dir.path(), &public).unwrap().head_seq, 3);
+    }
+
+    #[test]
+    fn torn_tail_is_reported_then_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = log_with(dir.path(), 2).public_key();
+        let path = dir.path().join(LOG_FILE);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(br#"{"seq":3,"time":"2027-01-"#).unwrap();
+        drop(file);
+        let summary = verify(dir.path(), &public).unwrap();
+        assert_eq!(summary.torn_tail_bytes, 25);
+        let log = AuditLog::open(dir.path(), signer()).unwrap();
+        assert_eq!(log.recovery().repaired_tail_bytes, 25);
+        log.append_at(&event(3), t(3)).unwrap();
+        let summary = verify(dir.path(), &public).unwrap();
+        assert_eq!((summary.entries, summary.torn_tail_bytes), (3, 0));
+    }
+
+    #[test]
+    fn wrong_key_fails_on_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        log_with(dir.path(), 1);
+        let other = AuditSigner::from_master_key(&MasterKey::generate())
+            .unwrap()
+            .public_key();
+        let err = verify(dir.path(), &other).unwrap_err();
+        assert!(matches!(err, AuditError::Head { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), 14);
+        // The writer refuses to continue a log it did not sign.
+        assert!(matches!(
+            AuditLog::open(
+                dir.path(),
+                AuditSigner::from_master_key(&MasterKey::generate()).unwrap()
+            ),
+            Err(Error::Audit(AuditError::Head { .. }))
+        ));
+    }
+
+    #[test]
+    fn missing_head_with_entries_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = log_with(dir.path(), 1).public_key();
+        std::fs::remove_file(dir.path().join(HEAD_FILE)).unwrap();
+        assert!(matches!(
+            verify(dir.path(), &public),
+            Err(AuditError::Head {
+                reason: "is missing"
+            })
+        ));
+        assert!(matches!(
+            AuditLog::open(dir.path(), signer()),
+            Err(Error::Audit(AuditError::Head { .. }))
+        ));
+    }
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let errors = [
+            AuditError::Modified { seq: 1, what: "x" },
+            AuditError::Removed {
+                after_seq: 1,
+                next_seq: 3,
+            },
+            AuditError::Reordered { seq: 1 },
+            AuditError::Truncated {
+                head_seq: 2,
+                last_seq: 1,
+            },
+            AuditError::Head { reason: "x" },
+            AuditError::io("read", Path::new("x"), std::io::ErrorKind::Other.into()),
+        ];
+        let codes: Vec<i32> = errors.iter().map(AuditError::exit_code).collect();
+        assert_eq!(codes, vec![10, 11, 12, 13, 14, 2]);
+    }
+
+    #[test]
+    fn signer_is_deterministic_and_redacted() {
+        let a = signer();
+        let b = signer();
+        assert_eq!(a.public_key(), b.public_key());
+        let hex = a.public_key().to_hex();
+        assert_eq!(hex.len(), 66);
+        assert_eq!(AuditPublicKey::from_hex(&hex).unwrap(), a.public_key());
+        assert!(AuditPublicKey::from_hex("zz").is_err());
+        let shown = format!("{a:?}");
+        assert!(shown.contains(&hex) && shown.contains(".."), "{shown}");
+    }
+
+    #[test]
+    fn high_s_signature_is_refused() {
+        let s = signer();
+        let msg = b"m";
+        let sig: Signature = s.key.sign(msg);
+        let low = sig.normalize_s().unwrap_or(sig);
+        let (r, s_) = low.split_scalars();
+        let high = Signature::from_scalars(r, -*s_).unwrap();
+        let public = s.public_key();
+        assert!(public.verifies(msg, &hex::encode(low.to_bytes())));
+        assert!(!public.verifies(msg, &hex::encode(high.to_bytes())));
+    }
+
+    #[test]
+    fn event_kinds_serialise_as_their_names() {
+        for kind in [
+            EventKind::SessionCreated,
+            EventKind::SessionUpdated,
+            EventKind::SessionDeleted,
+            EventKind::SessionChangeRefused,
+            EventKind::AttestationPassed,
+            EventKind::AttestationRefused,
+            EventKind::SecretGenerated,
+            EventKind::SecretReleased,
+            EventKind::KeyCreated,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&kind).unwrap(),
+                format!("\"{}\"", kind.as_str())
+            );
+        }
+    }
+}

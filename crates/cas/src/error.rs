@@ -1,0 +1,154 @@
+//! The crate's error type, grouped by who is at fault.
+
+use std::path::PathBuf;
+
+use crate::audit::AuditError;
+
+/// Everything that can go wrong in the CAS storage layer.
+///
+/// Variants are grouped by fault: bad configuration or input from the operator or caller, a
+/// rejected precondition, stored data that fails its integrity check, an unavailable dependency
+/// (disk, database), and internal bugs. Match on variants, never on messages. No variant carries a
+/// secret: the master key, secret values and nonces never appear in a message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- Invalid input or configuration (the operator's or the caller's fault) ----
+    /// No master key was configured: neither a key file nor `CLOISTER_MASTER_KEY`.
+    #[error(
+        "no CAS master key: pass --master-key-file PATH or set CLOISTER_MASTER_KEY (64 hex digits)"
+    )]
+    MasterKeyMissing,
+    /// The master key could not be read from where it was configured.
+    #[error("invalid CAS master key from {origin}: {reason}")]
+    MasterKeyInvalid {
+        /// Where the key came from: a file path or the environment variable's name.
+        origin: String,
+        /// What is wrong with it (never the key itself).
+        reason: &'static str,
+    },
+    /// The master key file can be accessed by users other than its owner.
+    #[error(
+        "master key file {path} has mode {mode:04o}: it must not be accessible by group or others (chmod 600 it)"
+    )]
+    MasterKeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A name or value given to the store is not acceptable.
+    #[error("invalid {what}: {reason}")]
+    InvalidInput {
+        /// Which argument.
+        what: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+
+    // ---- Rejected: a precondition did not hold ----
+    /// The store was created under a different master key.
+    #[error("the store at {path} was created under a different master key")]
+    WrongMasterKey {
+        /// The store's file.
+        path: PathBuf,
+    },
+    /// A compare-and-swap precondition failed: the stored state is not what the caller expected.
+    #[error("conflict in {table}: expected {expected}, found {found}")]
+    Conflict {
+        /// The table concerned.
+        table: &'static str,
+        /// What the caller expected (a hash, a version or "absent"), never a secret.
+        expected: String,
+        /// What the store holds.
+        found: String,
+    },
+    /// A nonce was not accepted.
+    #[error("nonce rejected: {reason}")]
+    NonceRejected {
+        /// Why.
+        reason: NonceRejection,
+    },
+
+    // ---- Stored data fails its integrity check (damage or tampering) ----
+    /// A stored value failed authentication or could not be decoded.
+    #[error("corrupt value in table {table}: {reason}")]
+    Corrupt {
+        /// The table holding it.
+        table: &'static str,
+        /// What failed.
+        reason: &'static str,
+    },
+    /// The data directory was written by an unknown format version.
+    #[error("unsupported store format {found} (this build reads format {supported})")]
+    UnsupportedFormat {
+        /// The format found on disk.
+        found: u32,
+        /// The format this build reads and writes.
+        supported: u32,
+    },
+    /// The audit log failed verification (tampering, or damage other than a torn last record).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+
+    // ---- An unavailable dependency: the file system or the database ----
+    /// An I/O operation on the data directory failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process (or another handle in this one) has the data directory open.
+    #[error("{path} is in use by another CAS process")]
+    Locked {
+        /// The locked file.
+        path: PathBuf,
+    },
+    /// The embedded database reported an error.
+    #[error("embedded store: {0}")]
+    Storage(#[source] Box<redb::Error>),
+
+    // ---- Internal: a bug in this crate ----
+    /// An invariant of this crate was broken.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+/// Why [`crate::Store::take_nonce`] refused a nonce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NonceRejection {
+    /// The store never issued it, or it was already used (single use: taking removes it).
+    Unknown,
+    /// It was issued but its lifetime is over.
+    Expired,
+}
+
+impl std::fmt::Display for NonceRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NonceRejection::Unknown => "unknown or already used",
+            NonceRejection::Expired => "expired",
+        })
+    }
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Converts any of redb's error types into ours.
+pub(crate) fn storage(e: impl Into<redb::Error>) -> Error {
+    Error::Storage(Box::new(e.into()))
+}

@@ -1,0 +1,59 @@
+//! Cloister's Configuration and Attestation Service (CAS): its storage foundations.
+//!
+//! The CAS holds the custodians' policies ("sessions"), the secrets it generates for them, the
+//! nonces it hands out for attestation, and its own signing keys, and it keeps an audit log of
+//! everything it decides. This crate provides:
+//!
+//! - [`MasterKey`]: the one key that protects everything at rest, from a `0600` file or
+//!   `CLOISTER_MASTER_KEY`, with an HKDF subkey per purpose.
+//! - [`Store`]: the typed tables the CAS keeps, and [`FileStore`], the embedded backend (one
+//!   `redb` file; every value AES-256-GCM sealed, every name replaced by a keyed hash; every
+//!   commit durable). A PostgreSQL backend for a highly available CAS implements the same trait.
+//! - [`audit`]: the append-only, hash-chained, signed audit log and its offline verifier, whose
+//!   failures ([`AuditError`]) each have their own exit code.
+//!
+//! The HTTP API, attestation and issuance are built on top of these.
+//!
+//! # Design
+//!
+//! Nothing secret reaches the disk in plaintext: not secret values, not session documents, not
+//! names used as keys. Durability is the storage layer's job, so every call that returns `Ok`
+//! has been `fsync`ed; a `kill -9` loses no acknowledged write (this is tested by killing a
+//! writer process mid-burst). The store is a synchronous trait called through `spawn_blocking`
+//! (see [`store`] for why).
+//!
+//! # Example
+//!
+//! ```
+//! use cloister_cas::audit::{self, AuditLog, AuditSigner, Event, EventKind};
+//! use cloister_cas::{FileStore, MasterKey, SecretBytes, Store, StoredSecret};
+//! use std::time::SystemTime;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let key = MasterKey::generate();
+//!
+//! let store = FileStore::open(dir.path(), &key)?;
+//! let secret = StoredSecret { value: SecretBytes::new(b"s3cr3t".to_vec()), created: SystemTime::now() };
+//! store.secret_or_insert("taxi-analytics", "db-password", secret)?;
+//!
+//! let log = AuditLog::open(dir.path(), AuditSigner::from_master_key(&key)?)?;
+//! log.append(&Event::new(EventKind::SecretGenerated).session("taxi-analytics").released("db-password"))?;
+//!
+//! let summary = audit::verify(dir.path(), &log.public_key())?;
+//! assert_eq!(summary.entries, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod audit;
+mod error;
+pub mod master_key;
+pub mod store;
+
+pub use audit::AuditError;
+pub use error::{Error, NonceRejection};
+pub use master_key::{KeyPurpose, MASTER_KEY_ENV, MasterKey};
+pub use store::file::FileStore;
+pub use store::{
+    CasKey, Expect, KeyAlgorithm, SecretBytes, Session, SessionHash, SessionSignature,
+    SessionVersion, Store, StoredSecret, Versioned,
+};

@@ -1,0 +1,1124 @@
+//! [`FileStore`]: the embedded store, one `redb` file in the data directory, encrypted at rest.
+//!
+//! # Why redb
+//!
+//! redb is pure Rust (no C build), ACID, copy-on-write with checksummed commits, and by default
+//! every commit is durable (`fsync`) before `commit()` returns: a killed or crashed CAS reopens at
+//! its last committed transaction. It locks its file, so a second CAS process on the same data
+//! directory is refused ([`Error::Locked`]).
+//!
+//! # On-disk format (version 1)
+//!
+//! The data directory (created with mode `0700` if missing) holds `store.redb`, plus the audit
+//! log's files (see [`crate::audit`]). `store.redb` has these tables, every key and value a byte
+//! string:
+//!
+//! | table | key | sealed plaintext |
+//! | --- | --- | --- |
+//! | `meta` | `format` | *(not sealed)* format version, `u32` big-endian, `1` |
+//! | `meta` | `key_check` | the ASCII string `cloister-cas key check v1` |
+//! | `sessions` | `H("sessions", name)` | JSON: `{name, versions: [{version, yaml, signatures: [{signer, signature}], hash, created}]}` |
+//! | `secrets` | `H("secrets/session", session) ‖ H("secrets/name", session, name)` | fields: session, name, created, value |
+//! | `nonces` | `H("nonces", nonce)` | fields: expiry |
+//! | `cas_keys` | `H("cas_keys", id)` | fields: id, algorithm, public key, created, not-after, private key |
+//! | `kv` | `H("kv", namespace, key)` | fields: namespace, key, version, value |
+//!
+//! - `H(label, parts…)` is HMAC-SHA256 under the [`KeyPurpose::StoreKeyHashing`] subkey over
+//!   `label ‖ 0x00` followed by each part as a 4-byte big-endian length and its bytes. Names and
+//!   nonces therefore never appear on disk; lookups hash the name, listings decrypt values (which
+//!   carry the name). The secrets key starts with the session's hash so that one range scan finds
+//!   a session's secrets.
+//! - A sealed value is `0x01 ‖ nonce (12 bytes) ‖ AES-256-GCM ciphertext and tag` under the
+//!   [`KeyPurpose::StoreEncryption`] subkey, with a fresh random nonce per write and the
+//!   associated data `"cloister-cas/v1" ‖ 0x00 ‖ table ‖ 0x00 ‖ row key`: a value moved to
+//!   another row or table fails authentication ([`Error::Corrupt`]). Random 96-bit nonces keep the
+//!   collision risk negligible below 2³² writes per master key.
+//! - "fields" is a sequence of byte strings each prefixed by a 4-byte big-endian length, times as
+//!   8-byte seconds and 4-byte nanoseconds since the Unix epoch (an absent time is an empty field).
+//! - Opening checks `format` ([`Error::UnsupportedFormat`]) and unseals `key_check`: a different
+//!   master key fails there with [`Error::WrongMasterKey`] before anything else is read.
+//!
+//! What is not hidden: the number of rows per table, value sizes (YAML and secret lengths, to
+//! within the framing), and when rows changed.
+//!
+//! [`KeyPurpose::StoreKeyHashing`]: crate::KeyPurpose::StoreKeyHashing
+//! [`KeyPurpose::StoreEncryption`]: crate::KeyPurpose::StoreEncryption
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{AeadCore, Aes256Gcm, KeyInit, Nonce};
+use hmac::{Hmac, Mac};
+use rand_core::OsRng;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::error::storage;
+use crate::master_key::{KeyPurpose, MasterKey, Subkey};
+use crate::store::{
+    CasKey, Expect, KeyAlgorithm, SecretBytes, Session, SessionHash, SessionVersion, Store,
+    StoredSecret, Versioned, check_name,
+};
+use crate::{Error, NonceRejection};
+
+/// The store's file name inside the data directory.
+pub const STORE_FILE: &str = "store.redb";
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+const META: &str = "meta";
+const SESSIONS: &str = "sessions";
+const SECRETS: &str = "secrets";
+const NONCES: &str = "nonces";
+const CAS_KEYS: &str = "cas_keys";
+const KV: &str = "kv";
+
+const KEY_CHECK: &[u8] = b"cloister-cas key check v1";
+const SEAL_VERSION: u8 = 1;
+const NONCE_LEN: usize = 12;
+
+/// The embedded [`Store`]: one redb file, every value sealed, every name hashed. See the
+/// [module docs](self) for the format.
+pub struct FileStore {
+    db: Database,
+    sealer: Sealer,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileStore {
+    /// Opens (or creates) the store in data directory `dir` under `key`.
+    ///
+    /// Fails with [`Error::WrongMasterKey`] if the store was created under another key, and with
+    /// [`Error::Locked`] if another process has it open.
+    #[tracing::instrument(skip_all, fields(dir = %dir.display()))]
+    pub fn open(dir: &Path, key: &MasterKey) -> Result<Self, Error> {
+        create_private_dir(dir)?;
+        let path = dir.join(STORE_FILE);
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: path.clone() },
+            other => storage(other),
+        })?;
+        let store = FileStore {
+            db,
+            sealer: Sealer::new(key),
+            path,
+        };
+        store.initialise()?;
+        tracing::debug!(master_key = %key.fingerprint(), "store opened");
+        Ok(store)
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates the tables and the key check on first use; checks format and key afterwards.
+    fn initialise(&self) -> Result<(), Error> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut meta = txn.open_table(def(META)).map_err(storage)?;
+            let format = meta
+                .get(b"format".as_slice())
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            let check = meta
+                .get(b"key_check".as_slice())
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            match (format, check) {
+                (None, None) => {
+                    meta.insert(
+                        b"format".as_slice(),
+                        FORMAT_VERSION.to_be_bytes().as_slice(),
+                    )
+                    .map_err(storage)?;
+                    let sealed = self.sealer.seal("meta", b"key_check", KEY_CHECK)?;
+                    meta.insert(b"key_check".as_slice(), sealed.as_slice())
+                        .map_err(storage)?;
+                }
+                (Some(format), Some(check)) => {
+                    let found = <[u8; 4]>::try_from(format.as_slice())
+                        .map(u32::from_be_bytes)
+                        .map_err(|_| Error::Corrupt {
+                            table: "meta",
+                            reason: "format is not a 4-byte integer",
+                        })?;
+                    if found != FORMAT_VERSION {
+                        return Err(Error::UnsupportedFormat {
+                            found,
+                            supported: FORMAT_VERSION,
+                        });
+                    }
+                    match self.sealer.open("meta", b"key_check", &check) {
+                        Ok(plain) if plain.as_slice() == KEY_CHECK => {}
+                        _ => {
+                            return Err(Error::WrongMasterKey {
+                                path: self.path.clone(),
+                            });
+                        }
+                    }
+                }
+                _ => {
+                    return Err(Error::Corrupt {
+                        table: "meta",
+                        reason: "format and key check must both be present",
+                    });
+                }
+            }
+            for table in [SESSIONS, SECRETS, NONCES, CAS_KEYS, KV] {
+                txn.open_table(def(table)).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    /// Reads and unseals one row.
+    fn read_row(
+        &self,
+        table: &'static str,
+        key: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let t = txn.open_table(def(table)).map_err(storage)?;
+        let sealed = t.get(key).map_err(storage)?.map(|v| v.value().to_vec());
+        sealed.map(|s| self.sealer.open(table, key, &s)).transpose()
+    }
+
+    /// Unseals every row of `table` whose key starts with `prefix`.
+    fn read_prefix(
+        &self,
+        table: &'static str,
+        prefix: &[u8],
+    ) -> Result<Vec<Zeroizing<Vec<u8>>>, Error> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let t = txn.open_table(def(table)).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in t.range(prefix..).map_err(storage)? {
+            let (k, v) = row.map_err(storage)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push(self.sealer.open(table, k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn session_key(&self, name: &str) -> [u8; 32] {
+        self.sealer.hash("sessions", &[name.as_bytes()])
+    }
+
+    fn secret_prefix(&self, session: &str) -> [u8; 32] {
+        self.sealer.hash("secrets/session", &[session.as_bytes()])
+    }
+
+    fn secret_key(&self, session: &str, name: &str) -> [u8; 64] {
+        let mut key = [0u8; 64];
+        key[..32].copy_from_slice(&self.secret_prefix(session));
+        key[32..].copy_from_slice(
+            &self
+                .sealer
+                .hash("secrets/name", &[session.as_bytes(), name.as_bytes()]),
+        );
+        key
+    }
+
+    fn decode_session(&self, name: &str, plain: &[u8]) -> Result<Session, Error> {
+        let session: Session = serde_json::from_slice(plain).map_err(|_| Error::Corrupt {
+            table: "sessions",
+            reason: "undecodable session record",
+        })?;
+        if session.name != name {
+            return Err(Error::Corrupt {
+                table: "sessions",
+                reason: "record names another session",
+            });
+        }
+        Ok(session)
+    }
+
+    fn decode_secret(plain: &[u8]) -> Result<(String, String, StoredSecret), Error> {
+        let corrupt = || Error::Corrupt {
+            table: "secrets",
+            reason: "undecodable secret record",
+        };
+        let mut r = Fields::read(plain);
+        let session = r.string().ok_or_else(corrupt)?;
+        let name = r.string().ok_or_else(corrupt)?;
+        let created = r.time().flatten().ok_or_else(corrupt)?;
+        let value = r.bytes().ok_or_else(corrupt)?;
+        r.end().ok_or_else(corrupt)?;
+        Ok((
+            session,
+            name,
+            StoredSecret {
+                value: SecretBytes::new(value.to_vec()),
+                created,
+            },
+        ))
+    }
+
+    fn encode_secret(
+        session: &str,
+        name: &str,
+        secret: &StoredSecret,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let mut w = Fields::with_capacity(session.len() + name.len() + secret.value.len() + 32);
+        w.put(session.as_bytes());
+        w.put(name.as_bytes());
+        w.time(Some(secret.created))?;
+        w.put(secret.value.expose_secret());
+        Ok(w.finish())
+    }
+
+    fn decode_cas_key(plain: &[u8]) -> Result<CasKey, Error> {
+        let corrupt = || Error::Corrupt {
+            table: "cas_keys",
+            reason: "undecodable key record",
+        };
+        let mut r = Fields::read(plain);
+        let id = r.string().ok_or_else(corrupt)?;
+        let algorithm: KeyAlgorithm =
+            serde_json::from_slice(r.bytes().ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+        let public_key = r.bytes().ok_or_else(corrupt)?.to_vec();
+        let created = r.time().flatten().ok_or_else(corrupt)?;
+        let not_after = r.time().ok_or_else(corrupt)?;
+        let private_key = SecretBytes::new(r.bytes().ok_or_else(corrupt)?.to_vec());
+        r.end().ok_or_else(corrupt)?;
+        Ok(CasKey {
+            id,
+            algorithm,
+            private_key,
+            public_key,
+            created,
+            not_after,
+        })
+    }
+
+    fn decode_kv(plain: &[u8]) -> Result<Versioned, Error> {
+        let corrupt = || Error::Corrupt {
+            table: "kv",
+            reason: "undecodable kv record",
+        };
+        let mut r = Fields::read(plain);
+        let _namespace = r.bytes().ok_or_else(corrupt)?;
+        let _key = r.bytes().ok_or_else(corrupt)?;
+        let version = r.u64().ok_or_else(corrupt)?;
+        let value = SecretBytes::new(r.bytes().ok_or_else(corrupt)?.to_vec());
+        r.end().ok_or_else(corrupt)?;
+        Ok(Versioned { version, value })
+    }
+}
+
+impl Store for FileStore {
+    fn session(&self, name: &str) -> Result<Option<Session>, Error> {
+        check_name("session name", name)?;
+        self.read_row(SESSIONS, &self.session_key(name))?
+            .map(|plain| self.decode_session(name, &plain))
+            .transpose()
+    }
+
+    fn session_names(&self) -> Result<Vec<String>, Error> {
+        let mut names = Vec::new();
+        for plain in self.read_prefix(SESSIONS, &[])? {
+            let session: Session = serde_json::from_slice(&plain).map_err(|_| Error::Corrupt {
+                table: "sessions",
+                reason: "undecodable session record",
+            })?;
+            names.push(session.name);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    #[tracing::instrument(skip_all, fields(session = name, version = version.version))]
+    fn append_session_version(
+        &self,
+        name: &str,
+        expected_head: Option<&SessionHash>,
+        version: SessionVersion,
+    ) -> Result<(), Error> {
+        check_name("session name", name)?;
+        let key = self.session_key(name);
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut t = txn.open_table(def(SESSIONS)).map_err(storage)?;
+            let current = t
+                .get(key.as_slice())
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            let current = current
+                .map(|sealed| self.sealer.open("sessions", &key, &sealed))
+                .transpose()?
+                .map(|plain| self.decode_session(name, &plain))
+                .transpose()?;
+            let found_head = current.as_ref().and_then(|s| s.head()).map(|v| v.hash);
+            if found_head.as_ref() != expected_head {
+                return Err(Error::Conflict {
+                    table: "sessions",
+                    expected: describe_head(expected_head),
+                    found: describe_head(found_head.as_ref()),
+                });
+            }
+            let mut session = current.unwrap_or_else(|| Session {
+                name: name.to_owned(),
+                versions: Vec::new(),
+            });
+            session.versions.push(version);
+            let plain = Zeroizing::new(
+                serde_json::to_vec(&session)
+                    .map_err(|_| Error::Internal("a session record always serialises"))?,
+            );
+            let sealed = self.sealer.seal("sessions", &key, &plain)?;
+            t.insert(key.as_slice(), sealed.as_slice())
+                .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    #[tracing::instrument(skip_all, fields(session = name))]
+    fn delete_session(&self, name: &str, expected_head: &SessionHash) -> Result<bool, Error> {
+        check_name("session name", name)?;
+        let key = self.session_key(name);
+        let prefix = self.secret_prefix(name);
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut t = txn.open_table(def(SESSIONS)).map_err(storage)?;
+            let current = t
+                .get(key.as_slice())
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            let Some(sealed) = current else {
+                return Ok(false);
+            };
+            let plain = self.sealer.open("sessions", &key, &sealed)?;
+            let session = self.decode_session(name, &plain)?;
+            let found = session.head().map(|v| v.hash);
+            if found.as_ref() != Some(expected_head) {
+                return Err(Error::Conflict {
+                    table: "sessions",
+                    expected: describe_head(Some(expected_head)),
+                    found: describe_head(found.as_ref()),
+                });
+            }
+            t.remove(key.as_slice()).map_err(storage)?;
+            let mut secrets = txn.open_table(def(SECRETS)).map_err(storage)?;
+            let mut doomed = Vec::new();
+            for row in secrets.range(prefix.as_slice()..).map_err(storage)? {
+                let (k, _) = row.map_err(storage)?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                doomed.push(k.value().to_vec());
+            }
+            for k in doomed {
+                secrets.remove(k.as_slice()).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+        Ok(true)
+    }
+
+    fn secret(&self, session: &str, name: &str) -> Result<Option<StoredSecret>, Error> {
+        check_name("session name", session)?;
+        check_name("secret name", name)?;
+        self.read_row(SECRETS, &self.secret_key(session, name))?
+            .map(|plain| Self::decode_secret(&plain).map(|(_, _, s)| s))
+            .transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(session = session, secret = name))]
+    fn secret_or_insert(
+        &self,
+        session: &str,
+        name: &str,
+        candidate: StoredSecret,
+    ) -> Result<StoredSecret, Error> {
+        check_name("session name", session)?;
+        check_name("secret name", name)?;
+        let key = self.secret_key(session, name);
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut t = txn.open_table(def(SECRETS)).map_err(storage)?;
+            let existing = t
+                .get(key.as_slice())
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            if let Some(sealed) = existing {
+                let plain = self.sealer.open("secrets", &key, &sealed)?;
+                return Self::decode_secret(&plain).map(|(_, _, s)| s);
+            }
+            let plain = Self::encode_secret(session, name, &candidate)?;
+            let sealed = self.sealer.seal("secrets", &key, &plain)?;
+            t.insert(key.as_slice(), sealed.as_slice())
+                .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        Ok(candidate)
+    }
+
+    #[tracing::instrument(skip_all, fields(session = session, secret = name))]
+    fn put_secret(&self, session: &str, name: &str, secret: StoredSecret) -> Result<(), Error> {
+        check_name("session name", session)?;
+        check_name("secret name", name)?;
+        let key = self.secret_key(session, name);
+        let plain = Self::encode_secret(session, name, &secret)?;
+        let sealed = self.sealer.seal("secrets", &key, &plain)?;
+        let txn = self.db.begin_write().map_err(storage)?;
+        txn.open_table(def(SECRETS))
+            .map_err(storage)?
+            .insert(key.as_slice(), sealed.as_slice())
+            .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    fn secret_names(&self, session: &str) -> Result<Vec<String>, Error> {
+        check_name("session name", session)?;
+        let mut names = Vec::new();
+        for plain in self.read_prefix(SECRETS, &self.secret_prefix(session))? {
+            let (owner, name, _) = Self::decode_secret(&plain)?;
+            if owner != session {
+                return Err(Error::Corrupt {
+                    table: "secrets",
+                    reason: "record belongs to another session",
+                });
+            }
+            names.push(name);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn delete_secret(&self, session: &str, name: &str) -> Result<bool, Error> {
+        check_name("session name", session)?;
+        check_name("secret name", name)?;
+        let key = self.secret_key(session, name);
+        remove_row(&self.db, SECRETS, &key)
+    }
+
+    fn insert_nonce(&self, nonce: &[u8], expires: SystemTime) -> Result<(), Error> {
+        check_nonce(nonce)?;
+        let key = self.sealer.hash("nonces", &[nonce]);
+        let mut w = Fields::with_capacity(16);
+        w.time(Some(expires))?;
+        let sealed = self.sealer.seal("nonces", &key, &w.finish())?;
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut t = txn.open_table(def(NONCES)).map_err(storage)?;
+            if t.get(key.as_slice()).map_err(storage)?.is_some() {
+                return Err(Error::Conflict {
+                    table: "nonces",
+                    expected: "absent".into(),
+                    found: "present".into(),
+                });
+            }
+            t.insert(key.as_slice(), sealed.as_slice())
+                .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    fn take_nonce(&self, nonce: &[u8], now: SystemTime) -> Result<(), Error> {
+        check_nonce(nonce)?;
+        let key = self.sealer.hash("nonces", &[nonce]);
+        let txn = self.db.begin_write().map_err(storage)?;
+        let expires = {
+            let mut t = txn.open_table(def(NONCES)).map_err(storage)?;
+            let removed = t
+                .remove(key.as_slice())
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            let Some(sealed) = removed else {
+                return Err(Error::NonceRejected {
+                    reason: NonceRejection::Unknown,
+                });
+            };
+            decode_expiry(&self.sealer.open("nonces", &key, &sealed)?)?
+        };
+        // Commit the removal in both cases: an expired nonce is useless, a valid one is used.
+        txn.commit().map_err(storage)?;
+        if now >= expires {
+            return Err(Error::NonceRejected {
+                reason: NonceRejection::Expired,
+            });
+        }
+        Ok(())
+    }
+
+    fn purge_expired_nonces(&self, now: SystemTime) -> Result<usize, Error> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let purged = {
+            let mut t = txn.open_table(def(NONCES)).map_err(storage)?;
+            let mut doomed = Vec::new();
+            for row in t.iter().map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                let expires = decode_expiry(&self.sealer.open("nonces", k.value(), v.value())?)?;
+                if now >= expires {
+                    doomed.push(k.value().to_vec());
+                }
+            }
+            for k in &doomed {
+                t.remove(k.as_slice()).map_err(storage)?;
+            }
+            doomed.len()
+        };
+        txn.commit().map_err(storage)?;
+        Ok(purged)
+    }
+
+    fn cas_key(&self, id: &str) -> Result<Option<CasKey>, Error> {
+        check_name("key id", id)?;
+        self.read_row(CAS_KEYS, &self.sealer.hash("cas_keys", &[id.as_bytes()]))?
+            .map(|plain| Self::decode_cas_key(&plain))
+            .transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(key_id = %key.id))]
+    fn insert_cas_key(&self, key: CasKey) -> Result<(), Error> {
+        check_name("key id", &key.id)?;
+        let row = self.sealer.hash("cas_keys", &[key.id.as_bytes()]);
+        let algorithm = serde_json::to_vec(&key.algorithm)
+            .map_err(|_| Error::Internal("a key algorithm always serialises"))?;
+        let mut w = Fields::with_capacity(
+            key.id.len() + algorithm.len() + key.public_key.len() + key.private_key.len() + 64,
+        );
+        w.put(key.id.as_bytes());
+        w.put(&algorithm);
+        w.put(&key.public_key);
+        w.time(Some(key.created))?;
+        w.time(key.not_after)?;
+        w.put(key.private_key.expose_secret());
+        let sealed = self.sealer.seal("cas_keys", &row, &w.finish())?;
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut t = txn.open_table(def(CAS_KEYS)).map_err(storage)?;
+            if t.get(row.as_slice()).map_err(storage)?.is_some() {
+                return Err(Error::Conflict {
+                    table: "cas_keys",
+                    expected: "absent".into(),
+                    found: "a key with this id".into(),
+                });
+            }
+            t.insert(row.as_slice(), sealed.as_slice())
+                .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    fn cas_key_ids(&self) -> Result<Vec<String>, Error> {
+        let mut ids = self
+            .read_prefix(CAS_KEYS, &[])?
+            .iter()
+            .map(|plain| Self::decode_cas_key(plain).map(|k| k.id))
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn delete_cas_key(&self, id: &str) -> Result<bool, Error> {
+        check_name("key id", id)?;
+        remove_row(
+            &self.db,
+            CAS_KEYS,
+            &self.sealer.hash("cas_keys", &[id.as_bytes()]),
+        )
+    }
+
+    fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<Versioned>, Error> {
+        check_name("kv namespace", namespace)?;
+        check_name("kv key", key)?;
+        let row = self
+            .sealer
+            .hash("kv", &[namespace.as_bytes(), key.as_bytes()]);
+        self.read_row(KV, &row)?
+            .map(|plain| Self::decode_kv(&plain))
+            .transpose()
+    }
+
+    fn kv_put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        expect: Expect,
+    ) -> Result<u64, Error> {
+        check_name("kv namespace", namespace)?;
+        check_name("kv key", key)?;
+        let row = self
+            .sealer
+            .hash("kv", &[namespace.as_bytes(), key.as_bytes()]);
+        let txn = self.db.begin_write().map_err(storage)?;
+        let version = {
+            let mut t = txn.open_table(def(KV)).map_err(storage)?;
+            let current = t
+                .get(row.as_slice())
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            let current = current
+                .map(|sealed| {
+                    self.sealer
+                        .open("kv", &row, &sealed)
+                        .and_then(|plain| Self::decode_kv(&plain))
+                })
+                .transpose()?
+                .map(|v| v.version);
+            let ok = match expect {
+                Expect::Any => true,
+                Expect::Absent => current.is_none(),
+                Expect::Version(v) => current == Some(v),
+            };
+            if !ok {
+                return Err(Error::Conflict {
+                    table: "kv",
+                    expected: match expect {
+                        Expect::Any => "any".into(),
+                        Expect::Absent => "absent".into(),
+                        Expect::Version(v) => format!("version {v}"),
+                    },
+                    found: current.map_or_else(|| "absent".into(), |v| format!("version {v}")),
+                });
+            }
+            let version = current.unwrap_or(0) + 1;
+            let mut w = Fields::with_capacity(namespace.len() + key.len() + value.len() + 32);
+            w.put(namespace.as_bytes());
+            w.put(key.as_bytes());
+            w.u64(version);
+            w.put(value);
+            let sealed = self.sealer.seal("kv", &row, &w.finish())?;
+            t.insert(row.as_slice(), sealed.as_slice())
+                .map_err(storage)?;
+            version
+        };
+        txn.commit().map_err(storage)?;
+        Ok(version)
+    }
+
+    fn kv_delete(&self, namespace: &str, key: &str) -> Result<bool, Error> {
+        check_name("kv namespace", namespace)?;
+        check_name("kv key", key)?;
+        let row = self
+            .sealer
+            .hash("kv", &[namespace.as_bytes(), key.as_bytes()]);
+        remove_row(&self.db, KV, &row)
+    }
+}
+
+fn describe_head(head: Option<&SessionHash>) -> String {
+    head.map_or_else(|| "no session".into(), |h| format!("head {h}"))
+}
+
+fn check_nonce(nonce: &[u8]) -> Result<(), Error> {
+    if nonce.is_empty() || nonce.len() > 1024 {
+        return Err(Error::InvalidInput {
+            what: "nonce",
+            reason: "must be 1 to 1024 bytes",
+        });
+    }
+    Ok(())
+}
+
+fn decode_expiry(plain: &[u8]) -> Result<SystemTime, Error> {
+    let mut r = Fields::read(plain);
+    let expires = r.time().flatten();
+    match (expires, r.end()) {
+        (Some(t), Some(())) => Ok(t),
+        _ => Err(Error::Corrupt {
+            table: "nonces",
+            reason: "undecodable nonce record",
+        }),
+    }
+}
+
+fn remove_row(db: &Database, table: &'static str, key: &[u8]) -> Result<bool, Error> {
+    let txn = db.begin_write().map_err(storage)?;
+    let existed = txn
+        .open_table(def(table))
+        .map_err(storage)?
+        .remove(key)
+        .map_err(storage)?
+        .is_some();
+    txn.commit().map_err(storage)?;
+    Ok(existed)
+}
+
+/// The definition of a table: every table maps byte strings to byte strings.
+fn def(name: &'static str) -> Table {
+    TableDefinition::new(name)
+}
+
+/// Creates `dir` (and parents) with mode 0700 if it does not exist.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), Error> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| Error::io("create data directory", dir, e))
+}
+
+/// AES-256-GCM sealing and HMAC key hashing under the store's two subkeys.
+struct Sealer {
+    cipher: Aes256Gcm,
+    hash_key: Subkey,
+}
+
+impl Sealer {
+    fn new(master: &MasterKey) -> Self {
+        let enc = master.derive(KeyPurpose::StoreEncryption);
+        Sealer {
+            cipher: Aes256Gcm::new(enc.as_ref().into()),
+            hash_key: master.derive(KeyPurpose::StoreKeyHashing),
+        }
+    }
+
+    fn aad(table: &str, key: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(32 + table.len() + key.len());
+        aad.extend_from_slice(b"cloister-cas/v1\0");
+        aad.extend_from_slice(table.as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(key);
+        aad
+    }
+
+    fn seal(&self, table: &str, key: &[u8], plain: &[u8]) -> Result<Vec<u8>, Error> {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let ct = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain,
+                    aad: &Self::aad(table, key),
+                },
+            )
+            .map_err(|_| Error::Internal("AES-GCM encryption of a stored value failed"))?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
+        out.push(SEAL_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    fn open(
+        &self,
+        table: &'static str,
+        key: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let (&version, rest) = sealed.split_first().ok_or(Error::Corrupt {
+            table,
+            reason: "empty value",
+        })?;
+        if version != SEAL_VERSION || rest.len() < NONCE_LEN {
+            return Err(Error::Corrupt {
+                table,
+                reason: "unknown sealing version or short value",
+            });
+        }
+        let (nonce, ct) = rest.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: &Self::aad(table, key),
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| Error::Corrupt {
+                table,
+                reason: "authentication failed (modified, moved, or sealed under another key)",
+            })
+    }
+
+    /// `H(label, parts…)`: see the module docs.
+    fn hash(&self, label: &str, parts: &[&[u8]]) -> [u8; 32] {
+        // HMAC accepts keys of any length, so `new_from_slice` cannot fail on our 32 bytes.
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(self.hash_key.as_ref()) else {
+            unreachable!("HMAC takes keys of any length")
+        };
+        mac.update(label.as_bytes());
+        mac.update(&[0]);
+        for part in parts {
+            mac.update(&(part.len() as u32).to_be_bytes());
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// Length-prefixed fields: the plaintext encoding of records holding secrets, written into one
+/// pre-sized buffer that is wiped on drop (no intermediate copies).
+struct Fields {
+    buf: Zeroizing<Vec<u8>>,
+}
+
+impl Fields {
+    fn with_capacity(n: usize) -> Self {
+        Fields {
+            buf: Zeroizing::new(Vec::with_capacity(n)),
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf
+            .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.put(&v.to_be_bytes());
+    }
+
+    fn time(&mut self, t: Option<SystemTime>) -> Result<(), Error> {
+        match t {
+            None => self.put(&[]),
+            Some(t) => {
+                let d =
+                    t.duration_since(SystemTime::UNIX_EPOCH)
+                        .map_err(|_| Error::InvalidInput {
+                            what: "time",
+                            reason: "before 1970",
+                        })?;
+                let mut b = [0u8; 12];
+                b[..8].copy_from_slice(&d.as_secs().to_be_bytes());
+                b[8..].copy_from_slice(&d.subsec_nanos().to_be_bytes());
+                self.put(&b);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Zeroizing<Vec<u8>> {
+        self.buf
+    }
+
+    fn read(buf: &[u8]) -> FieldReader<'_> {
+        FieldReader { rest: buf }
+    }
+}
+
+struct FieldReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> FieldReader<'a> {
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let (len, rest) = self.rest.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return None;
+        }
+        let (field, rest) = rest.split_at(len);
+        self.rest = rest;
+        Some(field)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.bytes()?.try_into().ok()?))
+    }
+
+    /// `Some(None)` for an absent time, `None` when undecodable.
+    fn time(&mut self) -> Option<Option<SystemTime>> {
+        let b = self.bytes()?;
+        if b.is_empty() {
+            return Some(None);
+        }
+        let b: [u8; 12] = b.try_into().ok()?;
+        let secs = u64::from_be_bytes(b[..8].try_into().ok()?);
+        let nanos = u32::from_be_bytes(b[8..].try_into().ok()?);
+        if nanos >= 1_000_000_000 {
+            return None;
+        }
+        SystemTime::UNIX_EPOCH
+            .checked_add(Duration::new(secs, nanos))
+            .map(Some)
+    }
+
+    fn end(&self) -> Option<()> {
+        self.rest.is_empty().then_some(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    fn open(dir: &Path, key: &MasterKey) -> FileStore {
+        FileStore::open(dir, key).unwrap()
+    }
+
+    #[test]
+    fn conformance_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::sessions(&open(dir.path(), &MasterKey::generate()));
+    }
+
+    #[test]
+    fn conformance_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::secrets(&open(dir.path(), &MasterKey::generate()));
+    }
+
+    #[test]
+    fn conformance_nonces() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::nonces(&open(dir.path(), &MasterKey::generate()));
+    }
+
+    #[test]
+    fn conformance_cas_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::cas_keys(&open(dir.path(), &MasterKey::generate()));
+    }
+
+    #[test]
+    fn conformance_kv() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::kv(&open(dir.path(), &MasterKey::generate()));
+    }
+
+    #[test]
+    fn reopen_keeps_everything_and_wrong_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::from_bytes(Zeroizing::new([5u8; 32]));
+        {
+            let store = open(dir.path(), &key);
+            store
+                .append_session_version("s", None, conformance::version(1, "y"))
+                .unwrap();
+            store
+                .put_secret("s", "k", conformance::secret(b"v"))
+                .unwrap();
+        }
+        let err = FileStore::open(dir.path(), &MasterKey::generate()).unwrap_err();
+        assert!(matches!(err, Error::WrongMasterKey { .. }), "{err:?}");
+        let store = open(dir.path(), &key);
+        assert_eq!(
+            store.session("s").unwrap().unwrap().versions,
+            vec![conformance::version(1, "y")]
+        );
+        assert_eq!(
+            store.secret("s", "k").unwrap(),
+            Some(conformance::secret(b"v"))
+        );
+    }
+
+    #[test]
+    fn second_open_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        let _first = open(dir.path(), &key);
+        let err = FileStore::open(dir.path(), &key).unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn moved_value_fails_authentication() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), &MasterKey::generate());
+        store
+            .put_secret("s", "a", conformance::secret(b"A"))
+            .unwrap();
+        store
+            .put_secret("s", "b", conformance::secret(b"B"))
+            .unwrap();
+        // Copy the sealed value of `a` over the row of `b`, as an attacker with write access to
+        // the file could.
+        let (ka, kb) = (store.secret_key("s", "a"), store.secret_key("s", "b"));
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(def(SECRETS)).unwrap();
+            let va = t.get(ka.as_slice()).unwrap().unwrap().value().to_vec();
+            t.insert(kb.as_slice(), va.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        assert!(matches!(
+            store.secret("s", "b"),
+            Err(Error::Corrupt {
+                table: "secrets",
+                ..
+            })
+        ));
+        assert_eq!(
+            store.secret("s", "a").unwrap(),
+            Some(conformance::secret(b"A"))
+        );
+    }
+
+    #[test]
+    fn unsupported_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        {
+            let store = open(dir.path(), &key);
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(def(META))
+                .unwrap()
+                .insert(b"format".as_slice(), 2u32.to_be_bytes().as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        assert!(matches!(
+            FileStore::open(dir.path(), &key),
+            Err(Error::UnsupportedFormat {
+                found: 2,
+                supported: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn fields_round_trip_and_reject_garbage() {
+        let mut w = Fields::with_capacity(8);
+        w.put(b"abc");
+        w.u64(7);
+        w.time(None).unwrap();
+        let t = SystemTime::UNIX_EPOCH + Duration::new(12, 345);
+        w.time(Some(t)).unwrap();
+        let buf = w.finish();
+        let mut r = Fields::read(&buf);
+        assert_eq!(r.bytes(), Some(&b"abc"[..]));
+        assert_eq!(r.u64(), Some(7));
+        assert_eq!(r.time(), Some(None));
+        assert_eq!(r.time(), Some(Some(t)));
+        assert_eq!(r.end(), Some(()));
+        let mut short = Fields::read(&[0, 0, 0, 9, 1]);
+        assert_eq!(short.bytes(), None);
+    }
+
+    #[test]
+    fn debug_shows_no_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), &MasterKey::generate());
+        let shown = format!("{store:?}");
+        assert!(shown.starts_with("FileStore { path:"), "{shown}");
+        assert!(!shown.contains("cipher") && !shown.contains("hash_key"));
+    }
+}
