@@ -456,7 +456,7 @@ impl AuditSigner {
 
     fn sign(&self, message: &[u8]) -> String {
         let sig: Signature = self.key.sign(message);
-        let sig = sig.normalize_s().unwrap_or(sig);
+        let sig = sig.normalize_s();
         hex::encode(sig.to_bytes())
     }
 }
@@ -468,7 +468,7 @@ pub struct AuditPublicKey(VerifyingKey);
 impl AuditPublicKey {
     /// The SEC1 compressed point, hex (66 digits).
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0.to_encoded_point(true).as_bytes())
+        hex::encode(self.0.to_sec1_point(true).as_bytes())
     }
 
     /// Parses a SEC1 point (compressed or not) in hex.
@@ -491,7 +491,7 @@ impl AuditPublicKey {
             return false;
         };
         // Only the low-S form is accepted, so a signature has exactly one valid encoding.
-        sig.normalize_s().is_none() && self.0.verify(message, &sig).is_ok()
+        sig.normalize_s() == sig && self.0.verify(message, &sig).is_ok()
     }
 }
 
@@ -1166,7 +1166,7 @@ mod tests {
         let s = signer();
         let msg = b"m";
         let sig: Signature = s.key.sign(msg);
-        let low = sig.normalize_s().unwrap_or(sig);
+        let low = sig.normalize_s();
         let (r, s_) = low.split_scalars();
         let high = Signature::from_scalars(r, -*s_).unwrap();
         let public = s.public_key();

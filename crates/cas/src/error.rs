@@ -63,6 +63,19 @@ pub enum Error {
         /// What the store holds.
         found: String,
     },
+    /// A rule refused the request (a token, a key, a certificate request).
+    #[error("{rule}: expected {expected}, got {got}")]
+    Rejected {
+        /// The rule that failed.
+        rule: &'static str,
+        /// What the rule wants.
+        expected: String,
+        /// What it got (never a secret).
+        got: String,
+    },
+    /// A sealed configuration envelope does not open.
+    #[error("sealed configuration {0}")]
+    Envelope(&'static str),
     /// A nonce was not accepted.
     #[error("nonce rejected: {reason}")]
     NonceRejected {
@@ -139,6 +152,22 @@ impl std::fmt::Display for NonceRejection {
 }
 
 impl Error {
+    pub(crate) fn invalid(what: &'static str, reason: &'static str) -> Self {
+        Error::InvalidInput { what, reason }
+    }
+
+    pub(crate) fn rejected(
+        rule: &'static str,
+        expected: impl Into<String>,
+        got: impl Into<String>,
+    ) -> Self {
+        Error::Rejected {
+            rule,
+            expected: expected.into(),
+            got: got.into(),
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             op,

@@ -45,9 +45,12 @@
 //! ```
 
 pub mod audit;
+pub mod ca;
+pub mod envelope;
 mod error;
 pub mod master_key;
 pub mod store;
+pub mod token;
 
 pub use audit::AuditError;
 pub use error::{Error, NonceRejection};
@@ -57,3 +60,14 @@ pub use store::{
     CasKey, Expect, KeyAlgorithm, SecretBytes, Session, SessionHash, SessionSignature,
     SessionVersion, Store, StoredSecret, Versioned,
 };
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// A fresh P-256 key from the operating system's generator.
+pub(crate) fn random_p256() -> Result<p256::SecretKey, Error> {
+    use p256::elliptic_curve::Generate as _;
+    p256::SecretKey::try_generate().map_err(|_| Error::Internal("the OS random generator failed"))
+}
