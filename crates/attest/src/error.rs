@@ -192,7 +192,10 @@ impl Error {
 
 /// A time given in seconds since the Unix epoch.
 pub(crate) fn unix(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    // Saturate instead of overflowing: attacker-supplied dates must never panic.
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .unwrap_or(SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 2))
 }
 
 /// Format a time as RFC 3339 (UTC, seconds).
