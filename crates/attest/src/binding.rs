@@ -56,6 +56,9 @@ mod tests {
             check(&[1, 2, 3, 4, 5], &got),
             Err(Error::ReportDataMismatch { .. })
         ));
-        assert!(matches!(check(&[0u8; 65], &[0u8; 64]), Err(Error::ReportDataMismatch { .. })));
+        assert!(matches!(
+            check(&[0u8; 65], &[0u8; 64]),
+            Err(Error::ReportDataMismatch { .. })
+        ));
     }
 }

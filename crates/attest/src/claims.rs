@@ -164,7 +164,12 @@ pub struct Claims {
 
 impl Claims {
     /// Claims with the required fields set and everything optional empty.
-    pub fn new(tee: Tee, format: EvidenceFormat, measurement: Vec<u8>, report_data: Vec<u8>) -> Self {
+    pub fn new(
+        tee: Tee,
+        format: EvidenceFormat,
+        measurement: Vec<u8>,
+        report_data: Vec<u8>,
+    ) -> Self {
         Self {
             tee,
             format,

@@ -46,7 +46,7 @@ pub mod maa;
 pub mod sim;
 pub mod snp;
 
-pub use claims::{Claims, EvidenceFormat, Tee, TcbStatus};
+pub use claims::{Claims, EvidenceFormat, TcbStatus, Tee};
 pub use error::{Error, Fault, rfc3339};
 
 use std::time::SystemTime;
