@@ -142,7 +142,7 @@ fn variant_failures(variant: &AttestationVariant, claims: &Claims) -> Vec<String
     }
     match &variant.pin {
         Pin::Measurements(pinned) => {
-            if !pinned.iter().any(|m| *m == claims.measurement) {
+            if !pinned.contains(&claims.measurement) {
                 failures.push(format!(
                     "measurement {} not pinned",
                     hex::encode(&claims.measurement)
@@ -189,4 +189,168 @@ fn variant_failures(variant: &AttestationVariant, claims: &Claims) -> Vec<String
         }
     }
     failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{MEASUREMENT, public_b64, sim_claims};
+    use cloister_attest::{EvidenceFormat, Tee};
+    use rstest::rstest;
+
+    const SIGNER: &str = "5151515151515151515151515151515151515151515151515151515151515151";
+
+    fn policy(tees: &str) -> Policy {
+        let mut yaml = format!(
+            "name: test/appraise\nversion: 1\naccess:\n  owners:\n    - name: a\n      key: {}\n\
+             security:\n  tees: {tees}\n  tolerate: [sw-hardening-needed]\n  ignore_advisories: [INTEL-SA-00615]\n",
+            public_b64(1)
+        );
+        if cfg!(feature = "rego") {
+            yaml.push_str(
+                "  rego: |\n    package cloister\n    deny contains \"svn 13 is revoked\" if { input.claims.svn == 13 }\n",
+            );
+        }
+        yaml.push_str(&format!(
+            "services:\n  - name: driver\n    attestation:\n      - measurements: [{MEASUREMENT}]\n      \
+             - tee: sgx\n        signer: {SIGNER}\n        product_id: 7\n        svn: {{min: 3, max: 20}}\n"
+        ));
+        Policy::parse(&yaml).unwrap_or_else(|p| panic!("{p}"))
+    }
+
+    fn sgx_signed(c: &mut Claims) {
+        c.tee = Tee::Sgx;
+        c.format = EvidenceFormat::DcapQuote;
+        c.measurement = vec![0x42; 32];
+        c.signer = Some(hex::decode(SIGNER).unwrap());
+        c.product_id = Some(7);
+        c.svn = Some(5);
+    }
+
+    #[rstest]
+    #[case::sim_matches("[sgx, sim]", |_: &mut Claims| {}, &[])]
+    #[case::wrong_measurement("[sgx, sim]", |c: &mut Claims| c.measurement = vec![0xbb; 32], &[
+        "services[driver].attestation[0]: measurement bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb not pinned",
+        "services[driver].attestation[1]: tee sim is not sgx",
+    ])]
+    #[case::sim_not_accepted("[sgx]", |_: &mut Claims| {}, &["security.tees: sim not accepted"])]
+    #[case::debug_not_tolerated("[sim]", |c: &mut Claims| c.debug = true, &["security.tolerate: debug not tolerated"])]
+    #[case::out_of_date_not_tolerated("[sim]", |c: &mut Claims| c.tcb_status = TcbStatus::OutOfDate, &[
+        "security.tolerate: tcb OutOfDate not tolerated (needs outdated-tcb)",
+    ])]
+    #[case::sw_hardening_tolerated("[sim]", |c: &mut Claims| c.tcb_status = TcbStatus::SwHardeningNeeded, &[])]
+    #[case::configuration_not_tolerated("[sim]", |c: &mut Claims| c.tcb_status = TcbStatus::ConfigurationAndSwHardeningNeeded, &[
+        "security.tolerate: tcb ConfigurationAndSWHardeningNeeded not tolerated (needs configuration-needed)",
+    ])]
+    #[case::not_reported_passes("[sim]", |c: &mut Claims| c.tcb_status = TcbStatus::NotReported, &[])]
+    #[case::advisory_ignored("[sim]", |c: &mut Claims| c.advisory_ids = vec!["INTEL-SA-00615".into()], &[])]
+    #[case::advisory_not_ignored("[sim]", |c: &mut Claims| c.advisory_ids = vec!["INTEL-SA-00615".into(), "INTEL-SA-00999".into()], &[
+        "security.ignore_advisories: INTEL-SA-00999 not ignored",
+    ])]
+    #[case::signer_variant_passes("[sgx]", sgx_signed as fn(&mut Claims), &[])]
+    #[case::signer_svn_below_range("[sgx]", |c: &mut Claims| { sgx_signed(c); c.svn = Some(2) }, &[
+        "services[driver].attestation[1]: svn 2 not in 3..=20",
+    ])]
+    #[case::signer_svn_above_range("[sgx]", |c: &mut Claims| { sgx_signed(c); c.svn = Some(21) }, &[
+        "services[driver].attestation[1]: svn 21 not in 3..=20",
+    ])]
+    #[case::signer_wrong_product("[sgx]", |c: &mut Claims| { sgx_signed(c); c.product_id = Some(8) }, &[
+        "services[driver].attestation[1]: product id 8 is not 7",
+    ])]
+    #[case::signer_wrong_key("[sgx]", |c: &mut Claims| { sgx_signed(c); c.signer = Some(vec![0x52; 32]) }, &[
+        "services[driver].attestation[1]: signer 5252525252525252525252525252525252525252525252525252525252525252 is not 5151515151515151515151515151515151515151515151515151515151515151",
+    ])]
+    #[case::signer_without_svn("[sgx]", |c: &mut Claims| { sgx_signed(c); c.svn = None }, &[
+        "services[driver].attestation[1]: the evidence names no svn",
+    ])]
+    #[case::signer_variant_is_sgx_only("[sgx, sim]", |c: &mut Claims| { sgx_signed(c); c.tee = Tee::Sim }, &[
+        "services[driver].attestation[1]: tee sim is not sgx",
+    ])]
+    fn appraisal(#[case] tees: &str, #[case] edit: fn(&mut Claims), #[case] expected: &[&str]) {
+        let policy = policy(tees);
+        let mut claims = sim_claims();
+        edit(&mut claims);
+        match policy.appraise("driver", &claims) {
+            Ok(service) => {
+                assert!(expected.is_empty(), "accepted, expected {expected:?}");
+                assert_eq!(service.name, "driver");
+            }
+            Err(refusal) => {
+                assert!(!expected.is_empty(), "refused: {refusal}");
+                for reason in expected {
+                    assert!(
+                        refusal.reasons.iter().any(|r| r == reason),
+                        "`{reason}` not in {refusal:#?}"
+                    );
+                }
+                // Platform reasons are exactly the expected ones; variant reasons include the
+                // expected ones (every failing variant reports all its mismatches).
+                let is_variant = |r: &&str| r.starts_with("services[driver].attestation");
+                let platform: Vec<&str> = refusal
+                    .reasons
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|r| !is_variant(r))
+                    .collect();
+                let expected_platform: Vec<&str> = expected
+                    .iter()
+                    .copied()
+                    .filter(|r| !is_variant(r))
+                    .collect();
+                assert_eq!(platform, expected_platform, "{refusal:#?}");
+                if expected.iter().all(|r| !is_variant(r)) {
+                    assert!(
+                        refusal.reasons.iter().all(|r| !is_variant(&r.as_str())),
+                        "{refusal:#?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[cfg(feature = "rego")]
+    #[test]
+    fn rego_deny_refuses() {
+        let mut claims = sim_claims();
+        sgx_signed(&mut claims);
+        claims.svn = Some(13);
+        let refusal = policy("[sgx]").appraise("driver", &claims).unwrap_err();
+        assert_eq!(refusal.reasons, vec!["security.rego: svn 13 is revoked"]);
+    }
+
+    #[test]
+    fn unknown_service_is_refused() {
+        let refusal = policy("[sim]")
+            .appraise("worker", &sim_claims())
+            .unwrap_err();
+        assert_eq!(
+            refusal.reasons,
+            vec!["services: policy `test/appraise` has no service `worker`"]
+        );
+    }
+
+    #[test]
+    fn every_violation_is_listed_at_once() {
+        let mut claims = sim_claims();
+        claims.debug = true;
+        claims.tcb_status = TcbStatus::OutOfDate;
+        claims.advisory_ids = vec!["INTEL-SA-00001".into()];
+        claims.measurement = vec![0; 32];
+        let refusal = policy("[sgx]").appraise("driver", &claims).unwrap_err();
+        for needle in [
+            "security.tees: sim not accepted",
+            "debug not tolerated",
+            "tcb OutOfDate",
+            "INTEL-SA-00001 not ignored",
+            "attestation[0]: measurement",
+            "attestation[1]: tee sim is not sgx",
+        ] {
+            assert!(refusal.mentions(needle), "{needle} missing: {refusal}");
+        }
+        assert!(
+            refusal
+                .to_string()
+                .starts_with("attestation for service `driver` refused: ")
+        );
+    }
 }

@@ -52,6 +52,8 @@ mod appraise;
 mod decide;
 pub mod doc;
 mod error;
+#[cfg(test)]
+mod fixtures;
 mod model;
 mod problem;
 pub mod rego;

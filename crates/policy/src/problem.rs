@@ -215,7 +215,7 @@ pub struct Problems {
 
 impl Problems {
     pub(crate) fn new(mut items: Vec<Problem>) -> Self {
-        items.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+        items.sort_by_key(|p| (p.line, p.column));
         Self {
             source: None,
             items,

@@ -1052,3 +1052,382 @@ fn parse_mode(m: &str) -> Option<u32> {
         .ok()
         .filter(|&mode| mode <= 0o777)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{MEASUREMENT, base};
+    use rstest::rstest;
+
+    const OTHER_HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn mutate(from: &str, to: &str) -> String {
+        let yaml = base();
+        assert!(yaml.contains(from), "fixture has no `{from}`");
+        yaml.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn base_fixture_is_valid() {
+        let policy = Policy::parse(&base()).unwrap_or_else(|p| panic!("{p}"));
+        assert_eq!(policy.name(), "test/base");
+        assert_eq!(policy.access().approvals, 1);
+        let driver = policy.service("driver").unwrap();
+        assert_eq!(driver.files[0].mode, 0o600);
+        assert!(matches!(
+            policy.secret("cert").unwrap().kind,
+            SecretKind::X509 {
+                validity_days: 90,
+                ..
+            }
+        ));
+    }
+
+    #[rstest]
+    #[case::unknown_field(
+        "    command: /bin/app",
+        "    comand: /bin/app",
+        Rule::UnknownField,
+        "services[driver].comand",
+        20,
+        5
+    )]
+    #[case::measurement_not_hex(
+        MEASUREMENT,
+        "zz",
+        Rule::MeasurementHex,
+        "services[driver].attestation[0].measurements[0]",
+        19,
+        13
+    )]
+    #[case::measurement_wrong_length(
+        MEASUREMENT,
+        "abcd",
+        Rule::MeasurementHex,
+        "services[driver].attestation[0].measurements[0]",
+        19,
+        13
+    )]
+    #[case::duplicate_service(
+        "secrets:\n",
+        "  - name: driver\n    attestation: [{measurements: [aa]}]\nsecrets:\n",
+        Rule::DuplicateService,
+        "services[driver].name",
+        28,
+        11
+    )]
+    #[case::duplicate_secret(
+        "  - name: ca\n",
+        "  - name: token\n    kind: binary\n  - name: ca\n",
+        Rule::DuplicateSecret,
+        "secrets[token].name",
+        31,
+        11
+    )]
+    #[case::placeholder_unknown_secret(
+        "$$cloister:token$$",
+        "$$cloister:tokn$$",
+        Rule::PlaceholderSecret,
+        "services[driver].env.TOKEN",
+        23,
+        14
+    )]
+    #[case::placeholder_unknown_format(
+        "$$cloister:cert:key$$",
+        "$$cloister:cert:jwk$$",
+        Rule::PlaceholderFormat,
+        "services[driver].files[0].content",
+        26,
+        18
+    )]
+    #[case::placeholder_format_not_for_kind(
+        "$$cloister:token$$",
+        "$$cloister:token:crt$$",
+        Rule::PlaceholderFormat,
+        "services[driver].env.TOKEN",
+        23,
+        14
+    )]
+    #[case::placeholder_unclosed(
+        "$$cloister:token$$",
+        "$$cloister:token",
+        Rule::PlaceholderSyntax,
+        "services[driver].env.TOKEN",
+        23,
+        14
+    )]
+    #[case::host_arg_outside_args(
+        "$$cloister:token$$",
+        "\"@@2\"",
+        Rule::HostArg,
+        "services[driver].env.TOKEN",
+        23,
+        14
+    )]
+    #[case::wildcard_without_debug(
+        "  tolerate: [debug]\n  ignore_advisories: [INTEL-SA-00615]",
+        "  ignore_advisories: [\"*\"]",
+        Rule::AdvisoryWildcard,
+        "security.ignore_advisories[0]",
+        13,
+        23
+    )]
+    #[case::advisory_glob(
+        "[INTEL-SA-00615]",
+        "[INTEL-SA-*]",
+        Rule::AdvisoryId,
+        "security.ignore_advisories[0]",
+        14,
+        23
+    )]
+    #[case::version_zero("version: 1", "version: 0", Rule::Version, "version", 2, 10)]
+    #[case::predecessor_on_version_1("version: 1\n", &format!("version: 1\npredecessor: {OTHER_HASH}\n"), Rule::Predecessor, "predecessor", 3, 14)]
+    #[case::no_predecessor_on_version_2(
+        "version: 1",
+        "version: 2",
+        Rule::Predecessor,
+        "version",
+        2,
+        10
+    )]
+    #[case::predecessor_not_hex(
+        "version: 1\n",
+        "version: 2\npredecessor: abc\n",
+        Rule::Predecessor,
+        "predecessor",
+        3,
+        14
+    )]
+    #[case::approvals_above_owners(
+        "approvals: 1",
+        "approvals: 3",
+        Rule::Approvals,
+        "access.update.approvals",
+        10,
+        16
+    )]
+    #[case::approvals_zero(
+        "approvals: 1",
+        "approvals: 0",
+        Rule::Approvals,
+        "access.update.approvals",
+        10,
+        16
+    )]
+    #[case::bad_owner_key(
+        "MCowBQYDK2VwAyEAgTl3",
+        "MCowBQYDK2VwAyEAgTl4",
+        Rule::OwnerKey,
+        "access.owners[bob].key",
+        8,
+        12
+    )]
+    #[case::owner_key_not_ed25519(
+        "MCowBQYDK2VwAyEAgTl3",
+        "MCowBQYDK2VuAyEAgTl3",
+        Rule::OwnerKey,
+        "access.owners[bob].key",
+        8,
+        12
+    )]
+    #[case::bad_file_mode(
+        "\"0600\"",
+        "\"0999\"",
+        Rule::FileMode,
+        "services[driver].files[0].mode",
+        27,
+        15
+    )]
+    #[case::file_path_relative(
+        "/etc/app/key.pem",
+        "etc/../key.pem",
+        Rule::FilePath,
+        "services[driver].files[0].path",
+        25,
+        15
+    )]
+    #[case::x509_unknown_issuer(
+        "issuer: ca",
+        "issuer: nca",
+        Rule::X509Issuer,
+        "secrets[cert].issuer",
+        35,
+        13
+    )]
+    #[case::x509_issuer_not_a_ca(
+        "issuer: ca",
+        "issuer: token",
+        Rule::X509Issuer,
+        "secrets[cert].issuer",
+        35,
+        13
+    )]
+    #[case::export_unknown_secret(
+        "  - secret: token",
+        "  - secret: nope",
+        Rule::ExportSecret,
+        "export[0].secret",
+        38,
+        13
+    )]
+    #[case::export_to_bad_session(
+        "to: [test/other]",
+        "to: [other]",
+        Rule::ExportSession,
+        "export[0].to[0]",
+        39,
+        10
+    )]
+    #[case::secret_field_not_for_kind(
+        "    kind: ascii\n",
+        "    kind: ascii\n    issuer: ca\n",
+        Rule::SecretField,
+        "secrets[token].issuer",
+        31,
+        5
+    )]
+    #[case::secret_size(
+        "    kind: ascii\n",
+        "    kind: ascii\n    size: 0\n",
+        Rule::SecretSize,
+        "secrets[token].size",
+        31,
+        11
+    )]
+    #[case::missing_field("    kind: ascii\n", "", Rule::MissingField, "secrets[token]", 29, 5)]
+    #[case::wrong_type(
+        "approvals: 1",
+        "approvals: many",
+        Rule::Type,
+        "access.update.approvals",
+        10,
+        16
+    )]
+    #[case::unknown_tee(
+        "tees: [sim]",
+        "tees: [sgz]",
+        Rule::UnknownVariant,
+        "security.tees[0]",
+        12,
+        10
+    )]
+    #[case::session_name("name: test/base", "name: Test", Rule::SessionName, "name", 1, 7)]
+    #[case::service_name(
+        "  - name: driver",
+        "  - name: Driver_1",
+        Rule::ServiceName,
+        "services[Driver_1].name",
+        16,
+        11
+    )]
+    #[case::env_name(
+        "      TOKEN:",
+        "      2TOKEN:",
+        Rule::EnvName,
+        "services[driver].env.2TOKEN",
+        23,
+        7
+    )]
+    #[case::attestation_both(&format!("      - measurements:\n          - {MEASUREMENT}\n"), &format!("      - measurements: [{MEASUREMENT}]\n        signer: {MEASUREMENT}\n"), Rule::AttestationVariant, "services[driver].attestation[0]", 18, 9)]
+    #[case::attestation_empty(&format!("      - measurements:\n          - {MEASUREMENT}\n"), "      - {}\n", Rule::AttestationVariant, "services[driver].attestation[0]", 18, 9)]
+    #[case::svn_range(&format!("      - measurements:\n          - {MEASUREMENT}\n"), &format!("      - signer: {MEASUREMENT}\n        svn: {{min: 5, max: 2}}\n"), Rule::SvnRange, "services[driver].attestation[0].svn", 19, 14)]
+    #[case::duplicate_yaml_key(
+        "version: 1\n",
+        "version: 1\nversion: 1\n",
+        Rule::DuplicateKey,
+        "",
+        3,
+        1
+    )]
+    #[case::yaml_alias("tees: [sim]", "tees: [&t sim]", Rule::YamlAlias, "", 12, 10)]
+    #[case::import_bad_hash(
+        "  - name: ca\n",
+        "  - name: imp\n    kind: import\n    from:\n      session: {session: a/b, secret: s, session_hash: 12}\n  - name: ca\n",
+        Rule::ImportSource,
+        "secrets[imp].from.session.session_hash",
+        34,
+        56
+    )]
+    fn invalid_documents(
+        #[case] from: &str,
+        #[case] to: &str,
+        #[case] rule: Rule,
+        #[case] path: &str,
+        #[case] line: usize,
+        #[case] column: usize,
+    ) {
+        let problems = Policy::parse(&mutate(from, to)).expect_err("must not validate");
+        let p = problems
+            .find(rule)
+            .unwrap_or_else(|| panic!("no {rule} problem in:\n{problems}"));
+        assert_eq!(
+            (p.path.as_str(), p.line, p.column),
+            (path, line, column),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported() {
+        let yaml = base()
+            .replacen("version: 1", "version: 0", 1)
+            .replacen("issuer: ca", "issuer: nca", 1)
+            .replacen("\"0600\"", "\"9\"", 1)
+            .replacen("$$cloister:token$$", "$$cloister:tokn$$", 1);
+        let problems = Policy::parse(&yaml).unwrap_err();
+        for rule in [
+            Rule::Version,
+            Rule::X509Issuer,
+            Rule::FileMode,
+            Rule::PlaceholderSecret,
+        ] {
+            assert!(problems.has(rule), "{rule} missing from:\n{problems}");
+        }
+        assert_eq!(problems.len(), 4, "{problems}");
+        let lines: Vec<_> = problems.items().iter().map(|p| p.line).collect();
+        assert!(lines.is_sorted(), "{lines:?}");
+    }
+
+    #[test]
+    fn display_names_file_line_column_path_and_rule() {
+        let problems = Policy::parse(&mutate(MEASUREMENT, "zz"))
+            .unwrap_err()
+            .with_source_name("policy.yaml");
+        assert_eq!(
+            problems.to_string(),
+            "policy.yaml:19:13: services[driver].attestation[0].measurements[0]: \
+             `zz` is not hex of 32 or 48 bytes [rule: measurement-hex]"
+        );
+    }
+
+    #[rstest]
+    #[case::unquoted_octal("0640", 0o640)]
+    #[case::rust_style("\"0o600\"", 0o600)]
+    #[case::three_digits("\"400\"", 0o400)]
+    fn file_modes(#[case] written: &str, #[case] mode: u32) {
+        let policy = Policy::parse(&mutate("\"0600\"", written)).unwrap();
+        assert_eq!(policy.service("driver").unwrap().files[0].mode, mode);
+    }
+
+    #[test]
+    fn wildcard_with_debug_ignores_everything() {
+        let policy = Policy::parse(&mutate("[INTEL-SA-00615]", "[\"*\"]")).unwrap();
+        assert_eq!(policy.security().ignore_advisories, Advisories::All);
+    }
+
+    #[test]
+    fn hash_is_over_the_exact_text() {
+        let yaml = base();
+        let a = Policy::parse(&yaml).unwrap();
+        let b = Policy::parse(&format!("{yaml}# a comment\n")).unwrap();
+        assert_eq!(a.hash(), SessionHash::of(&yaml));
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn yaml_to_json_resolves_scalars() {
+        let json = yaml_to_json(&base()).unwrap();
+        assert_eq!(json["version"], 1);
+        assert_eq!(json["services"][0]["files"][0]["mode"], "0600");
+    }
+}
