@@ -96,13 +96,15 @@ fn seg<'a>(s: impl IntoSeg<'a>) -> Seg<'a> {
 
 impl Validator<'_> {
     fn report(&mut self, segs: &[Seg<'_>], rule: Rule, message: impl Into<String>) {
-        let problem = self.tree.lookup(segs).problem(rule, message);
+        let problem = self.tree.problem(self.tree.lookup(segs), rule, message);
         self.problems.push(problem);
     }
 
     /// Report at the key `key` of the mapping at `segs` (a field that should not be there).
     fn report_key(&mut self, segs: &[Seg<'_>], key: &str, rule: Rule, message: impl Into<String>) {
-        let problem = self.tree.lookup_key(segs, key).problem(rule, message);
+        let problem = self
+            .tree
+            .problem(self.tree.lookup_key(segs, key), rule, message);
         self.problems.push(problem);
     }
 
@@ -1429,5 +1431,49 @@ mod tests {
         let json = yaml_to_json(&base()).unwrap();
         assert_eq!(json["version"], 1);
         assert_eq!(json["services"][0]["files"][0]["mode"], "0600");
+    }
+
+    #[test]
+    fn mutated_documents_never_panic() {
+        // A deterministic smoke fuzz (the cargo-fuzz target `policy_parse` goes further).
+        let base = base();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % 1_000_003).unwrap()
+        };
+        const BYTES: &[u8] = b":-[]{}'\"&*!|>#@$%?,\n \t0aZ";
+        for _ in 0..2000 {
+            let mut doc = base.as_bytes().to_vec();
+            for _ in 0..1 + next() % 4 {
+                let i = next() % doc.len();
+                let b = BYTES[next() % BYTES.len()];
+                match next() % 3 {
+                    0 => doc[i] = b,
+                    1 => doc.insert(i, b),
+                    _ => doc.truncate(i.max(1)),
+                }
+            }
+            if let Ok(text) = std::str::from_utf8(&doc) {
+                let _ = Policy::parse(text);
+            }
+        }
+    }
+
+    #[test]
+    fn regression_long_keys_do_not_blow_up_paths() {
+        let long = "k".repeat(400);
+        let mut yaml = format!("{long}:\n");
+        for i in 0..2000 {
+            yaml.push_str(&format!("  {long}{i}: x\n"));
+        }
+        let problems = Policy::parse(&yaml).unwrap_err();
+        assert!(
+            problems.items()[0].path.chars().count() <= 41,
+            "{}",
+            problems.items()[0].path.len()
+        );
     }
 }

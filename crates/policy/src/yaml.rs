@@ -30,8 +30,10 @@ pub(crate) struct Mark {
 #[derive(Clone, Debug)]
 pub(crate) struct Node {
     pub mark: Mark,
-    /// The display path, e.g. `services[driver].env.PATH`; empty for the root.
-    pub path: String,
+    /// Where the node sits: the child position at each level (item index in a sequence, entry
+    /// index in a mapping; a key shares its value's position). The display path is rendered
+    /// from the root on demand, so a document of long keys cannot make paths quadratic.
+    pub pos: Box<[u32]>,
     pub kind: Kind,
 }
 
@@ -104,15 +106,50 @@ impl Node {
         }
     }
 
-    /// A problem located at this node.
-    pub fn problem(&self, rule: Rule, message: impl Into<String>) -> Problem {
+    /// A problem located at `node`, a node of this tree (the root).
+    pub fn problem(&self, node: &Node, rule: Rule, message: impl Into<String>) -> Problem {
         Problem {
-            path: self.path.clone(),
-            line: self.mark.line,
-            column: self.mark.column,
+            path: self.display_path(&node.pos),
+            line: node.mark.line,
+            column: node.mark.column,
             rule,
             message: message.into(),
         }
+    }
+
+    /// Render a position as `services[driver].env.PATH` (empty for the root). List items that
+    /// are mappings with a scalar `name` are shown by name, others by index; long labels are
+    /// abbreviated.
+    pub fn display_path(&self, pos: &[u32]) -> String {
+        let mut out = String::new();
+        let mut node = self;
+        for &step in pos {
+            let step = step as usize;
+            match &node.kind {
+                Kind::Seq(items) => {
+                    let Some(item) = items.get(step) else { break };
+                    let label = item
+                        .child(Seg::Key("name"))
+                        .and_then(Node::scalar)
+                        .filter(|n| !n.is_empty() && !n.contains(['[', ']', '\n']))
+                        .map_or_else(|| step.to_string(), abbreviate);
+                    out.push_str(&format!("[{label}]"));
+                    node = item;
+                }
+                Kind::Map(entries) => {
+                    let Some((key, value)) = entries.get(step) else {
+                        break;
+                    };
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(&abbreviate(key.scalar().unwrap_or_default()));
+                    node = value;
+                }
+                Kind::Scalar { .. } => break,
+            }
+        }
+        out
     }
 
     /// The node as JSON, resolving plain scalars with the core schema (for the schema test and
@@ -199,7 +236,7 @@ pub(crate) fn parse(text: &str) -> Result<Node, Problem> {
                 refuse_anchor_tag(anchor, tag.is_some(), mark).map_err(|(r, m)| at(mark, r, m))?;
                 Node {
                     mark,
-                    path: String::new(),
+                    pos: Box::default(),
                     kind: Kind::Scalar {
                         text: value.into_owned(),
                         plain: style == ScalarStyle::Plain,
@@ -233,12 +270,12 @@ pub(crate) fn parse(text: &str) -> Result<Node, Problem> {
             Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
                 Some(Open::Seq(mark, items)) => Node {
                     mark,
-                    path: String::new(),
+                    pos: Box::default(),
                     kind: Kind::Seq(items),
                 },
                 Some(Open::Map(mark, entries, _)) => Node {
                     mark,
-                    path: String::new(),
+                    pos: Box::default(),
                     kind: Kind::Map(entries),
                 },
                 None => {
@@ -292,7 +329,7 @@ pub(crate) fn parse(text: &str) -> Result<Node, Problem> {
             "the document is empty".into(),
         )
     })?;
-    assign_paths(&mut root, String::new());
+    assign_positions(&mut root, &[]);
     Ok(root)
 }
 
@@ -306,35 +343,38 @@ fn refuse_anchor_tag(anchor: usize, tagged: bool, _mark: Mark) -> Result<(), (Ru
     Ok(())
 }
 
-/// Give every node its display path. List items that are mappings with a scalar `name` are
-/// shown by name (`services[driver]`), others by index.
-fn assign_paths(node: &mut Node, path: String) {
+/// Give every node its position below the root.
+fn assign_positions(node: &mut Node, pos: &[u32]) {
+    let child = |i: usize| -> Box<[u32]> {
+        let mut p = pos.to_vec();
+        p.push(u32::try_from(i).unwrap_or(u32::MAX));
+        p.into_boxed_slice()
+    };
     match &mut node.kind {
         Kind::Scalar { .. } => {}
         Kind::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                let label = item
-                    .child(Seg::Key("name"))
-                    .and_then(Node::scalar)
-                    .filter(|n| !n.is_empty() && n.len() <= 64 && !n.contains(['[', ']', '\n']))
-                    .map_or_else(|| i.to_string(), str::to_owned);
-                assign_paths(item, format!("{path}[{label}]"));
+                assign_positions(item, &child(i));
             }
         }
         Kind::Map(entries) => {
-            for (key, value) in entries.iter_mut() {
-                let name = key.scalar().unwrap_or_default();
-                let child = if path.is_empty() {
-                    name.to_owned()
-                } else {
-                    format!("{path}.{name}")
-                };
-                key.path.clone_from(&child);
-                assign_paths(value, child);
+            for (i, (key, value)) in entries.iter_mut().enumerate() {
+                let p = child(i);
+                key.pos = p.clone();
+                assign_positions(value, &p);
             }
         }
     }
-    node.path = path;
+    node.pos = pos.into();
+}
+
+fn abbreviate(label: &str) -> String {
+    const MAX: usize = 40;
+    if label.chars().count() > MAX {
+        format!("{}…", label.chars().take(MAX).collect::<String>())
+    } else {
+        label.to_owned()
+    }
 }
 
 /// A plain scalar resolved with the YAML 1.2 core schema.
@@ -387,14 +427,14 @@ fn resolve_plain(s: &str) -> Plain {
 pub(crate) struct DeError {
     rule: Rule,
     message: String,
-    at: Option<(Mark, String)>,
+    at: Option<(Mark, Box<[u32]>)>,
 }
 
 impl DeError {
-    pub fn into_problem(self) -> Problem {
-        let (mark, path) = self.at.unwrap_or_default();
+    pub fn into_problem(self, root: &Node) -> Problem {
+        let (mark, pos) = self.at.unwrap_or_default();
         Problem {
-            path,
+            path: root.display_path(&pos),
             line: mark.line.max(1),
             column: mark.column.max(1),
             rule: self.rule,
@@ -404,7 +444,7 @@ impl DeError {
 
     fn located(mut self, node: &Node) -> Self {
         if self.at.is_none() {
-            self.at = Some((node.mark, node.path.clone()));
+            self.at = Some((node.mark, node.pos.clone()));
         }
         self
     }
@@ -476,7 +516,7 @@ fn one_of(names: &[&str]) -> String {
 
 /// Deserialize a `T` from the tree; the error is located at the innermost node that failed.
 pub(crate) fn from_node<'de, T: serde::Deserialize<'de>>(node: &'de Node) -> Result<T, Problem> {
-    T::deserialize(node).map_err(DeError::into_problem)
+    T::deserialize(node).map_err(|e| e.into_problem(node))
 }
 
 impl<'de> de::Deserializer<'de> for &'de Node {
@@ -904,10 +944,10 @@ mod tests {
         assert_eq!(doc.items.len(), 2);
         assert_eq!(doc.items[1].name, "7");
         let item = tree.lookup(&[Seg::Key("items"), Seg::Index(0), Seg::Key("value")]);
-        assert_eq!(item.path, "items[a].value");
+        assert_eq!(tree.display_path(&item.pos), "items[a].value");
         assert_eq!((item.mark.line, item.mark.column), (4, 12));
         let missing = tree.lookup(&[Seg::Key("items"), Seg::Index(1), Seg::Key("nope")]);
-        assert_eq!(missing.path, "items[7]");
+        assert_eq!(tree.display_path(&missing.pos), "items[7]");
     }
 
     #[rstest]
