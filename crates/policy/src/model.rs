@@ -361,7 +361,7 @@ pub struct Secret {
 ///
 /// Extension point: new kinds (Always Encrypted column master / column encryption keys, Parquet
 /// column keys wrapped by a master key) are added as variants here, a name in
-/// [`doc::SecretKindName`], a case in `validate::secret` and a [`ValueShape`]; the enum is
+/// [`doc::SecretKindName`], a case in `validate::secret` and a `template::ValueShape`; the enum is
 /// `non_exhaustive` so that adding one is not a breaking change for the CAS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -477,4 +477,80 @@ pub struct Export {
     pub secret: String,
     /// The sessions allowed to import it.
     pub to: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SecretValue;
+    use crate::fixtures::base;
+
+    #[test]
+    fn policies_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Policy>();
+        send_sync::<ResolvedService>();
+    }
+
+    #[test]
+    fn svn_ranges_are_inclusive_and_open_ended() {
+        let r = SvnRange {
+            min: Some(3),
+            max: Some(5),
+        };
+        assert!(!r.contains(2) && r.contains(3) && r.contains(5) && !r.contains(6));
+        assert!(SvnRange::default().contains(0));
+        assert_eq!(r.to_string(), "3..=5");
+        assert_eq!(
+            SvnRange {
+                min: Some(3),
+                max: None
+            }
+            .to_string(),
+            ">= 3"
+        );
+    }
+
+    #[test]
+    fn resolved_service_debug_shows_no_secret() {
+        let policy = Policy::parse(&base()).unwrap();
+        let lookup = |name: &str| match name {
+            "token" => Some(SecretValue::text("tok-3141592653")),
+            "cert" => Some(SecretValue::Certificate {
+                der: vec![0x30, 0],
+                issuers: vec![],
+                key: secrecy::SecretBox::from(b"KEYMATERIAL".to_vec().into_boxed_slice()),
+            }),
+            _ => None,
+        };
+        let resolved = policy
+            .service("driver")
+            .unwrap()
+            .resolve(&["argv0".into(), "host-arg".into()], &lookup)
+            .unwrap();
+        assert_eq!(resolved.env["TOKEN"].expose_secret(), "tok-3141592653");
+        assert_eq!(resolved.args[1].expose_secret(), "host-arg");
+        let debug = format!("{resolved:?}");
+        assert!(
+            debug.contains("TOKEN") && debug.contains("/etc/app/key.pem") && debug.contains("0600")
+        );
+        for leak in ["tok-3141592653", "S0VZTUFURVJJQUw", "host-arg"] {
+            assert!(!debug.contains(leak), "{leak} in {debug}");
+        }
+    }
+
+    #[test]
+    fn unknown_secret_at_resolution_is_an_error() {
+        let policy = Policy::parse(&base()).unwrap();
+        let host_args = ["argv0".to_owned(), "x".to_owned()];
+        let err = policy
+            .service("driver")
+            .unwrap()
+            .resolve(&host_args, &|_| None)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::UnknownSecret { ref name } if name == "token"),
+            "{err}"
+        );
+    }
 }
