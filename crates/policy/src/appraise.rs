@@ -1,0 +1,356 @@
+//! Appraisal: do verified claims satisfy a service of the policy? Deny by default.
+
+use crate::doc::Tolerate;
+use crate::model::{AttestationVariant, Pin, Policy, Service};
+use cloister_attest::{Claims, TcbStatus};
+use std::fmt;
+
+/// Why claims were refused: every violated rule, as `path: what`, in a stable order (platform
+/// rules, then each attestation variant, then the Rego rule).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The service the claims were presented for.
+    pub service: String,
+    /// One line per violated rule, e.g. `security.tolerate: debug not tolerated`.
+    pub reasons: Vec<String>,
+}
+
+impl Refusal {
+    /// Whether any reason contains `needle` (for tests and callers that branch on a rule).
+    pub fn mentions(&self, needle: &str) -> bool {
+        self.reasons.iter().any(|r| r.contains(needle))
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "attestation for service `{}` refused: {}",
+            self.service,
+            self.reasons.join("; ")
+        )
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// The tolerations a TCB status needs; `UpToDate` and `NotReported` need none (SEV-SNP reports
+/// carry no vendor status: pin svn ranges or use Rego on `reported_tcb` there).
+fn needed(status: TcbStatus) -> &'static [Tolerate] {
+    match status {
+        TcbStatus::UpToDate | TcbStatus::NotReported => &[],
+        TcbStatus::SwHardeningNeeded => &[Tolerate::SwHardeningNeeded],
+        TcbStatus::ConfigurationNeeded => &[Tolerate::ConfigurationNeeded],
+        TcbStatus::ConfigurationAndSwHardeningNeeded => {
+            &[Tolerate::ConfigurationNeeded, Tolerate::SwHardeningNeeded]
+        }
+        TcbStatus::OutOfDate => &[Tolerate::OutdatedTcb],
+        TcbStatus::OutOfDateConfigurationNeeded => {
+            &[Tolerate::OutdatedTcb, Tolerate::ConfigurationNeeded]
+        }
+    }
+}
+
+impl Policy {
+    /// Appraise verified `claims` presented for `service`: the service's configuration if every
+    /// rule holds, otherwise a [`Refusal`] listing every violated rule.
+    ///
+    /// Rules: the TEE kind is in `security.tees` (`sim` only when listed); debug mode only when
+    /// `debug` is tolerated; a TCB status other than `UpToDate`/`NotReported` only when its
+    /// toleration is listed; every advisory is ignored explicitly; at least one attestation
+    /// variant of the service matches (all its pins and extra claims); the Rego rule, if any,
+    /// denies nothing. Every check runs, so the refusal is complete.
+    pub fn appraise(&self, service: &str, claims: &Claims) -> Result<&Service, Refusal> {
+        let refuse = |reasons| Refusal {
+            service: service.to_owned(),
+            reasons,
+        };
+        let Some(svc) = self.service(service) else {
+            return Err(refuse(vec![format!(
+                "services: policy `{}` has no service `{service}`",
+                self.name()
+            )]));
+        };
+        let sec = self.security();
+        let mut reasons = Vec::new();
+
+        if !sec.tees.contains(&claims.tee) {
+            reasons.push(format!("security.tees: {} not accepted", claims.tee));
+        }
+        if claims.debug && !sec.tolerate.contains(&Tolerate::Debug) {
+            reasons.push("security.tolerate: debug not tolerated".to_owned());
+        }
+        let missing: Vec<&str> = needed(claims.tcb_status)
+            .iter()
+            .filter(|t| !sec.tolerate.contains(t))
+            .map(|t| t.as_str())
+            .collect();
+        if !missing.is_empty() {
+            reasons.push(format!(
+                "security.tolerate: tcb {} not tolerated (needs {})",
+                claims.tcb_status,
+                missing.join(", ")
+            ));
+        }
+        for id in &claims.advisory_ids {
+            if !sec.ignore_advisories.ignores(id) {
+                reasons.push(format!("security.ignore_advisories: {id} not ignored"));
+            }
+        }
+
+        let failures: Vec<Vec<String>> = svc
+            .attestation
+            .iter()
+            .map(|v| variant_failures(v, claims))
+            .collect();
+        if !failures.iter().any(Vec::is_empty) {
+            for (j, fs) in failures.iter().enumerate() {
+                for f in fs {
+                    reasons.push(format!("services[{}].attestation[{j}]: {f}", svc.name));
+                }
+            }
+            if failures.is_empty() {
+                reasons.push(format!("services[{}].attestation: no variant", svc.name));
+            }
+        }
+
+        if let Some(rule) = &sec.rego {
+            match rule.deny(claims, &svc.name) {
+                Ok(messages) => {
+                    reasons.extend(messages.into_iter().map(|m| format!("security.rego: {m}")))
+                }
+                Err(e) => reasons.push(format!("security.rego: evaluation failed: {e}")),
+            }
+        }
+
+        if reasons.is_empty() {
+            Ok(svc)
+        } else {
+            Err(refuse(reasons))
+        }
+    }
+}
+
+/// Why `claims` do not match `variant` (empty: they match).
+fn variant_failures(variant: &AttestationVariant, claims: &Claims) -> Vec<String> {
+    let mut failures = Vec::new();
+    if let Some(tee) = variant.tee
+        && tee != claims.tee
+    {
+        failures.push(format!("tee {} is not {tee}", claims.tee));
+    }
+    match &variant.pin {
+        Pin::Measurements(pinned) => {
+            if !pinned.contains(&claims.measurement) {
+                failures.push(format!(
+                    "measurement {} not pinned",
+                    hex::encode(&claims.measurement)
+                ));
+            }
+        }
+        Pin::Signer {
+            signer,
+            product_id,
+            svn,
+        } => {
+            match &claims.signer {
+                None => failures.push("the evidence names no signer".to_owned()),
+                Some(s) if s != signer => {
+                    failures.push(format!(
+                        "signer {} is not {}",
+                        hex::encode(s),
+                        hex::encode(signer)
+                    ));
+                }
+                Some(_) => {}
+            }
+            if let Some(want) = product_id {
+                match claims.product_id {
+                    Some(got) if got == *want => {}
+                    Some(got) => failures.push(format!("product id {got} is not {want}")),
+                    None => failures.push("the evidence names no product id".to_owned()),
+                }
+            }
+            if svn.min.is_some() || svn.max.is_some() {
+                match claims.svn {
+                    Some(got) if svn.contains(got) => {}
+                    Some(got) => failures.push(format!("svn {got} not in {svn}")),
+                    None => failures.push("the evidence names no svn".to_owned()),
+                }
+            }
+        }
+    }
+    for (name, want) in &variant.extra {
+        match claims.extra.get(name) {
+            Some(got) if got.to_ascii_lowercase() == *want => {}
+            Some(got) => failures.push(format!("claim {name} is {got}, not {want}")),
+            None => failures.push(format!("the evidence has no claim {name}")),
+        }
+    }
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{MEASUREMENT, public_b64, sim_claims};
+    use cloister_attest::{EvidenceFormat, Tee};
+    use rstest::rstest;
+
+    const SIGNER: &str = "5151515151515151515151515151515151515151515151515151515151515151";
+
+    fn policy(tees: &str) -> Policy {
+        let mut yaml = format!(
+            "name: test/appraise\nversion: 1\naccess:\n  owners:\n    - name: a\n      key: {}\n\
+             security:\n  tees: {tees}\n  tolerate: [sw-hardening-needed]\n  ignore_advisories: [INTEL-SA-00615]\n",
+            public_b64(1)
+        );
+        if cfg!(feature = "rego") {
+            yaml.push_str(
+                "  rego: |\n    package cloister\n    deny contains \"svn 13 is revoked\" if { input.claims.svn == 13 }\n",
+            );
+        }
+        yaml.push_str(&format!(
+            "services:\n  - name: driver\n    attestation:\n      - measurements: [{MEASUREMENT}]\n      \
+             - tee: sgx\n        signer: {SIGNER}\n        product_id: 7\n        svn: {{min: 3, max: 20}}\n"
+        ));
+        Policy::parse(&yaml).unwrap_or_else(|p| panic!("{p}"))
+    }
+
+    fn sgx_signed(c: &mut Claims) {
+        c.tee = Tee::Sgx;
+        c.format = EvidenceFormat::DcapQuote;
+        c.measurement = vec![0x42; 32];
+        c.signer = Some(hex::decode(SIGNER).unwrap());
+        c.product_id = Some(7);
+        c.svn = Some(5);
+    }
+
+    #[rstest]
+    #[case::sim_matches("[sgx, sim]", |_: &mut Claims| {}, &[])]
+    #[case::wrong_measurement("[sgx, sim]", |c: &mut Claims| c.measurement = vec![0xbb; 32], &[
+        "services[driver].attestation[0]: measurement bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb not pinned",
+        "services[driver].attestation[1]: tee sim is not sgx",
+    ])]
+    #[case::sim_not_accepted("[sgx]", |_: &mut Claims| {}, &["security.tees: sim not accepted"])]
+    #[case::debug_not_tolerated("[sim]", |c: &mut Claims| c.debug = true, &["security.tolerate: debug not tolerated"])]
+    #[case::out_of_date_not_tolerated("[sim]", |c: &mut Claims| c.tcb_status = TcbStatus::OutOfDate, &[
+        "security.tolerate: tcb OutOfDate not tolerated (needs outdated-tcb)",
+    ])]
+    #[case::sw_hardening_tolerated("[sim]", |c: &mut Claims| c.tcb_status = TcbStatus::SwHardeningNeeded, &[])]
+    #[case::configuration_not_tolerated("[sim]", |c: &mut Claims| c.tcb_status = TcbStatus::ConfigurationAndSwHardeningNeeded, &[
+        "security.tolerate: tcb ConfigurationAndSWHardeningNeeded not tolerated (needs configuration-needed)",
+    ])]
+    #[case::not_reported_passes("[sim]", |c: &mut Claims| c.tcb_status = TcbStatus::NotReported, &[])]
+    #[case::advisory_ignored("[sim]", |c: &mut Claims| c.advisory_ids = vec!["INTEL-SA-00615".into()], &[])]
+    #[case::advisory_not_ignored("[sim]", |c: &mut Claims| c.advisory_ids = vec!["INTEL-SA-00615".into(), "INTEL-SA-00999".into()], &[
+        "security.ignore_advisories: INTEL-SA-00999 not ignored",
+    ])]
+    #[case::signer_variant_passes("[sgx]", sgx_signed as fn(&mut Claims), &[])]
+    #[case::signer_svn_below_range("[sgx]", |c: &mut Claims| { sgx_signed(c); c.svn = Some(2) }, &[
+        "services[driver].attestation[1]: svn 2 not in 3..=20",
+    ])]
+    #[case::signer_svn_above_range("[sgx]", |c: &mut Claims| { sgx_signed(c); c.svn = Some(21) }, &[
+        "services[driver].attestation[1]: svn 21 not in 3..=20",
+    ])]
+    #[case::signer_wrong_product("[sgx]", |c: &mut Claims| { sgx_signed(c); c.product_id = Some(8) }, &[
+        "services[driver].attestation[1]: product id 8 is not 7",
+    ])]
+    #[case::signer_wrong_key("[sgx]", |c: &mut Claims| { sgx_signed(c); c.signer = Some(vec![0x52; 32]) }, &[
+        "services[driver].attestation[1]: signer 5252525252525252525252525252525252525252525252525252525252525252 is not 5151515151515151515151515151515151515151515151515151515151515151",
+    ])]
+    #[case::signer_without_svn("[sgx]", |c: &mut Claims| { sgx_signed(c); c.svn = None }, &[
+        "services[driver].attestation[1]: the evidence names no svn",
+    ])]
+    #[case::signer_variant_is_sgx_only("[sgx, sim]", |c: &mut Claims| { sgx_signed(c); c.tee = Tee::Sim }, &[
+        "services[driver].attestation[1]: tee sim is not sgx",
+    ])]
+    fn appraisal(#[case] tees: &str, #[case] edit: fn(&mut Claims), #[case] expected: &[&str]) {
+        let policy = policy(tees);
+        let mut claims = sim_claims();
+        edit(&mut claims);
+        match policy.appraise("driver", &claims) {
+            Ok(service) => {
+                assert!(expected.is_empty(), "accepted, expected {expected:?}");
+                assert_eq!(service.name, "driver");
+            }
+            Err(refusal) => {
+                assert!(!expected.is_empty(), "refused: {refusal}");
+                for reason in expected {
+                    assert!(
+                        refusal.reasons.iter().any(|r| r == reason),
+                        "`{reason}` not in {refusal:#?}"
+                    );
+                }
+                // Platform reasons are exactly the expected ones; variant reasons include the
+                // expected ones (every failing variant reports all its mismatches).
+                let is_variant = |r: &&str| r.starts_with("services[driver].attestation");
+                let platform: Vec<&str> = refusal
+                    .reasons
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|r| !is_variant(r))
+                    .collect();
+                let expected_platform: Vec<&str> = expected
+                    .iter()
+                    .copied()
+                    .filter(|r| !is_variant(r))
+                    .collect();
+                assert_eq!(platform, expected_platform, "{refusal:#?}");
+                if expected.iter().all(|r| !is_variant(r)) {
+                    assert!(
+                        refusal.reasons.iter().all(|r| !is_variant(&r.as_str())),
+                        "{refusal:#?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[cfg(feature = "rego")]
+    #[test]
+    fn rego_deny_refuses() {
+        let mut claims = sim_claims();
+        sgx_signed(&mut claims);
+        claims.svn = Some(13);
+        let refusal = policy("[sgx]").appraise("driver", &claims).unwrap_err();
+        assert_eq!(refusal.reasons, vec!["security.rego: svn 13 is revoked"]);
+    }
+
+    #[test]
+    fn unknown_service_is_refused() {
+        let refusal = policy("[sim]")
+            .appraise("worker", &sim_claims())
+            .unwrap_err();
+        assert_eq!(
+            refusal.reasons,
+            vec!["services: policy `test/appraise` has no service `worker`"]
+        );
+    }
+
+    #[test]
+    fn every_violation_is_listed_at_once() {
+        let mut claims = sim_claims();
+        claims.debug = true;
+        claims.tcb_status = TcbStatus::OutOfDate;
+        claims.advisory_ids = vec!["INTEL-SA-00001".into()];
+        claims.measurement = vec![0; 32];
+        let refusal = policy("[sgx]").appraise("driver", &claims).unwrap_err();
+        for needle in [
+            "security.tees: sim not accepted",
+            "debug not tolerated",
+            "tcb OutOfDate",
+            "INTEL-SA-00001 not ignored",
+            "attestation[0]: measurement",
+            "attestation[1]: tee sim is not sgx",
+        ] {
+            assert!(refusal.mentions(needle), "{needle} missing: {refusal}");
+        }
+        assert!(
+            refusal
+                .to_string()
+                .starts_with("attestation for service `driver` refused: ")
+        );
+    }
+}

@@ -1,0 +1,423 @@
+//! The CAS's decisions about policies, as pure functions: create, update, read, import.
+
+use crate::Error;
+use crate::model::{Access, Policy, SessionImport};
+use crate::sign::{KeyFingerprint, SessionHash, SignedPolicy};
+use std::collections::BTreeSet;
+
+/// Accept a new policy: it validates, is version 1 without predecessor, and carries valid
+/// signatures of at least `access.update.approvals` distinct owners named in it.
+pub fn authorize_create(signed: &SignedPolicy) -> Result<Policy, Error> {
+    let policy = Policy::parse(&signed.yaml).map_err(Error::Invalid)?;
+    if policy.version() != 1 {
+        return Err(Error::WrongVersion {
+            expected: 1,
+            got: policy.version(),
+        });
+    }
+    // Validation already refuses a predecessor on version 1.
+    check_approvals(policy.access(), &policy.hash(), signed)?;
+    Ok(policy)
+}
+
+/// Accept `new` as the successor of `current` (whose session hash is `current_hash`): same
+/// name, the next version, `predecessor == current_hash`, and valid signatures of at least M
+/// distinct owners of the **current** version (M = the current `access.update.approvals`), so a
+/// new version cannot appoint its own approvers.
+pub fn authorize_update(
+    current: &Policy,
+    current_hash: &SessionHash,
+    new: &SignedPolicy,
+) -> Result<Policy, Error> {
+    let policy = Policy::parse(&new.yaml).map_err(Error::Invalid)?;
+    if policy.name() != current.name() {
+        return Err(Error::NameMismatch {
+            expected: current.name().to_owned(),
+            got: policy.name().to_owned(),
+        });
+    }
+    let next = current.version().saturating_add(1);
+    if policy.version() != next {
+        return Err(Error::WrongVersion {
+            expected: next,
+            got: policy.version(),
+        });
+    }
+    if policy.predecessor() != Some(*current_hash) {
+        return Err(Error::StalePredecessor {
+            expected: *current_hash,
+            got: policy.predecessor(),
+        });
+    }
+    check_approvals(current.access(), &policy.hash(), new)?;
+    Ok(policy)
+}
+
+/// Count valid signatures over `hash` by distinct owners in `access`.
+///
+/// A signature naming an owner's key that does not verify is an error of its own
+/// ([`Error::BadSignature`]): it is tampering or a mistake, never noise. Signatures by keys that
+/// are not owners are not counted and are listed in [`Error::InsufficientApprovals`].
+fn check_approvals(
+    access: &Access,
+    hash: &SessionHash,
+    signed: &SignedPolicy,
+) -> Result<(), Error> {
+    if signed.signatures.is_empty() {
+        return Err(Error::Unsigned);
+    }
+    let mut approvers: BTreeSet<KeyFingerprint> = BTreeSet::new();
+    let mut ignored = Vec::new();
+    for sig in &signed.signatures {
+        match access.owner(&sig.key_fingerprint) {
+            None => ignored.push(format!("key {} is not an owner", sig.key_fingerprint)),
+            Some(owner) => {
+                if !owner.key.verifies(hash, &sig.sig) {
+                    return Err(Error::BadSignature {
+                        owner: owner.name.clone(),
+                        hash: *hash,
+                    });
+                }
+                if !approvers.insert(sig.key_fingerprint) {
+                    ignored.push(format!("owner {} signed twice", owner.name));
+                }
+            }
+        }
+    }
+    if approvers.len() < access.approvals {
+        return Err(Error::InsufficientApprovals {
+            have: approvers.len(),
+            need: access.approvals,
+            ignored,
+        });
+    }
+    Ok(())
+}
+
+/// May the principal whose key has `principal` read `policy`? Owners and `access.read`
+/// principals may; nobody else.
+pub fn authorize_read(policy: &Policy, principal: &KeyFingerprint) -> Result<(), Error> {
+    let access = policy.access();
+    if access.owner(principal).is_some()
+        || access.readers.iter().any(|r| r.fingerprint == *principal)
+    {
+        Ok(())
+    } else {
+        Err(Error::ReadDenied {
+            policy: policy.name().to_owned(),
+            principal: *principal,
+        })
+    }
+}
+
+/// May `importer` import `import` (one of its [`Policy::session_imports`]) from `exporter`,
+/// whose current session hash is `exporter_hash`? The import must name the exporter, pin its
+/// current hash, and the exporter's `export` must list the secret for the importer's name.
+pub fn authorize_import(
+    importer: &Policy,
+    import: &SessionImport,
+    exporter: &Policy,
+    exporter_hash: &SessionHash,
+) -> Result<(), Error> {
+    if import.session != exporter.name() {
+        return Err(Error::ImportWrongSession {
+            expected: import.session.clone(),
+            got: exporter.name().to_owned(),
+        });
+    }
+    if import.session_hash != *exporter_hash {
+        return Err(Error::ImportHashMismatch {
+            pinned: import.session_hash,
+            current: *exporter_hash,
+        });
+    }
+    let exported = exporter
+        .exports()
+        .iter()
+        .any(|e| e.secret == import.secret && e.to.iter().any(|to| to == importer.name()));
+    if !exported {
+        return Err(Error::ImportNotExported {
+            exporter: exporter.name().to_owned(),
+            secret: import.secret.clone(),
+            importer: importer.name().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{MEASUREMENT, key, policy, public_b64, signed};
+    use rstest::rstest;
+
+    /// What a decision came to, for matching in matrices.
+    #[derive(Debug, PartialEq)]
+    enum Outcome {
+        Ok,
+        Unsigned,
+        Approvals(usize, usize),
+        BadSignature(&'static str),
+        Stale,
+        Version(u64, u64),
+        Name,
+        Invalid,
+    }
+
+    fn outcome(r: Result<Policy, Error>) -> Outcome {
+        match r {
+            Ok(_) => Outcome::Ok,
+            Err(Error::Unsigned) => Outcome::Unsigned,
+            Err(Error::InsufficientApprovals { have, need, .. }) => Outcome::Approvals(have, need),
+            Err(Error::BadSignature { owner, .. }) => Outcome::BadSignature(match owner.as_str() {
+                "owner1" => "owner1",
+                "owner2" => "owner2",
+                _ => "other",
+            }),
+            Err(Error::StalePredecessor { .. }) => Outcome::Stale,
+            Err(Error::WrongVersion { expected, got }) => Outcome::Version(expected, got),
+            Err(Error::NameMismatch { .. }) => Outcome::Name,
+            Err(Error::Invalid(_)) => Outcome::Invalid,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[rstest]
+    #[case::signed_by_the_owner(&[1], 1, &[1], Outcome::Ok)]
+    #[case::unsigned(&[1], 1, &[], Outcome::Unsigned)]
+    #[case::signed_by_a_non_owner(&[1], 1, &[3], Outcome::Approvals(0, 1))]
+    #[case::one_of_two_required(&[1, 2], 2, &[2], Outcome::Approvals(1, 2))]
+    #[case::two_of_two(&[1, 2], 2, &[2, 1], Outcome::Ok)]
+    #[case::one_of_two_owners_is_enough_when_m_is_1(&[1, 2], 1, &[2], Outcome::Ok)]
+    fn create(
+        #[case] owners: &[u8],
+        #[case] approvals: usize,
+        #[case] signers: &[u8],
+        #[case] expected: Outcome,
+    ) {
+        let yaml = policy("test/p", 1, None, owners, approvals, &[]);
+        assert_eq!(outcome(authorize_create(&signed(&yaml, signers))), expected);
+    }
+
+    #[test]
+    fn create_refuses_a_later_version_and_invalid_documents() {
+        let v2 = policy("test/p", 2, Some(SessionHash::of("x")), &[1], 1, &[]);
+        assert_eq!(
+            outcome(authorize_create(&signed(&v2, &[1]))),
+            Outcome::Version(1, 2)
+        );
+        let invalid = policy("test/p", 1, None, &[1], 2, &[]);
+        assert_eq!(
+            outcome(authorize_create(&signed(&invalid, &[1]))),
+            Outcome::Invalid
+        );
+    }
+
+    /// Version 1 owned by keys 1 and 2, two approvals required.
+    fn current() -> (Policy, SessionHash) {
+        let yaml = policy("test/p", 1, None, &[1, 2], 2, &[]);
+        let p = authorize_create(&signed(&yaml, &[1, 2])).unwrap();
+        let h = p.hash();
+        (p, h)
+    }
+
+    #[rstest]
+    #[case::two_of_two("test/p", 2, true, &[1, 2], &[1, 2], Outcome::Ok)]
+    #[case::unsigned("test/p", 2, true, &[1, 2], &[], Outcome::Unsigned)]
+    #[case::one_of_two("test/p", 2, true, &[1, 2], &[1], Outcome::Approvals(1, 2))]
+    #[case::second_signature_by_a_non_owner("test/p", 2, true, &[1, 2], &[1, 3], Outcome::Approvals(1, 2))]
+    #[case::stale_predecessor("test/p", 2, false, &[1, 2], &[1, 2], Outcome::Stale)]
+    #[case::skipped_version("test/p", 3, true, &[1, 2], &[1, 2], Outcome::Version(2, 3))]
+    #[case::same_version("test/p", 1, false, &[1, 2], &[1, 2], Outcome::Version(2, 1))]
+    #[case::renamed("test/q", 2, true, &[1, 2], &[1, 2], Outcome::Name)]
+    #[case::new_owners_cannot_approve_themselves("test/p", 2, true, &[3], &[3], Outcome::Approvals(0, 2))]
+    #[case::dropping_an_owner_needs_both("test/p", 2, true, &[1], &[1, 2], Outcome::Ok)]
+    fn update(
+        #[case] name: &str,
+        #[case] version: u64,
+        #[case] right_predecessor: bool,
+        #[case] owners: &[u8],
+        #[case] signers: &[u8],
+        #[case] expected: Outcome,
+    ) {
+        let (cur, cur_hash) = current();
+        let predecessor = if right_predecessor {
+            cur_hash
+        } else {
+            SessionHash::of("an older version")
+        };
+        let approvals = owners.len().min(2);
+        let yaml = policy(
+            name,
+            version,
+            (version > 1).then_some(predecessor),
+            owners,
+            approvals,
+            &[],
+        );
+        assert_eq!(
+            outcome(authorize_update(&cur, &cur_hash, &signed(&yaml, signers))),
+            expected
+        );
+    }
+
+    #[test]
+    fn update_signature_over_another_hash_is_refused() {
+        let (cur, cur_hash) = current();
+        let yaml = policy("test/p", 2, Some(cur_hash), &[1, 2], 2, &[]);
+        let mut update = signed(&yaml, &[1]);
+        // Owner 2's signature over a different version, attached to this one.
+        update
+            .signatures
+            .push(key(2).sign(&SessionHash::of("a different version")));
+        assert_eq!(
+            outcome(authorize_update(&cur, &cur_hash, &update)),
+            Outcome::BadSignature("owner2")
+        );
+        let err = authorize_update(&cur, &cur_hash, &update).unwrap_err();
+        assert_eq!(err.rule(), "bad-signature");
+        assert!(
+            err.to_string().contains(&update.hash().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_same_owner_twice_counts_once() {
+        let (cur, cur_hash) = current();
+        let yaml = policy("test/p", 2, Some(cur_hash), &[1, 2], 2, &[]);
+        let mut update = signed(&yaml, &[1]);
+        update.signatures.push(key(1).sign(&update.hash()));
+        match authorize_update(&cur, &cur_hash, &update) {
+            Err(Error::InsufficientApprovals {
+                have: 1,
+                need: 2,
+                ignored,
+            }) => {
+                assert_eq!(ignored, vec!["owner owner1 signed twice"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stale_predecessor_names_both_hashes() {
+        let (cur, cur_hash) = current();
+        let old = SessionHash::of("old");
+        let yaml = policy("test/p", 2, Some(old), &[1, 2], 2, &[]);
+        match authorize_update(&cur, &cur_hash, &signed(&yaml, &[1, 2])) {
+            Err(Error::StalePredecessor { expected, got }) => {
+                assert_eq!((expected, got), (cur_hash, Some(old)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[rstest]
+    #[case::owner(1, true)]
+    #[case::read_principal(2, true)]
+    #[case::stranger(3, false)]
+    fn read(#[case] who: u8, #[case] allowed: bool) {
+        let p = Policy::parse(&policy("test/p", 1, None, &[1], 1, &[2])).unwrap();
+        let result = authorize_read(&p, &key(who).fingerprint());
+        assert_eq!(result.is_ok(), allowed, "{result:?}");
+        if let Err(e) = result {
+            assert!(matches!(e, Error::ReadDenied { .. }));
+        }
+    }
+
+    #[test]
+    fn read_principal_by_fingerprint() {
+        let yaml = policy("test/p", 1, None, &[1], 1, &[]).replacen(
+            "  update:",
+            &format!(
+                "  read:\n    - name: ci\n      fingerprint: {}\n  update:",
+                key(4).fingerprint()
+            ),
+            1,
+        );
+        let p = Policy::parse(&yaml).unwrap();
+        assert!(authorize_read(&p, &key(4).fingerprint()).is_ok());
+    }
+
+    fn exporter(version: u64, predecessor: Option<SessionHash>) -> Policy {
+        let mut yaml = format!("name: test/exporter\nversion: {version}\n");
+        if let Some(p) = predecessor {
+            yaml.push_str(&format!("predecessor: {p}\n"));
+        }
+        yaml.push_str(&format!(
+            "access:\n  owners:\n    - name: a\n      key: {}\nsecurity:\n  tees: [sim]\n\
+             secrets:\n  - name: k\n    kind: aes256\n  - name: private\n    kind: aes256\n\
+             export:\n  - secret: k\n    to: [test/importer]\n",
+            public_b64(1)
+        ));
+        Policy::parse(&yaml).unwrap_or_else(|p| panic!("{p}"))
+    }
+
+    fn importer(name: &str, secret: &str, pinned: SessionHash) -> Policy {
+        let yaml = format!(
+            "name: {name}\nversion: 1\naccess:\n  owners:\n    - name: b\n      key: {}\nsecurity:\n  tees: [sim]\n\
+             services:\n  - name: app\n    attestation: [{{measurements: [{MEASUREMENT}]}}]\n    env:\n      K: $$cloister:imported:hex$$\n\
+             secrets:\n  - name: imported\n    kind: import\n    from:\n      session:\n        session: test/exporter\n\
+             \x20       secret: {secret}\n        session_hash: {pinned}\n",
+            public_b64(2)
+        );
+        Policy::parse(&yaml).unwrap_or_else(|p| panic!("{p}"))
+    }
+
+    fn import_of(p: &Policy) -> &SessionImport {
+        p.session_imports().next().unwrap().1
+    }
+
+    #[test]
+    fn import_allowed() {
+        let exp = exporter(1, None);
+        let imp = importer("test/importer", "k", exp.hash());
+        authorize_import(&imp, import_of(&imp), &exp, &exp.hash()).unwrap();
+    }
+
+    #[test]
+    fn import_not_exported_to_the_importer() {
+        let exp = exporter(1, None);
+        let imp = importer("test/stranger", "k", exp.hash());
+        let err = authorize_import(&imp, import_of(&imp), &exp, &exp.hash()).unwrap_err();
+        assert!(
+            matches!(err, Error::ImportNotExported { ref importer, .. } if importer == "test/stranger"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn import_of_a_secret_that_is_not_exported() {
+        let exp = exporter(1, None);
+        let imp = importer("test/importer", "private", exp.hash());
+        let err = authorize_import(&imp, import_of(&imp), &exp, &exp.hash()).unwrap_err();
+        assert!(
+            matches!(err, Error::ImportNotExported { ref secret, .. } if secret == "private"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn import_pinned_to_an_old_exporter_hash() {
+        let v1 = exporter(1, None);
+        let imp = importer("test/importer", "k", v1.hash());
+        let v2 = exporter(2, Some(v1.hash()));
+        let err = authorize_import(&imp, import_of(&imp), &v2, &v2.hash()).unwrap_err();
+        match err {
+            Error::ImportHashMismatch { pinned, current } => {
+                assert_eq!((pinned, current), (v1.hash(), v2.hash()))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn import_from_another_session() {
+        let exp = exporter(1, None);
+        let imp = importer("test/importer", "k", exp.hash());
+        let other = Policy::parse(&policy("test/other", 1, None, &[1], 1, &[])).unwrap();
+        let err = authorize_import(&imp, import_of(&imp), &other, &other.hash()).unwrap_err();
+        assert!(matches!(err, Error::ImportWrongSession { .. }), "{err}");
+    }
+}
