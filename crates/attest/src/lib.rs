@@ -16,7 +16,7 @@
 //!
 //! # Example
 //!
-//! ```ignore
+//! ```
 //! use cloister_attest::{binding, sim, Context, Tee, Verifier};
 //! use std::time::SystemTime;
 //!
@@ -28,6 +28,7 @@
 //!     report_data: report_data.to_vec(),
 //!     svn: 1,
 //!     debug: false,
+//!     ..Default::default()
 //! })?;
 //!
 //! let verifier = sim::SimVerifier::new([platform.public_key()]);
