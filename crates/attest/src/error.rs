@@ -202,3 +202,25 @@ pub(crate) fn unix(secs: u64) -> SystemTime {
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
+
+impl Error {
+    /// A stable, machine-readable code for the variant (used in JSON output and API bodies).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Truncated { .. } => "truncated",
+            Error::Malformed { .. } => "malformed",
+            Error::Unsupported { .. } => "unsupported",
+            Error::UnknownFormat => "unknown-format",
+            Error::BadSignature { .. } => "bad-signature",
+            Error::UntrustedChain { .. } => "untrusted-chain",
+            Error::Revoked { .. } => "revoked",
+            Error::Expired { .. } => "expired",
+            Error::NotYetValid { .. } => "not-yet-valid",
+            Error::ReportDataMismatch { .. } => "report-data-mismatch",
+            Error::Rejected { .. } => "rejected",
+            Error::Io { .. } => "io",
+            Error::Unavailable { .. } => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+}

@@ -52,6 +52,42 @@ pub use error::{Error, Fault, rfc3339};
 
 use std::time::SystemTime;
 
+/// The kinds of evidence this crate verifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvidenceKind {
+    /// Intel SGX DCAP quote (v3).
+    Sgx,
+    /// Intel TDX quote (v4, v5).
+    Tdx,
+    /// AMD SEV-SNP attestation report, raw or hex.
+    Snp,
+    /// Microsoft Azure Attestation token.
+    Maa,
+    /// Cloister's simulated TEE.
+    Sim,
+}
+
+/// Tell the kind of `evidence` from its bytes, cheaply and without verifying anything.
+/// Returns `None` when no format matches. Never panics, whatever the input.
+pub fn detect(evidence: &[u8]) -> Option<EvidenceKind> {
+    if let Some(tee) = dcap::sniff(evidence) {
+        return match tee {
+            Tee::Tdx => Some(EvidenceKind::Tdx),
+            _ => Some(EvidenceKind::Sgx),
+        };
+    }
+    if maa::sniff(evidence) {
+        Some(EvidenceKind::Maa)
+    } else if sim::sniff(evidence) {
+        Some(EvidenceKind::Sim)
+    } else if snp::sniff(evidence) {
+        Some(EvidenceKind::Snp)
+    } else {
+        None
+    }
+}
+
 /// What a verification is checked against besides the trust anchors: the time, and the
 /// `report_data` the evidence must carry.
 #[derive(Clone, Debug)]

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Everything CI checks, from a fresh machine: formatting, lints, dependency boundaries, all
+# tests, and a bounded fuzz run. Installs what the tests need (see scripts/setup.sh).
+# With CI=true a missing component fails the run instead of skipping tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+. scripts/setup.sh
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+step "dependency boundaries"
+scripts/boundaries.sh
+step "cargo test"
+cargo test --locked --workspace --no-fail-fast
+step "fuzz (bounded)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh
+step "all checks passed"
