@@ -23,7 +23,7 @@ check cloister-attest "$analytics|tokio|hyper|reqwest|mio" "attest is pure: no a
 for c in cloister-policy cloister-cas cloister-runtime cloister-colenc; do
   check "$c" "$analytics" "the trust core never depends on the analytics stack"
 done
-dups=$(cargo tree --locked -d -e normal --prefix none 2>/dev/null | grep -E '^(arrow|parquet|datafusion|object_store|tonic|rustls|prost) v' | sort -u || true)
+dups=$(cargo tree --locked -d -e normal 2>/dev/null | grep -E '^(arrow|parquet|datafusion|object_store|tonic|rustls|prost) v' | sort -u || true)
 if [ -n "$dups" ]; then
   echo "two copies of a core crate:" >&2; echo "$dups" >&2; fail=1
 fi

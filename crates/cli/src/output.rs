@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 /// A new table in the house style.
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED)
+    t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         // Without a terminal to ask, wrap long cells (errors, hashes) at a readable width.
         .set_width(terminal_width())
