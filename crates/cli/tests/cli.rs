@@ -273,4 +273,9 @@ fn help_teaches() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("Example"), "{help}");
     assert!(help.contains("--collateral"));
+    // Lists and examples keep their lines (clap would otherwise reflow them into one paragraph).
+    assert!(
+        help.contains("\n  sim       the simulated platform's public key (PEM)\n"),
+        "{help}"
+    );
 }
