@@ -309,7 +309,8 @@ fn sim_keygen(out: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn pub_path(out: &Path) -> PathBuf {
+/// `<out>.pub`: where a key's public half is written.
+pub fn pub_path(out: &Path) -> PathBuf {
     let mut name = out.as_os_str().to_owned();
     name.push(".pub");
     PathBuf::from(name)

@@ -1,6 +1,11 @@
 //! End-to-end tests of the built `cloister` binary: stdout, stderr and exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
+#[path = "cli/audit.rs"]
+mod audit;
+#[path = "cli/custodian.rs"]
+mod custodian;
+
 use rstest::rstest;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
