@@ -30,6 +30,7 @@ pub enum Command {
     ///       --at 2025-07-01T00:00:00Z
     ///   cloister evidence verify token.jwt --kind maa --collateral jwks.json \
     ///       --issuer https://sharedeus.eus.attest.azure.net --json
+    #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
     /// Generate a simulated platform key pair for the `sim` TEE.
     ///
@@ -37,6 +38,7 @@ pub enum Command {
     /// `<out>.pub`. The public key is what a verifier (and a policy that accepts `sim`) trusts.
     ///
     /// Example: cloister evidence sim-keygen --out platform.pem
+    #[command(verbatim_doc_comment)]
     SimKeygen {
         /// Where to write the private key; the public key goes to `<FILE>.pub`.
         #[arg(long, value_name = "FILE")]
@@ -48,6 +50,7 @@ pub enum Command {
     /// policies refuse it unless they name `sim`.
     ///
     /// Example: cloister evidence sim --key platform.pem --measurement ab12… --report-data 00… --out ev.json
+    #[command(verbatim_doc_comment)]
     Sim(SimArgs),
 }
 
@@ -306,7 +309,8 @@ fn sim_keygen(out: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn pub_path(out: &Path) -> PathBuf {
+/// `<out>.pub`: where a key's public half is written.
+pub fn pub_path(out: &Path) -> PathBuf {
     let mut name = out.as_os_str().to_owned();
     name.push(".pub");
     PathBuf::from(name)

@@ -4,9 +4,12 @@
 //! people, `--json` for programs, diagnostics on stderr prefixed `cloister:`. Exit codes: 0 ok,
 //! 1 a negative verdict (evidence refused, verification failed), 2 a usage or operational error.
 
+mod audit;
 mod demo;
 mod evidence;
+mod keys;
 mod output;
+mod policy;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -51,6 +54,15 @@ enum Command {
     /// Collect, create and verify TEE evidence.
     #[command(subcommand)]
     Evidence(evidence::Command),
+    /// Make and inspect policy owners' signing keys (Ed25519).
+    #[command(subcommand)]
+    Keys(keys::Command),
+    /// Lint, hash, sign and compare policies, offline.
+    #[command(subcommand)]
+    Policy(policy::Command),
+    /// Verify and read the CAS audit log, offline.
+    #[command(subcommand)]
+    Audit(audit::Command),
 }
 
 /// Exit code for a negative verdict: evidence refused, verification failed.
@@ -65,6 +77,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args, quiet),
         Command::Evidence(cmd) => evidence::run(cmd),
+        Command::Keys(cmd) => keys::run(cmd, quiet),
+        Command::Policy(cmd) => policy::run(cmd, quiet),
+        Command::Audit(cmd) => audit::run(cmd, quiet),
     };
     match result {
         Ok(code) => code,

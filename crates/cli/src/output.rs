@@ -18,9 +18,11 @@ pub fn table(header: &[&str]) -> Table {
 
 /// Print `value` as pretty JSON on stdout.
 pub fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
+    // Serialise first, then write: a write error then reaches `main` as an `io::Error`, so a
+    // closed pipe is recognised (serde_json's error would hide it).
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    std::io::stdout().lock().write_all(&text)?;
     Ok(())
 }
 

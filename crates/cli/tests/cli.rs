@@ -1,6 +1,11 @@
 //! End-to-end tests of the built `cloister` binary: stdout, stderr and exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
+#[path = "cli/audit.rs"]
+mod audit;
+#[path = "cli/custodian.rs"]
+mod custodian;
+
 use rstest::rstest;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -273,4 +278,9 @@ fn help_teaches() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("Example"), "{help}");
     assert!(help.contains("--collateral"));
+    // Lists and examples keep their lines (clap would otherwise reflow them into one paragraph).
+    assert!(
+        help.contains("\n  sim       the simulated platform's public key (PEM)\n"),
+        "{help}"
+    );
 }
