@@ -19,6 +19,22 @@ targets=("$@")
 for t in "${targets[@]}"; do
   step "fuzz $t for ${seconds}s"
   mkdir -p "fuzz/corpus/$t"
-  seeds="fuzz/seeds/$t"; [ -d "$seeds" ] || seeds=""
-  cargo fuzz run --sanitizer none "$t" "fuzz/corpus/$t" $seeds -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
+  # Seed each target with the real samples it parses (read-only; new inputs go to fuzz/corpus).
+  case "$t" in
+    dcap_quote) seeds="testdata/tee-evidence/sgx-dcap testdata/tee-evidence/tdx" ;;
+    snp_report) seeds="testdata/tee-evidence/sev-snp/go-sev-guest testdata/tee-evidence/sev-snp/virtee-sev" ;;
+    maa_jwt) seeds="testdata/tee-evidence/maa-jwt" ;;
+    ae_cell) seeds="testdata/always-encrypted/swisscom" ;;
+    policy_parse) seeds="crates/policy/examples" ;;
+    *) seeds="" ;;
+  esac
+  # shellcheck disable=SC2086 # $seeds is a list of folders
+  log="$CLOISTER_CACHE/fuzz-$t.log"
+  if ! cargo fuzz run --sanitizer none "$t" "fuzz/corpus/$t" $seeds -- \
+      -max_total_time="$seconds" -rss_limit_mb=2048 >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "fuzz: $t failed (crash inputs, if any, are in fuzz/artifacts/$t; full log: $log)" >&2
+    exit 1
+  fi
+  grep -E '^(Done|INFO: seed corpus)' "$log" || true
 done
