@@ -47,10 +47,26 @@ impl SessionCa {
     /// A new CA for `session` with a fresh P-256 key, valid from `now` for ten years.
     pub fn generate(session: &str, now: SystemTime) -> Result<Self, Error> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(internal)?;
+        Self::generate_with(
+            key,
+            &format!("Cloister session CA {session}"),
+            CA_VALIDITY,
+            now,
+        )
+    }
+
+    /// A new self-signed CA with `key` (P-256, P-384, Ed25519 or RSA), common name
+    /// `common_name`, valid from `now` for `validity`: what a policy's `x509-ca` secret is.
+    pub fn generate_with(
+        key: KeyPair,
+        common_name: &str,
+        validity: Duration,
+        now: SystemTime,
+    ) -> Result<Self, Error> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "Cloister");
-        dn.push(DnType::CommonName, format!("Cloister session CA {session}"));
+        dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
@@ -59,7 +75,7 @@ impl SessionCa {
             KeyUsagePurpose::DigitalSignature,
         ];
         params.not_before = now.into();
-        params.not_after = (now + CA_VALIDITY).into();
+        params.not_after = (now + validity).into();
         params.serial_number = Some(random_serial()?);
         let cert = params.self_signed(&key).map_err(internal)?;
         Ok(Self {
@@ -110,6 +126,27 @@ impl SessionCa {
         validity: Duration,
     ) -> Result<IssuedCert, Error> {
         let key = WorkloadPublicKey::from_spki(spki_der)?;
+        // A minute of slack for clocks that differ a little between CAS and peers.
+        self.certify(
+            &key,
+            cn,
+            sans,
+            now - Duration::from_secs(60),
+            now + validity,
+        )
+    }
+
+    /// Certify `key` (any algorithm rcgen knows, e.g. a [`KeyPair`]) for TLS client and server
+    /// use, with common name `cn` and subject alternative names `sans`, valid from
+    /// `not_before` to `not_after`.
+    pub fn certify(
+        &self,
+        key: &impl PublicKeyData,
+        cn: &str,
+        sans: &[String],
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<IssuedCert, Error> {
         let mut params = CertificateParams::new(sans.to_vec()).map_err(|_| {
             Error::invalid("subject alternative names", "not DNS names or IP addresses")
         })?;
@@ -122,12 +159,11 @@ impl SessionCa {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        // A minute of slack for clocks that differ a little between CAS and peers.
-        params.not_before = (now - Duration::from_secs(60)).into();
-        params.not_after = (now + validity).into();
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
         params.serial_number = Some(random_serial()?);
         params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &self.issuer).map_err(internal)?;
+        let cert = params.signed_by(key, &self.issuer).map_err(internal)?;
         Ok(IssuedCert {
             der: cert.der().to_vec(),
             pem: pem(cert.der()),
@@ -171,12 +207,12 @@ fn random_serial() -> Result<SerialNumber, Error> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-fn pem(der: &[u8]) -> String {
+pub(crate) fn pem(der: &[u8]) -> String {
     let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
     pem::encode_config(&pem::Pem::new("CERTIFICATE", der), config)
 }
 
-fn internal(e: rcgen::Error) -> Error {
+pub(crate) fn internal(e: rcgen::Error) -> Error {
     {
         tracing::error!(error = %e, "certificate generation");
         Error::Internal("certificate generation failed")

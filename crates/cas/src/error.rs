@@ -76,6 +76,37 @@ pub enum Error {
     /// A sealed configuration envelope does not open.
     #[error("sealed configuration {0}")]
     Envelope(&'static str),
+    /// A secret imported from another session may not be imported (the exporter does not export
+    /// it to this session, or the import pins an older version of the exporter).
+    #[error("secrets[{secret}]: {rule}: {message}")]
+    ImportRefused {
+        /// The importing session's name for the secret.
+        secret: String,
+        /// The policy rule that failed (`export`, `import-hash`, `import-session`, …).
+        rule: &'static str,
+        /// What the rule says (names and hashes, never a value).
+        message: String,
+    },
+    /// A policy decision or a configuration resolution failed (the policy layer names the rule).
+    #[error(transparent)]
+    Policy(#[from] cloister_policy::Error),
+    /// The CAS answered a client request with an error.
+    #[error("CAS refused the request ({status} {code}): {message}{}", reasons_suffix(reasons))]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The stable error code (see `api::ErrorBody`).
+        code: String,
+        /// The message.
+        message: String,
+        /// The rule that failed, when one did.
+        rule: Option<String>,
+        /// Every failed rule, for refused attestations and invalid policies.
+        reasons: Vec<String>,
+    },
+    /// Evidence could not be collected or verified.
+    #[error(transparent)]
+    Evidence(#[from] cloister_attest::Error),
     /// A nonce was not accepted.
     #[error("nonce rejected: {reason}")]
     NonceRejected {
@@ -122,6 +153,23 @@ pub enum Error {
         /// The locked file.
         path: PathBuf,
     },
+    /// A secret the policy imports is not available (file, environment variable, Kubernetes
+    /// secret or the exporting session is missing).
+    #[error("secrets[{secret}]: import unavailable: {reason}")]
+    ImportUnavailable {
+        /// The secret's name in the importing policy.
+        secret: String,
+        /// Why (no value; may name a file, so it is for logs, not for API bodies).
+        reason: String,
+    },
+    /// The CAS could not be reached, or did not answer in HTTP.
+    #[error("CAS at {url} is unreachable: {reason}")]
+    Unreachable {
+        /// The CAS URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// The embedded database reported an error.
     #[error("embedded store: {0}")]
     Storage(#[source] Box<redb::Error>),
@@ -130,6 +178,14 @@ pub enum Error {
     /// An invariant of this crate was broken.
     #[error("internal error: {0}")]
     Internal(&'static str),
+}
+
+fn reasons_suffix(reasons: &[String]) -> String {
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", reasons.join("; "))
+    }
 }
 
 /// Why [`crate::Store::take_nonce`] refused a nonce.

@@ -12,7 +12,10 @@
 //! - [`audit`]: the append-only, hash-chained, signed audit log and its offline verifier, whose
 //!   failures ([`AuditError`]) each have their own exit code.
 //!
-//! The HTTP API, attestation and issuance are built on top of these.
+//! - [`server`]: the HTTPS API ([`server::router`], [`server::run`]) over [`server::CasState`]:
+//!   sessions, nonces, attestation (verify → appraise → resolve [`secrets`] → certificate,
+//!   token and sealed configuration), the audit API; its wire types in [`api`].
+//! - [`client`]: the library the runtime and CLI use, pinned to the CAS's certificate.
 //!
 //! # Design
 //!
@@ -44,15 +47,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod api;
 pub mod audit;
 pub mod ca;
+pub mod client;
+pub mod config;
 pub mod envelope;
 mod error;
 pub mod master_key;
+pub mod secrets;
+pub mod server;
 pub mod store;
 pub mod token;
 
 pub use audit::AuditError;
+pub use config::{CasConfig, Clock, ManualClock, SystemClock};
 pub use error::{Error, NonceRejection};
 pub use master_key::{KeyPurpose, MASTER_KEY_ENV, MasterKey};
 pub use store::file::FileStore;

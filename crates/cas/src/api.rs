@@ -1,0 +1,528 @@
+//! The CAS HTTP API's wire types and protocol rules, shared by the server and [`crate::client`].
+//!
+//! Every body is JSON. Byte strings are standard base64 (padded) unless a field says hex. Errors
+//! are [`ErrorBody`] with a stable [`code`](ErrorBody::code); `GET /v1/openapi.json` documents
+//! every route and schema.
+//!
+//! # Routes
+//!
+//! | method and path | body → answer | who |
+//! | --- | --- | --- |
+//! | `GET /v1/health` | → [`Health`] | anyone |
+//! | `GET /v1/openapi.json` | → the OpenAPI document | anyone |
+//! | `GET /.well-known/openid-configuration` | → [`OpenIdConfiguration`] | anyone |
+//! | `GET /.well-known/jwks.json` | → the token signing keys (JWK set) | anyone |
+//! | `POST /v1/sessions` | signed policy → [`SessionSummary`] (201) | owners' signatures in the body |
+//! | `PUT /v1/sessions/{name}` | signed policy → [`SessionSummary`] | owners of the current version |
+//! | `GET /v1/sessions/{name}` | → [`SessionView`] | [signed request](#signed-requests) by an owner or reader |
+//! | `GET /v1/sessions` | → [`SessionList`] (those the signer may read) | signed request |
+//! | `DELETE /v1/sessions/{name}` | [`DeleteSession`] → [`SessionSummary`] | M of N owners, as for an update |
+//! | `POST /v1/nonce` | → [`NonceResponse`] | anyone |
+//! | `POST /v1/attest` | [`AttestRequest`] → [`AttestResponse`] | a workload with evidence |
+//! | `GET /v1/audit/head` | → [`AuditHead`] | anyone |
+//! | `GET /v1/audit/entries?after=N&limit=M` | → [`AuditEntries`] | anyone |
+//! | `GET /v1/audit/verify` | → [`AuditVerification`] | anyone |
+//!
+//! Session names contain a `/` (`namespace/name`); they go into the path as they are
+//! (`/v1/sessions/demo/nyc-taxi`). The audit log holds names, hashes and reasons, never secrets,
+//! so it is public like the JWKS; put the CAS behind a network policy if names are sensitive.
+//!
+//! # Signed requests
+//!
+//! Reads of sessions are authenticated by an Ed25519 signature of the principal (an owner or a
+//! `read` principal of the policy) over the request:
+//!
+//! ```text
+//! Authorization: Cloister-Sig key=<base64 SPKI DER>,ts=<unix seconds>,sig=<base64 64 bytes>
+//! signed message = "cloister-req-v1" 0x00 ‖ METHOD 0x00 ‖ PATH?QUERY 0x00 ‖ ts (decimal) 0x00 ‖ SHA-256(body)
+//! ```
+//!
+//! The key is carried so that readers listed by fingerprint only can be verified; the CAS
+//! re-encodes it and takes SHA-256 of the DER as the principal's fingerprint. `ts` must be within
+//! the configured window (±300 s) of the CAS's clock. A signed read can be replayed within that
+//! window by whoever saw it, which only repeats a read over TLS to the same party; changes
+//! (create, update, delete) are authorised by owner signatures over hashes instead.
+//!
+//! # Deleting a session
+//!
+//! Owners approve a deletion like an update: each signs, with the policy signing scheme
+//! (`OwnerKey::sign`), the [`deletion_hash`] of the session name and its current head hash. A
+//! deletion signature therefore cannot be replayed for another session or another version.
+//!
+//! # The sealed configuration
+//!
+//! [`AttestResponse::config`] is HPKE-sealed (see [`crate::envelope`]) to the workload key the
+//! request presented, with associated data [`config_aad`]:
+//!
+//! ```text
+//! "cloister-attest-v1" 0x00 ‖ session 0x00 ‖ service 0x00 ‖ nonce (the 32 raw bytes)
+//! ```
+//!
+//! Session and service names cannot contain a zero byte, so the encoding is unambiguous. The
+//! plaintext is the JSON of [`SealedConfig`].
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+use crate::envelope::Sealed;
+
+/// The `Authorization` scheme of signed requests.
+pub const AUTH_SCHEME: &str = "Cloister-Sig";
+
+/// The domain-separation prefix of signed requests.
+pub const REQUEST_CONTEXT: &[u8] = b"cloister-req-v1\0";
+
+/// The domain-separation prefix of the sealed configuration's associated data.
+pub const CONFIG_AAD_CONTEXT: &[u8] = b"cloister-attest-v1\0";
+
+/// The domain-separation prefix of a deletion's hash.
+pub const DELETE_CONTEXT: &[u8] = b"cloister-delete-v1\0";
+
+/// The message a principal signs for a request (see the [module docs](self#signed-requests)).
+pub fn request_signing_message(method: &str, path_and_query: &str, ts: u64, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(REQUEST_CONTEXT.len() + path_and_query.len() + 64);
+    m.extend_from_slice(REQUEST_CONTEXT);
+    m.extend_from_slice(method.as_bytes());
+    m.push(0);
+    m.extend_from_slice(path_and_query.as_bytes());
+    m.push(0);
+    m.extend_from_slice(ts.to_string().as_bytes());
+    m.push(0);
+    m.extend_from_slice(&Sha256::digest(body));
+    m
+}
+
+/// The associated data of the sealed configuration (see the [module docs](self#the-sealed-configuration)).
+pub fn config_aad(session: &str, service: &str, nonce: &[u8]) -> Vec<u8> {
+    let mut aad =
+        Vec::with_capacity(CONFIG_AAD_CONTEXT.len() + session.len() + service.len() + 2 + nonce.len());
+    aad.extend_from_slice(CONFIG_AAD_CONTEXT);
+    aad.extend_from_slice(session.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(service.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(nonce);
+    aad
+}
+
+/// What owners sign to delete session `name` whose current head is `head`: SHA-256 of
+/// `"cloister-delete-v1" 0x00 ‖ name 0x00 ‖ head (hex)`, signed like a session hash.
+pub fn deletion_hash(name: &str, head: &cloister_policy::SessionHash) -> cloister_policy::SessionHash {
+    let mut m = Vec::with_capacity(DELETE_CONTEXT.len() + name.len() + 65);
+    m.extend_from_slice(DELETE_CONTEXT);
+    m.extend_from_slice(name.as_bytes());
+    m.push(0);
+    m.extend_from_slice(head.to_string().as_bytes());
+    cloister_policy::SessionHash::of(&m)
+}
+
+/// A parsed `Authorization: Cloister-Sig …` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureHeader {
+    /// The signer's SubjectPublicKeyInfo DER.
+    pub spki_der: Vec<u8>,
+    /// Seconds since the Unix epoch.
+    pub ts: u64,
+    /// The Ed25519 signature.
+    pub sig: [u8; 64],
+}
+
+impl SignatureHeader {
+    /// The header value.
+    pub fn to_header_value(&self) -> String {
+        format!(
+            "{AUTH_SCHEME} key={},ts={},sig={}",
+            B64.encode(&self.spki_der),
+            self.ts,
+            B64.encode(self.sig)
+        )
+    }
+
+    /// Parses a header value; `None` if it is not exactly the scheme's form.
+    pub fn parse(value: &str) -> Option<Self> {
+        let rest = value.strip_prefix(AUTH_SCHEME)?.strip_prefix(' ')?;
+        let (mut key, mut ts, mut sig) = (None, None, None);
+        for part in rest.split(',') {
+            let (k, v) = part.trim().split_once('=')?;
+            let slot = match k {
+                "key" => &mut key,
+                "ts" => &mut ts,
+                "sig" => &mut sig,
+                _ => return None,
+            };
+            if slot.replace(v).is_some() {
+                return None;
+            }
+        }
+        Some(Self {
+            spki_der: B64.decode(key?).ok()?,
+            ts: ts?.parse().ok()?,
+            sig: B64.decode(sig?).ok()?.try_into().ok()?,
+        })
+    }
+}
+
+// ---- errors -----------------------------------------------------------------------------------
+
+/// Every error answer. `code` is stable; `message` says what to do; `rule` names the failed
+/// rule when one did; `reasons` lists every failed rule (refused attestations, invalid
+/// policies). No body ever carries a secret, a stack trace or a file path.
+///
+/// | status | code | when |
+/// | --- | --- | --- |
+/// | 400 | `bad-request` | malformed JSON, base64, key or header |
+/// | 401 | `unauthenticated` | a read without a valid signed-request header |
+/// | 403 | `forbidden` | the signer may not read the session (`rule: read`) |
+/// | 403 | `session-refused` | a create, update or delete is not authorised (`rule`: `unsigned`, `approvals`, `bad-signature`, `version`, `name`) |
+/// | 403 | `attestation-refused` | evidence, nonce, appraisal or an import failed; `reasons` names each rule |
+/// | 404 | `not-found` | no such session, or no such route |
+/// | 405 | `method-not-allowed` | the route exists for another method |
+/// | 408 | `timeout` | the request took longer than the configured limit |
+/// | 409 | `conflict` | the session exists, or the predecessor / head is not the current one (`rule: predecessor`) |
+/// | 413 | `payload-too-large` | the body is over the limit (1 MiB by default) |
+/// | 422 | `invalid-policy` | the policy breaks the language's rules; `reasons` has each problem |
+/// | 422 | `unresolvable-configuration` | the service's configuration cannot be resolved (`rule`: `host-arg`, `placeholder-format`, …) |
+/// | 503 | `unavailable` | storage or an import source is unavailable |
+/// | 500 | `internal` | a bug; details only in the CAS log |
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The stable error code.
+    pub code: String,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// The rule that failed, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Every failed rule, `path: what`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+// ---- health and discovery ---------------------------------------------------------------------
+
+/// `GET /v1/health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the CAS answers.
+    pub status: String,
+    /// The CAS's version.
+    pub version: String,
+    /// The issuer (base URL) of its tokens.
+    pub issuer: String,
+    /// The audit log's public key (SEC1 compressed P-256 point, hex).
+    pub audit_public_key: String,
+}
+
+/// `GET /.well-known/openid-configuration`: where relying parties find the token keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OpenIdConfiguration {
+    /// The `iss` of the CAS's tokens.
+    pub issuer: String,
+    /// The JWK set URL.
+    pub jwks_uri: String,
+    /// Always `["ES256"]`.
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    /// Always `["public"]`.
+    pub subject_types_supported: Vec<String>,
+    /// Always `["id_token"]`.
+    pub response_types_supported: Vec<String>,
+    /// The claims of attestation tokens.
+    pub claims_supported: Vec<String>,
+}
+
+// ---- sessions ---------------------------------------------------------------------------------
+
+/// A policy version with owner signatures (the policy crate's `SignedPolicy` wire form).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(title = "SignedPolicy")]
+pub struct SignedPolicyJson {
+    /// The policy YAML; its exact bytes are hashed.
+    pub yaml: String,
+    /// Detached owner signatures over the session hash.
+    #[serde(default)]
+    pub signatures: Vec<SignatureJson>,
+}
+
+/// One owner's signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SignatureJson {
+    /// SHA-256 of the owner's SPKI DER, hex.
+    pub key_fingerprint: String,
+    /// The 64-byte Ed25519 signature, base64.
+    pub sig: String,
+}
+
+/// A session version's identity (created, updated, deleted, listed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionSummary {
+    /// `namespace/name`.
+    pub name: String,
+    /// The version number.
+    pub version: u64,
+    /// The session hash, hex.
+    pub hash: String,
+    /// When the CAS accepted it (RFC 3339).
+    pub created: String,
+}
+
+/// `GET /v1/sessions/{name}`: the version in force and the history. Never a generated secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    /// `namespace/name`.
+    pub name: String,
+    /// The version in force.
+    pub version: u64,
+    /// Its hash, hex.
+    pub hash: String,
+    /// Its YAML, exactly as signed.
+    pub yaml: String,
+    /// Its owner signatures.
+    pub signatures: Vec<SignatureJson>,
+    /// When it was accepted (RFC 3339).
+    pub created: String,
+    /// Every version, oldest first.
+    pub history: Vec<SessionSummary>,
+}
+
+/// `GET /v1/sessions`: the sessions the signer may read, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionList {
+    /// The sessions, sorted by name.
+    pub sessions: Vec<SessionSummary>,
+}
+
+/// `DELETE /v1/sessions/{name}`: owner approvals of the deletion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteSession {
+    /// The current head's hash, hex (the deletion fails with `conflict` if it moved).
+    pub head: String,
+    /// Owner signatures over [`deletion_hash`]`(name, head)`.
+    pub signatures: Vec<SignatureJson>,
+}
+
+// ---- nonces and attestation -------------------------------------------------------------------
+
+/// `POST /v1/nonce`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NonceResponse {
+    /// 32 random bytes, base64. Single use.
+    pub nonce: String,
+    /// When it expires (seconds since the Unix epoch).
+    pub expires_at: u64,
+}
+
+/// `POST /v1/attest`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttestRequest {
+    /// The session (`namespace/name`).
+    pub session: String,
+    /// The service within it.
+    pub service: String,
+    /// The evidence, base64.
+    pub evidence: String,
+    /// Its kind (`sgx`, `tdx`, `snp`, `maa`, `sim`); detected from the bytes when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "sim")]
+    pub kind: Option<cloister_attest::EvidenceKind>,
+    /// Collateral: DCAP collateral JSON (`sgx`, `tdx`); `{"vcek": b64 DER or PEM, "chain": PEM}`
+    /// (`snp`); none for `sim` and `maa`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub collateral: Option<serde_json::Value>,
+    /// The nonce from `POST /v1/nonce`, base64.
+    pub nonce: String,
+    /// The workload's P-256 public key (SPKI DER), base64: what the evidence binds.
+    pub public_key: String,
+    /// The host's arguments, for `@@N` in the service's `args`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_args: Vec<String>,
+}
+
+/// SEV-SNP collateral in [`AttestRequest::collateral`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnpCollateral {
+    /// The VCEK certificate: base64 of the DER, or PEM.
+    pub vcek: String,
+    /// The ASK and ARK, PEM (the bundled AMD ones are used when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+}
+
+/// The answer to a passed attestation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AttestResponse {
+    /// The attestation token (ES256 JWT, keys at `/.well-known/jwks.json`).
+    pub token: String,
+    /// The workload key's certificate from the session CA, PEM.
+    pub certificate_pem: String,
+    /// The session CA's certificate, PEM.
+    pub ca_pem: String,
+    /// The hash of the policy version the workload was appraised against, hex.
+    pub session_hash: String,
+    /// The token's expiry (seconds since the Unix epoch).
+    pub expires_at: u64,
+    /// The service's configuration, sealed to the workload key (JSON of [`SealedConfig`]).
+    pub config: Sealed,
+}
+
+/// The plaintext of [`AttestResponse::config`].
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de>"))]
+pub struct SealedConfig<S> {
+    /// The session.
+    pub session: String,
+    /// The service.
+    pub service: String,
+    /// The policy version's hash, hex.
+    pub session_hash: String,
+    /// The program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<S>,
+    /// The arguments.
+    #[serde(default)]
+    pub args: Vec<S>,
+    /// The environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, S>,
+    /// The injected files.
+    #[serde(default)]
+    pub files: Vec<SealedFile<S>>,
+}
+
+/// A file in [`SealedConfig`].
+#[derive(Serialize, Deserialize)]
+#[serde(bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de>"))]
+pub struct SealedFile<S> {
+    /// Absolute path in the workload.
+    pub path: String,
+    /// The content.
+    pub content: S,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+// ---- audit ------------------------------------------------------------------------------------
+
+/// `GET /v1/audit/head`: the signed head of the audit log, for outside monitors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditHead {
+    /// The last acknowledged entry's `seq` (0: empty log).
+    pub seq: u64,
+    /// Its hash, hex.
+    pub hash: String,
+    /// The head signature (see the audit module docs), hex.
+    pub signature: String,
+    /// The log's public key (SEC1 compressed P-256 point, hex).
+    pub public_key: String,
+}
+
+/// `GET /v1/audit/entries`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntries {
+    /// The entries, in order, exactly as stored.
+    #[schema(value_type = Vec<Object>)]
+    pub entries: Vec<crate::audit::Entry>,
+    /// Whether more entries follow.
+    pub more: bool,
+}
+
+/// `GET /v1/audit/verify`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditVerification {
+    /// Whether the log verifies.
+    pub ok: bool,
+    /// Complete, verified entries.
+    pub entries: u64,
+    /// The `seq` the signed head covers.
+    pub head_seq: u64,
+    /// The last entry's hash, hex.
+    pub last_hash: String,
+    /// When it does not verify: what failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// When it does not verify: the `cloister audit verify` exit code of the failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+/// Query of `GET /v1/audit/entries`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct AuditEntriesQuery {
+    /// Entries with `seq` greater than this (default 0: from the start).
+    #[serde(default)]
+    pub after: u64,
+    /// At most this many (default and maximum 1000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// The largest `limit` of `GET /v1/audit/entries`.
+pub const MAX_AUDIT_ENTRIES: usize = 1000;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_header_round_trips() {
+        let h = SignatureHeader {
+            spki_der: vec![1, 2, 3],
+            ts: 1_800_000_000,
+            sig: [7; 64],
+        };
+        let v = h.to_header_value();
+        assert!(v.starts_with("Cloister-Sig key=AQID,ts=1800000000,sig="));
+        assert_eq!(SignatureHeader::parse(&v), Some(h));
+    }
+
+    #[test]
+    fn malformed_signature_headers_are_refused() {
+        for bad in [
+            "",
+            "Bearer x",
+            "Cloister-Sig",
+            "Cloister-Sig key=AQID,ts=1",
+            "Cloister-Sig key=AQID,ts=x,sig=AA==",
+            "Cloister-Sig key=AQID,ts=1,sig=AA==",
+            "Cloister-Sig key=AQID,key=AQID,ts=1,sig=AA==",
+            "Cloister-Sig key=AQID,ts=1,sig=AA==,extra=1",
+        ] {
+            assert_eq!(SignatureHeader::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn signed_message_separates_its_fields() {
+        let a = request_signing_message("GET", "/v1/sessions/a", 1, b"");
+        assert_ne!(a, request_signing_message("GET", "/v1/sessions/a", 1, b"x"));
+        assert_ne!(a, request_signing_message("GET", "/v1/sessions/a", 2, b""));
+        assert_ne!(a, request_signing_message("PUT", "/v1/sessions/a", 1, b""));
+        assert!(a.starts_with(REQUEST_CONTEXT));
+    }
+
+    #[test]
+    fn aad_names_session_service_and_nonce() {
+        let aad = config_aad("demo/x", "driver", &[9; 32]);
+        assert_eq!(&aad[..CONFIG_AAD_CONTEXT.len()], CONFIG_AAD_CONTEXT);
+        assert_ne!(aad, config_aad("demo/x", "executor", &[9; 32]));
+        assert_ne!(aad, config_aad("demo/x", "driver", &[8; 32]));
+        assert!(aad.ends_with(&[9; 32]));
+    }
+
+    #[test]
+    fn deletion_hash_binds_name_and_head() {
+        let h = cloister_policy::SessionHash::of("v1");
+        let d = deletion_hash("a/b", &h);
+        assert_ne!(d, deletion_hash("a/c", &h));
+        assert_ne!(d, deletion_hash("a/b", &cloister_policy::SessionHash::of("v2")));
+        assert_ne!(d, h);
+    }
+}

@@ -1,0 +1,754 @@
+//! The secrets a policy declares: generated in CAS on first use and kept in the store, or
+//! imported; and the [`Lookup`] that fills a service's placeholders with them.
+//!
+//! # Generated secrets
+//!
+//! The first attestation that needs a generated secret makes it and stores it with
+//! [`Store::secret_or_insert`] (encrypted at rest like everything in the store); two racing
+//! attestations agree on the one stored first. Values are kept across policy updates (the key is
+//! the session and the secret's name) and deleted with the session.
+//!
+//! | kind | value |
+//! | --- | --- |
+//! | `ascii` | `size` random letters and digits (rejection sampling, no modulo bias) |
+//! | `binary` | `size` random bytes |
+//! | `aes256` | 32 random bytes |
+//! | `private-key` | a fresh key, PKCS#8 DER: P-256, P-384 and Ed25519 from `ring`, RSA from `rsa` |
+//! | `x509-ca` | a self-signed CA ([`SessionCa::generate_with`]) with the policy's algorithm, common name and validity |
+//! | `x509` | a certificate from the named `x509-ca`, with the policy's common name, SANs and validity, for a fresh key or the named `private-key` |
+//!
+//! # The session CA
+//!
+//! Attested workloads get a certificate for their own key from the *session CA*: the policy's
+//! first `x509-ca` secret, or, when it declares none, an implicit P-256 CA kept under the
+//! reserved name [`IMPLICIT_SESSION_CA`] (policy secret names cannot start with a dot).
+//!
+//! # Imported secrets
+//!
+//! Imports are read at each use and never stored, so a rotated source is picked up:
+//!
+//! - `file: PATH`: the file's bytes (at most [`MAX_IMPORT_LEN`], UTF-8), exactly, with no
+//!   trailing newline removed;
+//! - `env: NAME`: the CAS process's environment variable (see [`CasConfig::env_var`]);
+//! - `kubernetes: {secret: S, key: K}`: the file `K` in `S`'s directory under
+//!   [`CasConfig::kubernetes_secrets_dir`] (how a Secret volume is mounted);
+//! - `session: {session, secret, session_hash}`: the exporter's secret, after
+//!   [`cloister_policy::authorize_import`] against the exporter's *current* version and hash; a
+//!   refusal is [`Error::ImportRefused`] naming the rule.
+//!
+//! # Encoding in the store
+//!
+//! A stored value is a version byte (1), a tag (1 text, 2 bytes, 3 private key, 4 certificate)
+//! and length-prefixed fields (4-byte big-endian lengths): the value; or for a certificate its
+//! DER, its PKCS#8 key and a count of issuer certificates followed by each.
+//!
+//! No value appears in a log line, an error or a `Debug` output: errors carry names only.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cloister_policy::{
+    ImportSource, KeyAlgorithm, Policy, ResolvedService, SecretKind, SecretValue, Service,
+};
+use rand_core::{OsRng, RngCore};
+use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256};
+use secrecy::{ExposeSecret, SecretBox};
+use zeroize::Zeroizing;
+
+use crate::ca::SessionCa;
+use crate::config::CasConfig;
+use crate::{Error, SecretBytes, Store, StoredSecret};
+
+/// The reserved secret name of the implicit session CA.
+pub const IMPLICIT_SESSION_CA: &str = ".session-ca";
+
+/// The largest imported value, in bytes.
+pub const MAX_IMPORT_LEN: usize = 64 * 1024;
+
+const FORMAT_V1: u8 = 1;
+const TAG_TEXT: u8 = 1;
+const TAG_BYTES: u8 = 2;
+const TAG_PRIVATE_KEY: u8 = 3;
+const TAG_CERTIFICATE: u8 = 4;
+
+/// Finds the policy in force of another session (for imports): `None` if it does not exist.
+pub type PolicySource<'a> = &'a dyn Fn(&str) -> Result<Option<Arc<Policy>>, Error>;
+
+/// Encodes a secret value for the store.
+pub fn encode(value: &SecretValue) -> Result<SecretBytes, Error> {
+    let field = |out: &mut Vec<u8>, bytes: &[u8]| -> Result<(), Error> {
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| Error::invalid("secret value", "longer than 4 GiB"))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(bytes);
+        Ok(())
+    };
+    let (tag, size) = match value {
+        SecretValue::Text(t) => (TAG_TEXT, t.expose_secret().len()),
+        SecretValue::Bytes(b) => (TAG_BYTES, b.expose_secret().len()),
+        SecretValue::PrivateKey(k) => (TAG_PRIVATE_KEY, k.expose_secret().len()),
+        SecretValue::Certificate { der, issuers, key } => (
+            TAG_CERTIFICATE,
+            der.len() + key.expose_secret().len() + issuers.iter().map(Vec::len).sum::<usize>(),
+        ),
+        _ => return Err(Error::Internal("a secret value kind the store cannot encode")),
+    };
+    // Sized up front so that no reallocation leaves a copy of the secret behind.
+    let mut out = Vec::with_capacity(2 + size + 4 * 4 + 4 * 64);
+    out.push(FORMAT_V1);
+    out.push(tag);
+    match value {
+        SecretValue::Text(t) => field(&mut out, t.expose_secret().as_bytes())?,
+        SecretValue::Bytes(b) | SecretValue::PrivateKey(b) => field(&mut out, b.expose_secret())?,
+        SecretValue::Certificate { der, issuers, key } => {
+            field(&mut out, der)?;
+            field(&mut out, key.expose_secret())?;
+            let n = u32::try_from(issuers.len())
+                .map_err(|_| Error::invalid("secret value", "too many issuers"))?;
+            out.extend_from_slice(&n.to_be_bytes());
+            for issuer in issuers {
+                field(&mut out, issuer)?;
+            }
+        }
+        _ => return Err(Error::Internal("a secret value kind the store cannot encode")),
+    }
+    Ok(SecretBytes::new(out))
+}
+
+/// Decodes a stored secret value.
+pub fn decode(bytes: &[u8]) -> Result<SecretValue, Error> {
+    let corrupt = |reason| Error::Corrupt {
+        table: "secrets",
+        reason,
+    };
+    let mut reader = Reader { rest: bytes };
+    let header = reader.take(2)?;
+    if header[0] != FORMAT_V1 {
+        return Err(corrupt("unknown secret value format"));
+    }
+    let tag = header[1];
+    let value = match tag {
+        TAG_TEXT => {
+            let text = std::str::from_utf8(reader.field()?)
+                .map_err(|_| corrupt("text secret is not UTF-8"))?;
+            SecretValue::text(text)
+        }
+        TAG_BYTES => SecretValue::Bytes(secret_box(reader.field()?)),
+        TAG_PRIVATE_KEY => SecretValue::PrivateKey(secret_box(reader.field()?)),
+        TAG_CERTIFICATE => {
+            let der = reader.field()?.to_vec();
+            let key = secret_box(reader.field()?);
+            let n = u32::from_be_bytes(
+                reader
+                    .take(4)?
+                    .try_into()
+                    .map_err(|_| corrupt("truncated secret value"))?,
+            );
+            let mut issuers = Vec::new();
+            for _ in 0..n {
+                issuers.push(reader.field()?.to_vec());
+            }
+            SecretValue::Certificate { der, issuers, key }
+        }
+        _ => return Err(corrupt("unknown secret value tag")),
+    };
+    if !reader.rest.is_empty() {
+        return Err(corrupt("trailing bytes after a secret value"));
+    }
+    Ok(value)
+}
+
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        if self.rest.len() < n {
+            return Err(Error::Corrupt {
+                table: "secrets",
+                reason: "truncated secret value",
+            });
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn field(&mut self) -> Result<&'a [u8], Error> {
+        let len = self.take(4)?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        self.take(len)
+    }
+}
+
+fn secret_box(bytes: &[u8]) -> SecretBox<[u8]> {
+    SecretBox::from(bytes.to_vec().into_boxed_slice())
+}
+
+/// A service's configuration with every placeholder filled, and the names of the secrets it
+/// released.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The configuration.
+    pub service: ResolvedService,
+    /// The secrets it contains, by name, sorted.
+    pub released: Vec<String>,
+}
+
+/// Obtains a session's secrets: from the store, generated on first use, or imported.
+pub struct Secrets<'a> {
+    store: &'a dyn Store,
+    config: &'a CasConfig,
+    policies: PolicySource<'a>,
+    now: SystemTime,
+    generated: RefCell<Vec<(String, String)>>,
+}
+
+impl std::fmt::Debug for Secrets<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("now", &self.now)
+            .field("generated", &self.generated.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Secrets<'a> {
+    /// Secrets kept in `store`, generated at `now`, imported per `config`; other sessions'
+    /// policies (for imports) come from `policies`.
+    pub fn new(
+        store: &'a dyn Store,
+        config: &'a CasConfig,
+        policies: PolicySource<'a>,
+        now: SystemTime,
+    ) -> Self {
+        Self {
+            store,
+            config,
+            policies,
+            now,
+            generated: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The `(session, secret)` names this instance generated (for the audit log).
+    pub fn generated(&self) -> Vec<(String, String)> {
+        self.generated.borrow().clone()
+    }
+
+    /// The value of secret `name` of `policy`, encoded as in the store (see [`decode`]).
+    pub fn value(&self, policy: &Policy, name: &str) -> Result<SecretBytes, Error> {
+        let Some(secret) = policy.secret(name) else {
+            return Err(Error::invalid("secret", "the policy declares no such secret"));
+        };
+        match &secret.kind {
+            SecretKind::Import(source) => self.import(policy, name, source),
+            kind => self.generated_value(policy, name, kind),
+        }
+    }
+
+    /// The session CA: the policy's first `x509-ca` secret, else the implicit one. Returns it
+    /// with the policy secret's name (`None` for the implicit CA).
+    pub fn session_ca(&self, policy: &Policy) -> Result<(SessionCa, Option<String>), Error> {
+        let declared = policy
+            .secrets()
+            .iter()
+            .find(|s| matches!(s.kind, SecretKind::X509Ca { .. }));
+        let (bytes, name) = match declared {
+            Some(s) => (self.value(policy, &s.name)?, Some(s.name.clone())),
+            None => {
+                let bytes = self.stored_or_generate(policy.name(), IMPLICIT_SESSION_CA, || {
+                    let ca = SessionCa::generate(policy.name(), self.now)?;
+                    Ok(SecretValue::Certificate {
+                        der: ca.cert_der().to_vec(),
+                        issuers: Vec::new(),
+                        key: secret_box(&ca.key_pkcs8()),
+                    })
+                })?;
+                (bytes, None)
+            }
+        };
+        Ok((ca_from_value(&decode(bytes.expose_secret())?)?, name))
+    }
+
+    /// Fills every placeholder of `service` (of `policy`) and `@@N` with `host_args`.
+    ///
+    /// Only the secrets the configuration names are obtained (a first pass with stand-in
+    /// values finds them), so an attestation generates and releases no more than it needs.
+    pub fn resolve(
+        &self,
+        policy: &Policy,
+        service: &Service,
+        host_args: &[String],
+    ) -> Result<Resolved, Error> {
+        let wanted = RefCell::new(BTreeSet::new());
+        let probe = |name: &str| {
+            let secret = policy.secret(name)?;
+            wanted.borrow_mut().insert(name.to_owned());
+            Some(stand_in(&secret.kind))
+        };
+        drop(service.resolve(host_args, &probe)?);
+        let wanted = wanted.into_inner();
+        let mut values = BTreeMap::new();
+        for name in &wanted {
+            let bytes = self.value(policy, name)?;
+            decode(bytes.expose_secret())?;
+            values.insert(name.clone(), bytes);
+        }
+        let lookup = |name: &str| {
+            values
+                .get(name)
+                .and_then(|b| decode(b.expose_secret()).ok())
+        };
+        Ok(Resolved {
+            service: service.resolve(host_args, &lookup)?,
+            released: wanted.into_iter().collect(),
+        })
+    }
+
+    fn generated_value(
+        &self,
+        policy: &Policy,
+        name: &str,
+        kind: &SecretKind,
+    ) -> Result<SecretBytes, Error> {
+        self.stored_or_generate(policy.name(), name, || self.generate(policy, kind))
+    }
+
+    fn stored_or_generate(
+        &self,
+        session: &str,
+        name: &str,
+        make: impl FnOnce() -> Result<SecretValue, Error>,
+    ) -> Result<SecretBytes, Error> {
+        if let Some(stored) = self.store.secret(session, name)? {
+            return Ok(stored.value);
+        }
+        let candidate = encode(&make()?)?;
+        let stored = self.store.secret_or_insert(
+            session,
+            name,
+            StoredSecret {
+                value: candidate.clone(),
+                created: self.now,
+            },
+        )?;
+        if stored.value == candidate {
+            tracing::info!(session, secret = name, "generated a secret");
+            self.generated
+                .borrow_mut()
+                .push((session.to_owned(), name.to_owned()));
+        }
+        Ok(stored.value)
+    }
+
+    fn generate(&self, policy: &Policy, kind: &SecretKind) -> Result<SecretValue, Error> {
+        Ok(match kind {
+            SecretKind::Ascii { size } => SecretValue::text(random_ascii(*size as usize)?),
+            SecretKind::Binary { size } => {
+                SecretValue::Bytes(secret_box(&random_bytes(*size as usize)?))
+            }
+            SecretKind::Aes256 => SecretValue::Bytes(secret_box(&random_bytes(32)?)),
+            SecretKind::PrivateKey { algorithm } => {
+                SecretValue::PrivateKey(secret_box(&new_key(*algorithm)?.serialize_der()))
+            }
+            SecretKind::X509Ca {
+                algorithm,
+                common_name,
+                validity_days,
+            } => {
+                let ca = SessionCa::generate_with(
+                    new_key(*algorithm)?,
+                    common_name,
+                    days(*validity_days),
+                    self.now,
+                )?;
+                SecretValue::Certificate {
+                    der: ca.cert_der().to_vec(),
+                    issuers: Vec::new(),
+                    key: secret_box(&ca.key_pkcs8()),
+                }
+            }
+            SecretKind::X509 {
+                issuer,
+                algorithm,
+                common_name,
+                sans,
+                validity_days,
+                private_key,
+            } => {
+                let ca_value = decode(self.value(policy, issuer)?.expose_secret())?;
+                let ca = ca_from_value(&ca_value)?;
+                let mut chain = vec![ca.cert_der().to_vec()];
+                if let SecretValue::Certificate { issuers, .. } = &ca_value {
+                    chain.extend(issuers.iter().cloned());
+                }
+                let key = match private_key {
+                    Some(name) => match decode(self.value(policy, name)?.expose_secret())? {
+                        SecretValue::PrivateKey(der) => KeyPair::try_from(der.expose_secret())
+                            .map_err(|_| Error::Internal("a stored private key does not load"))?,
+                        _ => {
+                            return Err(Error::Internal(
+                                "an x509 secret's private_key is not a private key",
+                            ));
+                        }
+                    },
+                    None => new_key(*algorithm)?,
+                };
+                let cert = ca.certify(
+                    &key,
+                    common_name,
+                    sans,
+                    self.now,
+                    self.now + days(*validity_days),
+                )?;
+                SecretValue::Certificate {
+                    der: cert.der,
+                    issuers: chain,
+                    key: secret_box(&Zeroizing::new(key.serialize_der())),
+                }
+            }
+            _ => return Err(Error::Internal("a secret kind this CAS cannot generate")),
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(session = policy.name(), secret = name))]
+    fn import(
+        &self,
+        policy: &Policy,
+        name: &str,
+        source: &ImportSource,
+    ) -> Result<SecretBytes, Error> {
+        let unavailable = |reason: String| Error::ImportUnavailable {
+            secret: name.to_owned(),
+            reason,
+        };
+        let text = match source {
+            ImportSource::File(path) => read_import(path).map_err(unavailable)?,
+            ImportSource::Env(var) => self
+                .config
+                .env_var(var)
+                .ok_or_else(|| unavailable(format!("environment variable {var} is not set")))?,
+            ImportSource::Kubernetes { secret, key } => {
+                let dir = self.config.kubernetes_secrets_dir().ok_or_else(|| {
+                    unavailable("this CAS has no Kubernetes secrets directory".into())
+                })?;
+                for (what, part) in [("secret", secret), ("key", key)] {
+                    let ok = !part.is_empty()
+                        && !part.starts_with('.')
+                        && part
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                    if !ok {
+                        return Err(unavailable(format!(
+                            "Kubernetes {what} name `{part}` is not a plain name"
+                        )));
+                    }
+                }
+                read_import(&dir.join(secret).join(key)).map_err(unavailable)?
+            }
+            ImportSource::Session(import) => {
+                let exporter = (self.policies)(&import.session)?.ok_or_else(|| {
+                    unavailable(format!("session `{}` does not exist", import.session))
+                })?;
+                cloister_policy::authorize_import(policy, import, &exporter, &exporter.hash())
+                    .map_err(|e| Error::ImportRefused {
+                        secret: name.to_owned(),
+                        rule: e.rule(),
+                        message: e.to_string(),
+                    })?;
+                return match exporter.secret(&import.secret).map(|s| &s.kind) {
+                    Some(SecretKind::Import(_)) | None => Err(Error::ImportRefused {
+                        secret: name.to_owned(),
+                        rule: "export-secret",
+                        message: format!(
+                            "`{}` is not a secret `{}` generates",
+                            import.secret, import.session
+                        ),
+                    }),
+                    Some(kind) => self.generated_value(&exporter, &import.secret, kind),
+                };
+            }
+            _ => return Err(unavailable("an import source this CAS does not know".into())),
+        };
+        encode(&SecretValue::text(text))
+    }
+}
+
+/// A stand-in value of the right shape for the discovery pass of [`Secrets::resolve`]; an
+/// imported session secret may be of any kind, and a certificate accepts every format.
+fn stand_in(kind: &SecretKind) -> SecretValue {
+    match kind {
+        SecretKind::Ascii { .. } | SecretKind::Import(ImportSource::File(_))
+        | SecretKind::Import(ImportSource::Env(_))
+        | SecretKind::Import(ImportSource::Kubernetes { .. }) => SecretValue::text(""),
+        SecretKind::Binary { .. } | SecretKind::Aes256 => SecretValue::bytes(Vec::new()),
+        SecretKind::PrivateKey { .. } => SecretValue::private_key(Vec::new()),
+        _ => SecretValue::Certificate {
+            der: Vec::new(),
+            issuers: Vec::new(),
+            key: secret_box(&[]),
+        },
+    }
+}
+
+fn ca_from_value(value: &SecretValue) -> Result<SessionCa, Error> {
+    match value {
+        SecretValue::Certificate { der, key, .. } => SessionCa::from_parts(der, key.expose_secret()),
+        _ => Err(Error::Internal("an x509-ca secret does not hold a certificate")),
+    }
+}
+
+fn days(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 86_400)
+}
+
+fn read_import(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_IMPORT_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() > MAX_IMPORT_LEN {
+        return Err(format!("{} is larger than {MAX_IMPORT_LEN} bytes", path.display()));
+    }
+    String::from_utf8(bytes.to_vec()).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+}
+
+fn random_bytes(n: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let mut bytes = Zeroizing::new(vec![0u8; n]);
+    getrandom::fill(&mut bytes).map_err(|_| Error::Internal("the OS random generator failed"))?;
+    Ok(bytes)
+}
+
+/// `n` random letters and digits: bytes ≥ 248 (= 4 × 62) are drawn again, so each of the 62
+/// characters is equally likely.
+fn random_ascii(n: usize) -> Result<String, Error> {
+    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(n);
+    while out.len() < n {
+        let batch = random_bytes(n)?;
+        for b in batch.iter().filter(|b| **b < 248) {
+            if out.len() == n {
+                break;
+            }
+            out.push(char::from(ALPHABET[usize::from(*b % 62)]));
+        }
+    }
+    Ok(out)
+}
+
+fn new_key(algorithm: KeyAlgorithm) -> Result<KeyPair, Error> {
+    let generated = |alg| {
+        KeyPair::generate_for(alg).map_err(|_| Error::Internal("key generation failed"))
+    };
+    let rsa = |bits: usize| -> Result<KeyPair, Error> {
+        use rsa::pkcs8::EncodePrivateKey as _;
+        let key = rsa::RsaPrivateKey::new(&mut OsRng, bits)
+            .map_err(|_| Error::Internal("RSA key generation failed"))?;
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|_| Error::Internal("PKCS#8 encoding of an RSA key failed"))?;
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes());
+        KeyPair::from_pkcs8_der_and_sign_algo(&der, &PKCS_RSA_SHA256)
+            .map_err(|_| Error::Internal("ring refused a fresh RSA key"))
+    };
+    // Touch the RNG trait so that a failing OS generator shows up here, not in a library panic.
+    let _ = OsRng.next_u32();
+    match algorithm {
+        KeyAlgorithm::EcP256 => generated(&PKCS_ECDSA_P256_SHA256),
+        KeyAlgorithm::EcP384 => generated(&PKCS_ECDSA_P384_SHA384),
+        KeyAlgorithm::Ed25519 => generated(&PKCS_ED25519),
+        KeyAlgorithm::Rsa2048 => rsa(2048),
+        KeyAlgorithm::Rsa3072 => rsa(3072),
+        KeyAlgorithm::Rsa4096 => rsa(4096),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+mod tests {
+    use super::*;
+    use crate::{FileStore, MasterKey};
+    use cloister_policy::OwnerKey;
+
+    fn owner_b64(seed: u8) -> String {
+        let pem = OwnerKey::from_seed(&[seed; 32])
+            .unwrap()
+            .public_key()
+            .to_pem()
+            .unwrap();
+        pem.lines().filter(|l| !l.starts_with("-----")).collect()
+    }
+
+    fn policy(name: &str, secrets: &str, env: &str, extra: &str) -> Policy {
+        let yaml = format!(
+            "name: {name}\nversion: 1\naccess:\n  owners:\n    - name: o\n      key: {k}\n\
+             security:\n  tees: [sim]\nservices:\n  - name: app\n    attestation:\n\
+             \x20     - measurements: [{m}]\n    env:\n{env}secrets:\n{secrets}{extra}",
+            k = owner_b64(1),
+            m = "ab".repeat(32),
+        );
+        Policy::parse(&yaml).unwrap()
+    }
+
+    fn with_secrets<T>(f: impl FnOnce(&Secrets<'_>, &dyn Store) -> T) -> T {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path(), &MasterKey::generate()).unwrap();
+        let config = CasConfig::builder("https://cas.test")
+            .env_source(Arc::new(|name| (name == "DB_PASSWORD").then(|| "env-pw".into())))
+            .kubernetes_secrets_dir(dir.path().join("k8s"))
+            .build()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("k8s/db")).unwrap();
+        std::fs::write(dir.path().join("k8s/db/password"), "k8s-pw").unwrap();
+        std::fs::write(dir.path().join("file-secret"), "file-pw\n").unwrap();
+        let none = |_: &str| Ok(None);
+        let secrets = Secrets::new(&store, &config, &none, SystemTime::now());
+        f(&secrets, &store)
+    }
+
+    #[test]
+    fn encoding_round_trips_every_kind() {
+        for value in [
+            SecretValue::text("pw"),
+            SecretValue::bytes(vec![1, 2, 3]),
+            SecretValue::private_key(vec![4; 40]),
+            SecretValue::Certificate {
+                der: vec![0x30, 1],
+                issuers: vec![vec![5], vec![6, 7]],
+                key: secret_box(&[8; 3]),
+            },
+        ] {
+            let bytes = encode(&value).unwrap();
+            let back = decode(bytes.expose_secret()).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{value:?}"));
+            assert_eq!(encode(&back).unwrap(), bytes);
+        }
+        for bad in [&[][..], &[2, 1, 0, 0, 0, 0], &[1, 9, 0, 0, 0, 0], &[1, 1, 0, 0, 0, 5, 1]] {
+            assert!(matches!(decode(bad), Err(Error::Corrupt { .. })), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn random_ascii_is_alphanumeric_of_the_length() {
+        let s = random_ascii(500).unwrap();
+        assert_eq!(s.len(), 500);
+        assert!(s.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn generated_secrets_are_kept_and_resolved() {
+        let p = policy(
+            "t/gen",
+            "  - name: pw\n    kind: ascii\n    size: 20\n  - name: raw\n    kind: binary\n    size: 7\n\
+             \x20 - name: dek\n    kind: aes256\n  - name: ed\n    kind: private-key\n    algorithm: ed25519\n\
+             \x20 - name: ec\n    kind: private-key\n    algorithm: ec-p384\n\
+             \x20 - name: ca\n    kind: x509-ca\n    common_name: Test CA\n\
+             \x20 - name: cert\n    kind: x509\n    issuer: ca\n    common_name: app\n    sans: [app.test, 10.0.0.1]\n    private_key: ec\n\
+             \x20 - name: unused\n    kind: aes256\n",
+            "      PW: $$cloister:pw$$\n      RAW: $$cloister:raw:hex$$\n      DEK: $$cloister:dek:base64$$\n\
+             \x20     ED: $$cloister:ed$$\n      CHAIN: $$cloister:cert:chain$$\n      KEY: $$cloister:cert:key$$\n",
+            "",
+        );
+        with_secrets(|secrets, store| {
+            let r = secrets.resolve(&p, p.service("app").unwrap(), &[]).unwrap();
+            assert_eq!(r.released, vec!["cert", "dek", "ed", "pw", "raw"]);
+            let env = |k: &str| r.service.env[k].expose_secret().to_owned();
+            assert_eq!(env("PW").len(), 20);
+            assert_eq!(env("RAW").len(), 14);
+            assert!(env("ED").starts_with("-----BEGIN PRIVATE KEY-----"));
+            assert_eq!(env("CHAIN").matches("BEGIN CERTIFICATE").count(), 2);
+            assert!(env("KEY").starts_with("-----BEGIN PRIVATE KEY-----"));
+            // Generated once, kept: the same values the second time; `unused` never made.
+            let again = secrets.resolve(&p, p.service("app").unwrap(), &[]).unwrap();
+            assert_eq!(again.service.env["PW"].expose_secret(), env("PW"));
+            assert_eq!(again.service.env["CHAIN"].expose_secret(), env("CHAIN"));
+            assert_eq!(
+                store.secret_names("t/gen").unwrap(),
+                vec!["ca", "cert", "dek", "ec", "ed", "pw", "raw"]
+            );
+            let generated: Vec<String> =
+                secrets.generated().into_iter().map(|(_, n)| n).collect();
+            assert_eq!(generated.len(), 7, "{generated:?}");
+            // The x509 certifies the named private key and chains to the CA.
+            let SecretValue::Certificate { der, issuers, .. } =
+                decode(store.secret("t/gen", "cert").unwrap().unwrap().value.expose_secret())
+                    .unwrap()
+            else {
+                panic!("not a certificate")
+            };
+            let (_, leaf) = x509_parser::parse_x509_certificate(&der).unwrap();
+            let (_, ca) = x509_parser::parse_x509_certificate(&issuers[0]).unwrap();
+            leaf.verify_signature(Some(ca.public_key())).unwrap();
+            let (ca_cert, name) = secrets.session_ca(&p).unwrap();
+            assert_eq!(name.as_deref(), Some("ca"));
+            assert_eq!(ca_cert.cert_der(), issuers[0].as_slice());
+        });
+    }
+
+    #[test]
+    fn rsa_keys_are_generated() {
+        let key = new_key(KeyAlgorithm::Rsa2048).unwrap();
+        assert_eq!(key.algorithm(), &PKCS_RSA_SHA256);
+        let again = KeyPair::try_from(key.serialize_der().as_slice()).unwrap();
+        assert_eq!(again.public_key_raw(), key.public_key_raw());
+    }
+
+    #[test]
+    fn implicit_session_ca_is_kept() {
+        let p = policy("t/noca", "  - name: pw\n    kind: ascii\n", "      PW: x\n", "");
+        with_secrets(|secrets, store| {
+            let (a, name) = secrets.session_ca(&p).unwrap();
+            assert_eq!(name, None);
+            let (b, _) = secrets.session_ca(&p).unwrap();
+            assert_eq!(a.cert_der(), b.cert_der());
+            assert_eq!(store.secret_names("t/noca").unwrap(), vec![IMPLICIT_SESSION_CA]);
+        });
+    }
+
+    #[test]
+    fn imports_are_read_at_use() {
+        let p = policy(
+            "t/imp",
+            "  - name: f\n    kind: import\n    from:\n      file: /nonexistent/x\n\
+             \x20 - name: e\n    kind: import\n    from:\n      env: DB_PASSWORD\n\
+             \x20 - name: missing\n    kind: import\n    from:\n      env: NOT_SET\n\
+             \x20 - name: k\n    kind: import\n    from:\n      kubernetes:\n        secret: db\n        key: password\n",
+            "      E: $$cloister:e$$\n      K: $$cloister:k$$\n",
+            "",
+        );
+        with_secrets(|secrets, store| {
+            let r = secrets.resolve(&p, p.service("app").unwrap(), &[]).unwrap();
+            assert_eq!(r.service.env["E"].expose_secret(), "env-pw");
+            assert_eq!(r.service.env["K"].expose_secret(), "k8s-pw");
+            assert!(store.secret_names("t/imp").unwrap().is_empty(), "imports are not stored");
+            let err = secrets.value(&p, "missing").unwrap_err();
+            assert!(
+                matches!(&err, Error::ImportUnavailable { secret, .. } if secret == "missing"),
+                "{err:?}"
+            );
+            assert!(matches!(
+                secrets.value(&p, "f"),
+                Err(Error::ImportUnavailable { .. })
+            ));
+        });
+    }
+
+    #[test]
+    fn file_imports_keep_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        std::fs::write(&path, "pw\n").unwrap();
+        assert_eq!(read_import(&path).unwrap(), "pw\n");
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(read_import(&path).unwrap_err().contains("not UTF-8"));
+        std::fs::write(&path, vec![b'a'; MAX_IMPORT_LEN + 1]).unwrap();
+        assert!(read_import(&path).unwrap_err().contains("larger"));
+    }
+}

@@ -1,0 +1,703 @@
+//! What each endpoint does, as synchronous functions over [`Inner`] (called through
+//! `spawn_blocking`: the store and the audit log wait for `fsync`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use cloister_attest::dcap::{Collateral, DcapVerifier};
+use cloister_attest::snp::SnpVerifier;
+use cloister_attest::{Claims, Context, EvidenceKind, Fault, Verifier as _, binding};
+use cloister_policy::{
+    KeyFingerprint, Policy, SecretKind, SignedPolicy, authorize_create, authorize_read,
+    authorize_update,
+};
+use ed25519_dalek::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
+use secrecy::ExposeSecret as _;
+use zeroize::Zeroizing;
+
+use super::error::ApiError;
+use super::state::Inner;
+use crate::api::{
+    self, AttestRequest, AttestResponse, AuditEntries, AuditHead, AuditVerification,
+    DeleteSession, NonceResponse, SealedConfig, SealedFile, SessionList, SessionSummary,
+    SessionView, SignatureHeader, SignatureJson, SnpCollateral,
+};
+use crate::audit::{self, AuditError, Entry, Event, EventKind, key_digest};
+use crate::secrets::{Resolved, Secrets};
+use crate::token::AttestationClaims;
+use crate::{Error, NonceRejection, Session, SessionSignature, SessionVersion, envelope};
+
+/// Purge expired nonces after this many have been issued.
+const PURGE_EVERY: u64 = 64;
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn b64(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    B64.decode(text.trim())
+        .map_err(|_| ApiError::BadRequest(format!("`{field}` is not base64")))
+}
+
+fn policy_hash(h: &crate::SessionHash) -> cloister_policy::SessionHash {
+    cloister_policy::SessionHash::from_bytes(h.0)
+}
+
+fn summary(name: &str, v: &SessionVersion) -> SessionSummary {
+    SessionSummary {
+        name: name.to_owned(),
+        version: v.version,
+        hash: v.hash.to_string(),
+        created: rfc3339(v.created),
+    }
+}
+
+fn signatures_json(v: &SessionVersion) -> Vec<SignatureJson> {
+    v.signatures
+        .iter()
+        .map(|s| SignatureJson {
+            key_fingerprint: hex::encode(&s.signer),
+            sig: B64.encode(&s.signature),
+        })
+        .collect()
+}
+
+/// The fingerprints of the owners among `signed`'s signers, comma-separated (for the log).
+fn owner_signers(policy: &Policy, signatures: &[cloister_policy::Signature]) -> String {
+    signatures
+        .iter()
+        .filter(|s| policy.access().owner(&s.key_fingerprint).is_some())
+        .map(|s| s.key_fingerprint.to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Inner {
+    /// Appends to the audit log; a failure fails the request (nothing is answered unaudited).
+    pub fn record(&self, event: &Event) -> Result<(), ApiError> {
+        self.audit.append_at(event, self.config.now()).map(|_| ())
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit append failed");
+                ApiError::Unavailable("the audit log is unavailable".into())
+            })
+    }
+
+    fn record_session_refusal(&self, session: Option<&str>, rule: &str, message: &str) {
+        let mut event = Event::new(EventKind::SessionChangeRefused).reason(format!("{rule}: {message}"));
+        if let Some(s) = session {
+            event = event.session(s);
+        }
+        // A refusal is answered even if it cannot be logged; the failure is in the CAS log.
+        if let Err(e) = self.record(&event) {
+            tracing::error!(?e, "could not audit a refused session change");
+        }
+    }
+
+    // ---- signed requests ----------------------------------------------------------------------
+
+    /// Checks a signed-request header; returns the signer's key fingerprint.
+    pub fn authenticate(
+        &self,
+        header: Option<&str>,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> Result<KeyFingerprint, ApiError> {
+        let unauthenticated = |m: &str| ApiError::Unauthenticated(m.to_owned());
+        let header = header.ok_or_else(|| {
+            unauthenticated("this request must be signed: Authorization: Cloister-Sig key=…,ts=…,sig=…")
+        })?;
+        let parsed = SignatureHeader::parse(header)
+            .ok_or_else(|| unauthenticated("the Authorization header is not a Cloister-Sig signature"))?;
+        let key = ed25519_dalek::VerifyingKey::from_public_key_der(&parsed.spki_der)
+            .map_err(|_| unauthenticated("the signing key is not an Ed25519 public key"))?;
+        let now = unix(self.config.now());
+        let window = self.config.signature_window().as_secs();
+        if parsed.ts.abs_diff(now) > window {
+            return Err(unauthenticated(&format!(
+                "the signature's timestamp is more than {window} s from the CAS's clock"
+            )));
+        }
+        let message = api::request_signing_message(method, path_and_query, parsed.ts, body);
+        let sig = ed25519_dalek::Signature::from_bytes(&parsed.sig);
+        key.verify_strict(&message, &sig)
+            .map_err(|_| unauthenticated("the request signature does not verify"))?;
+        let der = key
+            .to_public_key_der()
+            .map_err(|_| ApiError::Internal)?;
+        Ok(KeyFingerprint::of_spki_der(der.as_bytes()))
+    }
+
+    // ---- sessions -----------------------------------------------------------------------------
+
+    #[tracing::instrument(skip_all)]
+    pub fn create_session(&self, signed: SignedPolicy) -> Result<SessionSummary, ApiError> {
+        let policy = authorize_create(&signed).map_err(|e| {
+            self.record_session_refusal(None, e.rule(), &first_line(&e.to_string()));
+            ApiError::from_policy(e)
+        })?;
+        let name = policy.name().to_owned();
+        let version = self.new_version(&policy, &signed);
+        match self.store.append_session_version(&name, None, version.clone()) {
+            Ok(()) => {}
+            Err(Error::Conflict { .. }) => {
+                let message = format!("session `{name}` exists; update it with PUT /v1/sessions/{name}");
+                self.record_session_refusal(Some(&name), "exists", &message);
+                return Err(ApiError::Conflict {
+                    rule: Some("exists"),
+                    message,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.record(
+            &Event::new(EventKind::SessionCreated)
+                .session(&name)
+                .version(version.version)
+                .session_hash(version.hash)
+                .principal(owner_signers(&policy, &signed.signatures)),
+        )?;
+        tracing::info!(session = %name, hash = %version.hash, "session created");
+        Ok(summary(&name, &version))
+    }
+
+    #[tracing::instrument(skip_all, fields(session = name))]
+    pub fn update_session(&self, name: &str, signed: SignedPolicy) -> Result<SessionSummary, ApiError> {
+        let (session, current) = self.current_or_404(name)?;
+        let head = session.head().ok_or(ApiError::Internal)?;
+        let policy = authorize_update(&current, &policy_hash(&head.hash), &signed).map_err(|e| {
+            self.record_session_refusal(Some(name), e.rule(), &first_line(&e.to_string()));
+            ApiError::from_policy(e)
+        })?;
+        let version = self.new_version(&policy, &signed);
+        match self
+            .store
+            .append_session_version(name, Some(&head.hash), version.clone())
+        {
+            Ok(()) => {}
+            Err(Error::Conflict { .. }) => {
+                let message =
+                    "another version was accepted first; sign an update of the current version"
+                        .to_owned();
+                self.record_session_refusal(Some(name), "predecessor", &message);
+                return Err(ApiError::Conflict {
+                    rule: Some("predecessor"),
+                    message,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.record(
+            &Event::new(EventKind::SessionUpdated)
+                .session(name)
+                .version(version.version)
+                .session_hash(version.hash)
+                .principal(owner_signers(&current, &signed.signatures)),
+        )?;
+        tracing::info!(hash = %version.hash, version = version.version, "session updated");
+        Ok(summary(name, &version))
+    }
+
+    #[tracing::instrument(skip_all, fields(session = name))]
+    pub fn delete_session(&self, name: &str, body: DeleteSession) -> Result<SessionSummary, ApiError> {
+        let (session, current) = self.current_or_404(name)?;
+        let head = session.head().ok_or(ApiError::Internal)?;
+        let named: cloister_policy::SessionHash = body
+            .head
+            .parse()
+            .map_err(|_| ApiError::BadRequest("`head` is not 64 hex digits".into()))?;
+        if named != policy_hash(&head.hash) {
+            let message = format!("the session's head is {}, the deletion names {named}", head.hash);
+            self.record_session_refusal(Some(name), "predecessor", &message);
+            return Err(ApiError::Conflict {
+                rule: Some("predecessor"),
+                message,
+            });
+        }
+        let approved = api::deletion_hash(name, &named);
+        let refuse = |rule: &'static str, message: String| {
+            self.record_session_refusal(Some(name), rule, &message);
+            ApiError::SessionRefused { rule, message }
+        };
+        if body.signatures.is_empty() {
+            return Err(refuse("unsigned", "the deletion is not signed".into()));
+        }
+        let access = current.access();
+        let mut approvers = BTreeSet::new();
+        for s in &body.signatures {
+            let fp: KeyFingerprint = s
+                .key_fingerprint
+                .parse()
+                .map_err(|_| ApiError::BadRequest("`key_fingerprint` is not 64 hex digits".into()))?;
+            let sig: [u8; 64] = b64("sig", &s.sig)?
+                .try_into()
+                .map_err(|_| ApiError::BadRequest("`sig` is not 64 bytes".into()))?;
+            if let Some(owner) = access.owner(&fp) {
+                if !owner.key.verifies(&approved, &sig) {
+                    return Err(refuse(
+                        "bad-signature",
+                        format!("the signature by owner `{}` does not verify over the deletion", owner.name),
+                    ));
+                }
+                approvers.insert(fp);
+            }
+        }
+        if approvers.len() < access.approvals {
+            return Err(refuse(
+                "approvals",
+                format!("{} of {} required owner approvals", approvers.len(), access.approvals),
+            ));
+        }
+        match self.store.delete_session(name, &head.hash) {
+            Ok(_) => {}
+            Err(Error::Conflict { .. }) => {
+                return Err(ApiError::Conflict {
+                    rule: Some("predecessor"),
+                    message: "another version was accepted first".into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let principals: Vec<String> = approvers.iter().map(ToString::to_string).collect();
+        self.record(
+            &Event::new(EventKind::SessionDeleted)
+                .session(name)
+                .version(head.version)
+                .session_hash(head.hash)
+                .principal(principals.join(",")),
+        )?;
+        tracing::info!("session deleted");
+        Ok(summary(name, head))
+    }
+
+    pub fn read_session(&self, name: &str, principal: &KeyFingerprint) -> Result<SessionView, ApiError> {
+        let (session, policy) = self.current_or_404(name)?;
+        authorize_read(&policy, principal).map_err(ApiError::from_policy)?;
+        let head = session.head().ok_or(ApiError::Internal)?;
+        Ok(SessionView {
+            name: session.name.clone(),
+            version: head.version,
+            hash: head.hash.to_string(),
+            yaml: head.yaml.clone(),
+            signatures: signatures_json(head),
+            created: rfc3339(head.created),
+            history: session.versions.iter().map(|v| summary(&session.name, v)).collect(),
+        })
+    }
+
+    pub fn list_sessions(&self, principal: &KeyFingerprint) -> Result<SessionList, ApiError> {
+        let mut sessions = Vec::new();
+        for name in self.store.session_names()? {
+            let Some((session, policy)) = self.current(&name)? else {
+                continue;
+            };
+            if let (Ok(()), Some(head)) = (authorize_read(&policy, principal), session.head()) {
+                sessions.push(summary(&name, head));
+            }
+        }
+        Ok(SessionList { sessions })
+    }
+
+    fn current_or_404(&self, name: &str) -> Result<(Session, Arc<Policy>), ApiError> {
+        self.current(name)?
+            .ok_or_else(|| ApiError::NotFound(format!("no session `{name}`")))
+    }
+
+    fn new_version(&self, policy: &Policy, signed: &SignedPolicy) -> SessionVersion {
+        SessionVersion {
+            version: policy.version(),
+            yaml: signed.yaml.clone(),
+            signatures: signed
+                .signatures
+                .iter()
+                .map(|s| SessionSignature {
+                    signer: s.key_fingerprint.as_bytes().to_vec(),
+                    signature: s.sig.to_vec(),
+                })
+                .collect(),
+            hash: crate::SessionHash(*policy.hash().as_bytes()),
+            created: self.config.now(),
+        }
+    }
+
+    // ---- nonces -------------------------------------------------------------------------------
+
+    pub fn nonce(&self) -> Result<NonceResponse, ApiError> {
+        let now = self.config.now();
+        let mut nonce = [0u8; 32];
+        getrandom::fill(&mut nonce).map_err(|_| ApiError::Internal)?;
+        let expires = now + self.config.nonce_ttl();
+        self.store.insert_nonce(&nonce, expires)?;
+        if self.nonces_issued.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
+            let purged = self.store.purge_expired_nonces(now)?;
+            tracing::debug!(purged, "purged expired nonces");
+        }
+        Ok(NonceResponse {
+            nonce: B64.encode(nonce),
+            expires_at: unix(expires),
+        })
+    }
+
+    // ---- attestation --------------------------------------------------------------------------
+
+    #[tracing::instrument(skip_all, fields(
+        session = %req.session,
+        service = %req.service,
+        evidence_len = req.evidence.len(),
+        key_sha256 = tracing::field::Empty,
+    ))]
+    pub fn attest(&self, req: AttestRequest) -> Result<AttestResponse, ApiError> {
+        let now = self.config.now();
+        let evidence = b64("evidence", &req.evidence)?;
+        let nonce = b64("nonce", &req.nonce)?;
+        let spki = b64("public_key", &req.public_key)?;
+        envelope::check_workload_spki(&spki)?;
+        let principal = key_digest(&spki);
+        tracing::Span::current().record("key_sha256", principal.as_str());
+        let (session, policy) = self.current_or_404(&req.session)?;
+        let head = session.head().ok_or(ApiError::Internal)?;
+
+        let mut reasons = Vec::new();
+        match self.store.take_nonce(&nonce, now) {
+            Ok(()) => {}
+            Err(Error::NonceRejected { reason }) => reasons.push(match reason {
+                NonceRejection::Expired => "nonce: expired; get a fresh one from POST /v1/nonce".to_owned(),
+                _ => "nonce: unknown or already used (nonces are single use)".to_owned(),
+            }),
+            Err(e) => return Err(e.into()),
+        }
+        let expected = binding::report_data(&nonce, &spki);
+        let claims = match self.verify_evidence(&evidence, &req, now, &expected)? {
+            Ok(claims) => Some(claims),
+            Err(reason) => {
+                reasons.push(reason);
+                None
+            }
+        };
+        if let Some(Err(refusal)) = claims.as_ref().map(|c| policy.appraise(&req.service, c)) {
+            reasons.extend(refusal.reasons);
+        }
+        let refused = |reasons: Vec<String>| -> ApiError {
+            let mut event = Event::new(EventKind::AttestationRefused)
+                .session(&req.session)
+                .version(head.version)
+                .session_hash(head.hash)
+                .service(&req.service)
+                .principal(&principal);
+            for r in &reasons {
+                event = event.reason(r);
+            }
+            tracing::info!(reasons = ?reasons, "attestation refused");
+            match self.record(&event) {
+                Ok(()) => ApiError::AttestationRefused { reasons },
+                Err(e) => e,
+            }
+        };
+        let (Some(claims), true) = (claims, reasons.is_empty()) else {
+            return Err(refused(reasons));
+        };
+        let service = policy.service(&req.service).ok_or(ApiError::Internal)?;
+
+        let source = |name: &str| -> Result<Option<Arc<Policy>>, Error> {
+            Ok(self.current(name)?.map(|(_, p)| p))
+        };
+        let secrets = Secrets::new(&*self.store, &self.config, &source, now);
+        let resolved: Resolved = match secrets.resolve(&policy, service, &req.host_args) {
+            Ok(r) => r,
+            Err(Error::ImportRefused { secret, rule, message }) => {
+                return Err(refused(vec![format!("secrets[{secret}]: {rule}: {message}")]));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (ca, ca_name) = secrets.session_ca(&policy)?;
+        let sans = workload_sans(&policy, &req.service, ca_name.as_deref());
+        let cert = ca.issue(&spki, &req.service, &sans, now, self.config.cert_validity())?;
+
+        let iat = unix(now);
+        let mut exp = iat + self.config.token_validity().as_secs();
+        if let Some(e) = claims.expires_at {
+            exp = exp.min(e.max(iat + 1));
+        }
+        let mut jti = [0u8; 16];
+        getrandom::fill(&mut jti).map_err(|_| ApiError::Internal)?;
+        let token = self.token.issue(&AttestationClaims {
+            iss: self.config.issuer().to_owned(),
+            sub: format!("{}/{}", req.session, req.service),
+            iat,
+            nbf: iat,
+            exp,
+            jti: hex::encode(jti),
+            session: req.session.clone(),
+            service: req.service.clone(),
+            session_hash: head.hash.to_string(),
+            tee: claims.tee.as_str().to_owned(),
+            measurement: hex::encode(&claims.measurement),
+            tcb_status: claims.tcb_status.as_str().to_owned(),
+            debug: claims.debug,
+            key_hash: principal.clone(),
+        })?;
+
+        let plaintext = sealed_config(&req.session, &req.service, &head.hash.to_string(), &resolved)?;
+        let sealed = envelope::seal(
+            &spki,
+            &plaintext,
+            &api::config_aad(&req.session, &req.service, &nonce),
+        )?;
+
+        let base = |kind| {
+            Event::new(kind)
+                .session(&req.session)
+                .version(head.version)
+                .session_hash(head.hash)
+                .service(&req.service)
+                .principal(&principal)
+        };
+        self.record(&base(EventKind::AttestationPassed))?;
+        for (session, name) in secrets.generated() {
+            self.record(&Event::new(EventKind::SecretGenerated).session(session).released(name))?;
+        }
+        let mut released = base(EventKind::SecretReleased).released("certificate").released("configuration");
+        for name in &resolved.released {
+            released = released.released(format!("secret:{name}"));
+        }
+        self.record(&released)?;
+        tracing::info!(
+            tee = %claims.tee,
+            secrets = resolved.released.len(),
+            config_len = plaintext.len(),
+            "attestation passed"
+        );
+        Ok(AttestResponse {
+            token,
+            certificate_pem: cert.pem,
+            ca_pem: ca.cert_pem().to_owned(),
+            session_hash: head.hash.to_string(),
+            expires_at: exp,
+            config: sealed,
+        })
+    }
+
+    /// Verifies evidence with the verifier its kind needs. `Ok(Err(reason))` is a refusal;
+    /// `Err` an internal failure.
+    fn verify_evidence(
+        &self,
+        evidence: &[u8],
+        req: &AttestRequest,
+        now: SystemTime,
+        expected: &[u8; 64],
+    ) -> Result<Result<Claims, String>, ApiError> {
+        let Some(kind) = req.kind.or_else(|| cloister_attest::detect(evidence)) else {
+            return Ok(Err("evidence: unknown format; name it with `kind`".into()));
+        };
+        let ctx = Context::new(now).expect_report_data(expected);
+        let result = match kind {
+            EvidenceKind::Sim => self.sim.verify(evidence, &ctx),
+            EvidenceKind::Maa => match self.config.maa() {
+                Some(v) => v.verify(evidence, &ctx),
+                None => {
+                    return Ok(Err(
+                        "evidence: maa tokens are not accepted: this CAS trusts no Azure Attestation issuer"
+                            .into(),
+                    ));
+                }
+            },
+            EvidenceKind::Sgx | EvidenceKind::Tdx => {
+                let Some(collateral) = &req.collateral else {
+                    return Ok(Err("collateral: DCAP evidence needs the platform's collateral".into()));
+                };
+                let bytes = serde_json::to_vec(collateral).map_err(|_| ApiError::Internal)?;
+                match Collateral::from_json(&bytes) {
+                    Ok(c) => DcapVerifier::with_root_ca(c, self.config.dcap_root_der().to_vec())
+                        .verify(evidence, &ctx),
+                    Err(e) => return Ok(Err(format!("collateral: {e}"))),
+                }
+            }
+            EvidenceKind::Snp => {
+                let Some(collateral) = &req.collateral else {
+                    return Ok(Err("collateral: SEV-SNP evidence needs the VCEK certificate".into()));
+                };
+                let c: SnpCollateral = match serde_json::from_value(collateral.clone()) {
+                    Ok(c) => c,
+                    Err(_) => {
+                        return Ok(Err("collateral: expected {\"vcek\": …, \"chain\": …}".into()));
+                    }
+                };
+                let vcek = if c.vcek.trim_start().starts_with("-----BEGIN") {
+                    c.vcek.into_bytes()
+                } else {
+                    match B64.decode(c.vcek.trim()) {
+                        Ok(der) => der,
+                        Err(_) => return Ok(Err("collateral: vcek is neither PEM nor base64".into())),
+                    }
+                };
+                match SnpVerifier::new(vcek, c.chain.map(String::into_bytes)) {
+                    Ok(v) => v.verify(evidence, &ctx),
+                    Err(e) => return Ok(Err(format!("collateral: {e}"))),
+                }
+            }
+        };
+        match result {
+            Ok(verified) => Ok(Ok(verified.into_claims())),
+            Err(e) if e.fault() == Fault::Internal => {
+                tracing::error!(error = %e, "verifier bug");
+                Err(ApiError::Internal)
+            }
+            Err(e) => Ok(Err(format!("evidence: {e}"))),
+        }
+    }
+
+    // ---- audit --------------------------------------------------------------------------------
+
+    pub fn audit_head(&self) -> Result<AuditHead, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            seq: u64,
+            hash: String,
+            signature: String,
+        }
+        let path = self.dir.join(audit::HEAD_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let head: Head = serde_json::from_slice(&bytes).map_err(|_| {
+            tracing::error!("the audit head does not parse");
+            ApiError::Internal
+        })?;
+        Ok(AuditHead {
+            seq: head.seq,
+            hash: head.hash,
+            signature: head.signature,
+            public_key: self.audit.public_key().to_hex(),
+        })
+    }
+
+    pub fn audit_entries(&self, after: u64, limit: Option<usize>) -> Result<AuditEntries, ApiError> {
+        let limit = limit.unwrap_or(api::MAX_AUDIT_ENTRIES).clamp(1, api::MAX_AUDIT_ENTRIES);
+        let path = self.dir.join(audit::LOG_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io("read", &path, e).into()),
+        };
+        let mut entries = Vec::new();
+        let mut more = false;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            // A line being appended right now may be incomplete: it is skipped.
+            let Ok(entry) = serde_json::from_slice::<Entry>(line) else {
+                continue;
+            };
+            if entry.seq <= after {
+                continue;
+            }
+            if entries.len() == limit {
+                more = true;
+                break;
+            }
+            entries.push(entry);
+        }
+        Ok(AuditEntries { entries, more })
+    }
+
+    pub fn audit_verify(&self) -> Result<AuditVerification, ApiError> {
+        match self.audit.verify() {
+            Ok(s) => Ok(AuditVerification {
+                ok: true,
+                entries: s.entries,
+                head_seq: s.head_seq,
+                last_hash: s.last_hash,
+                failure: None,
+                exit_code: None,
+            }),
+            Err(e @ AuditError::Io { .. }) => {
+                tracing::error!(error = %e, "audit log unreadable");
+                Err(ApiError::Unavailable("the audit log is unreadable".into()))
+            }
+            Err(e) => Ok(AuditVerification {
+                ok: false,
+                entries: 0,
+                head_seq: 0,
+                last_hash: String::new(),
+                failure: Some(e.to_string()),
+                exit_code: Some(e.exit_code()),
+            }),
+        }
+    }
+}
+
+/// The SANs of a workload certificate: the service name, and the SANs of the policy's `x509`
+/// secrets issued by the session CA whose common name is the service.
+fn workload_sans(policy: &Policy, service: &str, ca_name: Option<&str>) -> Vec<String> {
+    let mut sans = vec![service.to_owned()];
+    for s in policy.secrets() {
+        if let SecretKind::X509 {
+            issuer,
+            common_name,
+            sans: more,
+            ..
+        } = &s.kind
+            && Some(issuer.as_str()) == ca_name
+            && common_name == service
+        {
+            for san in more {
+                if !sans.contains(san) {
+                    sans.push(san.clone());
+                }
+            }
+        }
+    }
+    sans
+}
+
+/// The JSON the workload opens, in memory that is wiped afterwards.
+fn sealed_config(
+    session: &str,
+    service: &str,
+    session_hash: &str,
+    resolved: &Resolved,
+) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let r = &resolved.service;
+    let config = SealedConfig::<&str> {
+        session: session.to_owned(),
+        service: service.to_owned(),
+        session_hash: session_hash.to_owned(),
+        command: r.command.as_ref().map(|c| c.expose_secret()),
+        args: r.args.iter().map(|a| a.expose_secret()).collect(),
+        env: r
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose_secret()))
+            .collect(),
+        files: r
+            .files
+            .iter()
+            .map(|f| SealedFile {
+                path: f.path.to_string_lossy().into_owned(),
+                content: f.content.expose_secret(),
+                mode: f.mode,
+            })
+            .collect(),
+    };
+    let size: usize = config.command.map_or(0, str::len)
+        + config.args.iter().map(|a| a.len()).sum::<usize>()
+        + config.env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        + config.files.iter().map(|f| f.path.len() + f.content.len()).sum::<usize>();
+    // Twice the size leaves room for JSON escapes (PEM newlines become `\n`), so the buffer is
+    // not reallocated and no copy of a secret is left behind.
+    let mut out = Zeroizing::new(Vec::with_capacity(2 * size + 4096));
+    serde_json::to_writer(&mut *out, &config).map_err(|_| ApiError::Internal)?;
+    Ok(out)
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_owned()
+}

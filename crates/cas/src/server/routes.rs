@@ -1,0 +1,320 @@
+//! The HTTP handlers and the OpenAPI document that describes them.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, OriginalUri, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::IntoResponse;
+use cloister_policy::SignedPolicy;
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+
+use super::error::ApiError;
+use super::state::{CasState, Inner};
+use crate::api::{
+    AttestRequest, AttestResponse, AuditEntries, AuditEntriesQuery, AuditHead, AuditVerification,
+    DeleteSession, ErrorBody, Health, NonceResponse, OpenIdConfiguration, SessionList,
+    SessionSummary, SessionView, SignatureJson, SignedPolicyJson, SnpCollateral,
+};
+use crate::envelope::Sealed;
+
+/// A JSON body read within the body limit and parsed with errors mapped to [`ApiError`]
+/// (`payload-too-large`, `bad-request` naming the line and column, never echoing values).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest("the request body could not be read".into())
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            let what = match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    "is not well-formed JSON"
+                }
+                _ => "does not have the expected fields and types",
+            };
+            ApiError::BadRequest(format!(
+                "the request body {what} (line {}, column {}); see /v1/openapi.json",
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    state: &CasState,
+    f: impl FnOnce(&Inner) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let inner = state.0.clone();
+    tokio::task::spawn_blocking(move || f(&inner))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "a request task panicked or was cancelled");
+            ApiError::Internal
+        })?
+}
+
+fn authorization(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn path_and_query(uri: &axum::http::Uri) -> String {
+    uri.path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned())
+}
+
+/// Liveness, version and identity.
+#[utoipa::path(get, path = "/v1/health", tag = "meta",
+    responses((status = 200, description = "The CAS is up", body = Health)))]
+pub async fn health(State(state): State<CasState>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        issuer: state.config().issuer().to_owned(),
+        audit_public_key: state.audit_public_key().to_hex(),
+    })
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+/// OpenID discovery: where relying parties find the token signing keys.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "tokens",
+    responses((status = 200, body = OpenIdConfiguration)))]
+pub async fn openid_configuration(State(state): State<CasState>) -> Json<OpenIdConfiguration> {
+    let issuer = state.config().issuer().to_owned();
+    Json(OpenIdConfiguration {
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        issuer,
+        id_token_signing_alg_values_supported: vec!["ES256".into()],
+        subject_types_supported: vec!["public".into()],
+        response_types_supported: vec!["id_token".into()],
+        claims_supported: [
+            "iss", "sub", "iat", "nbf", "exp", "jti", "session", "service", "session_hash",
+            "tee", "measurement", "tcb_status", "debug", "key_hash",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    })
+}
+
+/// The token signing keys (ES256), as a JWK set.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens",
+    responses((status = 200, description = "A JWK set (RFC 7517)", body = Object)))]
+pub async fn jwks(State(state): State<CasState>) -> impl IntoResponse {
+    Json(state.0.token.jwks())
+}
+
+/// Create a session from a policy signed by its owners (M of N).
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions",
+    request_body = SignedPolicyJson,
+    responses(
+        (status = 201, body = SessionSummary),
+        (status = 403, description = "session-refused (unsigned, approvals, bad-signature, version)", body = ErrorBody),
+        (status = 409, description = "conflict: the session exists", body = ErrorBody),
+        (status = 422, description = "invalid-policy", body = ErrorBody)))]
+pub async fn create_session(
+    State(state): State<CasState>,
+    ApiJson(signed): ApiJson<SignedPolicy>,
+) -> Result<(StatusCode, Json<SessionSummary>), ApiError> {
+    let summary = blocking(&state, move |s| s.create_session(signed)).await?;
+    Ok((StatusCode::CREATED, Json(summary)))
+}
+
+/// Replace a session's policy with its next version, signed by owners of the current one.
+#[utoipa::path(put, path = "/v1/sessions/{name}", tag = "sessions",
+    params(("name" = String, Path, description = "The session, `namespace/name`")),
+    request_body = SignedPolicyJson,
+    responses(
+        (status = 200, body = SessionSummary),
+        (status = 403, description = "session-refused", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "conflict: stale predecessor or a concurrent update", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn update_session(
+    State(state): State<CasState>,
+    Path(name): Path<String>,
+    ApiJson(signed): ApiJson<SignedPolicy>,
+) -> Result<Json<SessionSummary>, ApiError> {
+    blocking(&state, move |s| s.update_session(&name, signed))
+        .await
+        .map(Json)
+}
+
+/// Read a session (signed request by an owner or reader). Generated secrets are never returned.
+#[utoipa::path(get, path = "/v1/sessions/{name}", tag = "sessions",
+    params(("name" = String, Path, description = "The session, `namespace/name`")),
+    security(("cloister_sig" = [])),
+    responses(
+        (status = 200, body = SessionView),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "forbidden: rule `read`", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn read_session(
+    State(state): State<CasState>,
+    Path(name): Path<String>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Json<SessionView>, ApiError> {
+    let auth = authorization(&headers);
+    let path = path_and_query(&uri);
+    blocking(&state, move |s| {
+        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        s.read_session(&name, &principal)
+    })
+    .await
+    .map(Json)
+}
+
+/// List the sessions the signer may read.
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions",
+    security(("cloister_sig" = [])),
+    responses((status = 200, body = SessionList), (status = 401, body = ErrorBody)))]
+pub async fn list_sessions(
+    State(state): State<CasState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Json<SessionList>, ApiError> {
+    let auth = authorization(&headers);
+    let path = path_and_query(&uri);
+    blocking(&state, move |s| {
+        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        s.list_sessions(&principal)
+    })
+    .await
+    .map(Json)
+}
+
+/// Delete a session and its secrets, approved by M of N owners over `deletion_hash(name, head)`.
+#[utoipa::path(delete, path = "/v1/sessions/{name}", tag = "sessions",
+    params(("name" = String, Path, description = "The session, `namespace/name`")),
+    request_body = DeleteSession,
+    responses(
+        (status = 200, body = SessionSummary),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn delete_session(
+    State(state): State<CasState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<DeleteSession>,
+) -> Result<Json<SessionSummary>, ApiError> {
+    blocking(&state, move |s| s.delete_session(&name, body))
+        .await
+        .map(Json)
+}
+
+/// A fresh single-use nonce for `report_data`.
+#[utoipa::path(post, path = "/v1/nonce", tag = "attestation",
+    responses((status = 200, body = NonceResponse)))]
+pub async fn nonce(State(state): State<CasState>) -> Result<Json<NonceResponse>, ApiError> {
+    blocking(&state, |s| s.nonce()).await.map(Json)
+}
+
+/// Attest a workload: verify its evidence, appraise it against the session's policy, and
+/// answer with a token, a certificate and the sealed configuration.
+#[utoipa::path(post, path = "/v1/attest", tag = "attestation",
+    request_body = AttestRequest,
+    responses(
+        (status = 200, body = AttestResponse),
+        (status = 400, body = ErrorBody),
+        (status = 403, description = "attestation-refused; `reasons` names each failed rule", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "unresolvable-configuration", body = ErrorBody)))]
+pub async fn attest(
+    State(state): State<CasState>,
+    ApiJson(req): ApiJson<AttestRequest>,
+) -> Result<Json<AttestResponse>, ApiError> {
+    blocking(&state, move |s| s.attest(req)).await.map(Json)
+}
+
+/// The audit log's signed head.
+#[utoipa::path(get, path = "/v1/audit/head", tag = "audit",
+    responses((status = 200, body = AuditHead)))]
+pub async fn audit_head(State(state): State<CasState>) -> Result<Json<AuditHead>, ApiError> {
+    blocking(&state, |s| s.audit_head()).await.map(Json)
+}
+
+/// Audit entries after `after`, at most `limit`.
+#[utoipa::path(get, path = "/v1/audit/entries", tag = "audit",
+    params(AuditEntriesQuery),
+    responses((status = 200, body = AuditEntries)))]
+pub async fn audit_entries(
+    State(state): State<CasState>,
+    Query(q): Query<AuditEntriesQuery>,
+) -> Result<Json<AuditEntries>, ApiError> {
+    blocking(&state, move |s| s.audit_entries(q.after, q.limit))
+        .await
+        .map(Json)
+}
+
+/// Verify the whole audit log now.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, body = AuditVerification)))]
+pub async fn audit_verify(
+    State(state): State<CasState>,
+) -> Result<Json<AuditVerification>, ApiError> {
+    blocking(&state, |s| s.audit_verify()).await.map(Json)
+}
+
+struct SignedRequests;
+
+impl utoipa::Modify for SignedRequests {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "cloister_sig",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "Cloister-Sig key=<base64 SPKI DER>,ts=<unix>,sig=<base64 Ed25519 over \
+                 \"cloister-req-v1\\0\" ‖ METHOD \\0 ‖ PATH?QUERY \\0 ‖ ts \\0 ‖ SHA-256(body)>",
+            ))),
+        );
+    }
+}
+
+/// The OpenAPI document of the CAS API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Cloister Configuration and Attestation Service",
+        description = "Policies (sessions), attestation of TEE workloads, secret release and the audit log."
+    ),
+    paths(
+        health, openapi_json, openid_configuration, jwks, create_session, update_session,
+        read_session, list_sessions, delete_session, nonce, attest, audit_head, audit_entries,
+        audit_verify
+    ),
+    components(schemas(
+        ErrorBody, Health, OpenIdConfiguration, SignedPolicyJson, SignatureJson, SessionSummary,
+        SessionView, SessionList, DeleteSession, NonceResponse, AttestRequest, SnpCollateral,
+        AttestResponse, Sealed, AuditHead, AuditEntries, AuditVerification
+    )),
+    modifiers(&SignedRequests),
+    tags(
+        (name = "meta", description = "Health and this document"),
+        (name = "tokens", description = "Where attestation tokens are verified"),
+        (name = "sessions", description = "Policies, signed by their owners"),
+        (name = "attestation", description = "Nonces and attestation"),
+        (name = "audit", description = "The append-only, hash-chained audit log")
+    )
+)]
+pub struct ApiDoc;
