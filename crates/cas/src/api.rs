@@ -83,7 +83,12 @@ pub const CONFIG_AAD_CONTEXT: &[u8] = b"cloister-attest-v1\0";
 pub const DELETE_CONTEXT: &[u8] = b"cloister-delete-v1\0";
 
 /// The message a principal signs for a request (see the [module docs](self#signed-requests)).
-pub fn request_signing_message(method: &str, path_and_query: &str, ts: u64, body: &[u8]) -> Vec<u8> {
+pub fn request_signing_message(
+    method: &str,
+    path_and_query: &str,
+    ts: u64,
+    body: &[u8],
+) -> Vec<u8> {
     let mut m = Vec::with_capacity(REQUEST_CONTEXT.len() + path_and_query.len() + 64);
     m.extend_from_slice(REQUEST_CONTEXT);
     m.extend_from_slice(method.as_bytes());
@@ -98,8 +103,9 @@ pub fn request_signing_message(method: &str, path_and_query: &str, ts: u64, body
 
 /// The associated data of the sealed configuration (see the [module docs](self#the-sealed-configuration)).
 pub fn config_aad(session: &str, service: &str, nonce: &[u8]) -> Vec<u8> {
-    let mut aad =
-        Vec::with_capacity(CONFIG_AAD_CONTEXT.len() + session.len() + service.len() + 2 + nonce.len());
+    let mut aad = Vec::with_capacity(
+        CONFIG_AAD_CONTEXT.len() + session.len() + service.len() + 2 + nonce.len(),
+    );
     aad.extend_from_slice(CONFIG_AAD_CONTEXT);
     aad.extend_from_slice(session.as_bytes());
     aad.push(0);
@@ -111,7 +117,10 @@ pub fn config_aad(session: &str, service: &str, nonce: &[u8]) -> Vec<u8> {
 
 /// What owners sign to delete session `name` whose current head is `head`: SHA-256 of
 /// `"cloister-delete-v1" 0x00 ‖ name 0x00 ‖ head (hex)`, signed like a session hash.
-pub fn deletion_hash(name: &str, head: &cloister_policy::SessionHash) -> cloister_policy::SessionHash {
+pub fn deletion_hash(
+    name: &str,
+    head: &cloister_policy::SessionHash,
+) -> cloister_policy::SessionHash {
     let mut m = Vec::with_capacity(DELETE_CONTEXT.len() + name.len() + 65);
     m.extend_from_slice(DELETE_CONTEXT);
     m.extend_from_slice(name.as_bytes());
@@ -453,7 +462,9 @@ pub struct AuditVerification {
 }
 
 /// Query of `GET /v1/audit/entries`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams,
+)]
 pub struct AuditEntriesQuery {
     /// Entries with `seq` greater than this (default 0: from the start).
     #[serde(default)]
@@ -522,7 +533,10 @@ mod tests {
         let h = cloister_policy::SessionHash::of("v1");
         let d = deletion_hash("a/b", &h);
         assert_ne!(d, deletion_hash("a/c", &h));
-        assert_ne!(d, deletion_hash("a/b", &cloister_policy::SessionHash::of("v2")));
+        assert_ne!(
+            d,
+            deletion_hash("a/b", &cloister_policy::SessionHash::of("v2"))
+        );
         assert_ne!(d, h);
     }
 }

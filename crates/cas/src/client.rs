@@ -43,13 +43,13 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
+use crate::Error;
 use crate::api::{
-    self, AttestRequest, AttestResponse, AuditEntries, AuditHead, AuditVerification,
-    DeleteSession, ErrorBody, Health, NonceResponse, OpenIdConfiguration, SealedConfig,
-    SessionList, SessionSummary, SessionView, SignatureHeader, SignatureJson,
+    self, AttestRequest, AttestResponse, AuditEntries, AuditHead, AuditVerification, DeleteSession,
+    ErrorBody, Health, NonceResponse, OpenIdConfiguration, SealedConfig, SessionList,
+    SessionSummary, SessionView, SignatureHeader, SignatureJson,
 };
 use crate::envelope::WorkloadKey;
-use crate::Error;
 
 /// A client of one CAS, pinned to its certificate. Cheap to clone.
 #[derive(Clone)]
@@ -88,8 +88,12 @@ impl CasClient {
         let mut roots = rustls::RootCertStore::empty();
         for cert in certs.iter().filter(|p| p.tag() == "CERTIFICATE") {
             roots
-                .add(rustls_pki_types::CertificateDer::from(cert.contents().to_vec()))
-                .map_err(|_| Error::invalid("pinned CAS certificate", "not a usable certificate"))?;
+                .add(rustls_pki_types::CertificateDer::from(
+                    cert.contents().to_vec(),
+                ))
+                .map_err(|_| {
+                    Error::invalid("pinned CAS certificate", "not a usable certificate")
+                })?;
         }
         if roots.is_empty() {
             return Err(Error::invalid(
@@ -181,7 +185,8 @@ impl CasClient {
 
     /// `GET /v1/openapi.json`.
     pub async fn openapi(&self) -> Result<serde_json::Value, Error> {
-        self.send(self.request(Method::GET, "/v1/openapi.json")).await
+        self.send(self.request(Method::GET, "/v1/openapi.json"))
+            .await
     }
 
     /// `POST /v1/nonce`.
@@ -231,7 +236,11 @@ impl CasClient {
     }
 
     /// `GET /v1/sessions/{name}`, signed by `signer` (an owner or reader).
-    pub async fn get_session(&self, name: &str, signer: &RequestSigner) -> Result<SessionView, Error> {
+    pub async fn get_session(
+        &self,
+        name: &str,
+        signer: &RequestSigner,
+    ) -> Result<SessionView, Error> {
         self.send(self.signed(Method::GET, &format!("/v1/sessions/{name}"), signer))
             .await
     }
@@ -263,7 +272,11 @@ impl CasClient {
     }
 
     /// `GET /v1/audit/entries?after=N&limit=M`.
-    pub async fn audit_entries(&self, after: u64, limit: Option<usize>) -> Result<AuditEntries, Error> {
+    pub async fn audit_entries(
+        &self,
+        after: u64,
+        limit: Option<usize>,
+    ) -> Result<AuditEntries, Error> {
         let mut path = format!("/v1/audit/entries?after={after}");
         if let Some(limit) = limit {
             path.push_str(&format!("&limit={limit}"));
@@ -273,7 +286,8 @@ impl CasClient {
 
     /// `GET /v1/audit/verify`.
     pub async fn audit_verify(&self) -> Result<AuditVerification, Error> {
-        self.send(self.request(Method::GET, "/v1/audit/verify")).await
+        self.send(self.request(Method::GET, "/v1/audit/verify"))
+            .await
     }
 }
 
@@ -335,7 +349,13 @@ impl RequestSigner {
     }
 
     /// The `Authorization` header value for a request at time `now`.
-    pub fn header(&self, method: &str, path_and_query: &str, body: &[u8], now: SystemTime) -> String {
+    pub fn header(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        now: SystemTime,
+    ) -> String {
         let ts = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -537,7 +557,8 @@ mod tests {
 
     #[test]
     fn signed_header_verifies() {
-        let signer = RequestSigner::from_owner_key(&OwnerKey::from_seed(&[4; 32]).unwrap()).unwrap();
+        let signer =
+            RequestSigner::from_owner_key(&OwnerKey::from_seed(&[4; 32]).unwrap()).unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let header = signer.header("GET", "/v1/sessions/a/b", b"", now);
         let parsed = SignatureHeader::parse(&header).unwrap();

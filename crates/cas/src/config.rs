@@ -53,19 +53,28 @@ impl ManualClock {
 
     /// Sets the time.
     pub fn set(&self, now: SystemTime) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
     }
 
     /// Moves the time forward by `by`.
     pub fn advance(&self, by: Duration) {
-        let mut t = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut t = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *t += by;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -104,7 +113,10 @@ impl fmt::Debug for CasConfig {
                     .collect::<Vec<_>>(),
             )
             .field("maa", &self.maa.as_ref().map(|m| m.issuer().to_owned()))
-            .field("dcap_root_sha256", &hex::encode(crate::sha256(&self.dcap_root_der)))
+            .field(
+                "dcap_root_sha256",
+                &hex::encode(crate::sha256(&self.dcap_root_der)),
+            )
             .field("clock", &self.clock)
             .field("nonce_ttl", &self.nonce_ttl)
             .field("token_validity", &self.token_validity)
@@ -388,9 +400,11 @@ impl CasConfigBuilder {
             .map_err(|_| Error::invalid("TLS names", "not DNS names or IP addresses"))?;
         let maa = match self.maa {
             None => None,
-            Some((issuer, jwks)) => Some(Arc::new(MaaVerifier::new(&jwks, issuer).map_err(
-                |_| Error::invalid("MAA trust", "the JWKS holds no usable signing key"),
-            )?)),
+            Some((issuer, jwks)) => {
+                Some(Arc::new(MaaVerifier::new(&jwks, issuer).map_err(|_| {
+                    Error::invalid("MAA trust", "the JWKS holds no usable signing key")
+                })?))
+            }
         };
         Ok(CasConfig {
             issuer,
@@ -434,10 +448,7 @@ mod tests {
             Err(Error::InvalidInput { what, .. }) => what,
             other => panic!("expected a refusal, got {other:?}"),
         };
-        assert_eq!(
-            refused(CasConfig::builder("http://cas")),
-            "CAS issuer URL"
-        );
+        assert_eq!(refused(CasConfig::builder("http://cas")), "CAS issuer URL");
         assert_eq!(
             refused(CasConfig::builder("https://cas").nonce_ttl(Duration::ZERO)),
             "nonce TTL"

@@ -91,7 +91,10 @@ pub enum Error {
     #[error(transparent)]
     Policy(#[from] cloister_policy::Error),
     /// The CAS answered a client request with an error.
-    #[error("CAS refused the request ({status} {code}): {message}{}", reasons_suffix(reasons))]
+    #[error(
+        "CAS refused the request ({status} {code}): {message}{}",
+        reasons_suffix(reasons)
+    )]
     Api {
         /// The HTTP status.
         status: u16,

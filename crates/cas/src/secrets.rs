@@ -55,7 +55,9 @@ use cloister_policy::{
     ImportSource, KeyAlgorithm, Policy, ResolvedService, SecretKind, SecretValue, Service,
 };
 use rand_core::{OsRng, RngCore};
-use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256};
+use rcgen::{
+    KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256,
+};
 use secrecy::{ExposeSecret, SecretBox};
 use zeroize::Zeroizing;
 
@@ -95,7 +97,11 @@ pub fn encode(value: &SecretValue) -> Result<SecretBytes, Error> {
             TAG_CERTIFICATE,
             der.len() + key.expose_secret().len() + issuers.iter().map(Vec::len).sum::<usize>(),
         ),
-        _ => return Err(Error::Internal("a secret value kind the store cannot encode")),
+        _ => {
+            return Err(Error::Internal(
+                "a secret value kind the store cannot encode",
+            ));
+        }
     };
     // Sized up front so that no reallocation leaves a copy of the secret behind.
     let mut out = Vec::with_capacity(2 + size + 4 * 4 + 4 * 64);
@@ -114,7 +120,11 @@ pub fn encode(value: &SecretValue) -> Result<SecretBytes, Error> {
                 field(&mut out, issuer)?;
             }
         }
-        _ => return Err(Error::Internal("a secret value kind the store cannot encode")),
+        _ => {
+            return Err(Error::Internal(
+                "a secret value kind the store cannot encode",
+            ));
+        }
     }
     Ok(SecretBytes::new(out))
 }
@@ -244,7 +254,10 @@ impl<'a> Secrets<'a> {
     /// The value of secret `name` of `policy`, encoded as in the store (see [`decode`]).
     pub fn value(&self, policy: &Policy, name: &str) -> Result<SecretBytes, Error> {
         let Some(secret) = policy.secret(name) else {
-            return Err(Error::invalid("secret", "the policy declares no such secret"));
+            return Err(Error::invalid(
+                "secret",
+                "the policy declares no such secret",
+            ));
         };
         match &secret.kind {
             SecretKind::Import(source) => self.import(policy, name, source),
@@ -474,7 +487,11 @@ impl<'a> Secrets<'a> {
                     Some(kind) => self.generated_value(&exporter, &import.secret, kind),
                 };
             }
-            _ => return Err(unavailable("an import source this CAS does not know".into())),
+            _ => {
+                return Err(unavailable(
+                    "an import source this CAS does not know".into(),
+                ));
+            }
         };
         encode(&SecretValue::text(text))
     }
@@ -484,7 +501,8 @@ impl<'a> Secrets<'a> {
 /// imported session secret may be of any kind, and a certificate accepts every format.
 fn stand_in(kind: &SecretKind) -> SecretValue {
     match kind {
-        SecretKind::Ascii { .. } | SecretKind::Import(ImportSource::File(_))
+        SecretKind::Ascii { .. }
+        | SecretKind::Import(ImportSource::File(_))
         | SecretKind::Import(ImportSource::Env(_))
         | SecretKind::Import(ImportSource::Kubernetes { .. }) => SecretValue::text(""),
         SecretKind::Binary { .. } | SecretKind::Aes256 => SecretValue::bytes(Vec::new()),
@@ -499,8 +517,12 @@ fn stand_in(kind: &SecretKind) -> SecretValue {
 
 fn ca_from_value(value: &SecretValue) -> Result<SessionCa, Error> {
     match value {
-        SecretValue::Certificate { der, key, .. } => SessionCa::from_parts(der, key.expose_secret()),
-        _ => Err(Error::Internal("an x509-ca secret does not hold a certificate")),
+        SecretValue::Certificate { der, key, .. } => {
+            SessionCa::from_parts(der, key.expose_secret())
+        }
+        _ => Err(Error::Internal(
+            "an x509-ca secret does not hold a certificate",
+        )),
     }
 }
 
@@ -515,7 +537,10 @@ fn read_import(path: &Path) -> Result<String, String> {
         .read_to_end(&mut bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     if bytes.len() > MAX_IMPORT_LEN {
-        return Err(format!("{} is larger than {MAX_IMPORT_LEN} bytes", path.display()));
+        return Err(format!(
+            "{} is larger than {MAX_IMPORT_LEN} bytes",
+            path.display()
+        ));
     }
     String::from_utf8(bytes.to_vec()).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
@@ -544,9 +569,8 @@ fn random_ascii(n: usize) -> Result<String, Error> {
 }
 
 fn new_key(algorithm: KeyAlgorithm) -> Result<KeyPair, Error> {
-    let generated = |alg| {
-        KeyPair::generate_for(alg).map_err(|_| Error::Internal("key generation failed"))
-    };
+    let generated =
+        |alg| KeyPair::generate_for(alg).map_err(|_| Error::Internal("key generation failed"));
     let rsa = |bits: usize| -> Result<KeyPair, Error> {
         use rsa::pkcs8::EncodePrivateKey as _;
         let key = rsa::RsaPrivateKey::new(&mut OsRng, bits)
@@ -601,7 +625,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::open(dir.path(), &MasterKey::generate()).unwrap();
         let config = CasConfig::builder("https://cas.test")
-            .env_source(Arc::new(|name| (name == "DB_PASSWORD").then(|| "env-pw".into())))
+            .env_source(Arc::new(|name| {
+                (name == "DB_PASSWORD").then(|| "env-pw".into())
+            }))
             .kubernetes_secrets_dir(dir.path().join("k8s"))
             .build()
             .unwrap();
@@ -630,7 +656,12 @@ mod tests {
             assert_eq!(format!("{back:?}"), format!("{value:?}"));
             assert_eq!(encode(&back).unwrap(), bytes);
         }
-        for bad in [&[][..], &[2, 1, 0, 0, 0, 0], &[1, 9, 0, 0, 0, 0], &[1, 1, 0, 0, 0, 5, 1]] {
+        for bad in [
+            &[][..],
+            &[2, 1, 0, 0, 0, 0],
+            &[1, 9, 0, 0, 0, 0],
+            &[1, 1, 0, 0, 0, 5, 1],
+        ] {
             assert!(matches!(decode(bad), Err(Error::Corrupt { .. })), "{bad:?}");
         }
     }
@@ -673,14 +704,18 @@ mod tests {
                 store.secret_names("t/gen").unwrap(),
                 vec!["ca", "cert", "dek", "ec", "ed", "pw", "raw"]
             );
-            let generated: Vec<String> =
-                secrets.generated().into_iter().map(|(_, n)| n).collect();
+            let generated: Vec<String> = secrets.generated().into_iter().map(|(_, n)| n).collect();
             assert_eq!(generated.len(), 7, "{generated:?}");
             // The x509 certifies the named private key and chains to the CA.
-            let SecretValue::Certificate { der, issuers, .. } =
-                decode(store.secret("t/gen", "cert").unwrap().unwrap().value.expose_secret())
+            let SecretValue::Certificate { der, issuers, .. } = decode(
+                store
+                    .secret("t/gen", "cert")
                     .unwrap()
-            else {
+                    .unwrap()
+                    .value
+                    .expose_secret(),
+            )
+            .unwrap() else {
                 panic!("not a certificate")
             };
             let (_, leaf) = x509_parser::parse_x509_certificate(&der).unwrap();
@@ -702,13 +737,21 @@ mod tests {
 
     #[test]
     fn implicit_session_ca_is_kept() {
-        let p = policy("t/noca", "  - name: pw\n    kind: ascii\n", "      PW: x\n", "");
+        let p = policy(
+            "t/noca",
+            "  - name: pw\n    kind: ascii\n",
+            "      PW: x\n",
+            "",
+        );
         with_secrets(|secrets, store| {
             let (a, name) = secrets.session_ca(&p).unwrap();
             assert_eq!(name, None);
             let (b, _) = secrets.session_ca(&p).unwrap();
             assert_eq!(a.cert_der(), b.cert_der());
-            assert_eq!(store.secret_names("t/noca").unwrap(), vec![IMPLICIT_SESSION_CA]);
+            assert_eq!(
+                store.secret_names("t/noca").unwrap(),
+                vec![IMPLICIT_SESSION_CA]
+            );
         });
     }
 
@@ -727,7 +770,10 @@ mod tests {
             let r = secrets.resolve(&p, p.service("app").unwrap(), &[]).unwrap();
             assert_eq!(r.service.env["E"].expose_secret(), "env-pw");
             assert_eq!(r.service.env["K"].expose_secret(), "k8s-pw");
-            assert!(store.secret_names("t/imp").unwrap().is_empty(), "imports are not stored");
+            assert!(
+                store.secret_names("t/imp").unwrap().is_empty(),
+                "imports are not stored"
+            );
             let err = secrets.value(&p, "missing").unwrap_err();
             assert!(
                 matches!(&err, Error::ImportUnavailable { secret, .. } if secret == "missing"),

@@ -72,14 +72,13 @@ pub enum ApiError {
 impl ApiError {
     /// The status and the body.
     pub fn parts(&self) -> (StatusCode, ErrorBody) {
-        let body = |code: &str, message: String, rule: Option<&str>, reasons: Vec<String>| {
-            ErrorBody {
+        let body =
+            |code: &str, message: String, rule: Option<&str>, reasons: Vec<String>| ErrorBody {
                 code: code.to_owned(),
                 message,
                 rule: rule.map(str::to_owned),
                 reasons,
-            }
-        };
+            };
         match self {
             ApiError::BadRequest(m) => (
                 StatusCode::BAD_REQUEST,
@@ -226,7 +225,9 @@ impl From<Error> for ApiError {
             }
             Error::Conflict { table, .. } => ApiError::Conflict {
                 rule: None,
-                message: format!("a concurrent change to {table} won; retry with the current state"),
+                message: format!(
+                    "a concurrent change to {table} won; retry with the current state"
+                ),
             },
             Error::Policy(p) => ApiError::from_policy(p),
             Error::ImportRefused {
@@ -262,7 +263,8 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(status = status.as_u16(), code = %body.code, "request refused");
         }
-        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"code\":\"internal\",\"message\":\"internal error\"}".to_vec());
+        let bytes = serde_json::to_vec(&body)
+            .unwrap_or_else(|_| b"{\"code\":\"internal\",\"message\":\"internal error\"}".to_vec());
         let mut response = (status, bytes).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,

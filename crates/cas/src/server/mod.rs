@@ -95,10 +95,13 @@ pub async fn run(
     let app = router(state);
     tracing::info!(?addr, "CAS listening");
     let io = |op| move |e| Error::io(op, "CAS listener", e);
-    axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(tls))
-        .map_err(io("listen on"))?
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
-        .map_err(io("serve on"))
+    axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls),
+    )
+    .map_err(io("listen on"))?
+    .handle(handle)
+    .serve(app.into_make_service())
+    .await
+    .map_err(io("serve on"))
 }

@@ -22,9 +22,9 @@ use zeroize::Zeroizing;
 use super::error::ApiError;
 use super::state::Inner;
 use crate::api::{
-    self, AttestRequest, AttestResponse, AuditEntries, AuditHead, AuditVerification,
-    DeleteSession, NonceResponse, SealedConfig, SealedFile, SessionList, SessionSummary,
-    SessionView, SignatureHeader, SignatureJson, SnpCollateral,
+    self, AttestRequest, AttestResponse, AuditEntries, AuditHead, AuditVerification, DeleteSession,
+    NonceResponse, SealedConfig, SealedFile, SessionList, SessionSummary, SessionView,
+    SignatureHeader, SignatureJson, SnpCollateral,
 };
 use crate::audit::{self, AuditError, Entry, Event, EventKind, key_digest};
 use crate::secrets::{Resolved, Secrets};
@@ -87,7 +87,9 @@ fn owner_signers(policy: &Policy, signatures: &[cloister_policy::Signature]) -> 
 impl Inner {
     /// Appends to the audit log; a failure fails the request (nothing is answered unaudited).
     pub fn record(&self, event: &Event) -> Result<(), ApiError> {
-        self.audit.append_at(event, self.config.now()).map(|_| ())
+        self.audit
+            .append_at(event, self.config.now())
+            .map(|_| ())
             .map_err(|e| {
                 tracing::error!(error = %e, "audit append failed");
                 ApiError::Unavailable("the audit log is unavailable".into())
@@ -95,7 +97,8 @@ impl Inner {
     }
 
     fn record_session_refusal(&self, session: Option<&str>, rule: &str, message: &str) {
-        let mut event = Event::new(EventKind::SessionChangeRefused).reason(format!("{rule}: {message}"));
+        let mut event =
+            Event::new(EventKind::SessionChangeRefused).reason(format!("{rule}: {message}"));
         if let Some(s) = session {
             event = event.session(s);
         }
@@ -117,10 +120,13 @@ impl Inner {
     ) -> Result<KeyFingerprint, ApiError> {
         let unauthenticated = |m: &str| ApiError::Unauthenticated(m.to_owned());
         let header = header.ok_or_else(|| {
-            unauthenticated("this request must be signed: Authorization: Cloister-Sig key=…,ts=…,sig=…")
+            unauthenticated(
+                "this request must be signed: Authorization: Cloister-Sig key=…,ts=…,sig=…",
+            )
         })?;
-        let parsed = SignatureHeader::parse(header)
-            .ok_or_else(|| unauthenticated("the Authorization header is not a Cloister-Sig signature"))?;
+        let parsed = SignatureHeader::parse(header).ok_or_else(|| {
+            unauthenticated("the Authorization header is not a Cloister-Sig signature")
+        })?;
         let key = ed25519_dalek::VerifyingKey::from_public_key_der(&parsed.spki_der)
             .map_err(|_| unauthenticated("the signing key is not an Ed25519 public key"))?;
         let now = unix(self.config.now());
@@ -134,9 +140,7 @@ impl Inner {
         let sig = ed25519_dalek::Signature::from_bytes(&parsed.sig);
         key.verify_strict(&message, &sig)
             .map_err(|_| unauthenticated("the request signature does not verify"))?;
-        let der = key
-            .to_public_key_der()
-            .map_err(|_| ApiError::Internal)?;
+        let der = key.to_public_key_der().map_err(|_| ApiError::Internal)?;
         Ok(KeyFingerprint::of_spki_der(der.as_bytes()))
     }
 
@@ -150,10 +154,14 @@ impl Inner {
         })?;
         let name = policy.name().to_owned();
         let version = self.new_version(&policy, &signed);
-        match self.store.append_session_version(&name, None, version.clone()) {
+        match self
+            .store
+            .append_session_version(&name, None, version.clone())
+        {
             Ok(()) => {}
             Err(Error::Conflict { .. }) => {
-                let message = format!("session `{name}` exists; update it with PUT /v1/sessions/{name}");
+                let message =
+                    format!("session `{name}` exists; update it with PUT /v1/sessions/{name}");
                 self.record_session_refusal(Some(&name), "exists", &message);
                 return Err(ApiError::Conflict {
                     rule: Some("exists"),
@@ -174,13 +182,18 @@ impl Inner {
     }
 
     #[tracing::instrument(skip_all, fields(session = name))]
-    pub fn update_session(&self, name: &str, signed: SignedPolicy) -> Result<SessionSummary, ApiError> {
+    pub fn update_session(
+        &self,
+        name: &str,
+        signed: SignedPolicy,
+    ) -> Result<SessionSummary, ApiError> {
         let (session, current) = self.current_or_404(name)?;
         let head = session.head().ok_or(ApiError::Internal)?;
-        let policy = authorize_update(&current, &policy_hash(&head.hash), &signed).map_err(|e| {
-            self.record_session_refusal(Some(name), e.rule(), &first_line(&e.to_string()));
-            ApiError::from_policy(e)
-        })?;
+        let policy =
+            authorize_update(&current, &policy_hash(&head.hash), &signed).map_err(|e| {
+                self.record_session_refusal(Some(name), e.rule(), &first_line(&e.to_string()));
+                ApiError::from_policy(e)
+            })?;
         let version = self.new_version(&policy, &signed);
         match self
             .store
@@ -211,7 +224,11 @@ impl Inner {
     }
 
     #[tracing::instrument(skip_all, fields(session = name))]
-    pub fn delete_session(&self, name: &str, body: DeleteSession) -> Result<SessionSummary, ApiError> {
+    pub fn delete_session(
+        &self,
+        name: &str,
+        body: DeleteSession,
+    ) -> Result<SessionSummary, ApiError> {
         let (session, current) = self.current_or_404(name)?;
         let head = session.head().ok_or(ApiError::Internal)?;
         let named: cloister_policy::SessionHash = body
@@ -219,7 +236,10 @@ impl Inner {
             .parse()
             .map_err(|_| ApiError::BadRequest("`head` is not 64 hex digits".into()))?;
         if named != policy_hash(&head.hash) {
-            let message = format!("the session's head is {}, the deletion names {named}", head.hash);
+            let message = format!(
+                "the session's head is {}, the deletion names {named}",
+                head.hash
+            );
             self.record_session_refusal(Some(name), "predecessor", &message);
             return Err(ApiError::Conflict {
                 rule: Some("predecessor"),
@@ -237,10 +257,9 @@ impl Inner {
         let access = current.access();
         let mut approvers = BTreeSet::new();
         for s in &body.signatures {
-            let fp: KeyFingerprint = s
-                .key_fingerprint
-                .parse()
-                .map_err(|_| ApiError::BadRequest("`key_fingerprint` is not 64 hex digits".into()))?;
+            let fp: KeyFingerprint = s.key_fingerprint.parse().map_err(|_| {
+                ApiError::BadRequest("`key_fingerprint` is not 64 hex digits".into())
+            })?;
             let sig: [u8; 64] = b64("sig", &s.sig)?
                 .try_into()
                 .map_err(|_| ApiError::BadRequest("`sig` is not 64 bytes".into()))?;
@@ -248,7 +267,10 @@ impl Inner {
                 if !owner.key.verifies(&approved, &sig) {
                     return Err(refuse(
                         "bad-signature",
-                        format!("the signature by owner `{}` does not verify over the deletion", owner.name),
+                        format!(
+                            "the signature by owner `{}` does not verify over the deletion",
+                            owner.name
+                        ),
                     ));
                 }
                 approvers.insert(fp);
@@ -257,7 +279,11 @@ impl Inner {
         if approvers.len() < access.approvals {
             return Err(refuse(
                 "approvals",
-                format!("{} of {} required owner approvals", approvers.len(), access.approvals),
+                format!(
+                    "{} of {} required owner approvals",
+                    approvers.len(),
+                    access.approvals
+                ),
             ));
         }
         match self.store.delete_session(name, &head.hash) {
@@ -282,7 +308,11 @@ impl Inner {
         Ok(summary(name, head))
     }
 
-    pub fn read_session(&self, name: &str, principal: &KeyFingerprint) -> Result<SessionView, ApiError> {
+    pub fn read_session(
+        &self,
+        name: &str,
+        principal: &KeyFingerprint,
+    ) -> Result<SessionView, ApiError> {
         let (session, policy) = self.current_or_404(name)?;
         authorize_read(&policy, principal).map_err(ApiError::from_policy)?;
         let head = session.head().ok_or(ApiError::Internal)?;
@@ -293,7 +323,11 @@ impl Inner {
             yaml: head.yaml.clone(),
             signatures: signatures_json(head),
             created: rfc3339(head.created),
-            history: session.versions.iter().map(|v| summary(&session.name, v)).collect(),
+            history: session
+                .versions
+                .iter()
+                .map(|v| summary(&session.name, v))
+                .collect(),
         })
     }
 
@@ -373,7 +407,9 @@ impl Inner {
         match self.store.take_nonce(&nonce, now) {
             Ok(()) => {}
             Err(Error::NonceRejected { reason }) => reasons.push(match reason {
-                NonceRejection::Expired => "nonce: expired; get a fresh one from POST /v1/nonce".to_owned(),
+                NonceRejection::Expired => {
+                    "nonce: expired; get a fresh one from POST /v1/nonce".to_owned()
+                }
                 _ => "nonce: unknown or already used (nonces are single use)".to_owned(),
             }),
             Err(e) => return Err(e.into()),
@@ -416,8 +452,14 @@ impl Inner {
         let secrets = Secrets::new(&*self.store, &self.config, &source, now);
         let resolved: Resolved = match secrets.resolve(&policy, service, &req.host_args) {
             Ok(r) => r,
-            Err(Error::ImportRefused { secret, rule, message }) => {
-                return Err(refused(vec![format!("secrets[{secret}]: {rule}: {message}")]));
+            Err(Error::ImportRefused {
+                secret,
+                rule,
+                message,
+            }) => {
+                return Err(refused(vec![format!(
+                    "secrets[{secret}]: {rule}: {message}"
+                )]));
             }
             Err(e) => return Err(e.into()),
         };
@@ -449,7 +491,12 @@ impl Inner {
             key_hash: principal.clone(),
         })?;
 
-        let plaintext = sealed_config(&req.session, &req.service, &head.hash.to_string(), &resolved)?;
+        let plaintext = sealed_config(
+            &req.session,
+            &req.service,
+            &head.hash.to_string(),
+            &resolved,
+        )?;
         let sealed = envelope::seal(
             &spki,
             &plaintext,
@@ -466,9 +513,15 @@ impl Inner {
         };
         self.record(&base(EventKind::AttestationPassed))?;
         for (session, name) in secrets.generated() {
-            self.record(&Event::new(EventKind::SecretGenerated).session(session).released(name))?;
+            self.record(
+                &Event::new(EventKind::SecretGenerated)
+                    .session(session)
+                    .released(name),
+            )?;
         }
-        let mut released = base(EventKind::SecretReleased).released("certificate").released("configuration");
+        let mut released = base(EventKind::SecretReleased)
+            .released("certificate")
+            .released("configuration");
         for name in &resolved.released {
             released = released.released(format!("secret:{name}"));
         }
@@ -515,7 +568,9 @@ impl Inner {
             },
             EvidenceKind::Sgx | EvidenceKind::Tdx => {
                 let Some(collateral) = &req.collateral else {
-                    return Ok(Err("collateral: DCAP evidence needs the platform's collateral".into()));
+                    return Ok(Err(
+                        "collateral: DCAP evidence needs the platform's collateral".into(),
+                    ));
                 };
                 let bytes = serde_json::to_vec(collateral).map_err(|_| ApiError::Internal)?;
                 match Collateral::from_json(&bytes) {
@@ -526,12 +581,16 @@ impl Inner {
             }
             EvidenceKind::Snp => {
                 let Some(collateral) = &req.collateral else {
-                    return Ok(Err("collateral: SEV-SNP evidence needs the VCEK certificate".into()));
+                    return Ok(Err(
+                        "collateral: SEV-SNP evidence needs the VCEK certificate".into(),
+                    ));
                 };
                 let c: SnpCollateral = match serde_json::from_value(collateral.clone()) {
                     Ok(c) => c,
                     Err(_) => {
-                        return Ok(Err("collateral: expected {\"vcek\": …, \"chain\": …}".into()));
+                        return Ok(Err(
+                            "collateral: expected {\"vcek\": …, \"chain\": …}".into()
+                        ));
                     }
                 };
                 let vcek = if c.vcek.trim_start().starts_with("-----BEGIN") {
@@ -539,7 +598,9 @@ impl Inner {
                 } else {
                     match B64.decode(c.vcek.trim()) {
                         Ok(der) => der,
-                        Err(_) => return Ok(Err("collateral: vcek is neither PEM nor base64".into())),
+                        Err(_) => {
+                            return Ok(Err("collateral: vcek is neither PEM nor base64".into()));
+                        }
                     }
                 };
                 match SnpVerifier::new(vcek, c.chain.map(String::into_bytes)) {
@@ -581,8 +642,14 @@ impl Inner {
         })
     }
 
-    pub fn audit_entries(&self, after: u64, limit: Option<usize>) -> Result<AuditEntries, ApiError> {
-        let limit = limit.unwrap_or(api::MAX_AUDIT_ENTRIES).clamp(1, api::MAX_AUDIT_ENTRIES);
+    pub fn audit_entries(
+        &self,
+        after: u64,
+        limit: Option<usize>,
+    ) -> Result<AuditEntries, ApiError> {
+        let limit = limit
+            .unwrap_or(api::MAX_AUDIT_ENTRIES)
+            .clamp(1, api::MAX_AUDIT_ENTRIES);
         let path = self.dir.join(audit::LOG_FILE);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -689,8 +756,16 @@ fn sealed_config(
     };
     let size: usize = config.command.map_or(0, str::len)
         + config.args.iter().map(|a| a.len()).sum::<usize>()
-        + config.env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-        + config.files.iter().map(|f| f.path.len() + f.content.len()).sum::<usize>();
+        + config
+            .env
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+        + config
+            .files
+            .iter()
+            .map(|f| f.path.len() + f.content.len())
+            .sum::<usize>();
     // Twice the size leaves room for JSON escapes (PEM newlines become `\n`), so the buffer is
     // not reallocated and no copy of a secret is left behind.
     let mut out = Zeroizing::new(Vec::with_capacity(2 * size + 4096));

@@ -105,8 +105,20 @@ pub async fn openid_configuration(State(state): State<CasState>) -> Json<OpenIdC
         subject_types_supported: vec!["public".into()],
         response_types_supported: vec!["id_token".into()],
         claims_supported: [
-            "iss", "sub", "iat", "nbf", "exp", "jti", "session", "service", "session_hash",
-            "tee", "measurement", "tcb_status", "debug", "key_hash",
+            "iss",
+            "sub",
+            "iat",
+            "nbf",
+            "exp",
+            "jti",
+            "session",
+            "service",
+            "session_hash",
+            "tee",
+            "measurement",
+            "tcb_status",
+            "debug",
+            "key_hash",
         ]
         .map(str::to_owned)
         .to_vec(),

@@ -119,9 +119,8 @@ impl CasState {
     /// A rustls server configuration with the CAS's TLS identity (TLS 1.3, ring, HTTP/1.1).
     pub fn tls_config(&self) -> Result<Arc<rustls::ServerConfig>, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(
-            self.0.tls_key.expose_secret().to_vec().into(),
-        );
+        let key =
+            rustls_pki_types::PrivateKeyDer::Pkcs8(self.0.tls_key.expose_secret().to_vec().into());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|_| Error::Internal("rustls refused TLS 1.3 with ring"))?

@@ -1,0 +1,1244 @@
+//! The CAS HTTPS API end to end: a real server on `127.0.0.1:0`, the client library, sim
+//! workloads, and the refusal matrix.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use cloister_attest::collect::{Collector as _, SimCollector};
+use cloister_attest::sim::{PlatformKey, Statement};
+use cloister_attest::{EvidenceKind, TcbStatus, binding};
+use cloister_cas::api::AttestRequest;
+use cloister_cas::client::{CasClient, RequestSigner, attest_workload, delete_request};
+use cloister_cas::config::CasConfigBuilder;
+use cloister_cas::envelope::WorkloadKey;
+use cloister_cas::server::{self, CERT_FILE, CasState};
+use cloister_cas::{CasConfig, Error, ManualClock, MasterKey};
+use cloister_policy::{OwnerKey, SessionHash, SignedPolicy};
+use rstest::rstest;
+use secrecy::ExposeSecret as _;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const ISSUER: &str = "https://cas.test";
+const MEASUREMENT: [u8; 32] = [0xaa; 32];
+const CANARY: &str = "CANARY-7f3e9b2c-imported-api-token";
+const MASTER_HEX: &str = "4242424242424242424242424242424242424242424242424242424242424242";
+
+fn owner(n: u8) -> OwnerKey {
+    OwnerKey::from_seed(&[n; 32]).unwrap()
+}
+
+fn public_b64(n: u8) -> String {
+    let pem = owner(n).public_key().to_pem().unwrap();
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+fn signer(n: u8) -> RequestSigner {
+    RequestSigner::from_owner_key(&owner(n)).unwrap()
+}
+
+/// A session `name` owned by the keys `owners` (M = `approvals`), readable by key 9, with a
+/// `driver` service pinned to [`MEASUREMENT`] whose configuration uses a generated password,
+/// an imported canary, a host argument and a certificate from the session CA.
+fn app_policy(
+    name: &str,
+    version: u64,
+    predecessor: Option<SessionHash>,
+    tees: &str,
+    owners: &[u8],
+    approvals: usize,
+) -> String {
+    let mut y = format!("name: {name}\nversion: {version}\n");
+    if let Some(p) = predecessor {
+        y.push_str(&format!("predecessor: {p}\n"));
+    }
+    y.push_str("access:\n  owners:\n");
+    for n in owners {
+        y.push_str(&format!(
+            "    - name: owner{n}\n      key: {}\n",
+            public_b64(*n)
+        ));
+    }
+    y.push_str(&format!(
+        "  read:\n    - name: auditor\n      key: {}\n  update:\n    approvals: {approvals}\n",
+        public_b64(9)
+    ));
+    y.push_str(&format!(
+        r#"security:
+  tees: [{tees}]
+services:
+  - name: driver
+    attestation:
+      - measurements: ["{m}"]
+    command: /bin/driver
+    args: [run, "@@1"]
+    env:
+      DB_PASSWORD: $$cloister:db_password$$
+      API_TOKEN: $$cloister:api_token$$
+      RUST_LOG: info
+    files:
+      - path: /etc/tls/key.pem
+        content: $$cloister:driver_cert:key$$
+        mode: "0400"
+secrets:
+  - name: db_password
+    kind: ascii
+  - name: api_token
+    kind: import
+    from:
+      env: CANARY_TOKEN
+  - name: session_ca
+    kind: x509-ca
+    common_name: Test session CA
+  - name: driver_cert
+    kind: x509
+    issuer: session_ca
+    common_name: driver
+    sans: [driver.test]
+"#,
+        m = hex::encode(MEASUREMENT)
+    ));
+    y
+}
+
+fn signed(yaml: &str, signers: &[u8]) -> SignedPolicy {
+    signers
+        .iter()
+        .fold(SignedPolicy::new(yaml), |p, n| p.signed_by(&owner(*n)))
+}
+
+/// A running CAS.
+struct Cas {
+    url: String,
+    client: CasClient,
+    cert_pem: String,
+    clock: Arc<ManualClock>,
+    platform: PlatformKey,
+    dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    join: Option<JoinHandle<Result<(), Error>>>,
+}
+
+impl Cas {
+    async fn start() -> Self {
+        Self::start_with(tempfile::tempdir().unwrap(), PlatformKey::generate(), |b| b).await
+    }
+
+    async fn start_with(
+        dir: tempfile::TempDir,
+        platform: PlatformKey,
+        edit: impl FnOnce(CasConfigBuilder) -> CasConfigBuilder,
+    ) -> Self {
+        let clock = Arc::new(ManualClock::new(SystemTime::now()));
+        let config = edit(
+            CasConfig::builder(ISSUER)
+                .trust_sim_key(platform.public_key())
+                .clock(clock.clone())
+                .env_source(Arc::new(|name| {
+                    (name == "CANARY_TOKEN").then(|| CANARY.to_owned())
+                })),
+        )
+        .build()
+        .unwrap();
+        let master = MasterKey::from_hex(MASTER_HEX, "test").unwrap();
+        let state = CasState::open(dir.path(), &master, config).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "https://127.0.0.1:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let tls = state.tls_config().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let join = tokio::spawn(server::run(listener, tls, state, async move {
+            let _ = rx.await;
+        }));
+        let cert_pem = std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap();
+        let client = CasClient::new(&url, &cert_pem).unwrap();
+        Cas {
+            url,
+            client,
+            cert_pem,
+            clock,
+            platform,
+            dir,
+            stop: Some(tx),
+            join: Some(join),
+        }
+    }
+
+    /// Stops the server and hands back its data directory and platform key.
+    async fn stop(mut self) -> (tempfile::TempDir, PlatformKey) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(join) = self.join.take() {
+            join.await.unwrap().unwrap();
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let platform = PlatformKey::from_pem(self.platform.to_pem().expose_secret()).unwrap();
+        (dir, platform)
+    }
+
+    fn collector(&self, statement: Statement) -> SimCollector {
+        let pem = self.platform.to_pem();
+        SimCollector::new(
+            PlatformKey::from_pem(pem.expose_secret()).unwrap(),
+            statement,
+        )
+    }
+
+    fn good_statement() -> Statement {
+        Statement {
+            measurement: MEASUREMENT.to_vec(),
+            svn: 1,
+            ..Default::default()
+        }
+    }
+
+    /// A raw HTTP client trusting the pinned certificate, for malformed requests.
+    fn raw(&self) -> reqwest::Client {
+        let cert = pem::parse(&self.cert_pem).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.contents().to_vec().into()).unwrap();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        // No connection reuse: the CAS closes a connection after refusing an oversized body.
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    }
+}
+
+impl Cas {
+    /// Sends `request` as is over a TLS connection pinned to the CAS; returns the status and
+    /// the JSON body of the answer.
+    async fn raw_exchange(&self, request: Vec<u8>) -> (u16, serde_json::Value) {
+        use std::io::{Read as _, Write as _};
+        let cert = pem::parse(&self.cert_pem).unwrap();
+        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(cert.contents().to_vec().into()).unwrap();
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+            let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            tls.write_all(&request).unwrap();
+            let mut answer = Vec::new();
+            // The CAS closes the connection after answering (`Connection: close`).
+            let _ = tls.read_to_end(&mut answer);
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            let status = text[9..12].parse().unwrap();
+            let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+            (status, serde_json::from_str(body).unwrap_or_default())
+        })
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for Cas {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The parts of an API error.
+#[derive(Debug)]
+struct ApiErr {
+    status: u16,
+    code: String,
+    rule: Option<String>,
+    reasons: Vec<String>,
+    message: String,
+}
+
+impl ApiErr {
+    fn names(&self, needle: &str) -> bool {
+        self.rule.as_deref() == Some(needle)
+            || self.reasons.iter().any(|r| r.contains(needle))
+            || self.message.contains(needle)
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{} {} {:?} {:?} {}",
+            self.status, self.code, self.rule, self.reasons, self.message
+        )
+    }
+}
+
+fn api_err<T: std::fmt::Debug>(r: Result<T, Error>) -> ApiErr {
+    match r {
+        Err(Error::Api {
+            status,
+            code,
+            message,
+            rule,
+            reasons,
+        }) => ApiErr {
+            status,
+            code,
+            rule,
+            reasons,
+            message,
+        },
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// An attestation request for `key`, with evidence from `collector` bound to `bound_to`'s key.
+async fn request_with(
+    cas: &Cas,
+    session: &str,
+    collector: &SimCollector,
+    key: &WorkloadKey,
+    bound_to: &WorkloadKey,
+) -> AttestRequest {
+    let nonce = cas.client.nonce().await.unwrap();
+    let evidence = collector
+        .collect(&binding::report_data(&nonce.bytes, &bound_to.spki_der()))
+        .unwrap();
+    AttestRequest {
+        session: session.to_owned(),
+        service: "driver".to_owned(),
+        evidence: B64.encode(&evidence.bytes),
+        kind: Some(EvidenceKind::Sim),
+        collateral: None,
+        nonce: B64.encode(&nonce.bytes),
+        public_key: B64.encode(key.spki_der()),
+        host_args: vec!["argv0".into(), "host-arg-1".into()],
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_workload_attests_and_opens_its_configuration() {
+    let cas = Cas::start().await;
+    let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
+    let created = cas
+        .client
+        .create_session(&signed(&yaml, &[1]))
+        .await
+        .unwrap();
+    assert_eq!(created.version, 1);
+    assert_eq!(created.hash, SessionHash::of(&yaml).to_string());
+
+    let key = WorkloadKey::generate().unwrap();
+    let collector = cas.collector(Cas::good_statement());
+    let host_args = ["argv0".to_owned(), "host-arg-1".to_owned()];
+    let attested = attest_workload(
+        &cas.client,
+        "test/app",
+        "driver",
+        &key,
+        &collector,
+        None,
+        &host_args,
+    )
+    .await
+    .unwrap();
+
+    // The configuration: placeholders resolved to the generated and imported secrets.
+    let config = &attested.config;
+    assert_eq!(config.session, "test/app");
+    assert_eq!(config.session_hash, created.hash);
+    assert_eq!(
+        config.command.as_ref().unwrap().expose_secret(),
+        "/bin/driver"
+    );
+    let args: Vec<&str> = config.args.iter().map(|a| a.expose_secret()).collect();
+    assert_eq!(args, ["run", "host-arg-1"]);
+    let password = config.env["DB_PASSWORD"].expose_secret().to_owned();
+    assert_eq!(password.len(), 32);
+    assert!(password.bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(config.env["API_TOKEN"].expose_secret(), CANARY);
+    assert_eq!(config.env["RUST_LOG"].expose_secret(), "info");
+    assert_eq!(config.files[0].mode, 0o400);
+    assert!(
+        config.files[0]
+            .content
+            .expose_secret()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+    let debug = format!("{attested:?}");
+    assert!(
+        !debug.contains(&password) && !debug.contains(CANARY),
+        "{debug}"
+    );
+
+    // The certificate certifies the workload key and chains to the session CA.
+    let leaf_der = pem::parse(&attested.certificate_pem).unwrap();
+    let ca_der = pem::parse(&attested.ca_pem).unwrap();
+    let (_, leaf) = x509_parser::parse_x509_certificate(leaf_der.contents()).unwrap();
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der.contents()).unwrap();
+    leaf.verify_signature(Some(ca.public_key())).unwrap();
+    assert_eq!(leaf.issuer(), ca.subject());
+    assert_eq!(leaf.public_key().raw, key.spki_der().as_slice());
+    assert!(ca.subject().to_string().contains("Test session CA"));
+    let sans = leaf.subject_alternative_name().unwrap().unwrap();
+    let names: Vec<String> = sans
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.contains("driver.test")), "{names:?}");
+    let validity = leaf.validity().time_to_expiration().unwrap();
+    assert!(validity.whole_seconds() <= 3601, "{validity:?}");
+
+    // The token verifies against the published JWKS, for this key.
+    let jwks = cas.client.jwks().await.unwrap();
+    let claims =
+        cloister_cas::token::verify(&attested.token, &jwks, ISSUER, SystemTime::now()).unwrap();
+    assert_eq!(claims.sub, "test/app/driver");
+    assert_eq!(claims.tee, "sim");
+    assert_eq!(claims.measurement, hex::encode(MEASUREMENT));
+    assert_eq!(claims.session_hash, created.hash);
+    assert_eq!(
+        claims.key_hash,
+        cloister_cas::audit::key_digest(&key.spki_der())
+    );
+    let discovery = cas.client.openid_configuration().await.unwrap();
+    assert_eq!(
+        discovery.jwks_uri,
+        format!("{ISSUER}/.well-known/jwks.json")
+    );
+
+    // The generated secret is kept: a second workload gets the same password.
+    let key2 = WorkloadKey::generate().unwrap();
+    let again = attest_workload(
+        &cas.client,
+        "test/app",
+        "driver",
+        &key2,
+        &collector,
+        None,
+        &host_args,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.config.env["DB_PASSWORD"].expose_secret(), password);
+
+    // The audit log has every step, names only, and verifies.
+    let entries = cas.client.audit_entries(0, None).await.unwrap().entries;
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    for kind in [
+        "key_created",
+        "session_created",
+        "attestation_passed",
+        "secret_generated",
+        "secret_released",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let created_entry = entries
+        .iter()
+        .find(|e| e.kind == "session_created")
+        .unwrap();
+    assert_eq!(
+        created_entry.principal.as_deref(),
+        Some(owner(1).fingerprint().to_string().as_str())
+    );
+    let released = entries
+        .iter()
+        .find(|e| e.kind == "secret_released")
+        .unwrap();
+    assert!(
+        released.released.contains(&"secret:db_password".to_owned()),
+        "{released:?}"
+    );
+    let verified = cas.client.audit_verify().await.unwrap();
+    assert!(verified.ok);
+    assert_eq!(verified.entries, entries.len() as u64);
+    let head = cas.client.audit_head().await.unwrap();
+    assert_eq!(head.seq, verified.head_seq);
+    assert_eq!(head.hash, entries.last().unwrap().hash);
+    let page = cas.client.audit_entries(2, Some(3)).await.unwrap();
+    assert_eq!(
+        page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    assert!(page.more);
+
+    // Neither the generated password nor the imported canary is in any file of the data dir.
+    let (dir, _) = cas.stop().await;
+    for file in files_under(dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        for needle in [password.as_bytes(), CANARY.as_bytes()] {
+            assert!(
+                !contains(&bytes, needle),
+                "a secret is in {}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_cas_keeps_its_identity_policies_and_secrets() {
+    let cas = Cas::start().await;
+    let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
+    cas.client
+        .create_session(&signed(&yaml, &[1]))
+        .await
+        .unwrap();
+    let key = WorkloadKey::generate().unwrap();
+    let collector = cas.collector(Cas::good_statement());
+    let args = ["a".to_owned(), "b".to_owned()];
+    let first = attest_workload(
+        &cas.client,
+        "test/app",
+        "driver",
+        &key,
+        &collector,
+        None,
+        &args,
+    )
+    .await
+    .unwrap();
+    let jwks = cas.client.jwks().await.unwrap();
+    let cert = cas.cert_pem.clone();
+
+    let (dir, platform) = cas.stop().await;
+    let cas = Cas::start_with(dir, platform, |b| b).await;
+    assert_eq!(
+        cas.cert_pem, cert,
+        "the pinned TLS certificate survives a restart"
+    );
+    assert_eq!(cas.client.jwks().await.unwrap(), jwks);
+    cloister_cas::token::verify(&first.token, &jwks, ISSUER, SystemTime::now()).unwrap();
+    let second = attest_workload(
+        &cas.client,
+        "test/app",
+        "driver",
+        &key,
+        &collector,
+        None,
+        &args,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        second.config.env["DB_PASSWORD"].expose_secret(),
+        first.config.env["DB_PASSWORD"].expose_secret()
+    );
+    assert_eq!(second.ca_pem, first.ca_pem);
+    assert!(cas.client.audit_verify().await.unwrap().ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_read_updated_and_deleted_by_their_principals() {
+    let cas = Cas::start().await;
+    let v1 = app_policy("test/app", 1, None, "sim", &[1], 1);
+    let h1 = SessionHash::of(&v1);
+    cas.client.create_session(&signed(&v1, &[1])).await.unwrap();
+
+    // Owner and reader may read; the view has the YAML but no generated secret.
+    let key = WorkloadKey::generate().unwrap();
+    let collector = cas.collector(Cas::good_statement());
+    let attested = attest_workload(
+        &cas.client,
+        "test/app",
+        "driver",
+        &key,
+        &collector,
+        None,
+        &["a".into(), "b".into()],
+    )
+    .await
+    .unwrap();
+    let password = attested.config.env["DB_PASSWORD"]
+        .expose_secret()
+        .to_owned();
+    for reader in [1, 9] {
+        let view = cas
+            .client
+            .get_session("test/app", &signer(reader))
+            .await
+            .unwrap();
+        assert_eq!(view.yaml, v1);
+        assert_eq!(view.hash, h1.to_string());
+        assert_eq!(
+            view.signatures[0].key_fingerprint,
+            owner(1).fingerprint().to_string()
+        );
+        let json = serde_json::to_string(&view).unwrap();
+        assert!(!json.contains(&password) && !json.contains(CANARY));
+        let list = cas.client.list_sessions(&signer(reader)).await.unwrap();
+        assert_eq!(list.sessions.len(), 1);
+    }
+    assert!(
+        cas.client
+            .list_sessions(&signer(5))
+            .await
+            .unwrap()
+            .sessions
+            .is_empty()
+    );
+
+    // Update to version 2, then a concurrent pair of version 3s: exactly one wins.
+    let v2 = app_policy("test/app", 2, Some(h1), "sim", &[1], 1);
+    let updated = cas
+        .client
+        .update_session("test/app", &signed(&v2, &[1]))
+        .await
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    let h2 = SessionHash::of(&v2);
+    let v3a = app_policy("test/app", 3, Some(h2), "sim", &[1], 1);
+    let v3b = format!("{v3a}description: the other one\n");
+    let (s3a, s3b) = (signed(&v3a, &[1]), signed(&v3b, &[1]));
+    let (a, b) = tokio::join!(
+        cas.client.update_session("test/app", &s3a),
+        cas.client.update_session("test/app", &s3b)
+    );
+    assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "{a:?} {b:?}");
+    let lost = api_err(if a.is_ok() { b } else { a });
+    assert_eq!(
+        (lost.status, lost.code.as_str()),
+        (409, "conflict"),
+        "{}",
+        lost.text()
+    );
+    let view = cas
+        .client
+        .get_session("test/app", &signer(1))
+        .await
+        .unwrap();
+    assert_eq!(view.version, 3);
+    assert_eq!(view.history.len(), 3);
+
+    // Deletion needs the current head and an owner; a reader cannot delete.
+    let head: SessionHash = view.hash.parse().unwrap();
+    let err = api_err(
+        cas.client
+            .delete_session("test/app", &head, &[&owner(9)])
+            .await,
+    );
+    assert_eq!(
+        (err.status, err.rule.as_deref()),
+        (403, Some("approvals")),
+        "{}",
+        err.text()
+    );
+    let err = api_err(
+        cas.client
+            .delete_session("test/app", &h1, &[&owner(1)])
+            .await,
+    );
+    assert_eq!(
+        (err.status, err.rule.as_deref()),
+        (409, Some("predecessor")),
+        "{}",
+        err.text()
+    );
+    cas.client
+        .delete_session("test/app", &head, &[&owner(1)])
+        .await
+        .unwrap();
+    let err = api_err(cas.client.get_session("test/app", &signer(1)).await);
+    assert_eq!((err.status, err.code.as_str()), (404, "not-found"));
+
+    let kinds: Vec<String> = cas
+        .client
+        .audit_entries(0, None)
+        .await
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for kind in [
+        "session_updated",
+        "session_deleted",
+        "session_change_refused",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+}
+
+/// Every way an attestation or a session change can be refused; each must name its rule.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    WrongMeasurement,
+    SimNotAccepted,
+    DebugNotTolerated,
+    OutdatedTcbNotTolerated,
+    ReplayedNonce,
+    ExpiredNonce,
+    EvidenceBoundToAnotherKey,
+    UnsignedUpdate,
+    StalePredecessor,
+    OneOfTwoApprovals,
+    ReadByUnauthorisedPrincipal,
+    ImportNotExported,
+    ImportPinnedToOldExporterHash,
+}
+
+/// Sets up `case` on a fresh CAS and returns the refusal.
+async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
+    let key = WorkloadKey::generate().unwrap();
+    let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
+    let attest = |statement: Statement| {
+        let collector = cas.collector(statement);
+        let key = &key;
+        async move {
+            let req = request_with(cas, "test/app", &collector, key, key).await;
+            cas.client.attest(&req, key).await
+        }
+    };
+    if !matches!(case, Refusal::SimNotAccepted | Refusal::OneOfTwoApprovals) {
+        cas.client
+            .create_session(&signed(&yaml, &[1]))
+            .await
+            .unwrap();
+    }
+    match case {
+        Refusal::WrongMeasurement => api_err(
+            attest(Statement {
+                measurement: vec![0xbb; 32],
+                ..Cas::good_statement()
+            })
+            .await,
+        ),
+        Refusal::SimNotAccepted => {
+            let sgx = app_policy("test/app", 1, None, "sgx", &[1], 1);
+            cas.client
+                .create_session(&signed(&sgx, &[1]))
+                .await
+                .unwrap();
+            api_err(attest(Cas::good_statement()).await)
+        }
+        Refusal::DebugNotTolerated => api_err(
+            attest(Statement {
+                debug: true,
+                ..Cas::good_statement()
+            })
+            .await,
+        ),
+        Refusal::OutdatedTcbNotTolerated => api_err(
+            attest(Statement {
+                tcb_status: TcbStatus::OutOfDate,
+                ..Cas::good_statement()
+            })
+            .await,
+        ),
+        Refusal::ReplayedNonce => {
+            let collector = cas.collector(Cas::good_statement());
+            let req = request_with(cas, "test/app", &collector, &key, &key).await;
+            cas.client.attest(&req, &key).await.unwrap();
+            api_err(cas.client.attest(&req, &key).await)
+        }
+        Refusal::ExpiredNonce => {
+            let collector = cas.collector(Cas::good_statement());
+            let req = request_with(cas, "test/app", &collector, &key, &key).await;
+            cas.clock.advance(Duration::from_secs(61));
+            api_err(cas.client.attest(&req, &key).await)
+        }
+        Refusal::EvidenceBoundToAnotherKey => {
+            let collector = cas.collector(Cas::good_statement());
+            let other = WorkloadKey::generate().unwrap();
+            let req = request_with(cas, "test/app", &collector, &key, &other).await;
+            api_err(cas.client.attest(&req, &key).await)
+        }
+        Refusal::UnsignedUpdate => {
+            let v2 = app_policy("test/app", 2, Some(SessionHash::of(&yaml)), "sim", &[1], 1);
+            api_err(
+                cas.client
+                    .update_session("test/app", &SignedPolicy::new(v2))
+                    .await,
+            )
+        }
+        Refusal::StalePredecessor => {
+            let v2 = app_policy(
+                "test/app",
+                2,
+                Some(SessionHash::of("an older version")),
+                "sim",
+                &[1],
+                1,
+            );
+            api_err(
+                cas.client
+                    .update_session("test/app", &signed(&v2, &[1]))
+                    .await,
+            )
+        }
+        Refusal::OneOfTwoApprovals => {
+            let two = app_policy("test/app", 1, None, "sim", &[1, 2], 2);
+            api_err(cas.client.create_session(&signed(&two, &[2])).await)
+        }
+        Refusal::ReadByUnauthorisedPrincipal => {
+            api_err(cas.client.get_session("test/app", &signer(5)).await)
+        }
+        Refusal::ImportNotExported | Refusal::ImportPinnedToOldExporterHash => {
+            let to = if matches!(case, Refusal::ImportNotExported) {
+                "test/someone-else"
+            } else {
+                "test/importer"
+            };
+            let exporter = exporter_policy(1, None, to);
+            cas.client
+                .create_session(&signed(&exporter, &[1]))
+                .await
+                .unwrap();
+            let importer = importer_policy(SessionHash::of(&exporter));
+            cas.client
+                .create_session(&signed(&importer, &[1]))
+                .await
+                .unwrap();
+            if matches!(case, Refusal::ImportPinnedToOldExporterHash) {
+                let v2 = exporter_policy(2, Some(SessionHash::of(&exporter)), to);
+                cas.client
+                    .update_session("test/exporter", &signed(&v2, &[1]))
+                    .await
+                    .unwrap();
+            }
+            let collector = cas.collector(Cas::good_statement());
+            let req = request_with(cas, "test/importer", &collector, &key, &key).await;
+            api_err(cas.client.attest(&req, &key).await)
+        }
+    }
+}
+
+fn exporter_policy(version: u64, predecessor: Option<SessionHash>, to: &str) -> String {
+    let mut y = format!("name: test/exporter\nversion: {version}\n");
+    if let Some(p) = predecessor {
+        y.push_str(&format!("predecessor: {p}\n"));
+    }
+    y.push_str(&format!(
+        "access:\n  owners:\n    - name: o\n      key: {k}\nsecurity:\n  tees: [sim]\n\
+         services:\n  - name: driver\n    attestation:\n      - measurements: [\"{m}\"]\n    \
+         env:\n      KEY: $$cloister:trips_key:hex$$\nsecrets:\n  - name: trips_key\n    kind: aes256\n\
+         export:\n  - secret: trips_key\n    to: [{to}]\n",
+        k = public_b64(1),
+        m = hex::encode(MEASUREMENT),
+    ));
+    y
+}
+
+fn importer_policy(exporter_hash: SessionHash) -> String {
+    format!(
+        "name: test/importer\nversion: 1\naccess:\n  owners:\n    - name: o\n      key: {k}\n\
+         security:\n  tees: [sim]\nservices:\n  - name: driver\n    attestation:\n      - measurements: [\"{m}\"]\n    \
+         env:\n      KEY: $$cloister:shared:hex$$\nsecrets:\n  - name: shared\n    kind: import\n    from:\n      \
+         session:\n        session: test/exporter\n        secret: trips_key\n        session_hash: {exporter_hash}\n",
+        k = public_b64(1),
+        m = hex::encode(MEASUREMENT),
+    )
+}
+
+#[rstest]
+#[case::wrong_measurement(
+    Refusal::WrongMeasurement,
+    403,
+    "attestation-refused",
+    "services[driver].attestation[0]: measurement"
+)]
+#[case::sim_not_accepted(
+    Refusal::SimNotAccepted,
+    403,
+    "attestation-refused",
+    "security.tees: sim not accepted"
+)]
+#[case::debug_not_tolerated(
+    Refusal::DebugNotTolerated,
+    403,
+    "attestation-refused",
+    "security.tolerate: debug not tolerated"
+)]
+#[case::outdated_tcb_not_tolerated(
+    Refusal::OutdatedTcbNotTolerated,
+    403,
+    "attestation-refused",
+    "security.tolerate: tcb OutOfDate not tolerated"
+)]
+#[case::replayed_nonce(
+    Refusal::ReplayedNonce,
+    403,
+    "attestation-refused",
+    "nonce: unknown or already used"
+)]
+#[case::expired_nonce(Refusal::ExpiredNonce, 403, "attestation-refused", "nonce: expired")]
+#[case::evidence_bound_to_another_key(
+    Refusal::EvidenceBoundToAnotherKey,
+    403,
+    "attestation-refused",
+    "evidence: report_data mismatch"
+)]
+#[case::unsigned_update(Refusal::UnsignedUpdate, 403, "session-refused", "unsigned")]
+#[case::stale_predecessor(Refusal::StalePredecessor, 409, "conflict", "predecessor")]
+#[case::one_of_two_approvals(Refusal::OneOfTwoApprovals, 403, "session-refused", "approvals")]
+#[case::read_by_unauthorised_principal(
+    Refusal::ReadByUnauthorisedPrincipal,
+    403,
+    "forbidden",
+    "read"
+)]
+#[case::import_not_exported(
+    Refusal::ImportNotExported,
+    403,
+    "attestation-refused",
+    "secrets[shared]: export:"
+)]
+#[case::import_pinned_to_old_exporter_hash(
+    Refusal::ImportPinnedToOldExporterHash,
+    403,
+    "attestation-refused",
+    "secrets[shared]: import-hash:"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_the_rule(
+    #[case] case: Refusal,
+    #[case] status: u16,
+    #[case] code: &str,
+    #[case] rule: &str,
+) {
+    let cas = Cas::start().await;
+    let err = refuse(&cas, case).await;
+    assert_eq!(
+        (err.status, err.code.as_str()),
+        (status, code),
+        "{case:?}: {}",
+        err.text()
+    );
+    assert!(err.names(rule), "{case:?}: no `{rule}` in {}", err.text());
+    assert!(
+        !err.text().contains(CANARY),
+        "{case:?}: the canary leaked: {}",
+        err.text()
+    );
+    if code == "attestation-refused" {
+        let entries = cas.client.audit_entries(0, None).await.unwrap().entries;
+        let refused = entries
+            .iter()
+            .rfind(|e| e.kind == "attestation_refused")
+            .unwrap();
+        assert!(
+            refused.reasons.iter().any(|r| r.contains(rule)),
+            "{refused:?}"
+        );
+        assert!(
+            !entries.iter().any(|e| e.kind == "secret_released"
+                && e.session.as_deref() == refused.session.as_deref()
+                && e.seq > refused.seq),
+            "released after a refusal"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exported_secret_reaches_the_importer() {
+    let cas = Cas::start().await;
+    let exporter = exporter_policy(1, None, "test/importer");
+    cas.client
+        .create_session(&signed(&exporter, &[1]))
+        .await
+        .unwrap();
+    cas.client
+        .create_session(&signed(&importer_policy(SessionHash::of(&exporter)), &[1]))
+        .await
+        .unwrap();
+    let key = WorkloadKey::generate().unwrap();
+    let collector = cas.collector(Cas::good_statement());
+    let imported = attest_workload(
+        &cas.client,
+        "test/importer",
+        "driver",
+        &key,
+        &collector,
+        None,
+        &[],
+    )
+    .await
+    .unwrap();
+    let exported = attest_workload(
+        &cas.client,
+        "test/exporter",
+        "driver",
+        &key,
+        &collector,
+        None,
+        &[],
+    )
+    .await
+    .unwrap();
+    let value = imported.config.env["KEY"].expose_secret();
+    assert_eq!(value.len(), 64);
+    assert_eq!(value, exported.config.env["KEY"].expose_secret());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_evidence_from_an_untrusted_platform_is_refused() {
+    let cas = Cas::start().await;
+    let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
+    cas.client
+        .create_session(&signed(&yaml, &[1]))
+        .await
+        .unwrap();
+    let key = WorkloadKey::generate().unwrap();
+    let stranger = SimCollector::new(PlatformKey::generate(), Cas::good_statement());
+    let err = api_err(
+        attest_workload(
+            &cas.client,
+            "test/app",
+            "driver",
+            &key,
+            &stranger,
+            None,
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(err.status, 403);
+    assert!(err.names("evidence: sim platform key"), "{}", err.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_oversized_and_unknown_requests_get_stable_codes() {
+    let cas = Cas::start().await;
+    let http = cas.raw();
+    let post = |path: &str, body: Vec<u8>| {
+        http.post(format!("{}{path}", cas.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let body = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let json: serde_json::Value = r.json().await.unwrap();
+        (
+            status,
+            json["code"].as_str().unwrap_or_default().to_owned(),
+            json,
+        )
+    };
+
+    let (status, code, json) = body(post("/v1/attest", b"{not json".to_vec()).await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (400, "bad-request"), "{json}");
+    let (status, code, _) = body(
+        post("/v1/sessions", br#"{"yaml": 7}"#.to_vec())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (400, "bad-request"));
+    // An oversized body is refused on its Content-Length, before it is read. (Sent without the
+    // body: a client still writing it when the CAS closes the connection sees a broken pipe.)
+    let head = "POST /v1/attest HTTP/1.1\r\nHost: cas\r\nContent-Type: application/json\r\n\
+                Content-Length: 2097152\r\nConnection: close\r\n\r\n";
+    let (status, json) = cas.raw_exchange(head.as_bytes().to_vec()).await;
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (413, Some("payload-too-large")),
+        "{json}"
+    );
+    let (status, code, _) = body(
+        http.get(format!("{}/v1/nothing", cas.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (404, "not-found"));
+    let (status, code, _) = body(
+        http.delete(format!("{}/v1/nonce", cas.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (405, "method-not-allowed"));
+
+    // Unknown session: 404 for attestation and for an authenticated read.
+    let key = WorkloadKey::generate().unwrap();
+    let collector = cas.collector(Cas::good_statement());
+    let req = request_with(&cas, "test/nope", &collector, &key, &key).await;
+    let err = api_err(cas.client.attest(&req, &key).await);
+    assert_eq!((err.status, err.code.as_str()), (404, "not-found"));
+    let err = api_err(cas.client.get_session("test/nope", &signer(1)).await);
+    assert_eq!((err.status, err.code.as_str()), (404, "not-found"));
+
+    // Reads need a valid, fresh signature.
+    let (status, code, _) = body(
+        http.get(format!("{}/v1/sessions", cas.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (401, "unauthenticated"));
+    let stale = signer(1).header(
+        "GET",
+        "/v1/sessions",
+        b"",
+        SystemTime::now() - Duration::from_secs(400),
+    );
+    let r = http
+        .get(format!("{}/v1/sessions", cas.url))
+        .header("authorization", stale)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(r).await.0, 401);
+    let wrong_path = signer(1).header("GET", "/v1/sessions/x", b"", SystemTime::now());
+    let r = http
+        .get(format!("{}/v1/sessions", cas.url))
+        .header("authorization", wrong_path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(r).await.0, 401);
+
+    // An invalid policy lists every problem.
+    let err = api_err(
+        cas.client
+            .create_session(&SignedPolicy::new("name: Bad Name\nversion: 1\n"))
+            .await,
+    );
+    assert_eq!(
+        (err.status, err.code.as_str()),
+        (422, "invalid-policy"),
+        "{}",
+        err.text()
+    );
+    assert!(!err.reasons.is_empty());
+
+    // A missing host argument is an unresolvable configuration, named by its rule.
+    cas.client
+        .create_session(&signed(
+            &app_policy("test/app", 1, None, "sim", &[1], 1),
+            &[1],
+        ))
+        .await
+        .unwrap();
+    let err = api_err(
+        attest_workload(
+            &cas.client,
+            "test/app",
+            "driver",
+            &key,
+            &collector,
+            None,
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(
+        (err.status, err.rule.as_deref()),
+        (422, Some("host-arg")),
+        "{}",
+        err.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_every_route() {
+    let cas = Cas::start().await;
+    let doc = cas.client.openapi().await.unwrap();
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for (path, method) in [
+        ("/v1/health", "get"),
+        ("/v1/openapi.json", "get"),
+        ("/.well-known/openid-configuration", "get"),
+        ("/.well-known/jwks.json", "get"),
+        ("/v1/sessions", "post"),
+        ("/v1/sessions", "get"),
+        ("/v1/sessions/{name}", "get"),
+        ("/v1/sessions/{name}", "put"),
+        ("/v1/sessions/{name}", "delete"),
+        ("/v1/nonce", "post"),
+        ("/v1/attest", "post"),
+        ("/v1/audit/head", "get"),
+        ("/v1/audit/entries", "get"),
+        ("/v1/audit/verify", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} undocumented; have {paths:?}"
+        );
+    }
+    assert_eq!(paths.len(), 11, "{paths:?}");
+    for schema in [
+        "AttestRequest",
+        "AttestResponse",
+        "ErrorBody",
+        "SignedPolicyJson",
+        "Sealed",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} missing"
+        );
+    }
+    let health = cas.client.health().await.unwrap();
+    assert_eq!(health.status, "ok");
+    assert_eq!(health.issuer, ISSUER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_signatures_do_not_transfer() {
+    let cas = Cas::start().await;
+    let a = app_policy("test/app", 1, None, "sim", &[1], 1);
+    let b = app_policy("test/other", 1, None, "sim", &[1], 1);
+    cas.client.create_session(&signed(&a, &[1])).await.unwrap();
+    cas.client.create_session(&signed(&b, &[1])).await.unwrap();
+    // Owner 1 approved deleting test/app; the approval replayed against test/other fails.
+    let approval = delete_request("test/app", &SessionHash::of(&a), &[&owner(1)]);
+    let mut replay = approval.clone();
+    replay.head = SessionHash::of(&b).to_string();
+    let r = cas
+        .raw()
+        .delete(format!("{}/v1/sessions/test/other", cas.url))
+        .json(&replay)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let json: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(json["rule"], "bad-signature");
+}
