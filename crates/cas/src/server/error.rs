@@ -300,3 +300,89 @@ pub async fn json_errors(response: Response) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn storage_and_import_failures_hide_paths() {
+        let io = Error::Io {
+            op: "read",
+            path: PathBuf::from("/var/lib/cas/secret-dir/file"),
+            source: std::io::Error::other("boom"),
+        };
+        let import = Error::ImportUnavailable {
+            secret: "db".into(),
+            reason: "/run/secrets/db: No such file".into(),
+        };
+        for (e, code) in [(io, "unavailable"), (import, "unavailable")] {
+            let (status, body) = ApiError::from(e).parts();
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(body.code, code);
+            let json = serde_json::to_string(&body).unwrap();
+            assert!(
+                !json.contains("/var/lib") && !json.contains("/run/secrets"),
+                "{json}"
+            );
+        }
+        let (status, body) = ApiError::from(Error::Internal("invariant")).parts();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!body.message.contains("invariant"));
+    }
+
+    #[test]
+    fn policy_decisions_map_to_stable_codes() {
+        use cloister_policy::Error as P;
+        let h = cloister_policy::SessionHash::of("x");
+        for (e, status, code, rule) in [
+            (P::Unsigned, 403, "session-refused", "unsigned"),
+            (
+                P::InsufficientApprovals {
+                    have: 1,
+                    need: 2,
+                    ignored: vec![],
+                },
+                403,
+                "session-refused",
+                "approvals",
+            ),
+            (
+                P::StalePredecessor {
+                    expected: h,
+                    got: None,
+                },
+                409,
+                "conflict",
+                "predecessor",
+            ),
+            (
+                P::HostArg {
+                    index: 1,
+                    reason: "missing",
+                },
+                422,
+                "unresolvable-configuration",
+                "host-arg",
+            ),
+        ] {
+            let (s, body) = ApiError::from_policy(e).parts();
+            assert_eq!(
+                (s.as_u16(), body.code.as_str(), body.rule.as_deref()),
+                (status, code, Some(rule))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn middleware_answers_become_json() {
+        let plain = (StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded").into_response();
+        let r = json_errors(plain).await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let ok = (StatusCode::OK, "fine").into_response();
+        assert_eq!(json_errors(ok).await.status(), StatusCode::OK);
+    }
+}
