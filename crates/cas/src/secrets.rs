@@ -1,5 +1,5 @@
 //! The secrets a policy declares: generated in CAS on first use and kept in the store, or
-//! imported; and the [`Lookup`] that fills a service's placeholders with them.
+//! imported; and the [`Lookup`](cloister_policy::Lookup) that fills a service's placeholders with them.
 //!
 //! # Generated secrets
 //!
