@@ -48,6 +48,7 @@ pub mod audit;
 pub mod ca;
 pub mod envelope;
 mod error;
+pub mod las;
 pub mod master_key;
 pub mod store;
 pub mod token;
