@@ -69,7 +69,7 @@ pub use api::{
     EvidenceResponse, Health, SourceKind, WireCollateral,
 };
 pub use client::{Collateral, LasClient, LasCollector, LasEvidence};
-pub use collateral::{AmdProduct, CollateralCache, Item, RefreshPolicy};
+pub use collateral::{AmdProduct, CollateralCache, DcapTee, Item, PckCa, RefreshPolicy, SnpTcb};
 pub use config::{
     AMD_KDS_URL, CollateralSettings, EvidenceSource, INTEL_ROOT_CA_CRL_URL, INTEL_SGX_URL,
     INTEL_TDX_URL, LasConfig, Limits,

@@ -22,6 +22,8 @@ use cloister_cas::{
 use rand_core::{OsRng, RngCore};
 use rstest::rstest;
 
+mod las;
+
 const CHILD_ENV: &str = "CLOISTER_CAS_TEST_CHILD";
 const CHILD_DIR_ENV: &str = "CLOISTER_CAS_TEST_DIR";
 

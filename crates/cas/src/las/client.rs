@@ -18,7 +18,7 @@ use super::api::{
     CollateralRequest, CollateralResponse, ErrorBody, ErrorResponse, EvidenceRequest,
     EvidenceResponse, Health, WireCollateral,
 };
-use super::collateral::{error_chain, read_body};
+use super::collateral::{AmdProduct, DcapTee, PckCa, SnpTcb, error_chain, read_body};
 
 /// The largest answer read from a LAS.
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;
@@ -246,6 +246,41 @@ impl LasClient {
         };
         let response: CollateralResponse = self.call("/v1/collateral", Some(&request)).await?;
         Collateral::from_wire(response.collateral, self.base.as_str())
+    }
+
+    /// The LAS's DCAP collateral for a platform, and when it expires (RFC 3339).
+    pub async fn dcap_collateral(
+        &self,
+        tee: DcapTee,
+        fmspc: &[u8; 6],
+        ca: PckCa,
+    ) -> Result<(Collateral, String), LasError> {
+        let path = format!(
+            "/v1/collateral/dcap/{}/{}/{}",
+            tee.as_str(),
+            hex::encode_upper(fmspc),
+            ca.as_str()
+        );
+        let response: CollateralResponse = self.call::<(), _>(&path, None).await?;
+        let collateral = Collateral::from_wire(response.collateral, self.base.as_str())?;
+        Ok((collateral, response.valid_until))
+    }
+
+    /// The LAS's VCEK and ASK/ARK chain for a chip at a TCB, and when they expire (RFC 3339).
+    pub async fn snp_collateral(
+        &self,
+        product: AmdProduct,
+        chip_id: &[u8; 64],
+        tcb: SnpTcb,
+    ) -> Result<(Collateral, String), LasError> {
+        let path = format!(
+            "/v1/collateral/snp/{product}/{}/{:016x}",
+            hex::encode(chip_id),
+            tcb.0
+        );
+        let response: CollateralResponse = self.call::<(), _>(&path, None).await?;
+        let collateral = Collateral::from_wire(response.collateral, self.base.as_str())?;
+        Ok((collateral, response.valid_until))
     }
 }
 

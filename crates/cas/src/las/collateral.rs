@@ -845,6 +845,11 @@ pub struct RefreshPolicy {
     pub retry_delay: Duration,
     /// A `Retry-After` longer than this ends those retries at once.
     pub retry_wait_max: Duration,
+    /// The longest a request waits for a refresh while a valid copy is cached; past it the
+    /// attempt counts as failed and the cached copy is served.
+    pub refresh_wait: Duration,
+    /// The longest a request waits for a fetch (retries included) when no valid copy is cached.
+    pub fetch_wait: Duration,
 }
 
 impl Default for RefreshPolicy {
@@ -856,6 +861,8 @@ impl Default for RefreshPolicy {
             retries: 2,
             retry_delay: Duration::from_millis(250),
             retry_wait_max: Duration::from_secs(5),
+            refresh_wait: Duration::from_secs(5),
+            fetch_wait: Duration::from_secs(15),
         }
     }
 }
@@ -1005,10 +1012,26 @@ impl CollateralCache {
             _ => {}
         }
 
-        let outcome = match &state.valid {
-            Some(valid) => self.fetch_once(item, Some(valid)).await,
-            None => self.fetch_retrying(item).await,
+        // Bounded, so that a hanging service delays a request by at most the wait, and the
+        // attempt still counts as a failure for the backoff.
+        let (wait, outcome) = match &state.valid {
+            Some(valid) => (
+                self.policy.refresh_wait,
+                tokio::time::timeout(self.policy.refresh_wait, self.fetch_once(item, Some(valid)))
+                    .await,
+            ),
+            None => (
+                self.policy.fetch_wait,
+                tokio::time::timeout(self.policy.fetch_wait, self.fetch_retrying(item)).await,
+            ),
         };
+        let outcome = outcome.unwrap_or_else(|_| {
+            Err(Failure {
+                reasons: format!("no source answered within {} s", wait.as_secs_f32()),
+                transient: true,
+                retry_after: None,
+            })
+        });
         let now = self.clock.now();
         match outcome {
             Ok(fresh) => {
@@ -1443,6 +1466,8 @@ mod tests {
             retries: 1,
             retry_delay: Duration::from_millis(1),
             retry_wait_max: Duration::from_millis(10),
+            refresh_wait: Duration::from_millis(200),
+            fetch_wait: Duration::from_millis(500),
         }
     }
 
@@ -1596,6 +1621,57 @@ mod tests {
         assert_eq!(item, &sgx_item().to_string());
         assert!(reason.contains("429"), "{reason}");
         assert_eq!(rfc3339(cached_until.unwrap()), "2025-07-19T10:01:18Z");
+    }
+
+    /// A source that never answers.
+    #[derive(Debug)]
+    struct Hanging(AtomicUsize);
+    impl Fetcher for Hanging {
+        fn name(&self) -> String {
+            "hanging".into()
+        }
+        fn fetch<'a>(&'a self, _: &'a Item) -> BoxFuture<'a, Result<Option<Vec<u8>>, FetchError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hanging_source_delays_requests_boundedly_and_backs_off() {
+        let clock = Arc::new(ManualClock(Mutex::new(at("2025-07-17T00:00:00Z"))));
+        let dir = tempfile::tempdir().unwrap();
+        let seed = Scripted::new(vec![Ok(Some(SGX_COLLATERAL.to_vec()))]);
+        let seeded = CollateralCache::new(
+            vec![seed],
+            Some(dir.path().to_path_buf()),
+            policy(),
+            clock.clone(),
+        );
+        seeded.get(&sgx_item()).await.unwrap();
+
+        // Near expiry, the source hangs: the cached copy is served after `refresh_wait`.
+        let hanging = Arc::new(Hanging(AtomicUsize::new(0)));
+        let cache = CollateralCache::new(
+            vec![hanging.clone()],
+            Some(dir.path().to_path_buf()),
+            policy(),
+            clock.clone(),
+        );
+        let started = std::time::Instant::now();
+        assert!(cache.get(&sgx_item()).await.is_ok());
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(hanging.0.load(Ordering::SeqCst), 1);
+        // And the attempt counted as a failure: no new attempt while backing off.
+        cache.get(&sgx_item()).await.unwrap();
+        assert_eq!(hanging.0.load(Ordering::SeqCst), 1);
+
+        // Without a copy, the request fails after `fetch_wait`, saying so.
+        *clock.0.lock().unwrap() = at("2025-07-20T00:00:00Z");
+        let err = cache.get(&sgx_item()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("no source answered within"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -378,6 +378,12 @@ fn validate_collateral(s: CollateralSettings) -> Result<CollateralConfig, LasErr
             ),
         ));
     }
+    if r.refresh_wait.is_zero() || r.fetch_wait.is_zero() {
+        return Err(LasError::config(
+            "refresh_wait / fetch_wait",
+            "must be positive",
+        ));
+    }
     if r.margin > Duration::from_secs(365 * 24 * 3600) {
         return Err(LasError::config(
             "refresh_margin",

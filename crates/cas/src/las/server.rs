@@ -39,9 +39,6 @@ use super::{Clock, LasError, SystemClock};
 const MAX_EVIDENCE_REQUEST: usize = 4 * 1024;
 /// The largest `POST /v1/collateral` body (a quote with its PCK chain is ~5 KiB, base64).
 const MAX_COLLATERAL_REQUEST: usize = 256 * 1024;
-/// The longest the collateral part of `POST /v1/evidence` may take; past it the evidence is
-/// returned without collateral.
-const COLLATERAL_WAIT: Duration = Duration::from_secs(20);
 
 /// What the handlers share. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -260,16 +257,10 @@ async fn evidence(
         sha256 = %hex::encode(&crate::sha256(&evidence.bytes)[..8]),
         "evidence collected"
     );
-    let wait = tokio::time::timeout(
-        COLLATERAL_WAIT,
-        state.collateral(evidence.format, &evidence.bytes),
-    )
-    .await
-    .unwrap_or(Err(LasError::Timeout {
-        what: "collateral lookup",
-        secs: COLLATERAL_WAIT.as_secs(),
-    }));
-    let (collateral, collateral_error) = match wait {
+    // The cache bounds each lookup by its refresh / fetch waits, and records a slow service as
+    // a failure (so it backs off); no outer timeout here, which would forget that.
+    let found = state.collateral(evidence.format, &evidence.bytes).await;
+    let (collateral, collateral_error) = match found {
         Ok(found) => (found.map(|(c, _)| c), None),
         Err(e) => {
             tracing::warn!(error = %e, "evidence served without collateral");
