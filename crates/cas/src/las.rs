@@ -56,7 +56,7 @@
 //! # }
 //! ```
 
-mod api;
+pub mod api;
 mod client;
 pub mod collateral;
 mod config;
