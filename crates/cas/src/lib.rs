@@ -54,6 +54,7 @@ pub mod client;
 pub mod config;
 pub mod envelope;
 mod error;
+pub mod las;
 pub mod master_key;
 pub mod secrets;
 pub mod server;

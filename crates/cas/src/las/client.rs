@@ -1,0 +1,450 @@
+//! The LAS client: [`LasClient`] (async) for workloads and tools, and [`LasCollector`], a
+//! blocking [`Collector`] so that the attest flow can take its evidence from the node's LAS.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use cloister_attest::collect::{Collector, Evidence};
+use cloister_attest::dcap::{Collateral as DcapCollateral, DcapVerifier};
+use cloister_attest::snp::SnpVerifier;
+use cloister_attest::{EvidenceFormat, EvidenceKind, Tee, Verifier};
+use reqwest::Url;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::LasError;
+use super::api::{
+    CollateralRequest, CollateralResponse, ErrorBody, ErrorResponse, EvidenceRequest,
+    EvidenceResponse, Health, WireCollateral,
+};
+use super::collateral::{AmdProduct, DcapTee, PckCa, SnpTcb, error_chain, read_body};
+
+/// The largest answer read from a LAS.
+const MAX_RESPONSE: usize = 4 * 1024 * 1024;
+/// The default timeout of a request to the LAS (collection and collateral included).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Collateral the LAS attached, parsed and ready for a verifier.
+#[derive(Clone, Debug)]
+pub enum Collateral {
+    /// Intel DCAP collateral for an SGX or TDX quote.
+    Dcap(Box<DcapCollateral>),
+    /// AMD's VCEK and ASK/ARK chain for an SEV-SNP report.
+    Snp {
+        /// The VCEK certificate, DER.
+        vcek_der: Vec<u8>,
+        /// The ASK then the ARK, PEM.
+        cert_chain_pem: Vec<u8>,
+    },
+}
+
+impl Collateral {
+    /// A verifier for the evidence this collateral came with, trusting the vendor roots bundled
+    /// in `cloister-attest` (the collateral itself is not trusted: its chains are checked).
+    pub fn verifier(&self) -> Result<Box<dyn Verifier + Send + Sync>, cloister_attest::Error> {
+        Ok(match self {
+            Collateral::Dcap(collateral) => Box::new(DcapVerifier::new((**collateral).clone())),
+            Collateral::Snp {
+                vcek_der,
+                cert_chain_pem,
+            } => Box::new(SnpVerifier::new(
+                vcek_der.clone(),
+                Some(cert_chain_pem.clone()),
+            )?),
+        })
+    }
+
+    fn from_wire(wire: WireCollateral, url: &str) -> Result<Self, LasError> {
+        let protocol = |reason: String| LasError::Protocol {
+            url: url.to_owned(),
+            reason,
+        };
+        match wire {
+            WireCollateral::Dcap(json) => DcapCollateral::from_json(json.get().as_bytes())
+                .map(|c| Collateral::Dcap(Box::new(c)))
+                .map_err(|e| protocol(format!("DCAP collateral: {e}"))),
+            WireCollateral::Snp { vcek, cert_chain } => Ok(Collateral::Snp {
+                vcek_der: B64
+                    .decode(vcek)
+                    .map_err(|e| protocol(format!("VCEK: {e}")))?,
+                cert_chain_pem: cert_chain.into_bytes(),
+            }),
+        }
+    }
+}
+
+/// Evidence from a LAS, with its collateral when the LAS could attach it.
+#[derive(Clone, Debug)]
+pub struct LasEvidence {
+    /// The evidence.
+    pub evidence: Evidence,
+    /// The collateral to verify it (never for `sim`).
+    pub collateral: Option<Collateral>,
+    /// Why the LAS attached no collateral to evidence that needs some.
+    pub collateral_error: Option<ErrorBody>,
+}
+
+impl LasEvidence {
+    fn from_response(response: EvidenceResponse, url: &str) -> Result<Self, LasError> {
+        let protocol = |reason: String| LasError::Protocol {
+            url: url.to_owned(),
+            reason,
+        };
+        let bytes = B64
+            .decode(&response.evidence)
+            .map_err(|e| protocol(format!("evidence is not base64: {e}")))?;
+        // The evidence must be what the LAS says it is.
+        let kind = cloister_attest::detect(&bytes);
+        let consistent = matches!(
+            (response.format, response.tee, kind),
+            (EvidenceFormat::Sim, Tee::Sim, Some(EvidenceKind::Sim))
+                | (EvidenceFormat::DcapQuote, Tee::Sgx, Some(EvidenceKind::Sgx))
+                | (EvidenceFormat::DcapQuote, Tee::Tdx, Some(EvidenceKind::Tdx))
+                | (
+                    EvidenceFormat::SnpReport,
+                    Tee::SevSnp,
+                    Some(EvidenceKind::Snp)
+                )
+        );
+        if !consistent {
+            return Err(protocol(format!(
+                "the LAS says {} {} evidence, the bytes look like {kind:?}",
+                response.tee, response.format
+            )));
+        }
+        let collateral = response
+            .collateral
+            .map(|wire| Collateral::from_wire(wire, url))
+            .transpose()?;
+        Ok(Self {
+            evidence: Evidence {
+                tee: response.tee,
+                format: response.format,
+                bytes,
+                provider: response.provider,
+                aux: None,
+            },
+            collateral,
+            collateral_error: response.collateral_error,
+        })
+    }
+}
+
+fn parse_base(base: &str) -> Result<Url, LasError> {
+    let url =
+        Url::parse(base).map_err(|e| LasError::config("LAS URL", format!("{base:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(LasError::config(
+            "LAS URL",
+            format!("{base:?}: an http(s) URL with a host, e.g. http://10.0.0.5:9480"),
+        ));
+    }
+    Ok(url)
+}
+
+fn endpoint(base: &Url, path: &str) -> Result<Url, LasError> {
+    let joined = format!("{}{path}", base.as_str().trim_end_matches('/'));
+    Url::parse(&joined).map_err(|e| LasError::config("LAS URL", format!("{joined:?}: {e}")))
+}
+
+fn json_body<B: Serialize>(body: &B) -> Result<Vec<u8>, LasError> {
+    serde_json::to_vec(body).map_err(|e| LasError::Internal(format!("encoding a request: {e}")))
+}
+
+/// Turn an HTTP answer into `T`, or the LAS's error.
+fn decode<T: DeserializeOwned>(status: u16, body: &[u8], url: &str) -> Result<T, LasError> {
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(body).map_err(|e| LasError::Protocol {
+            url: url.to_owned(),
+            reason: format!("HTTP {status} with a body that is not the API's: {e}"),
+        });
+    }
+    match serde_json::from_slice::<ErrorResponse>(body) {
+        Ok(ErrorResponse { error }) => Err(LasError::Refused {
+            status,
+            code: error.code,
+            message: error.message,
+        }),
+        Err(_) => Err(LasError::Protocol {
+            url: url.to_owned(),
+            reason: format!("HTTP {status} without an API error body"),
+        }),
+    }
+}
+
+/// An async client of a LAS.
+#[derive(Clone, Debug)]
+pub struct LasClient {
+    base: Url,
+    http: reqwest::Client,
+}
+
+impl LasClient {
+    /// A client of the LAS at `base_url` (e.g. `http://10.0.0.5:9480`), with a 90 s timeout.
+    pub fn new(base_url: &str) -> Result<Self, LasError> {
+        Self::with_timeout(base_url, DEFAULT_TIMEOUT)
+    }
+
+    /// A client with another request timeout.
+    pub fn with_timeout(base_url: &str, timeout: Duration) -> Result<Self, LasError> {
+        Ok(Self {
+            base: parse_base(base_url)?,
+            http: super::http_client(timeout)?,
+        })
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, LasError> {
+        let url = endpoint(&self.base, path)?;
+        let shown = url.to_string();
+        let request = match body {
+            Some(body) => self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json_body(body)?),
+            None => self.http.get(url),
+        };
+        let response = request.send().await.map_err(|e| LasError::Unreachable {
+            url: shown.clone(),
+            reason: error_chain(&e),
+        })?;
+        let status = response.status().as_u16();
+        let bytes =
+            read_body(response, MAX_RESPONSE)
+                .await
+                .map_err(|reason| LasError::Unreachable {
+                    url: shown.clone(),
+                    reason,
+                })?;
+        decode(status, &bytes, &shown)
+    }
+
+    /// `GET /v1/health`.
+    pub async fn health(&self) -> Result<Health, LasError> {
+        self.call::<(), _>("/v1/health", None).await
+    }
+
+    /// Evidence carrying `report_data`, with its collateral when the LAS has it.
+    #[tracing::instrument(skip_all, fields(las = %self.base))]
+    pub async fn evidence(&self, report_data: &[u8; 64]) -> Result<LasEvidence, LasError> {
+        let request = EvidenceRequest {
+            report_data: hex::encode(report_data),
+        };
+        let response: EvidenceResponse = self.call("/v1/evidence", Some(&request)).await?;
+        LasEvidence::from_response(response, self.base.as_str())
+    }
+
+    /// Collateral for evidence collected elsewhere (an SGX enclave's own quote).
+    pub async fn collateral_for(&self, evidence: &[u8]) -> Result<Collateral, LasError> {
+        let request = CollateralRequest {
+            evidence: B64.encode(evidence),
+        };
+        let response: CollateralResponse = self.call("/v1/collateral", Some(&request)).await?;
+        Collateral::from_wire(response.collateral, self.base.as_str())
+    }
+
+    /// The LAS's DCAP collateral for a platform, and when it expires (RFC 3339).
+    pub async fn dcap_collateral(
+        &self,
+        tee: DcapTee,
+        fmspc: &[u8; 6],
+        ca: PckCa,
+    ) -> Result<(Collateral, String), LasError> {
+        let path = format!(
+            "/v1/collateral/dcap/{}/{}/{}",
+            tee.as_str(),
+            hex::encode_upper(fmspc),
+            ca.as_str()
+        );
+        let response: CollateralResponse = self.call::<(), _>(&path, None).await?;
+        let collateral = Collateral::from_wire(response.collateral, self.base.as_str())?;
+        Ok((collateral, response.valid_until))
+    }
+
+    /// The LAS's VCEK and ASK/ARK chain for a chip at a TCB, and when they expire (RFC 3339).
+    pub async fn snp_collateral(
+        &self,
+        product: AmdProduct,
+        chip_id: &[u8; 64],
+        tcb: SnpTcb,
+    ) -> Result<(Collateral, String), LasError> {
+        let path = format!(
+            "/v1/collateral/snp/{product}/{}/{:016x}",
+            hex::encode(chip_id),
+            tcb.0
+        );
+        let response: CollateralResponse = self.call::<(), _>(&path, None).await?;
+        let collateral = Collateral::from_wire(response.collateral, self.base.as_str())?;
+        Ok((collateral, response.valid_until))
+    }
+}
+
+/// A blocking [`Collector`] that takes evidence from a LAS, for the attest flow (`cloister run`
+/// collects through a `Collector` whatever the TEE).
+///
+/// Like every collector it blocks: call it from a plain thread or `spawn_blocking`, never
+/// directly on an async runtime's thread (reqwest's blocking client refuses that).
+#[derive(Debug)]
+pub struct LasCollector {
+    base: Url,
+    http: reqwest::blocking::Client,
+    tee: Tee,
+}
+
+impl LasCollector {
+    /// Connect to the LAS at `base_url` and learn its TEE (`GET /v1/health`).
+    pub fn connect(base_url: &str) -> Result<Self, LasError> {
+        let base = parse_base(base_url)?;
+        let http = reqwest::blocking::Client::builder()
+            .tls_backend_preconfigured(super::tls_config()?)
+            .timeout(DEFAULT_TIMEOUT)
+            .user_agent(concat!("cloister-las-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| LasError::Internal(format!("building the HTTP client: {e}")))?;
+        let mut collector = Self {
+            base,
+            http,
+            tee: Tee::Sim,
+        };
+        let health: Health = collector.call::<(), _>("/v1/health", None)?;
+        collector.tee = health.tee;
+        Ok(collector)
+    }
+
+    fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, LasError> {
+        let url = endpoint(&self.base, path)?;
+        let shown = url.to_string();
+        let request = match body {
+            Some(body) => self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json_body(body)?),
+            None => self.http.get(url),
+        };
+        let response = request.send().map_err(|e| LasError::Unreachable {
+            url: shown.clone(),
+            reason: error_chain(&e),
+        })?;
+        let status = response.status().as_u16();
+        let mut bytes = Vec::new();
+        use std::io::Read as _;
+        response
+            .take(MAX_RESPONSE as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| LasError::Unreachable {
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
+        if bytes.len() > MAX_RESPONSE {
+            return Err(LasError::Protocol {
+                url: shown,
+                reason: format!("the answer is larger than {MAX_RESPONSE} bytes"),
+            });
+        }
+        decode(status, &bytes, &shown)
+    }
+
+    /// Evidence carrying `report_data`, with its collateral when the LAS has it.
+    pub fn collect_with_collateral(&self, report_data: &[u8; 64]) -> Result<LasEvidence, LasError> {
+        let request = EvidenceRequest {
+            report_data: hex::encode(report_data),
+        };
+        let response: EvidenceResponse = self.call("/v1/evidence", Some(&request))?;
+        let got = LasEvidence::from_response(response, self.base.as_str())?;
+        if got.evidence.tee != self.tee {
+            return Err(LasError::Protocol {
+                url: self.base.to_string(),
+                reason: format!(
+                    "the LAS served {} evidence, it said {} at connect",
+                    got.evidence.tee, self.tee
+                ),
+            });
+        }
+        Ok(got)
+    }
+}
+
+impl Collector for LasCollector {
+    fn tee(&self) -> Tee {
+        self.tee
+    }
+
+    fn collect(&self, report_data: &[u8; 64]) -> Result<Evidence, cloister_attest::Error> {
+        self.collect_with_collateral(report_data)
+            .map(|got| got.evidence)
+            .map_err(|e| cloister_attest::Error::Unavailable {
+                what: "the node's LAS",
+                reason: e.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_checked() {
+        assert!(LasClient::new("http://10.0.0.5:9480").is_ok());
+        for bad in ["10.0.0.5:9480", "unix:/run/las.sock", "http://"] {
+            assert!(
+                matches!(LasClient::new(bad), Err(LasError::Config { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoints_join_with_or_without_a_trailing_slash() {
+        for base in ["http://h:1", "http://h:1/"] {
+            assert_eq!(
+                endpoint(&parse_base(base).unwrap(), "/v1/health")
+                    .unwrap()
+                    .as_str(),
+                "http://h:1/v1/health"
+            );
+        }
+    }
+
+    #[test]
+    fn error_answers_become_refusals_with_their_code() {
+        let body = br#"{"error":{"code":"busy","message":"retry"}}"#;
+        let err = decode::<Health>(503, body, "u").unwrap_err();
+        assert!(
+            matches!(&err, LasError::Refused { status: 503, code, .. } if code == "busy"),
+            "{err:?}"
+        );
+        assert!(matches!(
+            decode::<Health>(502, b"<html>", "u"),
+            Err(LasError::Protocol { .. })
+        ));
+        assert!(matches!(
+            decode::<Health>(200, b"{}", "u"),
+            Err(LasError::Protocol { .. })
+        ));
+    }
+
+    #[test]
+    fn evidence_that_is_not_what_the_las_says_is_refused() {
+        let response = EvidenceResponse {
+            tee: Tee::Sgx,
+            format: EvidenceFormat::DcapQuote,
+            provider: None,
+            evidence: B64.encode(br#"{"format":"cloister-sim/v1"}"#),
+            collateral: None,
+            collateral_error: None,
+        };
+        let err = LasEvidence::from_response(response, "http://las").unwrap_err();
+        assert!(matches!(err, LasError::Protocol { .. }), "{err:?}");
+    }
+}
