@@ -169,7 +169,16 @@ impl EncryptionOptions {
         Self::from_map(&options.options)
     }
 
-    fn from_map(map: &HashMap<String, String>) -> Result<Self, Error> {
+    /// The columns named in `column_keys` (empty: uniform encryption, every column under the
+    /// footer key).
+    pub fn encrypted_columns(&self) -> HashSet<String> {
+        self.column_keys
+            .iter()
+            .flat_map(|(_, columns)| columns.iter().cloned())
+            .collect()
+    }
+
+    pub(crate) fn from_map(map: &HashMap<String, String>) -> Result<Self, Error> {
         let mut out = Self::reading();
         // Sorted, so that the first error reported does not depend on hash order.
         let sorted: BTreeMap<&String, &String> = map.iter().collect();

@@ -33,6 +33,42 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A store setting (or a credential it needs) is missing; named by the setting the caller
+    /// gives, e.g. `AZURE_BLOB_SAS_TOKEN`. Raised before any request is made.
+    #[error("{store} store: {setting} is missing ({hint})")]
+    MissingStoreSetting {
+        /// Which kind of store.
+        store: &'static str,
+        /// The missing setting.
+        setting: String,
+        /// What to give.
+        hint: &'static str,
+    },
+    /// A store setting is invalid. The reason never quotes a credential.
+    #[error("{store} store: invalid {setting}: {reason}")]
+    InvalidStoreSetting {
+        /// Which kind of store.
+        store: &'static str,
+        /// The invalid setting.
+        setting: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A SQL app is malformed: no scripts, a duplicate or badly named script, a bad
+    /// placeholder, SQL that does not parse.
+    #[error("invalid SQL app: {reason}")]
+    InvalidApp {
+        /// What is wrong, naming the script.
+        reason: String,
+    },
+    /// A script uses a `${NAME}` placeholder for which no value was provided.
+    #[error("script {script:?} uses ${{{name}}}, which is not set")]
+    UnsetVariable {
+        /// The script.
+        script: String,
+        /// The variable.
+        name: String,
+    },
     /// Parquet key metadata that claims to be key-management-tools material does not parse.
     #[error("malformed key material: {reason}")]
     MalformedKeyMaterial {
@@ -71,6 +107,16 @@ pub enum Error {
         detail: String,
     },
 
+    /// A variable may not be substituted into SQL: its name looks like a secret, or its
+    /// value has characters that could change the statement's structure.
+    #[error("variable {name:?} refused: {reason}")]
+    VariableRefused {
+        /// The variable.
+        name: String,
+        /// Why (never the value).
+        reason: &'static str,
+    },
+
     // ----- unsupported -----
     /// A Parquet encryption feature the underlying Parquet implementation does not have.
     #[error("not supported: {feature}")]
@@ -94,6 +140,16 @@ pub enum Error {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+
+    /// An object store request failed (unreachable, refused, not found).
+    #[error("{context}: {source}")]
+    ObjectStore {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: object_store::Error,
     },
 
     // ----- bug -----
@@ -120,7 +176,9 @@ impl Error {
     pub fn fault(&self) -> Fault {
         match self {
             Error::Unsupported { .. } => Fault::Unsupported,
-            Error::SpillQuotaExceeded { .. } | Error::Io { .. } => Fault::Environment,
+            Error::SpillQuotaExceeded { .. } | Error::Io { .. } | Error::ObjectStore { .. } => {
+                Fault::Environment
+            }
             Error::Internal(_) => Fault::Internal,
             _ => Fault::Input,
         }

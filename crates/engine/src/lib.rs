@@ -20,6 +20,18 @@
 //! Spill encryption plugs into DataFusion 55's `TempFileFactory` extension point, below every
 //! spilling operator; see [`spill`] for why, and for the chunk format.
 //!
+//! **Outputs are encrypted and all-or-nothing by default.** The [`OutputPolicy`] lets the
+//! engine write only fully encrypted Parquet unless the caller allows more ([`output`]).
+//! A [`SqlApp`] — the ordered `.sql` scripts of an app bundle — runs with
+//! [`Engine::run_app`]: statements split by DataFusion's parser, `${VAR}` placeholders filled
+//! from an allow-list that refuses anything secret-looking, and every `COPY` staged beside its
+//! target and committed only when the whole app succeeded ([`app`]).
+//!
+//! **Object stores are explicit.** A [`StoreConfig`] (local directory, Azure Blob / ADLS Gen2
+//! with a SAS token or account key, S3) is validated when built, keeps its credential out of
+//! `Debug`, and is registered on the runtime for `az://`, `abfss://` and `s3://` URLs
+//! ([`store`]).
+//!
 //! # Example
 //!
 //! ```
@@ -36,7 +48,11 @@
 //!
 //! let dir = tempfile::tempdir()?;
 //! let out = dir.path().join("people/");
-//! let options = EncryptionOptions::new("footer-2024").column_key("pii", &["name"]);
+//! // The PII column under its own key, the rest under the footer key: by default the engine
+//! // writes only Parquet whose every column is encrypted.
+//! let options = EncryptionOptions::new("footer-2024")
+//!     .column_key("pii", &["name"])
+//!     .column_key("footer-2024", &["age"]);
 //! engine
 //!     .sql(&format!(
 //!         "COPY (SELECT 'Alice' AS name, 42 AS age) TO '{}' STORED AS PARQUET OPTIONS ({})",
@@ -63,26 +79,33 @@
 // Tests may unwrap; the non-test build (also linted) may not.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod app;
 pub mod encryption;
 mod error;
 pub mod keys;
 pub mod kmt;
+pub mod output;
 pub mod spill;
+pub mod store;
 
 use std::sync::Arc;
 
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan, Statement};
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
+pub use app::{AppOutput, AppRun, AppVars, QueryResult, SqlApp, SqlScript};
 pub use datafusion;
 pub use encryption::{CloisterEncryptionFactory, EncryptionOptions, FACTORY_ID};
 pub use error::{Error, Fault};
 pub use keys::{DataKey, InMemoryKeyProvider, KeyProvider};
 pub use kmt::KmtKeyProvider;
+pub use output::{OutputPolicy, check_output};
 pub use spill::{EncryptedSpill, SpillConfig, SpillObserver, SpillStats};
+pub use store::{AzureConfig, AzureCredential, LocalConfig, S3Config, StoreConfig};
 
 /// Builds an [`Engine`]: a DataFusion session with the encryption factory registered and
 /// encrypted spill in place.
@@ -92,6 +115,8 @@ pub struct EngineBuilder {
     spill: SpillConfig,
     spill_observer: Option<Arc<dyn SpillObserver>>,
     config: SessionConfig,
+    stores: Vec<StoreConfig>,
+    output_policy: OutputPolicy,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -100,6 +125,8 @@ impl std::fmt::Debug for EngineBuilder {
             .field("keys", &self.keys)
             .field("memory_limit", &self.memory_limit)
             .field("spill", &self.spill)
+            .field("stores", &self.stores)
+            .field("output_policy", &self.output_policy)
             .finish_non_exhaustive()
     }
 }
@@ -113,7 +140,21 @@ impl EngineBuilder {
             spill: SpillConfig::default(),
             spill_observer: None,
             config: SessionConfig::new(),
+            stores: Vec::new(),
+            output_policy: OutputPolicy::default(),
         }
+    }
+
+    /// Register `store` on the engine's runtime (see [`Engine::register_store`]).
+    pub fn store(mut self, store: StoreConfig) -> Self {
+        self.stores.push(store);
+        self
+    }
+
+    /// What the engine may write (default: encrypted Parquet only); see [`output`].
+    pub fn output_policy(mut self, policy: OutputPolicy) -> Self {
+        self.output_policy = policy;
+        self
     }
 
     /// Limit query memory to `bytes`; operators that can spill do so beyond it.
@@ -158,7 +199,15 @@ impl EngineBuilder {
             Arc::new(CloisterEncryptionFactory::new(self.keys)),
         );
         let ctx = SessionContext::new_with_config_rt(self.config, runtime);
-        Ok(Engine { ctx, spill })
+        let engine = Engine {
+            ctx,
+            spill,
+            output_policy: self.output_policy,
+        };
+        for store in &self.stores {
+            engine.register_store(store)?;
+        }
+        Ok(engine)
     }
 }
 
@@ -167,6 +216,7 @@ impl EngineBuilder {
 pub struct Engine {
     ctx: SessionContext,
     spill: EncryptedSpill,
+    output_policy: OutputPolicy,
 }
 
 impl std::fmt::Debug for Engine {
@@ -174,6 +224,7 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("session_id", &self.ctx.session_id())
             .field("spill", &self.spill)
+            .field("output_policy", &self.output_policy)
             .finish()
     }
 }
@@ -206,11 +257,30 @@ impl Engine {
         &self.spill
     }
 
-    /// Plan and run `sql` after checking it against the engine's rules; see [`check_plan`].
+    /// What the engine may write.
+    pub fn output_policy(&self) -> &OutputPolicy {
+        &self.output_policy
+    }
+
+    /// Plan and run `sql` after checking it against the engine's rules ([`check_plan`]) and
+    /// its output policy ([`check_output`]).
     pub async fn sql(&self, sql: &str) -> DfResult<DataFrame> {
         let plan = self.ctx.state().create_logical_plan(sql).await?;
         check_plan(&plan)?;
+        check_output(&plan, &self.output_policy)?;
         self.ctx.execute_logical_plan(plan).await
+    }
+
+    /// Make `store`'s client and register it on the runtime under its URLs (see [`store`]).
+    /// No request is made; a bad credential shows at the first query.
+    pub fn register_store(&self, store: &StoreConfig) -> Result<(), Error> {
+        let client = store.build()?;
+        for url in store.registration_urls() {
+            self.ctx
+                .runtime_env()
+                .register_object_store(&url, Arc::clone(&client));
+        }
+        Ok(())
     }
 }
 
@@ -221,7 +291,23 @@ impl Engine {
 ///   ids through `crypto.factory_options.*` instead.
 /// - `spill-encryption`: no `SET` / `RESET` of `datafusion.runtime.*` settings that would make
 ///   DataFusion rebuild its disk manager without the encrypted spill factory.
+///
+/// Every node of the plan is checked, so the rules also hold under `EXPLAIN` (whose output
+/// would show the options) and `EXPLAIN ANALYZE` (which runs the statement).
 pub fn check_plan(plan: &LogicalPlan) -> Result<(), Error> {
+    let mut result = Ok(());
+    // The closure never fails itself; the first violation stops the walk.
+    let _ = plan.apply_with_subqueries(|node| match check_node(node) {
+        Ok(()) => Ok(TreeNodeRecursion::Continue),
+        Err(e) => {
+            result = Err(e);
+            Ok(TreeNodeRecursion::Stop)
+        }
+    });
+    result
+}
+
+fn check_node(plan: &LogicalPlan) -> Result<(), Error> {
     let options = match plan {
         LogicalPlan::Copy(copy) => Some(&copy.options),
         LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) => Some(&create.options),
@@ -319,6 +405,14 @@ mod tests {
         "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x/' \
          OPTIONS ('format.crypto.file_decryption.footer_key_as_hex' '30313233343536373839303132333435')"
     )]
+    #[case::explain_copy(
+        "EXPLAIN COPY (SELECT 1 AS a) TO '/tmp/x/' STORED AS PARQUET \
+         OPTIONS ('format.crypto.file_encryption.footer_key_as_hex' '30313233343536373839303132333435')"
+    )]
+    #[case::explain_analyze_copy(
+        "EXPLAIN ANALYZE COPY (SELECT 1 AS a) TO '/tmp/x/' STORED AS PARQUET \
+         OPTIONS ('format.crypto.file_encryption.footer_key_as_hex' '30313233343536373839303132333435')"
+    )]
     #[tokio::test]
     async fn regression_key_bytes_in_sql_are_refused(#[case] sql: &str) {
         let err = engine().sql(sql).await.unwrap_err();
@@ -344,5 +438,23 @@ mod tests {
         assert!(shown.contains("kf") && !shown.contains("90"), "{shown}");
         let engine = builder.build().unwrap();
         assert!(format!("{engine:?}").contains("EncryptedSpill"));
+    }
+
+    #[test]
+    fn debug_of_builder_with_a_store_shows_no_credential() {
+        let store = StoreConfig::from_env([
+            ("AZURE_BLOB_ACCOUNT_NAME", "acct"),
+            ("AZURE_BLOB_CONTAINER_NAME", "data"),
+            ("AZURE_BLOB_SAS_TOKEN", "sv=2020-12-06&sig=SIGNATURE-VALUE"),
+        ])
+        .unwrap();
+        let builder = EngineBuilder::new(Arc::new(InMemoryKeyProvider::new())).store(store);
+        let shown = format!("{builder:?}");
+        assert!(shown.contains("SasToken(<redacted>)"), "{shown}");
+        assert!(!shown.contains("SIGNATURE-VALUE"), "{shown}");
+        // Registering makes no request.
+        let engine = builder.build().unwrap();
+        let url = datafusion::execution::object_store::ObjectStoreUrl::parse("az://data").unwrap();
+        assert!(engine.session().runtime_env().object_store(&url).is_ok());
     }
 }

@@ -1,6 +1,9 @@
-//! End-to-end tests of the engine's cryptographic data plane, through SQL.
+//! End-to-end tests of the engine: its cryptographic data plane through SQL (here), and in
+//! `suite/`: sqllogictest golden files, SQL apps, and object stores on Azurite and moto.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod suite;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,8 +18,8 @@ use cloister_engine::datafusion::arrow::datatypes::{
 use cloister_engine::datafusion::error::DataFusionError;
 use cloister_engine::datafusion::prelude::SessionConfig;
 use cloister_engine::{
-    EncryptionOptions, Engine, EngineBuilder, Error, InMemoryKeyProvider, SpillConfig,
-    SpillObserver,
+    EncryptionOptions, Engine, EngineBuilder, Error, InMemoryKeyProvider, OutputPolicy,
+    SpillConfig, SpillObserver,
 };
 use rstest::rstest;
 
@@ -48,8 +51,13 @@ fn readme_keys(aes256: bool) -> InMemoryKeyProvider {
     keys
 }
 
+/// These tests write files with some columns deliberately unencrypted (to check exactly
+/// which are), so they allow plaintext columns; `suite::app` tests the default policy.
 fn new_engine(keys: InMemoryKeyProvider) -> Engine {
-    EngineBuilder::new(Arc::new(keys)).build().unwrap()
+    EngineBuilder::new(Arc::new(keys))
+        .output_policy(OutputPolicy::encrypted_only().allow_plaintext_columns())
+        .build()
+        .unwrap()
 }
 
 async fn query(engine: &Engine, sql: &str) -> Result<Vec<RecordBatch>, DataFusionError> {

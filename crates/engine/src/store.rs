@@ -1,0 +1,1183 @@
+//! Object stores: where tables are read from and outputs are written to.
+//!
+//! A [`StoreConfig`] names one place — a local directory, an Azure Blob / ADLS Gen2 container or
+//! an S3 bucket — with its credential. It is validated when it is built, so that a missing SAS
+//! token, account key or secret is an error naming the missing setting *before* any request
+//! is made, and it has a hand-written `Debug` that shows which kind of credential is in use
+//! but never the credential itself.
+//!
+//! [`Engine::register_store`](crate::Engine::register_store) (or
+//! [`EngineBuilder::store`](crate::EngineBuilder::store)) registers the store on the engine's
+//! DataFusion runtime, so that SQL can name its URLs:
+//!
+//! | store | URLs registered | example table location |
+//! | --- | --- | --- |
+//! | Azure Blob / ADLS Gen2 | `az://<container>`, `abfss://<container>@<account>.dfs.core.windows.net` | `az://nyctlc/yellow/` |
+//! | S3 | `s3://<bucket>` | `s3://lake/trips/` |
+//! | local directory | none (DataFusion's `file://` store serves it) | `/data/lake/trips/` |
+//!
+//! DataFusion keys stores by scheme and host: an `abfss://` URL's key is the account's DFS
+//! host, so an engine reaches one container per account through `abfss://` (any number through
+//! `az://`).
+//!
+//! # From the environment the workload receives
+//!
+//! [`StoreConfig::from_env`] builds a store from the key/value settings a workload receives
+//! from CAS after attestation — the names the reference app uses for Azure, and the usual
+//! `AWS_*` names for S3:
+//!
+//! | setting | meaning |
+//! | --- | --- |
+//! | `AZURE_BLOB_ACCOUNT_NAME`, `AZURE_BLOB_CONTAINER_NAME` | the container (required for Azure) |
+//! | `AZURE_BLOB_RELATIVE_PATH` | the data's path inside the container (optional) |
+//! | `AZURE_BLOB_SAS_TOKEN` or `AZURE_BLOB_ACCOUNT_KEY` | the credential: exactly one is required |
+//! | `AZURE_BLOB_ANONYMOUS=true` | no credential: a public container (the reference app's empty SAS token) |
+//! | `AZURE_BLOB_ENDPOINT`, `AZURE_BLOB_ALLOW_HTTP` | another endpoint, e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1` |
+//! | `AWS_BUCKET` (or `AWS_BUCKET_NAME`) | the bucket (required for S3) |
+//! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` | the credential (required) |
+//! | `AWS_SESSION_TOKEN` | a temporary credential's session token (optional) |
+//! | `AWS_REGION` (or `AWS_DEFAULT_REGION`) | the region (default `us-east-1`) |
+//! | `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`), `AWS_ALLOW_HTTP` | another endpoint, e.g. moto or MinIO |
+//! | `AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true` | virtual-hosted-style requests (default: path-style) |
+//! | `AWS_S3_RELATIVE_PATH` | the data's path inside the bucket (optional) |
+//! | `CLOISTER_DATA_ROOT` | a local directory instead |
+//!
+//! Credentials are only ever explicit: no instance metadata, CLI login or ambient environment
+//! is consulted, because inside a TEE the only trusted source of a credential is the attested
+//! configuration.
+//!
+//! # Transport
+//!
+//! `object_store` talks HTTPS through `reqwest` with `rustls` on `ring` (no OpenSSL, no
+//! aws-lc); plain HTTP only when the configuration says `allow_http` (emulators on loopback).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::local::LocalFileSystem;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::Error;
+
+const AZURE: &str = "Azure Blob";
+const S3: &str = "S3";
+const LOCAL: &str = "local";
+
+/// Where data lives, validated; see the [module docs](self).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// A local directory.
+    Local(LocalConfig),
+    /// An Azure Blob Storage / ADLS Gen2 container.
+    Azure(AzureConfig),
+    /// An S3 (or S3-compatible) bucket.
+    S3(S3Config),
+}
+
+impl StoreConfig {
+    /// Build a store from workload settings (see the [module docs](self) for the names).
+    ///
+    /// Azure is chosen when `AZURE_BLOB_ACCOUNT_NAME` or `AZURE_BLOB_CONTAINER_NAME` is set,
+    /// S3 when `AWS_BUCKET` / `AWS_BUCKET_NAME` is, a local directory when
+    /// `CLOISTER_DATA_ROOT` is; exactly one of them must be. Empty values count as unset.
+    /// Other settings are ignored.
+    pub fn from_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, Error> {
+        let env = Env::new(vars);
+        let azure = env.get("AZURE_BLOB_ACCOUNT_NAME").is_some()
+            || env.get("AZURE_BLOB_CONTAINER_NAME").is_some();
+        let s3 = env.get("AWS_BUCKET").is_some() || env.get("AWS_BUCKET_NAME").is_some();
+        let local = env.get("CLOISTER_DATA_ROOT").is_some();
+        match (azure, s3, local) {
+            (true, false, false) => AzureConfig::from_env(&env).map(StoreConfig::Azure),
+            (false, true, false) => S3Config::from_env(&env).map(StoreConfig::S3),
+            (false, false, true) => {
+                let root = env.get("CLOISTER_DATA_ROOT").unwrap_or_default();
+                LocalConfig::new(root).map(StoreConfig::Local)
+            }
+            (false, false, false) => Err(Error::MissingStoreSetting {
+                store: "data",
+                setting: "AZURE_BLOB_ACCOUNT_NAME, AWS_BUCKET or CLOISTER_DATA_ROOT".into(),
+                hint: "name the container, bucket or directory the data is in",
+            }),
+            _ => Err(Error::InvalidStoreSetting {
+                store: "data",
+                setting: "AZURE_BLOB_*, AWS_BUCKET, CLOISTER_DATA_ROOT".into(),
+                reason: "settings for more than one store are given; give one".into(),
+            }),
+        }
+    }
+
+    /// The URL of the store's root: `az://<container>/`, `s3://<bucket>/` or `file:///<root>/`.
+    pub fn url(&self) -> Url {
+        match self {
+            StoreConfig::Local(c) => c.url(),
+            StoreConfig::Azure(c) => c.url(),
+            StoreConfig::S3(c) => c.url(),
+        }
+    }
+
+    /// The URL of the data: the root URL joined with the configured relative path.
+    pub fn data_url(&self) -> Url {
+        let relative = match self {
+            StoreConfig::Local(_) => "",
+            StoreConfig::Azure(c) => &c.relative_path,
+            StoreConfig::S3(c) => &c.relative_path,
+        };
+        join_relative(self.url(), relative)
+    }
+
+    /// The URLs under which [`build`](Self::build)'s store is registered on a DataFusion
+    /// runtime (none for a local directory: DataFusion's `file://` store serves it).
+    pub fn registration_urls(&self) -> Vec<Url> {
+        match self {
+            StoreConfig::Local(_) => Vec::new(),
+            StoreConfig::Azure(c) => c.registration_urls(),
+            StoreConfig::S3(c) => vec![c.url()],
+        }
+    }
+
+    /// Make the `object_store` client. No request is made.
+    pub fn build(&self) -> Result<Arc<dyn ObjectStore>, Error> {
+        match self {
+            StoreConfig::Local(_) => Ok(Arc::new(LocalFileSystem::new())),
+            StoreConfig::Azure(c) => c.build(),
+            StoreConfig::S3(c) => c.build(),
+        }
+    }
+}
+
+// ----- local -----
+
+/// A local directory holding tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalConfig {
+    root: PathBuf,
+}
+
+impl LocalConfig {
+    /// `root` must be an existing directory; it is made absolute and canonical.
+    pub fn new(root: impl AsRef<Path>) -> Result<Self, Error> {
+        let root = root.as_ref();
+        let invalid = |reason: String| Error::InvalidStoreSetting {
+            store: LOCAL,
+            setting: "root".into(),
+            reason,
+        };
+        let root =
+            std::fs::canonicalize(root).map_err(|e| invalid(format!("{}: {e}", root.display())))?;
+        if !root.is_dir() {
+            return Err(invalid(format!("{} is not a directory", root.display())));
+        }
+        Ok(Self { root })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn url(&self) -> Url {
+        // A canonical absolute path always converts; fall back to the file root otherwise.
+        Url::from_directory_path(&self.root).unwrap_or_else(|()| file_root())
+    }
+}
+
+fn file_root() -> Url {
+    // A constant, valid URL.
+    #[allow(clippy::expect_used)]
+    Url::parse("file:///").expect("file:/// is a valid URL")
+}
+
+// ----- Azure -----
+
+/// How the engine authenticates to an Azure container.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum AzureCredential {
+    /// A shared access signature (the query string, with or without the leading `?`).
+    SasToken(SecretString),
+    /// The storage account's shared key (base64).
+    AccountKey(SecretString),
+    /// No credential: a container that allows anonymous reads.
+    Anonymous,
+}
+
+impl fmt::Debug for AzureCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AzureCredential::SasToken(_) => "SasToken(<redacted>)",
+            AzureCredential::AccountKey(_) => "AccountKey(<redacted>)",
+            AzureCredential::Anonymous => "Anonymous",
+        })
+    }
+}
+
+/// An Azure Blob Storage / ADLS Gen2 container, validated; built by [`AzureConfig::builder`].
+#[derive(Clone)]
+pub struct AzureConfig {
+    account: String,
+    container: String,
+    relative_path: String,
+    credential: AzureCredential,
+    endpoint: Option<Url>,
+    allow_http: bool,
+}
+
+impl fmt::Debug for AzureConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureConfig")
+            .field("account", &self.account)
+            .field("container", &self.container)
+            .field("relative_path", &self.relative_path)
+            .field("credential", &self.credential)
+            .field("endpoint", &self.endpoint.as_ref().map(Url::as_str))
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+impl AzureConfig {
+    /// Start configuring `container` in storage account `account`.
+    pub fn builder(account: impl Into<String>, container: impl Into<String>) -> AzureConfigBuilder {
+        AzureConfigBuilder {
+            account: account.into(),
+            container: container.into(),
+            relative_path: String::new(),
+            credential: None,
+            endpoint: None,
+            allow_http: false,
+        }
+    }
+
+    /// The storage account.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The container.
+    pub fn container(&self) -> &str {
+        &self.container
+    }
+
+    /// The data's path inside the container (may be empty).
+    pub fn relative_path(&self) -> &str {
+        &self.relative_path
+    }
+
+    /// The credential (its `Debug` shows only its kind).
+    pub fn credential(&self) -> &AzureCredential {
+        &self.credential
+    }
+
+    fn from_env(env: &Env) -> Result<Self, Error> {
+        let account = env.require(AZURE, "AZURE_BLOB_ACCOUNT_NAME", "the storage account name")?;
+        let container = env.require(AZURE, "AZURE_BLOB_CONTAINER_NAME", "the container name")?;
+        let mut builder = AzureConfig::builder(account, container)
+            .relative_path(env.get("AZURE_BLOB_RELATIVE_PATH").unwrap_or_default());
+        let anonymous = env.flag(AZURE, "AZURE_BLOB_ANONYMOUS")?;
+        builder = match (
+            env.get("AZURE_BLOB_SAS_TOKEN"),
+            env.get("AZURE_BLOB_ACCOUNT_KEY"),
+            anonymous,
+        ) {
+            (Some(sas), None, false) => builder.sas_token(SecretString::from(sas.to_owned())),
+            (None, Some(key), false) => builder.account_key(SecretString::from(key.to_owned())),
+            (None, None, true) => builder.anonymous(),
+            (None, None, false) => {
+                return Err(Error::MissingStoreSetting {
+                    store: AZURE,
+                    setting: "AZURE_BLOB_SAS_TOKEN".into(),
+                    hint: "give a SAS token (or AZURE_BLOB_ACCOUNT_KEY); for a public container \
+                           set AZURE_BLOB_ANONYMOUS=true",
+                });
+            }
+            _ => {
+                return Err(Error::InvalidStoreSetting {
+                    store: AZURE,
+                    setting: "AZURE_BLOB_SAS_TOKEN, AZURE_BLOB_ACCOUNT_KEY, AZURE_BLOB_ANONYMOUS"
+                        .into(),
+                    reason: "more than one credential is given; give one".into(),
+                });
+            }
+        };
+        if let Some(endpoint) = env.get("AZURE_BLOB_ENDPOINT") {
+            builder = builder.endpoint(parse_endpoint(AZURE, "AZURE_BLOB_ENDPOINT", endpoint)?);
+        }
+        builder
+            .allow_http(env.flag(AZURE, "AZURE_BLOB_ALLOW_HTTP")?)
+            .build()
+    }
+
+    fn url(&self) -> Url {
+        bucket_url("az", &self.container)
+    }
+
+    fn registration_urls(&self) -> Vec<Url> {
+        let mut urls = vec![self.url()];
+        let dfs = format!(
+            "abfss://{}@{}.dfs.core.windows.net/",
+            self.container, self.account
+        );
+        // Account and container names were validated to URL-safe characters.
+        if let Ok(url) = Url::parse(&dfs) {
+            urls.push(url);
+        }
+        urls
+    }
+
+    fn build(&self) -> Result<Arc<dyn ObjectStore>, Error> {
+        let mut builder = MicrosoftAzureBuilder::new()
+            .with_account(&self.account)
+            .with_container_name(&self.container)
+            .with_allow_http(self.allow_http);
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder.with_endpoint(endpoint.as_str().trim_end_matches('/').to_owned());
+        }
+        builder = match &self.credential {
+            AzureCredential::SasToken(sas) => {
+                builder.with_config(AzureConfigKey::SasKey, sas.expose_secret())
+            }
+            AzureCredential::AccountKey(key) => builder.with_access_key(key.expose_secret()),
+            AzureCredential::Anonymous => builder.with_skip_signature(true),
+        };
+        let store = builder.build().map_err(|e| Error::InvalidStoreSetting {
+            store: AZURE,
+            setting: "configuration".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// Builds an [`AzureConfig`]; exactly one credential must be chosen.
+pub struct AzureConfigBuilder {
+    account: String,
+    container: String,
+    relative_path: String,
+    credential: Option<AzureCredential>,
+    endpoint: Option<Url>,
+    allow_http: bool,
+}
+
+impl fmt::Debug for AzureConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureConfigBuilder")
+            .field("account", &self.account)
+            .field("container", &self.container)
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AzureConfigBuilder {
+    /// Authenticate with a shared access signature.
+    pub fn sas_token(mut self, token: SecretString) -> Self {
+        self.credential = Some(AzureCredential::SasToken(token));
+        self
+    }
+
+    /// Authenticate with the account's shared key.
+    pub fn account_key(mut self, key: SecretString) -> Self {
+        self.credential = Some(AzureCredential::AccountKey(key));
+        self
+    }
+
+    /// Send no credential (a public container).
+    pub fn anonymous(mut self) -> Self {
+        self.credential = Some(AzureCredential::Anonymous);
+        self
+    }
+
+    /// The data's path inside the container.
+    pub fn relative_path(mut self, path: impl Into<String>) -> Self {
+        self.relative_path = path.into();
+        self
+    }
+
+    /// Talk to `endpoint` instead of `https://<account>.blob.core.windows.net`. For Azurite
+    /// use [`emulator`](Self::emulator), or its URL with the account name as path
+    /// (`http://127.0.0.1:10000/devstoreaccount1`) and [`allow_http`](Self::allow_http).
+    pub fn endpoint(mut self, endpoint: Url) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Talk to the Azurite emulator whose blob service is at `blob_service` (for example
+    /// `http://127.0.0.1:10000`), over plain HTTP.
+    pub fn emulator(mut self, blob_service: &Url) -> Self {
+        self.endpoint = Some(join_relative(blob_service.clone(), &self.account));
+        self.allow_http = true;
+        self
+    }
+
+    /// Allow a plain-HTTP endpoint (emulators on loopback only).
+    pub fn allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    /// Validate and freeze the configuration.
+    pub fn build(self) -> Result<AzureConfig, Error> {
+        validate_name(AZURE, "account", &self.account, 3, 24, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit()
+        })?;
+        validate_name(AZURE, "container", &self.container, 3, 63, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+        })?;
+        let credential = self.credential.ok_or(Error::MissingStoreSetting {
+            store: AZURE,
+            setting: "credential".into(),
+            hint: "give a SAS token or an account key (or choose anonymous access explicitly)",
+        })?;
+        match &credential {
+            AzureCredential::SasToken(sas) => validate_sas(sas.expose_secret())?,
+            AzureCredential::AccountKey(key) => validate_account_key(key.expose_secret())?,
+            AzureCredential::Anonymous => {}
+        }
+        if let Some(endpoint) = &self.endpoint {
+            check_endpoint(AZURE, endpoint, self.allow_http, "AZURE_BLOB_ALLOW_HTTP")?;
+        }
+        Ok(AzureConfig {
+            account: self.account,
+            container: self.container,
+            relative_path: clean_relative(AZURE, &self.relative_path)?,
+            credential,
+            endpoint: self.endpoint,
+            allow_http: self.allow_http,
+        })
+    }
+}
+
+fn validate_sas(token: &str) -> Result<(), Error> {
+    let invalid = |reason: &str| Error::InvalidStoreSetting {
+        store: AZURE,
+        setting: "SAS token".into(),
+        reason: reason.into(),
+    };
+    let token = token.trim().trim_start_matches('?');
+    if token.is_empty() {
+        return Err(Error::MissingStoreSetting {
+            store: AZURE,
+            setting: "SAS token".into(),
+            hint: "the SAS token is empty; for a public container choose anonymous access",
+        });
+    }
+    let mut has_signature = false;
+    for pair in token.split('&').filter(|p| !p.is_empty()) {
+        let Some((name, _)) = pair.split_once('=') else {
+            return Err(invalid("not a query string of name=value pairs"));
+        };
+        has_signature |= name == "sig";
+    }
+    if !has_signature {
+        return Err(invalid("it has no sig= parameter"));
+    }
+    Ok(())
+}
+
+fn validate_account_key(key: &str) -> Result<(), Error> {
+    use base64::Engine as _;
+    let mut decoded = base64::engine::general_purpose::STANDARD
+        .decode(key.trim())
+        .map_err(|_| Error::InvalidStoreSetting {
+            store: AZURE,
+            setting: "account key".into(),
+            reason: "not base64".into(),
+        })?;
+    // Wipe the decoded copy; only the length mattered.
+    let empty = decoded.is_empty();
+    zeroize::Zeroize::zeroize(&mut decoded);
+    if empty {
+        return Err(Error::MissingStoreSetting {
+            store: AZURE,
+            setting: "account key".into(),
+            hint: "the account key is empty",
+        });
+    }
+    Ok(())
+}
+
+// ----- S3 -----
+
+/// An S3 (or S3-compatible) bucket, validated; built by [`S3Config::builder`].
+#[derive(Clone)]
+pub struct S3Config {
+    bucket: String,
+    region: String,
+    endpoint: Option<Url>,
+    access_key_id: String,
+    secret_access_key: SecretString,
+    session_token: Option<SecretString>,
+    allow_http: bool,
+    path_style: bool,
+    relative_path: String,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint.as_ref().map(Url::as_str))
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .field("path_style", &self.path_style)
+            .field("relative_path", &self.relative_path)
+            .finish()
+    }
+}
+
+impl S3Config {
+    /// Start configuring `bucket`.
+    pub fn builder(bucket: impl Into<String>) -> S3ConfigBuilder {
+        S3ConfigBuilder {
+            bucket: bucket.into(),
+            region: None,
+            endpoint: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            allow_http: false,
+            path_style: true,
+            relative_path: String::new(),
+        }
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The data's path inside the bucket (may be empty).
+    pub fn relative_path(&self) -> &str {
+        &self.relative_path
+    }
+
+    fn from_env(env: &Env) -> Result<Self, Error> {
+        let bucket = env
+            .get("AWS_BUCKET")
+            .or_else(|| env.get("AWS_BUCKET_NAME"))
+            .unwrap_or_default();
+        let mut builder = S3Config::builder(bucket)
+            .relative_path(env.get("AWS_S3_RELATIVE_PATH").unwrap_or_default())
+            .access_key_id(env.require(S3, "AWS_ACCESS_KEY_ID", "the access key id")?)
+            .secret_access_key(SecretString::from(
+                env.require(S3, "AWS_SECRET_ACCESS_KEY", "the secret access key")?
+                    .to_owned(),
+            ))
+            .allow_http(env.flag(S3, "AWS_ALLOW_HTTP")?)
+            .path_style(!env.flag(S3, "AWS_VIRTUAL_HOSTED_STYLE_REQUEST")?);
+        if let Some(region) = env
+            .get("AWS_REGION")
+            .or_else(|| env.get("AWS_DEFAULT_REGION"))
+        {
+            builder = builder.region(region);
+        }
+        if let Some(token) = env.get("AWS_SESSION_TOKEN") {
+            builder = builder.session_token(SecretString::from(token.to_owned()));
+        }
+        let endpoint = env
+            .get("AWS_ENDPOINT_URL")
+            .map(|e| ("AWS_ENDPOINT_URL", e))
+            .or_else(|| env.get("AWS_ENDPOINT").map(|e| ("AWS_ENDPOINT", e)));
+        if let Some((name, endpoint)) = endpoint {
+            builder = builder.endpoint(parse_endpoint(S3, name, endpoint)?);
+        }
+        builder.build()
+    }
+
+    fn url(&self) -> Url {
+        bucket_url("s3", &self.bucket)
+    }
+
+    fn build(&self) -> Result<Arc<dyn ObjectStore>, Error> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&self.bucket)
+            .with_region(&self.region)
+            .with_access_key_id(&self.access_key_id)
+            .with_secret_access_key(self.secret_access_key.expose_secret())
+            .with_allow_http(self.allow_http)
+            .with_virtual_hosted_style_request(!self.path_style);
+        if let Some(token) = &self.session_token {
+            builder = builder.with_token(token.expose_secret());
+        }
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder.with_endpoint(endpoint.as_str().trim_end_matches('/'));
+        }
+        let store = builder.build().map_err(|e| Error::InvalidStoreSetting {
+            store: S3,
+            setting: "configuration".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// Builds an [`S3Config`]; the access key id and secret are required.
+pub struct S3ConfigBuilder {
+    bucket: String,
+    region: Option<String>,
+    endpoint: Option<Url>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<SecretString>,
+    session_token: Option<SecretString>,
+    allow_http: bool,
+    path_style: bool,
+    relative_path: String,
+}
+
+impl fmt::Debug for S3ConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3ConfigBuilder")
+            .field("bucket", &self.bucket)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3ConfigBuilder {
+    /// The region (default `us-east-1`).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Talk to `endpoint` instead of AWS (moto, MinIO, …).
+    pub fn endpoint(mut self, endpoint: Url) -> Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// The access key id.
+    pub fn access_key_id(mut self, id: impl Into<String>) -> Self {
+        self.access_key_id = Some(id.into());
+        self
+    }
+
+    /// The secret access key.
+    pub fn secret_access_key(mut self, secret: SecretString) -> Self {
+        self.secret_access_key = Some(secret);
+        self
+    }
+
+    /// The session token of a temporary credential.
+    pub fn session_token(mut self, token: SecretString) -> Self {
+        self.session_token = Some(token);
+        self
+    }
+
+    /// Allow a plain-HTTP endpoint (emulators on loopback only).
+    pub fn allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    /// Path-style requests (`<endpoint>/<bucket>/<key>`, the default) or virtual-hosted-style
+    /// ones (`<bucket>.<endpoint>/<key>`).
+    pub fn path_style(mut self, path_style: bool) -> Self {
+        self.path_style = path_style;
+        self
+    }
+
+    /// The data's path inside the bucket.
+    pub fn relative_path(mut self, path: impl Into<String>) -> Self {
+        self.relative_path = path.into();
+        self
+    }
+
+    /// Validate and freeze the configuration.
+    pub fn build(self) -> Result<S3Config, Error> {
+        if self.bucket.is_empty() {
+            return Err(Error::MissingStoreSetting {
+                store: S3,
+                setting: "AWS_BUCKET".into(),
+                hint: "the bucket name",
+            });
+        }
+        validate_name(S3, "bucket", &self.bucket, 3, 63, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+        })?;
+        let access_key_id = match self.access_key_id {
+            Some(id) if !id.trim().is_empty() => id,
+            _ => {
+                return Err(Error::MissingStoreSetting {
+                    store: S3,
+                    setting: "AWS_ACCESS_KEY_ID".into(),
+                    hint: "the access key id",
+                });
+            }
+        };
+        let secret_access_key = match self.secret_access_key {
+            Some(secret) if !secret.expose_secret().trim().is_empty() => secret,
+            _ => {
+                return Err(Error::MissingStoreSetting {
+                    store: S3,
+                    setting: "AWS_SECRET_ACCESS_KEY".into(),
+                    hint: "the secret access key",
+                });
+            }
+        };
+        let region = self.region.unwrap_or_else(|| "us-east-1".to_owned());
+        if region.is_empty()
+            || !region
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(Error::InvalidStoreSetting {
+                store: S3,
+                setting: "region".into(),
+                reason: format!("{region:?} is not a region name"),
+            });
+        }
+        if let Some(endpoint) = &self.endpoint {
+            check_endpoint(S3, endpoint, self.allow_http, "AWS_ALLOW_HTTP")?;
+        }
+        Ok(S3Config {
+            relative_path: clean_relative(S3, &self.relative_path)?,
+            bucket: self.bucket,
+            region,
+            endpoint: self.endpoint,
+            access_key_id,
+            secret_access_key,
+            session_token: self.session_token,
+            allow_http: self.allow_http,
+            path_style: self.path_style,
+        })
+    }
+}
+
+// ----- shared helpers -----
+
+/// Settings as a map; empty values count as unset.
+struct Env<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Env<'a> {
+    fn new(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Env(vars.into_iter().collect())
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        // The last setting of a name wins, as in a shell.
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn require(
+        &self,
+        store: &'static str,
+        name: &str,
+        hint: &'static str,
+    ) -> Result<&'a str, Error> {
+        self.get(name).ok_or_else(|| Error::MissingStoreSetting {
+            store,
+            setting: name.to_owned(),
+            hint,
+        })
+    }
+
+    fn flag(&self, store: &'static str, name: &str) -> Result<bool, Error> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(_) => Err(Error::InvalidStoreSetting {
+                store,
+                setting: name.to_owned(),
+                reason: "expected true or false".into(),
+            }),
+        }
+    }
+}
+
+fn validate_name(
+    store: &'static str,
+    setting: &str,
+    name: &str,
+    min: usize,
+    max: usize,
+    allowed: impl Fn(char) -> bool,
+) -> Result<(), Error> {
+    let invalid = |reason: String| Error::InvalidStoreSetting {
+        store,
+        setting: setting.to_owned(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(Error::MissingStoreSetting {
+            store,
+            setting: setting.to_owned(),
+            hint: "it is empty",
+        });
+    }
+    if !(min..=max).contains(&name.len()) {
+        return Err(invalid(format!(
+            "{name:?} must have {min} to {max} characters"
+        )));
+    }
+    if let Some(c) = name.chars().find(|c| !allowed(*c)) {
+        return Err(invalid(format!("{name:?} may not contain {c:?}")));
+    }
+    if name.starts_with(['-', '.']) || name.ends_with(['-', '.']) {
+        return Err(invalid(format!(
+            "{name:?} must start and end with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_endpoint(store: &'static str, name: &str, value: &str) -> Result<Url, Error> {
+    Url::parse(value).map_err(|e| Error::InvalidStoreSetting {
+        store,
+        setting: name.to_owned(),
+        reason: format!("not a URL: {e}"),
+    })
+}
+
+fn check_endpoint(
+    store: &'static str,
+    endpoint: &Url,
+    allow_http: bool,
+    allow_name: &str,
+) -> Result<(), Error> {
+    let invalid = |reason: String| Error::InvalidStoreSetting {
+        store,
+        setting: "endpoint".into(),
+        reason,
+    };
+    match endpoint.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => {
+            return Err(invalid(format!(
+                "{endpoint} is plain HTTP; allow it explicitly ({allow_name}=true), for \
+                 emulators on loopback only"
+            )));
+        }
+        other => return Err(invalid(format!("scheme {other:?} is not http(s)"))),
+    }
+    if !endpoint.username().is_empty() || endpoint.password().is_some() {
+        return Err(invalid("an endpoint must not carry credentials".into()));
+    }
+    if endpoint.query().is_some() {
+        return Err(invalid(
+            "an endpoint must not carry a query (give a SAS token as the credential)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A relative path inside a container or bucket: no leading slash, no `.` / `..` segments.
+fn clean_relative(store: &'static str, path: &str) -> Result<String, Error> {
+    let path = path.trim().trim_start_matches('/');
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(Error::InvalidStoreSetting {
+            store,
+            setting: "relative path".into(),
+            reason: format!("{path:?} has a . or .. segment"),
+        });
+    }
+    Ok(path.to_owned())
+}
+
+fn bucket_url(scheme: &str, bucket: &str) -> Url {
+    // Bucket and container names were validated to URL-safe characters, so this parses; the
+    // scheme's root is only a fallback that is never reached.
+    Url::parse(&format!("{scheme}://{bucket}/")).unwrap_or_else(|_| file_root())
+}
+
+/// `base` (a directory URL) joined with `relative` ('/'-separated, percent-encoded per
+/// segment); a trailing slash is kept.
+fn join_relative(mut base: Url, relative: &str) -> Url {
+    let relative = relative.trim_start_matches('/');
+    if relative.is_empty() {
+        return base;
+    }
+    if let Ok(mut segments) = base.path_segments_mut() {
+        segments.pop_if_empty();
+        segments.extend(relative.split('/'));
+    }
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAS: &str = "sv=2021-08-06&sr=c&sp=rl&se=2099-01-01T00%3A00%3A00Z&sig=TOPSECRETSIG%2B%3D";
+    const ACCOUNT_KEY: &str = "c2VjcmV0LWFjY291bnQta2V5LWJ5dGVz";
+
+    fn azure_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = vec![
+            ("AZURE_BLOB_ACCOUNT_NAME", "azureopendatastorage"),
+            ("AZURE_BLOB_CONTAINER_NAME", "nyctlc"),
+            ("AZURE_BLOB_RELATIVE_PATH", "yellow"),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+
+    #[test]
+    fn azure_from_reference_app_env() {
+        let store = StoreConfig::from_env(azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)])).unwrap();
+        let StoreConfig::Azure(azure) = &store else {
+            panic!("{store:?}")
+        };
+        assert_eq!(azure.account(), "azureopendatastorage");
+        assert!(matches!(azure.credential(), AzureCredential::SasToken(_)));
+        assert_eq!(store.url().as_str(), "az://nyctlc/");
+        assert_eq!(store.data_url().as_str(), "az://nyctlc/yellow");
+        let urls: Vec<String> = store
+            .registration_urls()
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "az://nyctlc/",
+                "abfss://nyctlc@azureopendatastorage.dfs.core.windows.net/"
+            ]
+        );
+        store.build().unwrap();
+    }
+
+    #[rstest::rstest]
+    #[case::missing(&[])]
+    #[case::empty(&[("AZURE_BLOB_SAS_TOKEN", "")])]
+    #[case::blank(&[("AZURE_BLOB_SAS_TOKEN", "  ")])]
+    fn missing_sas_token_is_named(#[case] extra: &[(&str, &str)]) {
+        let err = StoreConfig::from_env(azure_env(extra)).unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingStoreSetting { store: "Azure Blob", setting, .. } if setting == "AZURE_BLOB_SAS_TOKEN"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("AZURE_BLOB_SAS_TOKEN"), "{err}");
+    }
+
+    #[rstest::rstest]
+    #[case::account("AZURE_BLOB_ACCOUNT_NAME")]
+    #[case::container("AZURE_BLOB_CONTAINER_NAME")]
+    fn missing_azure_names_are_named(#[case] missing: &str) {
+        let env: Vec<_> = azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)])
+            .into_iter()
+            .filter(|(k, _)| *k != missing)
+            .collect();
+        let err = StoreConfig::from_env(env).unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingStoreSetting { setting, .. } if setting == missing),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn builder_without_credential_is_refused() {
+        let err = AzureConfig::builder("acct", "cont").build().unwrap_err();
+        assert!(matches!(err, Error::MissingStoreSetting { .. }), "{err:?}");
+    }
+
+    #[rstest::rstest]
+    #[case::no_signature("sv=2021-08-06&sp=rl")]
+    #[case::not_a_query("justsomething")]
+    fn malformed_sas_is_refused(#[case] sas: &str) {
+        let err = AzureConfig::builder("acct", "cont")
+            .sas_token(SecretString::from(sas.to_owned()))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidStoreSetting { .. }), "{err:?}");
+        assert!(!err.to_string().contains(sas), "{err}");
+    }
+
+    #[test]
+    fn anonymous_and_account_key_and_emulator() {
+        let anon = StoreConfig::from_env(azure_env(&[
+            ("AZURE_BLOB_SAS_TOKEN", ""),
+            ("AZURE_BLOB_ANONYMOUS", "true"),
+        ]))
+        .unwrap();
+        assert!(format!("{anon:?}").contains("Anonymous"));
+        let key = AzureConfig::builder("devstoreaccount1", "data")
+            .account_key(SecretString::from(ACCOUNT_KEY.to_owned()))
+            .emulator(&Url::parse("http://127.0.0.1:10000").unwrap())
+            .build()
+            .unwrap();
+        assert_eq!(
+            key.endpoint.as_ref().unwrap().as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
+        StoreConfig::Azure(key).build().unwrap();
+        let both = StoreConfig::from_env(azure_env(&[
+            ("AZURE_BLOB_SAS_TOKEN", SAS),
+            ("AZURE_BLOB_ACCOUNT_KEY", ACCOUNT_KEY),
+        ]))
+        .unwrap_err();
+        assert!(matches!(both, Error::InvalidStoreSetting { .. }));
+    }
+
+    #[rstest::rstest]
+    #[case::http_without_permission("http://127.0.0.1:10000/devstoreaccount1", false)]
+    #[case::wrong_scheme("ftp://example.com/", true)]
+    #[case::credentials_in_url("https://user:pw@example.com/", false)]
+    #[case::query("https://example.com/?sig=abc", false)]
+    fn bad_endpoints_are_refused(#[case] endpoint: &str, #[case] allow_http: bool) {
+        let err = AzureConfig::builder("acct", "cont")
+            .anonymous()
+            .endpoint(Url::parse(endpoint).unwrap())
+            .allow_http(allow_http)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidStoreSetting { setting, .. } if setting == "endpoint"),
+            "{err:?}"
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::upper_case("Nyctlc")]
+    #[case::too_short("ab")]
+    #[case::slash("a/b/c")]
+    #[case::leading_dash("-abc")]
+    fn bad_container_names_are_refused(#[case] name: &str) {
+        let err = AzureConfig::builder("acct", name)
+            .anonymous()
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidStoreSetting { setting, .. } if setting == "container"),
+            "{err:?}"
+        );
+    }
+
+    fn s3_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = vec![
+            ("AWS_BUCKET", "lake"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "S3-TOP-SECRET-VALUE"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_S3_RELATIVE_PATH", "trips/"),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+
+    #[test]
+    fn s3_from_env() {
+        let store = StoreConfig::from_env(s3_env(&[])).unwrap();
+        let StoreConfig::S3(s3) = &store else {
+            panic!("{store:?}")
+        };
+        assert_eq!((s3.bucket(), s3.region()), ("lake", "eu-west-1"));
+        assert!(s3.path_style);
+        assert_eq!(store.data_url().as_str(), "s3://lake/trips/");
+        assert_eq!(store.registration_urls()[0].as_str(), "s3://lake/");
+        store.build().unwrap();
+    }
+
+    #[rstest::rstest]
+    #[case::key_id("AWS_ACCESS_KEY_ID")]
+    #[case::secret("AWS_SECRET_ACCESS_KEY")]
+    fn missing_s3_credentials_are_named(#[case] missing: &str) {
+        let env: Vec<_> = s3_env(&[])
+            .into_iter()
+            .filter(|(k, _)| *k != missing)
+            .collect();
+        let err = StoreConfig::from_env(env).unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingStoreSetting { store: "S3", setting, .. } if setting == missing),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn s3_http_endpoint_needs_permission() {
+        let env: Vec<_> = s3_env(&[])
+            .into_iter()
+            .filter(|(k, _)| *k != "AWS_ALLOW_HTTP")
+            .collect();
+        let err = StoreConfig::from_env(env).unwrap_err();
+        assert!(err.to_string().contains("AWS_ALLOW_HTTP"), "{err}");
+    }
+
+    #[test]
+    fn no_store_or_two_stores() {
+        let err = StoreConfig::from_env([("PATH", "/bin")]).unwrap_err();
+        assert!(matches!(err, Error::MissingStoreSetting { .. }));
+        let mut env = s3_env(&[]);
+        env.extend(azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)]));
+        let err = StoreConfig::from_env(env).unwrap_err();
+        assert!(matches!(err, Error::InvalidStoreSetting { .. }));
+    }
+
+    #[test]
+    fn local_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let store = StoreConfig::from_env([("CLOISTER_DATA_ROOT", root)]).unwrap();
+        assert_eq!(store.url().scheme(), "file");
+        assert!(store.url().as_str().ends_with('/'));
+        assert!(store.registration_urls().is_empty());
+        let err = LocalConfig::new(dir.path().join("missing")).unwrap_err();
+        assert!(matches!(err, Error::InvalidStoreSetting { .. }));
+    }
+
+    #[test]
+    fn relative_path_may_not_escape() {
+        let err = S3Config::builder("lake")
+            .access_key_id("id")
+            .secret_access_key(SecretString::from("s".to_owned()))
+            .relative_path("a/../b")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidStoreSetting { .. }));
+    }
+
+    #[test]
+    fn debug_shows_no_secrets() {
+        let azure_sas = StoreConfig::from_env(azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)])).unwrap();
+        let azure_key =
+            StoreConfig::from_env(azure_env(&[("AZURE_BLOB_ACCOUNT_KEY", ACCOUNT_KEY)])).unwrap();
+        let s3 = StoreConfig::from_env(s3_env(&[("AWS_SESSION_TOKEN", "SESSION-SECRET")])).unwrap();
+        for (store, secrets) in [
+            (&azure_sas, &["TOPSECRETSIG", "sig="][..]),
+            (&azure_key, &[ACCOUNT_KEY][..]),
+            (&s3, &["S3-TOP-SECRET-VALUE", "SESSION-SECRET"][..]),
+        ] {
+            for shown in [format!("{store:?}"), format!("{store:#?}")] {
+                for secret in secrets {
+                    assert!(!shown.contains(secret), "{secret} in {shown}");
+                }
+                assert!(shown.contains("redacted"), "{shown}");
+            }
+        }
+        // The builders too.
+        let builder =
+            AzureConfig::builder("acct", "cont").sas_token(SecretString::from(SAS.to_owned()));
+        assert!(!format!("{builder:?}").contains("TOPSECRETSIG"));
+        let builder = S3Config::builder("lake")
+            .secret_access_key(SecretString::from("S3-TOP-SECRET".to_owned()));
+        assert!(!format!("{builder:?}").contains("S3-TOP-SECRET"));
+    }
+}
