@@ -7,6 +7,7 @@
 mod audit;
 mod demo;
 mod evidence;
+mod generate;
 mod keys;
 mod output;
 mod policy;
@@ -54,6 +55,9 @@ enum Command {
     /// Collect, create and verify TEE evidence.
     #[command(subcommand)]
     Evidence(evidence::Command),
+    /// Generate synthetic data sets (NYC-taxi-like trips), optionally encrypted.
+    #[command(subcommand)]
+    Gen(generate::Command),
     /// Make and inspect policy owners' signing keys (Ed25519).
     #[command(subcommand)]
     Keys(keys::Command),
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args, quiet),
         Command::Evidence(cmd) => evidence::run(cmd),
+        Command::Gen(cmd) => generate::run(cmd, quiet),
         Command::Keys(cmd) => keys::run(cmd, quiet),
         Command::Policy(cmd) => policy::run(cmd, quiet),
         Command::Audit(cmd) => audit::run(cmd, quiet),

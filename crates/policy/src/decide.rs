@@ -36,17 +36,19 @@ pub fn authorize_update(
             got: policy.name().to_owned(),
         });
     }
+    // The predecessor first: an update written against an older version (a lost race with a
+    // concurrent update) is stale, whatever version number it claims.
+    if policy.predecessor() != Some(*current_hash) {
+        return Err(Error::StalePredecessor {
+            expected: *current_hash,
+            got: policy.predecessor(),
+        });
+    }
     let next = current.version().saturating_add(1);
     if policy.version() != next {
         return Err(Error::WrongVersion {
             expected: next,
             got: policy.version(),
-        });
-    }
-    if policy.predecessor() != Some(*current_hash) {
-        return Err(Error::StalePredecessor {
-            expected: *current_hash,
-            got: policy.predecessor(),
         });
     }
     check_approvals(current.access(), &policy.hash(), new)?;
@@ -228,7 +230,7 @@ mod tests {
     #[case::second_signature_by_a_non_owner("test/p", 2, true, &[1, 2], &[1, 3], Outcome::Approvals(1, 2))]
     #[case::stale_predecessor("test/p", 2, false, &[1, 2], &[1, 2], Outcome::Stale)]
     #[case::skipped_version("test/p", 3, true, &[1, 2], &[1, 2], Outcome::Version(2, 3))]
-    #[case::same_version("test/p", 1, false, &[1, 2], &[1, 2], Outcome::Version(2, 1))]
+    #[case::regression_lost_race_is_stale_not_wrong_version("test/p", 1, false, &[1, 2], &[1, 2], Outcome::Stale)]
     #[case::renamed("test/q", 2, true, &[1, 2], &[1, 2], Outcome::Name)]
     #[case::new_owners_cannot_approve_themselves("test/p", 2, true, &[3], &[3], Outcome::Approvals(0, 2))]
     #[case::dropping_an_owner_needs_both("test/p", 2, true, &[1], &[1, 2], Outcome::Ok)]

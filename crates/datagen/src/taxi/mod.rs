@@ -549,10 +549,10 @@ pub fn write_zones(out_dir: &Path, props: WriterProperties, csv: bool) -> Result
     Ok(tmps.iter().map(|t| t.with_extension("")).collect())
 }
 
-/// `cloister gen taxi`: the trips of `spec` with [`default_writer_properties`] and then the
-/// zone lookup, all encrypted with `encryption` when given (the zone CSV is then not
-/// written: no plaintext file next to encrypted ones). Refuses a directory that holds a
-/// previous run ([`clean`] it first).
+/// `cloister gen taxi`: the trips of `spec` with [`default_writer_properties`], encrypted with
+/// `encryption` when given, and then the zone lookup (Parquet and CSV), which is public
+/// reference data and always plaintext. Refuses a directory that holds a previous run
+/// ([`clean`] it first).
 pub fn gen_taxi(
     spec: &TaxiSpec,
     out_dir: &Path,
@@ -570,7 +570,9 @@ pub fn gen_taxi(
         .build()
     };
     let mut summary = generate(spec, out_dir, |_| props(), progress)?;
-    summary.zone_files = write_zones(out_dir, props(), encryption.is_none())?;
+    // The zone lookup is public reference data (the TLC publishes it), and the trips' column
+    // keys name columns it does not have: it is always written in plaintext.
+    summary.zone_files = write_zones(out_dir, default_writer_properties().build(), true)?;
     Ok(summary)
 }
 

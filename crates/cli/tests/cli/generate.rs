@@ -17,16 +17,31 @@ fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
 fn gen_taxi_writes_plain_and_encrypted_parquet() {
     let dir = tempfile::tempdir().unwrap();
     let out = cloister(
-        &["gen", "taxi", "--rows", "20000", "--files", "2", "--out", "plain", "--json"],
+        &[
+            "gen", "taxi", "--rows", "20000", "--files", "2", "--out", "plain", "--json",
+        ],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["rows"], 20000);
     assert_eq!(summary["files"], 2);
     let plain = parquet_files(&dir.path().join("plain"));
-    assert_eq!(plain.len(), 3, "two trip files and the zone lookup: {plain:?}");
-    assert!(plain.iter().all(|f| std::fs::read(f).unwrap().ends_with(b"PAR1")));
+    assert_eq!(
+        plain.len(),
+        3,
+        "two trip files and the zone lookup: {plain:?}"
+    );
+    assert!(
+        plain
+            .iter()
+            .all(|f| std::fs::read(f).unwrap().ends_with(b"PAR1"))
+    );
 
     // Encrypted: every trip file has an encrypted footer (magic PARE).
     let keys = dir.path().join("keys.json");
@@ -40,7 +55,18 @@ fn gen_taxi_writes_plain_and_encrypted_parquet() {
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let args = ["gen", "taxi", "--rows", "1000", "--out", "enc", "--keys", "keys.json", "--footer-key", "footer"];
+        let args = [
+            "gen",
+            "taxi",
+            "--rows",
+            "1000",
+            "--out",
+            "enc",
+            "--keys",
+            "keys.json",
+            "--footer-key",
+            "footer",
+        ];
         let refused = cloister(&args, dir.path());
         assert_eq!(refused.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&refused.stderr).contains("chmod 600"));
@@ -48,12 +74,27 @@ fn gen_taxi_writes_plain_and_encrypted_parquet() {
     }
     let out = cloister(
         &[
-            "gen", "taxi", "--rows", "20000", "--out", "enc", "--keys", "keys.json",
-            "--footer-key", "footer", "--column-key", "fare:fare_amount,tip_amount,total_amount",
+            "gen",
+            "taxi",
+            "--rows",
+            "20000",
+            "--out",
+            "enc",
+            "--keys",
+            "keys.json",
+            "--footer-key",
+            "footer",
+            "--column-key",
+            "fare:fare_amount,tip_amount,total_amount",
         ],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let trips: Vec<_> = parquet_files(&dir.path().join("enc"))
         .into_iter()
         .filter(|f| f.to_string_lossy().contains("tripdata"))
@@ -61,7 +102,11 @@ fn gen_taxi_writes_plain_and_encrypted_parquet() {
     assert!(!trips.is_empty());
     for f in trips {
         let bytes = std::fs::read(&f).unwrap();
-        assert!(bytes.ends_with(b"PARE"), "{} is not footer-encrypted", f.display());
+        assert!(
+            bytes.ends_with(b"PARE"),
+            "{} is not footer-encrypted",
+            f.display()
+        );
         // The master keys never reach the file; only wrapped data keys do.
         let master = [
             0x00u8, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
@@ -72,9 +117,24 @@ fn gen_taxi_writes_plain_and_encrypted_parquet() {
 
     // An unknown master key id is a clear error.
     let out = cloister(
-        &["gen", "taxi", "--rows", "10", "--out", "bad", "--keys", "keys.json", "--footer-key", "nope"],
+        &[
+            "gen",
+            "taxi",
+            "--rows",
+            "10",
+            "--out",
+            "bad",
+            "--keys",
+            "keys.json",
+            "--footer-key",
+            "nope",
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nope"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -84,7 +84,11 @@ fn taxi(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let encryption = match &args.keys {
         None => None,
-        Some(path) => Some(encryption(path, args.footer_key.as_deref(), &args.column_key)?),
+        Some(path) => Some(encryption(
+            path,
+            args.footer_key.as_deref(),
+            &args.column_key,
+        )?),
     };
     if args.force && args.out.exists() {
         taxi::clean(&args.out)?;
@@ -108,7 +112,11 @@ fn taxi(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             summary.files.len(),
             args.out.display(),
             summary.rows_per_sec(),
-            if args.keys.is_some() { ", encrypted" } else { "" }
+            if args.keys.is_some() {
+                ", encrypted"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -156,8 +164,12 @@ pub fn load_keys(path: &Path) -> anyhow::Result<InMemoryKeyProvider> {
     let text = Zeroizing::new(
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
     );
-    let mut map: BTreeMap<String, String> = serde_json::from_str(&text)
-        .map_err(|_| anyhow::anyhow!("keys file {}: expected a JSON object of key id → hex key", path.display()))?;
+    let mut map: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|_| {
+        anyhow::anyhow!(
+            "keys file {}: expected a JSON object of key id → hex key",
+            path.display()
+        )
+    })?;
     let provider = InMemoryKeyProvider::new();
     let result = map.iter().try_for_each(|(id, hex_key)| {
         let bytes = hex::decode(hex_key.trim())
