@@ -248,6 +248,9 @@ pub struct OpenIdConfiguration {
 /// A policy version with owner signatures (the policy crate's `SignedPolicy` wire form).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(title = "SignedPolicy")]
+// As strict as the policy crate's `SignedPolicy`, which the server parses: the schema then says
+// `additionalProperties: false`.
+#[serde(deny_unknown_fields)]
 pub struct SignedPolicyJson {
     /// The policy YAML; its exact bytes are hashed.
     pub yaml: String,

@@ -1,4 +1,10 @@
-//! `cloister audit …`: verify and read the CAS audit log offline, from its data directory.
+//! `cloister audit …`: verify and read the CAS audit log, offline from its data directory
+//! (`--data`) or through the API of a running CAS (`--cas`).
+//!
+//! Through the API the log is fetched (`/v1/audit/head`, `/v1/audit/entries`) and verified
+//! here, exactly as the offline check verifies the files: the entries are canonical JSON, so
+//! their lines are the file's lines. The CAS's own check of its files (`/v1/audit/verify`) is
+//! asked too, and a failure there fails the command.
 
 use crate::{EXIT_ERROR, output};
 use anyhow::{Context as _, bail};
@@ -34,9 +40,15 @@ pub enum Command {
     /// local checkpoint: rolling back log and head together is detected only by comparing the
     /// head with one published earlier.
     ///
+    /// With --cas instead of --data, the log and its signed head are fetched from a running CAS
+    /// (pinned with --cas-cert) and verified here the same way; the key is the one the CAS
+    /// serves unless pinned with --public-key or --master-key. The CAS's own check of its files
+    /// must pass too (it fails with that check's exit code).
+    ///
     /// Examples:
     ///   cloister audit verify --data /var/lib/cloister-cas --public-key 02ab…
     ///   cloister audit verify --data ./cas-data --master-key /etc/cloister/master.key --json
+    ///   cloister audit verify --cas https://cas:8443 --cas-cert cas.crt --public-key 02ab…
     #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
     /// Print the last entries of the CAS audit log (not verified: run `audit verify` for that).
@@ -44,16 +56,39 @@ pub enum Command {
     /// A table of seq, time, kind, session (with version), service, principal (a key digest,
     /// shortened), released items and reasons; --json prints the entries exactly as stored.
     ///
-    /// Example: cloister audit tail --data /var/lib/cloister-cas -n 50
+    /// Examples:
+    ///   cloister audit tail --data /var/lib/cloister-cas -n 50
+    ///   cloister audit tail --cas https://cas:8443 --cas-cert cas.crt --json
     #[command(verbatim_doc_comment)]
     Tail(TailArgs),
 }
 
+/// Where the log is: a data directory, or a running CAS.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct Source {
+    /// The CAS data directory (holding audit.log and audit.head), read offline.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// A running CAS's URL: fetch the log through its API (with --cas-cert).
+    #[arg(long, value_name = "URL", requires = "cas_cert")]
+    cas: Option<String>,
+}
+
+/// The pinned certificate of --cas.
+#[derive(Args)]
+pub struct CasCert {
+    /// The CAS's TLS certificate to pin (PEM; `cas serve` writes it to DIR/cas.crt).
+    #[arg(long, value_name = "FILE", requires = "cas")]
+    cas_cert: Option<PathBuf>,
+}
+
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The CAS data directory (holding audit.log and audit.head).
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    #[command(flatten)]
+    source: Source,
+    #[command(flatten)]
+    cert: CasCert,
     /// The log's public key: SEC1 P-256 point in hex, or a file holding it.
     #[arg(long, value_name = "FILE|HEX", conflicts_with = "master_key")]
     public_key: Option<String>,
@@ -69,9 +104,10 @@ pub struct VerifyArgs {
 
 #[derive(Args)]
 pub struct TailArgs {
-    /// The CAS data directory (holding audit.log).
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    #[command(flatten)]
+    source: Source,
+    #[command(flatten)]
+    cert: CasCert,
     /// How many entries.
     #[arg(short = 'n', long, default_value_t = 20)]
     lines: usize,
@@ -127,8 +163,127 @@ fn code(e: &AuditError) -> &'static str {
 }
 
 fn verify(args: VerifyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let key = public_key(&args)?;
-    match audit::verify(&args.data, &key) {
+    let (key, result) = match (&args.source.data, &args.source.cas) {
+        (Some(data), _) => {
+            let key = public_key(&args, Some(data))?;
+            let result = audit::verify(data, &key);
+            (key, result)
+        }
+        (None, Some(url)) => match verify_remote(&args, url)? {
+            Remote::Checked(key, result) => (key, result),
+            Remote::CasCheckFailed { message, exit_code } => {
+                let exit = u8::try_from(exit_code).unwrap_or(EXIT_ERROR);
+                if args.json {
+                    output::json(&VerifyReport {
+                        verified: false,
+                        summary: None,
+                        error: Some(ErrorReport {
+                            code: "cas-check",
+                            exit_code,
+                            message: message.clone(),
+                        }),
+                    })?;
+                }
+                eprintln!("cloister: the CAS's own check of its audit log failed: {message}");
+                return Ok(ExitCode::from(exit));
+            }
+        },
+        (None, None) => bail!("--data or --cas says where the log is"),
+    };
+    report(result, &key, args.json, quiet)
+}
+
+/// What verifying through the API found.
+enum Remote {
+    /// The fetched log, checked here against `key`.
+    Checked(AuditPublicKey, Result<audit::Summary, AuditError>),
+    /// The fetched log verifies, but the CAS's check of its files does not.
+    CasCheckFailed { message: String, exit_code: i32 },
+}
+
+/// The signed head as `audit.head` holds it (fields in this order).
+#[derive(Serialize)]
+struct HeadLine<'a> {
+    seq: u64,
+    hash: &'a str,
+    signature: &'a str,
+}
+
+/// Fetches the head and every entry, rebuilds `audit.head` and `audit.log` from them (entries
+/// are canonical JSON), and verifies those bytes.
+fn verify_remote(args: &VerifyArgs, url: &str) -> anyhow::Result<Remote> {
+    let cert = args
+        .cert
+        .cas_cert
+        .as_deref()
+        .context("--cas needs --cas-cert")?;
+    let client = crate::remote::client(url, cert)?;
+    let (head, entries, cas_check) = crate::remote::block_on(async {
+        // The head first: entries appended after it are "beyond the head", which verifies.
+        let head = client.audit_head().await?;
+        let entries = fetch_entries(&client, 0).await?;
+        let cas_check = client.audit_verify().await?;
+        anyhow::Ok((head, entries, cas_check))
+    })??;
+    let key = match (&args.public_key, &args.master_key) {
+        (None, None) => AuditPublicKey::from_hex(&head.public_key)
+            .context("the CAS served an audit public key that is not a P-256 point")?,
+        _ => public_key(args, None)?,
+    };
+    let mut log = Vec::new();
+    for entry in &entries {
+        log.extend_from_slice(serde_json::to_string(entry)?.as_bytes());
+        log.push(b'\n');
+    }
+    let mut head_line = serde_json::to_string(&HeadLine {
+        seq: head.seq,
+        hash: &head.hash,
+        signature: &head.signature,
+    })?;
+    head_line.push('\n');
+    let result = audit::verify_bytes(&log, head_line.as_bytes(), &key);
+    if result.is_ok() && !cas_check.ok {
+        return Ok(Remote::CasCheckFailed {
+            message: cas_check
+                .failure
+                .unwrap_or_else(|| "no reason given".to_owned()),
+            exit_code: cas_check.exit_code.unwrap_or(i32::from(EXIT_ERROR)),
+        });
+    }
+    Ok(Remote::Checked(key, result))
+}
+
+/// Every entry after `after`, page by page.
+async fn fetch_entries(
+    client: &cloister_cas::client::CasClient,
+    mut after: u64,
+) -> anyhow::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    loop {
+        let page = client.audit_entries(after, None).await?;
+        let Some(last) = page.entries.last().map(|e| e.seq) else {
+            break;
+        };
+        if last <= after {
+            bail!("the CAS answered entries out of order (after {after}, up to {last})");
+        }
+        after = last;
+        entries.extend(page.entries);
+        if !page.more {
+            break;
+        }
+    }
+    Ok(entries)
+}
+
+/// Prints the verdict; exit 0, or the failure's own exit code.
+fn report(
+    result: Result<audit::Summary, AuditError>,
+    key: &AuditPublicKey,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    match result {
         Ok(s) => {
             let report = SummaryReport {
                 entries: s.entries,
@@ -138,7 +293,7 @@ fn verify(args: VerifyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 torn_tail_bytes: s.torn_tail_bytes,
                 public_key: key.to_hex(),
             };
-            if args.json {
+            if json {
                 output::json(&VerifyReport {
                     verified: true,
                     summary: Some(report),
@@ -175,7 +330,7 @@ fn verify(args: VerifyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         Err(e @ AuditError::Io { .. }) => Err(e.into()),
         Err(e) => {
             let exit = u8::try_from(e.exit_code()).unwrap_or(EXIT_ERROR);
-            if args.json {
+            if json {
                 output::json(&VerifyReport {
                     verified: false,
                     summary: None,
@@ -193,8 +348,8 @@ fn verify(args: VerifyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// The key to verify with: given, derived from the master key, or (with a warning) the copy in
-/// the data directory.
-fn public_key(args: &VerifyArgs) -> anyhow::Result<AuditPublicKey> {
+/// the data directory `data`.
+fn public_key(args: &VerifyArgs, data: Option<&Path>) -> anyhow::Result<AuditPublicKey> {
     if let Some(given) = &args.public_key {
         let looks_hex = !given.is_empty() && given.chars().all(|c| c.is_ascii_hexdigit());
         if looks_hex && !Path::new(given).exists() {
@@ -210,51 +365,38 @@ fn public_key(args: &VerifyArgs) -> anyhow::Result<AuditPublicKey> {
         let master = MasterKey::from_file(path)?;
         return Ok(AuditSigner::from_master_key(&master)?.public_key());
     }
-    let path = args.data.join(audit::PUBLIC_KEY_FILE);
+    let data = data.context("--public-key or --master-key pins the key")?;
+    let path = data.join(audit::PUBLIC_KEY_FILE);
     eprintln!(
         "cloister: warning: using the public key in {}, next to the log: whoever can rewrite the \
          log can rewrite it too. Pin the key with --public-key or --master-key.",
         path.display()
     );
-    Ok(audit::read_public_key(&args.data)?)
+    Ok(audit::read_public_key(data)?)
 }
 
 fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
-    let path = args.data.join(audit::LOG_FILE);
-    let text = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!(
-                "no audit log in {} ({} is missing)",
-                args.data.display(),
-                path.display()
-            )
+    let entries = match (&args.source.data, &args.source.cas) {
+        (Some(data), _) => tail_file(data, args.lines)?,
+        (None, Some(url)) => {
+            let cert = args
+                .cert
+                .cas_cert
+                .as_deref()
+                .context("--cas needs --cas-cert")?;
+            let client = crate::remote::client(url, cert)?;
+            let lines = args.lines;
+            crate::remote::block_on(async move {
+                let head = client.audit_head().await?;
+                let mut entries =
+                    fetch_entries(&client, head.seq.saturating_sub(lines as u64)).await?;
+                let first = entries.len().saturating_sub(lines);
+                entries.drain(..first);
+                anyhow::Ok(entries)
+            })??
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        (None, None) => bail!("--data or --cas says where the log is"),
     };
-    // Only complete lines: a partial last line is a write still (or never) in progress.
-    let complete = text
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(&text[..0], |i| &text[..=i]);
-    let lines: Vec<&[u8]> = complete
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    let first = lines.len().saturating_sub(args.lines);
-    let entries = lines[first..]
-        .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_slice::<Entry>(line).with_context(|| {
-                format!(
-                    "{} line {} is not an audit entry (run `cloister audit verify`)",
-                    path.display(),
-                    first + i + 1
-                )
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
     if args.json {
         output::json(&entries)?;
         return Ok(ExitCode::SUCCESS);
@@ -289,6 +431,45 @@ fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
     }
     output::print_table(&t)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The last `lines` complete entries of `DIR/audit.log`.
+fn tail_file(data: &Path, lines: usize) -> anyhow::Result<Vec<Entry>> {
+    let path = data.join(audit::LOG_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!(
+                "no audit log in {} ({} is missing)",
+                data.display(),
+                path.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    // Only complete lines: a partial last line is a write still (or never) in progress.
+    let complete = text
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&text[..0], |i| &text[..=i]);
+    let all: Vec<&[u8]> = complete
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let first = all.len().saturating_sub(lines);
+    all[first..]
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_slice::<Entry>(line).with_context(|| {
+                format!(
+                    "{} line {} is not an audit entry (run `cloister audit verify`)",
+                    path.display(),
+                    first + i + 1
+                )
+            })
+        })
+        .collect()
 }
 
 /// A 64-digit key digest shortened to 12 digits for the table; names are shown whole.

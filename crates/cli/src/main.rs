@@ -5,12 +5,14 @@
 //! 1 a negative verdict (evidence refused, verification failed), 2 a usage or operational error.
 
 mod audit;
+mod cas;
 mod demo;
 mod evidence;
 mod generate;
 mod keys;
 mod output;
 mod policy;
+mod remote;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -61,12 +63,15 @@ enum Command {
     /// Make and inspect policy owners' signing keys (Ed25519).
     #[command(subcommand)]
     Keys(keys::Command),
-    /// Lint, hash, sign and compare policies, offline.
+    /// Lint, hash, sign and compare policies offline; push, read, list and delete them on a CAS.
     #[command(subcommand)]
     Policy(policy::Command),
-    /// Verify and read the CAS audit log, offline.
+    /// Verify and read the CAS audit log, offline or through the CAS API.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// Run the Configuration and Attestation Service (CAS); make its master key.
+    #[command(subcommand)]
+    Cas(cas::Command),
 }
 
 /// Exit code for a negative verdict: evidence refused, verification failed.
@@ -76,7 +81,11 @@ pub const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    let logs = match &cli.command {
+        Command::Cas(cmd) => cmd.log_style(),
+        _ => LogStyle::default(),
+    };
+    init_tracing(cli.verbose, logs);
     let quiet = cli.quiet;
     let result = match cli.command {
         Command::Demo(args) => demo::run(args, quiet),
@@ -85,6 +94,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd, quiet),
         Command::Policy(cmd) => policy::run(cmd, quiet),
         Command::Audit(cmd) => audit::run(cmd, quiet),
+        Command::Cas(cmd) => cas::run(cmd, quiet),
     };
     match result {
         Ok(code) => code,
@@ -98,19 +108,41 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8) {
+/// How a command logs: its level without `-v` or `RUST_LOG`, and whether as JSON lines.
+pub struct LogStyle {
+    /// The level with neither `-v` nor `RUST_LOG`.
+    pub level: &'static str,
+    /// One JSON object per line instead of text.
+    pub json: bool,
+}
+
+impl Default for LogStyle {
+    fn default() -> Self {
+        Self {
+            level: "warn",
+            json: false,
+        }
+    }
+}
+
+fn init_tracing(verbose: u8, style: LogStyle) {
     let default = match verbose {
-        0 => "warn",
+        0 => style.level,
         1 => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    if style.json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
 }
 
 /// A closed stdout (`cloister … | head`) is not an error.

@@ -1,10 +1,12 @@
-//! `cloister policy …`: the custodian's offline policy tools — lint, schema, hash, sign, diff.
+//! `cloister policy …`: the custodian's policy tools — offline: lint, schema, hash, sign, diff;
+//! against a running CAS: push, get, list, delete (in [`remote`]).
 //!
 //! A policy file is either the YAML itself or the signed wire form (`{"yaml": …, "signatures":
 //! […]}`, what `policy sign` writes and the CAS takes); every command here accepts both and works
 //! on the YAML's exact bytes, whose SHA-256 is the session hash.
 
 mod diff;
+mod remote;
 
 use crate::{EXIT_REFUSED, output};
 use anyhow::{Context as _, bail};
@@ -82,6 +84,48 @@ pub enum Command {
     /// Example: cloister policy diff v1.yaml v2.yaml
     #[command(verbatim_doc_comment)]
     Diff(DiffArgs),
+    /// Send a signed policy to a CAS: update the session if it exists, else create it.
+    ///
+    /// FILE is the signed wire form with every approval the change needs. Approvals are
+    /// collected offline: each owner adds theirs with `policy sign FILE --key KEY --append`, then
+    /// anyone pushes the file (the CAS checks the signatures, not who sends them). A new
+    /// session's policy is version 1 and is approved by its own owners; a new version names
+    /// the current one's hash as `predecessor` and is approved by the current version's owners.
+    ///
+    /// The policy is linted first (an invalid one is refused here, exit 1). If the CAS refuses
+    /// the change (unsigned, too few approvals, a stale predecessor, another version accepted
+    /// first) it exits 1 and prints the CAS's reasons, one per line.
+    ///
+    /// Examples:
+    ///   cloister policy sign v2.yaml --key alice.pem --out v2.signed.json
+    ///   cloister policy sign v2.signed.json --key bob.pem --append
+    ///   cloister policy push v2.signed.json --cas https://cas:8443 --cas-cert cas.crt
+    #[command(verbatim_doc_comment)]
+    Push(remote::PushArgs),
+    /// Read a session's policy in force from a CAS: its exact YAML, or --json / --signed.
+    ///
+    /// The request is signed with KEYFILE, an owner's or a `read` principal's private key.
+    /// The YAML printed is byte for byte what the owners signed, so `policy hash` of it is the
+    /// session hash, and a next version names that hash as `predecessor`. The CAS never returns
+    /// a secret it generated.
+    ///
+    /// Example: cloister policy get demo/nyc-taxi --key alice.pem --cas https://cas:8443 --cas-cert cas.crt
+    #[command(verbatim_doc_comment)]
+    Get(remote::GetArgs),
+    /// List the sessions on a CAS that KEYFILE owns or may read.
+    ///
+    /// Example: cloister policy list --key alice.pem --cas https://cas:8443 --cas-cert cas.crt
+    #[command(verbatim_doc_comment)]
+    List(remote::ListArgs),
+    /// Delete a session and every secret it holds, approved by M of its N owners.
+    ///
+    /// Each --key signs the deletion of the current version (or of --head). The keys must be on
+    /// this machine: a deletion has no offline approval form yet. The CAS refuses a deletion
+    /// with too few approvals, and one whose head is no longer current (exit 1).
+    ///
+    /// Example: cloister policy delete demo/nyc-taxi --key alice.pem --key bob.pem --cas https://cas:8443 --cas-cert cas.crt
+    #[command(verbatim_doc_comment)]
+    Delete(remote::DeleteArgs),
 }
 
 #[derive(Args)]
@@ -142,6 +186,10 @@ pub fn run(cmd: Command, quiet: bool) -> anyhow::Result<ExitCode> {
         Command::Hash(args) => hash(args),
         Command::Sign(args) => sign(args, quiet),
         Command::Diff(args) => diff::run(args),
+        Command::Push(args) => remote::push(args, quiet),
+        Command::Get(args) => remote::get(args, quiet),
+        Command::List(args) => remote::list(args),
+        Command::Delete(args) => remote::delete(args, quiet),
     }
 }
 

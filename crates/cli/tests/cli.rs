@@ -3,10 +3,20 @@
 
 #[path = "cli/audit.rs"]
 mod audit;
+#[path = "cli/cas.rs"]
+mod cas;
+#[path = "cli/cas_canary.rs"]
+mod cas_canary;
+#[path = "cli/cas_crash.rs"]
+mod cas_crash;
+#[path = "cli/cas_process.rs"]
+mod cas_process;
 #[path = "cli/custodian.rs"]
 mod custodian;
 #[path = "cli/generate.rs"]
 mod generate;
+#[path = "cli/schemathesis.rs"]
+mod schemathesis;
 
 use rstest::rstest;
 use serde_json::Value;

@@ -1,0 +1,374 @@
+//! `cloister cas …`: run the Configuration and Attestation Service and make its master key.
+//!
+//! `cas serve` opens the CAS over its data directory, serves the HTTPS API until SIGTERM or
+//! SIGINT, then lets requests in flight finish. Once it accepts connections it writes its URL to
+//! `DIR/cas.addr` (atomically) and prints the URL, the pinned certificate and the audit log's
+//! public key on stderr, so that scripts can wait for it.
+
+use crate::{EXIT_ERROR, LogStyle};
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use cloister_cas::server::{self, CERT_FILE, CasState};
+use cloister_cas::{CasConfig, MASTER_KEY_ENV, MasterKey};
+use sha2::Digest as _;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The file in the data directory holding the URL of the running CAS.
+pub const ADDR_FILE: &str = "cas.addr";
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the CAS: the HTTPS API over the data directory, until SIGTERM or Ctrl-C.
+    ///
+    /// The master key, which protects everything in DIR, comes from --master-key-file (a 0600
+    /// file of 64 hex digits, as `cas init` writes it) or from the environment variable
+    /// CLOISTER_MASTER_KEY (64 hex digits), never from the command line.
+    ///
+    /// On first start the CAS makes its token signing key and a self-signed TLS certificate for
+    /// the --tls-name names (default localhost, 127.0.0.1, ::1) and writes the certificate to
+    /// DIR/cas.crt: custodians and workloads pin it (`--cas-cert`). Once it accepts connections
+    /// it writes its URL to DIR/cas.addr and prints on stderr:
+    ///
+    ///   cloister: CAS listening on https://127.0.0.1:8443
+    ///   cloister: certificate DIR/cas.crt (SHA-256 …)
+    ///   cloister: audit public key 02…
+    ///
+    /// (with --log-format json, one JSON object with "url", "certificate", "certificate_sha256"
+    /// and "audit_public_key"). SIGTERM or SIGINT stops it: requests in flight get 10 s to
+    /// finish, DIR/cas.addr is removed, exit 0.
+    ///
+    /// Trust is explicit: sim evidence only from the platform keys given (and only for policies
+    /// listing `sim`), Azure Attestation tokens only from --maa-issuer. Secrets imported with
+    /// `import: {env: NAME}` are read from this process's environment. Logs go to stderr (level
+    /// info; RUST_LOG overrides) and never hold a secret.
+    ///
+    /// Examples:
+    ///   cloister cas init --data ./cas-data --master-key-file ./master.key
+    ///   cloister cas serve --listen 127.0.0.1:8443 --data ./cas-data \
+    ///       --master-key-file ./master.key --sim-platform-key platform.pem.pub
+    #[command(verbatim_doc_comment)]
+    Serve(Box<ServeArgs>),
+    /// Make a CAS master key file: 64 hex digits, mode 0600, never overwriting a file.
+    ///
+    /// Also creates the data directory (0700) if it is missing. Keep the key file safe and
+    /// backed up apart from the data: without it, nothing in DIR can be read. Prints the key's
+    /// public fingerprint (also logged by the CAS), never the key.
+    ///
+    /// Example: cloister cas init --data ./cas-data --master-key-file ./master.key
+    #[command(verbatim_doc_comment)]
+    Init(InitArgs),
+}
+
+impl Command {
+    /// `serve` logs at info, as text or JSON; `init` like every other command.
+    pub fn log_style(&self) -> LogStyle {
+        match self {
+            Command::Serve(args) => LogStyle {
+                level: "info",
+                json: args.log_format == LogFormat::Json,
+            },
+            Command::Init(_) => LogStyle::default(),
+        }
+    }
+}
+
+/// How `cas serve` writes its logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: a free port; DIR/cas.addr says which).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// The data directory: store, audit log, cas.crt, cas.addr (created 0700 if missing).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// The master key file (64 hex digits or 32 bytes; mode 0600). Default: $CLOISTER_MASTER_KEY.
+    #[arg(long, value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Refused: a key on the command line is visible to every user of the machine.
+    #[arg(long, value_name = "KEY", hide = true)]
+    master_key: Option<String>,
+    /// Trust sim evidence signed by this platform public key (PEM, `evidence sim-keygen`).
+    /// Repeatable.
+    #[arg(long = "sim-platform-key", value_name = "PUBFILE")]
+    sim_platform_keys: Vec<PathBuf>,
+    /// A DNS name or IP address for the TLS certificate made on first start. Repeatable;
+    /// default localhost, 127.0.0.1 and ::1. Later starts keep the certificate (pins stay valid).
+    #[arg(long = "tls-name", value_name = "NAME")]
+    tls_names: Vec<String>,
+    /// The CAS's base URL, the `iss` of its tokens. Default: https://NAME:PORT with the first
+    /// --tls-name (or the listen address) and the port listened on.
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
+    /// Accept Azure Attestation tokens from this issuer, signed by a key in --maa-jwks.
+    #[arg(long, value_name = "URL", requires = "maa_jwks")]
+    maa_issuer: Option<String>,
+    /// The JWK set (JSON file) of --maa-issuer's signing keys.
+    #[arg(long, value_name = "FILE", requires = "maa_issuer")]
+    maa_jwks: Option<PathBuf>,
+    /// Read `import: {kubernetes: {secret: S, key: K}}` secrets from DIR/S/K.
+    #[arg(long, value_name = "DIR")]
+    kubernetes_secrets_dir: Option<PathBuf>,
+    /// The log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// The data directory to create (0700) if missing.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Where to write the new master key (created 0600; an existing file is never replaced).
+    #[arg(long, value_name = "FILE")]
+    master_key_file: PathBuf,
+}
+
+pub fn run(cmd: Command, quiet: bool) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Serve(args) => serve(*args),
+        Command::Init(args) => init(args, quiet),
+    }
+}
+
+fn init(args: InitArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    if args.master_key_file.exists() {
+        bail!(
+            "{} exists; refusing to overwrite a master key (the data it protects would be lost)",
+            args.master_key_file.display()
+        );
+    }
+    if args
+        .data
+        .join(cloister_cas::store::file::STORE_FILE)
+        .exists()
+    {
+        bail!(
+            "{} already holds a CAS store, which can only be opened with the master key it was \
+             made with",
+            args.data.display()
+        );
+    }
+    create_private_dir(&args.data)?;
+    let key = MasterKey::generate();
+    key.write_new_file(&args.master_key_file)?;
+    if !quiet {
+        eprintln!(
+            "cloister: wrote {} (0600), master key fingerprint {}",
+            args.master_key_file.display(),
+            key.fingerprint()
+        );
+        eprintln!(
+            "cloister: next: cloister cas serve --data {} --master-key-file {}",
+            args.data.display(),
+            args.master_key_file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.master_key.is_some() {
+        eprintln!(
+            "cloister: refusing --master-key: a key on the command line is visible to every user \
+             of this machine (ps, /proc). Use --master-key-file FILE or {MASTER_KEY_ENV}."
+        );
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
+    let master = MasterKey::load(args.master_key_file.as_deref())?;
+    tracing::info!(master_key = %master.fingerprint(), "master key loaded");
+
+    create_private_dir(&args.data)?;
+
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let url = format!("https://{}", connectable(bound));
+    let config = config(&args, bound)?;
+    let state = CasState::open(&args.data, &master, config)
+        .with_context(|| format!("cannot open the CAS in {}", args.data.display()))?;
+    let tls = state.tls_config()?;
+    // The store is ours now (it is locked): an address left by a CAS that was killed must not
+    // be mistaken for this one before it is ready.
+    remove_addr_file(&args.data)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let stop = shutdown_signal()?;
+        write_addr_file(&args.data, &url)?;
+        ready(&args, &state, &url)?;
+        server::run(listener, tls, state, stop).await?;
+        remove_addr_file(&args.data)?;
+        tracing::info!("CAS stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The CAS configuration from the flags, for a CAS bound to `bound`.
+fn config(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<CasConfig> {
+    let issuer = match &args.issuer {
+        Some(issuer) => issuer.clone(),
+        None => {
+            let host = match args.tls_names.first() {
+                Some(name) if name.parse::<Ipv6Addr>().is_ok() => format!("[{name}]"),
+                Some(name) => name.clone(),
+                None => match connectable(bound).ip() {
+                    IpAddr::V6(ip) => format!("[{ip}]"),
+                    ip => ip.to_string(),
+                },
+            };
+            format!("https://{host}:{}", bound.port())
+        }
+    };
+    let mut builder = CasConfig::builder(issuer);
+    for path in &args.sim_platform_keys {
+        let key = cloister_attest::sim::PublicKey::load(path)
+            .with_context(|| format!("{}: not a sim platform public key", path.display()))?;
+        tracing::info!(sim_platform_key = %key.fingerprint(), "trusting a sim platform key");
+        builder = builder.trust_sim_key(key);
+    }
+    if let (Some(issuer), Some(jwks)) = (&args.maa_issuer, &args.maa_jwks) {
+        let jwks =
+            std::fs::read(jwks).with_context(|| format!("cannot read {}", jwks.display()))?;
+        builder = builder.maa(issuer.clone(), jwks);
+    }
+    if !args.tls_names.is_empty() {
+        builder = builder.tls_names(args.tls_names.clone());
+    }
+    if let Some(dir) = &args.kubernetes_secrets_dir {
+        builder = builder.kubernetes_secrets_dir(dir);
+    }
+    Ok(builder.build()?)
+}
+
+/// The address clients connect to: an unspecified listen address (`0.0.0.0`, `::`) becomes
+/// the loopback address of its family.
+fn connectable(bound: SocketAddr) -> SocketAddr {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port())
+}
+
+/// Completes on SIGTERM or SIGINT. The handlers are installed before this returns, so a signal
+/// sent as soon as `cas.addr` exists is not lost.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            tracing::info!(signal = name, "stopping: letting requests in flight finish");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("stopping: letting requests in flight finish");
+        })
+    }
+}
+
+/// Tells whoever waits that the CAS is up: its URL, certificate and audit key on stderr.
+fn ready(args: &ServeArgs, state: &CasState, url: &str) -> anyhow::Result<()> {
+    let cert = args.data.join(CERT_FILE);
+    let der = pem::parse(state.certificate_pem()).context("the CAS certificate is not PEM")?;
+    let sha256 = hex::encode(sha2::Sha256::digest(der.contents()));
+    let audit = state.audit_public_key().to_hex();
+    let mut err = std::io::stderr().lock();
+    if args.log_format == LogFormat::Json {
+        let line = serde_json::json!({
+            "ready": true,
+            "url": url,
+            "certificate": cert,
+            "certificate_sha256": sha256,
+            "audit_public_key": audit,
+        });
+        writeln!(err, "{line}")?;
+    } else {
+        writeln!(err, "cloister: CAS listening on {url}")?;
+        writeln!(
+            err,
+            "cloister: certificate {} (SHA-256 {sha256})",
+            cert.display()
+        )?;
+        writeln!(err, "cloister: audit public key {audit}")?;
+    }
+    Ok(())
+}
+
+/// Writes `DIR/cas.addr` atomically: a temporary file, `fsync`, rename.
+fn write_addr_file(dir: &Path, url: &str) -> anyhow::Result<()> {
+    let path = dir.join(ADDR_FILE);
+    let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(format!("{url}\n").as_bytes())
+                .and_then(|()| f.sync_all())
+        })
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn remove_addr_file(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(ADDR_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_addresses_become_loopback() {
+        let v4: SocketAddr = "0.0.0.0:8443".parse().unwrap();
+        assert_eq!(connectable(v4).to_string(), "127.0.0.1:8443");
+        let v6: SocketAddr = "[::]:1".parse().unwrap();
+        assert_eq!(connectable(v6).to_string(), "[::1]:1");
+        let given: SocketAddr = "10.0.0.1:2".parse().unwrap();
+        assert_eq!(connectable(given), given);
+    }
+}

@@ -1,0 +1,335 @@
+//! A CAS run as a real `cloister cas serve` child process on `127.0.0.1:0`, and the keys,
+//! policies and sim platform the process-level tests share.
+
+use super::cloister;
+use cloister_attest::collect::SimCollector;
+use cloister_attest::sim::{PlatformKey, Statement};
+use cloister_cas::client::CasClient;
+use cloister_policy::{OwnerKey, SessionHash, SignedPolicy};
+use secrecy::ExposeSecret as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The measurement the test policies pin for their `driver` service.
+pub const MEASUREMENT: [u8; 32] = [0xab; 32];
+/// The value of `CANARY_TOKEN` in every test CAS's environment: the imported secret.
+pub const CANARY: &str = "CANARY-5d1f0c9a7e2b-imported-api-token";
+/// How long a CAS gets to come up (a debug build on a loaded 2-core machine).
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A running `cloister cas serve`, killed (SIGKILL) when dropped.
+///
+/// Layout under the test's directory `dir`: `data/` (the CAS data directory), `master.key`
+/// (made with `cas init` on first start), `platform.pem.pub` (trusted when present), and the
+/// child's output appended to `cas.stdout.log` and `cas.stderr.log`.
+pub struct CasProcess {
+    child: Option<Child>,
+    /// The URL from `data/cas.addr`.
+    pub url: String,
+    /// The data directory.
+    pub data: PathBuf,
+    /// The pinned certificate, `data/cas.crt`.
+    pub cert: PathBuf,
+    /// The child's stdout.
+    pub stdout_log: PathBuf,
+    /// The child's stderr.
+    pub stderr_log: PathBuf,
+}
+
+impl CasProcess {
+    /// Starts a CAS in `dir` with extra environment variables and `serve` arguments, and
+    /// waits until it has written `data/cas.addr`.
+    pub fn start(dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Self {
+        let data = dir.join("data");
+        let key = dir.join("master.key");
+        if !key.exists() {
+            let out = cloister(
+                &[
+                    "cas",
+                    "init",
+                    "--data",
+                    "data",
+                    "--master-key-file",
+                    "master.key",
+                ],
+                dir,
+            );
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        }
+        let addr = data.join("cas.addr");
+        let _ = std::fs::remove_file(&addr);
+        let stdout_log = dir.join("cas.stdout.log");
+        let stderr_log = dir.join("cas.stderr.log");
+        let append = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap()
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloister"));
+        cmd.args(["cas", "serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .arg("--master-key-file")
+            .arg(&key)
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .env_remove("CLOISTER_MASTER_KEY")
+            .env("CANARY_TOKEN", CANARY)
+            .stdin(Stdio::null())
+            .stdout(append(&stdout_log))
+            .stderr(append(&stderr_log));
+        let platform = dir.join("platform.pem.pub");
+        if platform.exists() {
+            cmd.arg("--sim-platform-key").arg(&platform);
+        }
+        cmd.envs(env.iter().copied()).args(extra);
+        let mut child = cmd.spawn().expect("start cloister cas serve");
+        let deadline = Instant::now() + START_TIMEOUT;
+        let url = loop {
+            if let Ok(text) = std::fs::read_to_string(&addr)
+                && let Some(url) = text.strip_suffix('\n')
+            {
+                break url.to_owned();
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "cloister cas serve exited ({status}) before it was ready:\n{}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "cloister cas serve was not ready after {START_TIMEOUT:?}:\n{}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        };
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+        Self {
+            child: Some(child),
+            url,
+            cert: data.join("cas.crt"),
+            data,
+            stdout_log,
+            stderr_log,
+        }
+    }
+
+    /// A client pinned to this CAS's certificate.
+    pub fn client(&self) -> CasClient {
+        let pem = std::fs::read_to_string(&self.cert).unwrap();
+        CasClient::new(&self.url, &pem).unwrap()
+    }
+
+    /// `args` followed by `--cas URL --cas-cert CERT`.
+    pub fn args(&self, args: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--cas".to_owned(),
+            self.url.clone(),
+            "--cas-cert".to_owned(),
+            self.cert.display().to_string(),
+        ]);
+        all
+    }
+
+    /// `kill -9`, and reap the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, and wait (at most 30 s) for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("cloister cas serve did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for CasProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `cloister` with `args` in `dir` and requires exit code `code`.
+pub fn run<S: AsRef<str>>(dir: &Path, args: &[S], code: i32) -> Output {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let out = cloister(&args, dir);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "cloister {args:?}\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// A sim platform whose public key is at `dir/platform.pem.pub` (trusted by [`CasProcess`]).
+pub fn platform(dir: &Path) -> PlatformKey {
+    let key = PlatformKey::generate();
+    std::fs::write(dir.join("platform.pem.pub"), key.public_key().to_pem()).unwrap();
+    key
+}
+
+/// A collector of sim evidence from `platform` for code measured as `measurement`.
+pub fn collector(platform: &PlatformKey, measurement: &[u8]) -> SimCollector {
+    let key = PlatformKey::from_pem(platform.to_pem().expose_secret()).unwrap();
+    SimCollector::new(
+        key,
+        Statement {
+            measurement: measurement.to_vec(),
+            svn: 1,
+            ..Default::default()
+        },
+    )
+}
+
+/// An owner key from a seed, written to `dir/file` (PKCS#8 PEM, 0600); returns the key and
+/// its public half as a policy names it (base64 SPKI DER).
+pub fn owner(dir: &Path, file: &str, seed: u8) -> (OwnerKey, String) {
+    let key = OwnerKey::from_seed(&[seed; 32]).unwrap();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(
+        &mut options.open(dir.join(file)).unwrap(),
+        key.to_pkcs8_pem().unwrap().as_bytes(),
+    )
+    .unwrap();
+    let public = public_b64(&key);
+    (key, public)
+}
+
+/// The public half of `key` as a policy names it.
+pub fn public_b64(key: &OwnerKey) -> String {
+    key.public_key()
+        .to_pem()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect()
+}
+
+/// A sim policy: `owners` (name, base64 key), `approvals` of them for an update; a `driver`
+/// service pinned to [`MEASUREMENT`] whose configuration holds a generated password, a
+/// generated AES key (hex), the imported canary (`CANARY_TOKEN`) and a key and certificate
+/// from the session CA.
+pub fn sim_policy(
+    name: &str,
+    version: u64,
+    predecessor: Option<SessionHash>,
+    owners: &[(&str, &str)],
+    approvals: usize,
+) -> String {
+    let mut y = format!("name: {name}\nversion: {version}\n");
+    if let Some(p) = predecessor {
+        y.push_str(&format!("predecessor: {p}\n"));
+    }
+    y.push_str("access:\n  owners:\n");
+    for (owner, key) in owners {
+        y.push_str(&format!("    - name: {owner}\n      key: {key}\n"));
+    }
+    y.push_str(&format!("  update:\n    approvals: {approvals}\n"));
+    y.push_str(&format!(
+        r#"security:
+  tees: [sim]
+services:
+  - name: driver
+    attestation:
+      - measurements: ["{m}"]
+    command: /bin/driver
+    args: [run]
+    env:
+      DB_PASSWORD: $$cloister:db_password$$
+      DATA_KEY: $$cloister:data_key:hex$$
+      API_TOKEN: $$cloister:api_token$$
+    files:
+      - path: /etc/tls/key.pem
+        content: $$cloister:driver_cert:key$$
+        mode: "0400"
+      - path: /etc/tls/cert.pem
+        content: $$cloister:driver_cert:chain$$
+        mode: "0444"
+secrets:
+  - name: db_password
+    kind: ascii
+  - name: data_key
+    kind: aes256
+  - name: api_token
+    kind: import
+    from:
+      env: CANARY_TOKEN
+  - name: session_ca
+    kind: x509-ca
+    common_name: Process test session CA
+  - name: driver_cert
+    kind: x509
+    issuer: session_ca
+    common_name: driver
+    sans: [driver.test]
+"#,
+        m = hex::encode(MEASUREMENT)
+    ));
+    y
+}
+
+/// `yaml` signed by each of `owners`.
+pub fn signed(yaml: &str, owners: &[&OwnerKey]) -> SignedPolicy {
+    owners
+        .iter()
+        .fold(SignedPolicy::new(yaml), |p, o| p.signed_by(o))
+}
+
+/// A runtime for the tests' client calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Every file under `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
