@@ -69,8 +69,8 @@ pub enum Error {
     // ---- Refused: attestation, or the app bundle ----
     /// The CAS refused the attestation (or the session): `reasons` names each failed rule.
     #[error(
-        "attestation refused by the CAS ({code}): {message}{}",
-        reasons_suffix(reasons)
+        "attestation refused by the CAS ({code}): {}",
+        detail(message, reasons)
     )]
     Refused {
         /// The CAS's stable error code (`attestation-refused`, `session-refused`, …).
@@ -220,11 +220,12 @@ impl From<cloister_cas::Error> for Error {
     }
 }
 
-fn reasons_suffix(reasons: &[String]) -> String {
+/// The failed rules when the CAS lists them (its message then only says that it does).
+fn detail(message: &str, reasons: &[String]) -> String {
     if reasons.is_empty() {
-        String::new()
+        message.to_owned()
     } else {
-        format!(": {}", reasons.join("; "))
+        reasons.join("; ")
     }
 }
 

@@ -33,7 +33,8 @@ pub const FILES_DIR_ENV: &str = "CLOISTER_FILES_DIR";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FilesMode {
-    /// In memory, and in a private directory on `/dev/shm` when it is a writable directory.
+    /// In memory, and in a private directory on `/dev/shm` when one can be made there (in
+    /// memory only otherwise).
     #[default]
     Auto,
     /// In memory only: no directory, nothing on any file system.
@@ -85,24 +86,24 @@ impl InjectedFiles {
                 });
             }
         }
-        let parent = match mode {
+        let dir = match mode {
             _ if kept.is_empty() => None,
             FilesMode::Memory => None,
-            FilesMode::Under(dir) => Some(dir.clone()),
+            FilesMode::Under(parent) => Some(PrivateDir::create(parent, &kept)?),
             FilesMode::Auto => {
                 let shm = Path::new(SHM);
-                let usable = std::fs::metadata(shm)
-                    .map(|m| m.is_dir() && !m.permissions().readonly())
-                    .unwrap_or(false);
-                if !usable {
+                if shm.is_dir() {
+                    // Best effort: the files are in memory whatever happens here.
+                    PrivateDir::create(shm, &kept)
+                        .inspect_err(|e| {
+                            tracing::warn!(error = %e, "injected files are kept in memory only");
+                        })
+                        .ok()
+                } else {
                     tracing::info!("no {SHM}: injected files are kept in memory only");
+                    None
                 }
-                usable.then(|| shm.to_path_buf())
             }
-        };
-        let dir = match parent {
-            Some(parent) => Some(PrivateDir::create(&parent, &kept)?),
-            None => None,
         };
         Ok(Self { files: kept, dir })
     }
@@ -339,6 +340,22 @@ mod tests {
 
         drop(files);
         assert!(!dir.exists(), "the private directory outlived its files");
+    }
+
+    #[test]
+    fn auto_mode_uses_dev_shm_when_there_is_one() {
+        let files =
+            InjectedFiles::materialise(vec![file("/etc/app/token", "t", 0o400)], &FilesMode::Auto)
+                .unwrap();
+        match files.dir() {
+            Some(dir) => {
+                let dir = dir.to_path_buf();
+                assert!(dir.starts_with(SHM), "{}", dir.display());
+                drop(files);
+                assert!(!dir.exists());
+            }
+            None => assert!(!Path::new(SHM).is_dir(), "{SHM} exists but was not used"),
+        }
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub enum EvidenceSource {
     Las(String),
     /// **Development only.** Sim evidence signed in this process with this platform key, for
     /// the measurement the runtime computed. Anyone holding the key can make such evidence;
-    /// policies accept it only when they name `sim`.
+    /// policies accept it only when they name `sim`. Warn your user when you choose it.
     Sim(PlatformKey),
     /// The machine's TEE interface (configfs-tsm or Gramine), found under `root` (`/`).
     Hardware {
@@ -278,7 +278,8 @@ impl Source {
                 Source::Las(las)
             }
             EvidenceSource::Sim(key) => {
-                tracing::warn!(
+                // Chosen by the caller, who warns its user (`cloister run` does, loudly).
+                tracing::info!(
                     "sim evidence signed in this process: development only, no hardware protects this workload"
                 );
                 Source::Local(Box::new(SimCollector::new(
