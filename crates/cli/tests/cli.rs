@@ -5,6 +5,8 @@
 mod audit;
 #[path = "cli/custodian.rs"]
 mod custodian;
+#[path = "cli/run.rs"]
+mod run;
 
 use rstest::rstest;
 use serde_json::Value;
