@@ -26,6 +26,7 @@ for t in "${targets[@]}"; do
     maa_jwt) seeds="testdata/tee-evidence/maa-jwt" ;;
     ae_cell) seeds="testdata/always-encrypted/swisscom" ;;
     policy_parse) seeds="crates/policy/examples" ;;
+    app_bundle) seeds="" ;;
     *) seeds="" ;;
   esac
   # shellcheck disable=SC2086 # $seeds is a list of folders

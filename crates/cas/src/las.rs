@@ -7,7 +7,9 @@
 //! - **Evidence**: `POST /v1/evidence` with the workload's 64-byte `report_data` returns the
 //!   node's TEE evidence carrying it — from configfs-tsm (SEV-SNP, TDX confidential VMs) or
 //!   Gramine, found by [`cloister_attest::collect::detect`], or, for development, `sim` evidence
-//!   signed by a simulated platform key the LAS holds.
+//!   signed by a simulated platform key the LAS holds. A sim LAS signs the measurement the
+//!   workload claims for itself when the request carries one ([`EvidenceRequest::measurement`],
+//!   simulation only: there is no hardware to measure the workload); any other LAS refuses it.
 //! - **Collateral**: Intel (PCS) and AMD (KDS) collateral for that evidence is attached when it
 //!   can be, from an on-disk [cache](collateral) that keeps serving valid copies while the
 //!   services are rate-limited or down, and that can be seeded from an offline bundle.

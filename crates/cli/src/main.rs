@@ -11,8 +11,10 @@ mod evidence;
 mod generate;
 mod keys;
 mod output;
+mod package;
 mod policy;
 mod remote;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -72,6 +74,37 @@ enum Command {
     /// Run the Configuration and Attestation Service (CAS); make its master key.
     #[command(subcommand)]
     Cas(cas::Command),
+    /// Encrypt an app directory into a bundle (AES-256-GCM), or make a bundle key.
+    ///
+    /// The bundle holds every regular file under APP_DIR in a deterministic archive, so the same
+    /// app always has the same digest and measurement. The key is read from a file; the policy
+    /// imports the same file and hands it to the workload as CLOISTER_BUNDLE_KEY.
+    ///
+    /// Example: cloister package keygen --out app.key
+    ///          cloister package ./app --out app.bundle --key-file app.key
+    #[command(verbatim_doc_comment)]
+    Package(package::PackageArgs),
+    /// Print the measurement a policy pins for this executable running a bundle.
+    ///
+    /// SHA-384 over this executable's SHA-256 and the bundle's plaintext digest (read from the
+    /// bundle's header: no key needed). Pin it in the service's `attestation[].measurements`.
+    ///
+    /// Example: cloister measure --bundle app.bundle
+    #[command(verbatim_doc_comment)]
+    Measure(package::MeasureArgs),
+    /// Run an attested workload: measure, attest to the CAS, receive the configuration, run a role.
+    ///
+    /// Measures this executable and the bundle, makes a fresh key, gets evidence binding it
+    /// (from --las, from --sim-key for development, or from this machine's TEE), attests to the
+    /// CAS, keeps the configuration in memory (injected files in a private directory on
+    /// /dev/shm, removed at exit), opens the bundle with the key the configuration holds, and
+    /// runs the role. A refusal, a tampered bundle, a wrong key or a bundle the policy does not
+    /// pin stops it with exit code 1 and a message naming the cause.
+    ///
+    /// Example: cloister run --cas https://cas:8443 --cas-cert cas.crt --session demo/taxi \
+    ///            --service job --las http://$HOST_IP:9480 -- job app.bundle
+    #[command(verbatim_doc_comment)]
+    Run(run::RunArgs),
 }
 
 /// Exit code for a negative verdict: evidence refused, verification failed.
@@ -95,6 +128,9 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd, quiet),
         Command::Audit(cmd) => audit::run(cmd, quiet),
         Command::Cas(cmd) => cas::run(cmd, quiet),
+        Command::Package(args) => package::run(args, quiet),
+        Command::Measure(args) => package::measure(args),
+        Command::Run(args) => run::run(args, quiet),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,8 @@ mod cas_process;
 mod custodian;
 #[path = "cli/generate.rs"]
 mod generate;
+#[path = "cli/run.rs"]
+mod run;
 #[path = "cli/schemathesis.rs"]
 mod schemathesis;
 

@@ -3,7 +3,7 @@
 //! | endpoint | request | answer |
 //! | --- | --- | --- |
 //! | `GET /v1/health` | — | [`Health`] |
-//! | `POST /v1/evidence` | [`EvidenceRequest`] | [`EvidenceResponse`] |
+//! | `POST /v1/evidence` | [`EvidenceRequest`] (sim only: with the workload's claimed measurement) | [`EvidenceResponse`] |
 //! | `POST /v1/collateral` | [`CollateralRequest`] (evidence the caller collected itself) | [`CollateralResponse`] |
 //! | `GET /v1/collateral/dcap/{sgx\|tdx}/{fmspc}/{processor\|platform}` | — | [`CollateralResponse`] |
 //! | `GET /v1/collateral/snp/{Milan\|Genoa}/{chip_id}/{tcb}` | — | [`CollateralResponse`] |
@@ -52,6 +52,16 @@ pub enum SourceKind {
 pub struct EvidenceRequest {
     /// The 64 bytes the evidence must carry, as 128 hex digits.
     pub report_data: String,
+    /// **Simulation only.** The measurement the workload claims for itself, hex (1 to 64
+    /// bytes), for the evidence to carry instead of the sim template's.
+    ///
+    /// A sim TEE has no hardware that measures the workload, so a sim LAS signs the workload's
+    /// own claim (`cloister run` measures its executable and app bundle). That makes sim evidence
+    /// say exactly what the workload says, which is all `sim` ever meant: policies accept it
+    /// only when they name `sim`. A LAS in any other mode refuses a request carrying it
+    /// (`bad-request`): a hardware TEE measures the workload itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurement: Option<String>,
 }
 
 /// The answer to `POST /v1/evidence`.

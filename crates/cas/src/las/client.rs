@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use super::LasError;
 use super::api::{
     CollateralRequest, CollateralResponse, ErrorBody, ErrorResponse, EvidenceRequest,
-    EvidenceResponse, Health, WireCollateral,
+    EvidenceResponse, Health, SourceKind, WireCollateral,
 };
 use super::collateral::{AmdProduct, DcapTee, PckCa, SnpTcb, error_chain, read_body};
 
@@ -81,6 +81,9 @@ pub struct LasEvidence {
     pub evidence: Evidence,
     /// The collateral to verify it (never for `sim`).
     pub collateral: Option<Collateral>,
+    /// The same collateral in the form the CAS takes it (`AttestRequest::collateral`): DCAP
+    /// collateral JSON as the LAS sent it, or `{"vcek": …, "chain": …}` for SEV-SNP.
+    pub attest_collateral: Option<serde_json::Value>,
     /// Why the LAS attached no collateral to evidence that needs some.
     pub collateral_error: Option<ErrorBody>,
 }
@@ -113,6 +116,16 @@ impl LasEvidence {
                 response.tee, response.format
             )));
         }
+        let attest_collateral = match &response.collateral {
+            None => None,
+            Some(WireCollateral::Dcap(json)) => Some(
+                serde_json::from_str(json.get())
+                    .map_err(|e| protocol(format!("DCAP collateral: {e}")))?,
+            ),
+            Some(WireCollateral::Snp { vcek, cert_chain }) => {
+                Some(serde_json::json!({ "vcek": vcek, "chain": cert_chain }))
+            }
+        };
         let collateral = response
             .collateral
             .map(|wire| Collateral::from_wire(wire, url))
@@ -126,6 +139,7 @@ impl LasEvidence {
                 aux: None,
             },
             collateral,
+            attest_collateral,
             collateral_error: response.collateral_error,
         })
     }
@@ -234,6 +248,7 @@ impl LasClient {
     pub async fn evidence(&self, report_data: &[u8; 64]) -> Result<LasEvidence, LasError> {
         let request = EvidenceRequest {
             report_data: hex::encode(report_data),
+            measurement: None,
         };
         let response: EvidenceResponse = self.call("/v1/evidence", Some(&request)).await?;
         LasEvidence::from_response(response, self.base.as_str())
@@ -289,11 +304,17 @@ impl LasClient {
 ///
 /// Like every collector it blocks: call it from a plain thread or `spawn_blocking`, never
 /// directly on an async runtime's thread (reqwest's blocking client refuses that).
+///
+/// A sim LAS can sign the measurement the workload claims for itself
+/// ([`LasCollector::claiming_measurement`]; simulation only, see
+/// [`EvidenceRequest::measurement`]).
 #[derive(Debug)]
 pub struct LasCollector {
     base: Url,
     http: reqwest::blocking::Client,
     tee: Tee,
+    source: SourceKind,
+    claimed_measurement: Option<Vec<u8>>,
 }
 
 impl LasCollector {
@@ -310,10 +331,26 @@ impl LasCollector {
             base,
             http,
             tee: Tee::Sim,
+            source: SourceKind::Custom,
+            claimed_measurement: None,
         };
         let health: Health = collector.call::<(), _>("/v1/health", None)?;
         collector.tee = health.tee;
+        collector.source = health.source;
         Ok(collector)
+    }
+
+    /// Where the LAS said its evidence comes from, at connect.
+    pub fn source(&self) -> SourceKind {
+        self.source
+    }
+
+    /// **Simulation only.** Ask a sim LAS to sign `measurement` (the workload's own) instead of
+    /// its template's. Sent only when the LAS said at connect that it is a sim LAS; a hardware
+    /// LAS's evidence carries the TEE's own measurement, whatever is claimed here.
+    pub fn claiming_measurement(mut self, measurement: Vec<u8>) -> Self {
+        self.claimed_measurement = Some(measurement);
+        self
     }
 
     fn call<B: Serialize, T: DeserializeOwned>(
@@ -356,8 +393,13 @@ impl LasCollector {
 
     /// Evidence carrying `report_data`, with its collateral when the LAS has it.
     pub fn collect_with_collateral(&self, report_data: &[u8; 64]) -> Result<LasEvidence, LasError> {
+        let measurement = match (&self.claimed_measurement, self.source) {
+            (Some(m), SourceKind::Sim) => Some(hex::encode(m)),
+            _ => None,
+        };
         let request = EvidenceRequest {
             report_data: hex::encode(report_data),
+            measurement,
         };
         let response: EvidenceResponse = self.call("/v1/evidence", Some(&request))?;
         let got = LasEvidence::from_response(response, self.base.as_str())?;
@@ -432,6 +474,33 @@ mod tests {
             decode::<Health>(200, b"{}", "u"),
             Err(LasError::Protocol { .. })
         ));
+    }
+
+    #[test]
+    fn snp_collateral_is_also_kept_in_the_form_the_cas_takes() {
+        // What the sniffer looks at in an SEV-SNP report: 1184 bytes, version 2, ECDSA P-384.
+        let mut report = vec![0u8; 1184];
+        report[0] = 2;
+        report[0x34] = 1;
+        let response = EvidenceResponse {
+            tee: Tee::SevSnp,
+            format: EvidenceFormat::SnpReport,
+            provider: Some("sev_guest".into()),
+            evidence: B64.encode(&report),
+            collateral: Some(WireCollateral::Snp {
+                vcek: B64.encode(b"vcek der"),
+                cert_chain: "-----BEGIN CERTIFICATE-----\n".into(),
+            }),
+            collateral_error: None,
+        };
+        let got = LasEvidence::from_response(response, "http://las").unwrap();
+        assert_eq!(
+            got.attest_collateral,
+            Some(serde_json::json!({
+                "vcek": B64.encode(b"vcek der"),
+                "chain": "-----BEGIN CERTIFICATE-----\n"
+            }))
+        );
     }
 
     #[test]

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloister_attest::Tee;
-use cloister_attest::collect::{self, Collector, SimCollector};
+use cloister_attest::collect::{self, Collector, Evidence};
 use cloister_attest::sim::{PlatformKey, PublicKey, Statement};
+use cloister_attest::{EvidenceFormat, Tee};
 use reqwest::Url;
 
 use super::LasError;
@@ -154,11 +154,58 @@ pub(crate) struct CollateralConfig {
     pub amd_product: Option<AmdProduct>,
 }
 
+/// The sim evidence source: a platform key and the statement template it signs.
+///
+/// Besides the template's measurement, it can sign a measurement the workload claims for itself
+/// ([`SimSource::collect_claiming`]): a sim TEE has no hardware to measure the workload, so the
+/// workload's own measurement is all there is. Simulation only, like everything `sim`.
+#[derive(Debug)]
+pub(crate) struct SimSource {
+    key: PlatformKey,
+    template: Statement,
+}
+
+impl SimSource {
+    /// Sim evidence carrying `report_data` and, when given, `measurement` instead of the
+    /// template's.
+    pub(crate) fn collect_claiming(
+        &self,
+        report_data: &[u8; 64],
+        measurement: Option<&[u8]>,
+    ) -> Result<Evidence, cloister_attest::Error> {
+        let mut statement = Statement {
+            report_data: report_data.to_vec(),
+            ..self.template.clone()
+        };
+        if let Some(measurement) = measurement {
+            statement.measurement = measurement.to_vec();
+        }
+        Ok(Evidence {
+            tee: Tee::Sim,
+            format: EvidenceFormat::Sim,
+            bytes: self.key.sign(&statement)?,
+            provider: None,
+            aux: None,
+        })
+    }
+}
+
+impl Collector for SimSource {
+    fn tee(&self) -> Tee {
+        Tee::Sim
+    }
+
+    fn collect(&self, report_data: &[u8; 64]) -> Result<Evidence, cloister_attest::Error> {
+        self.collect_claiming(report_data, None)
+    }
+}
+
 /// A validated LAS configuration.
 pub struct LasConfig {
     listen: SocketAddr,
     collector: Arc<dyn Collector>,
     kind: SourceKind,
+    sim: Option<Arc<SimSource>>,
     sim_public_key: Option<PublicKey>,
     pub(crate) collateral: CollateralConfig,
     limits: Limits,
@@ -186,7 +233,7 @@ impl LasConfig {
         source: EvidenceSource,
         collateral: CollateralSettings,
     ) -> Result<Self, LasError> {
-        let (collector, kind, sim_public_key) = resolve_source(source)?;
+        let (collector, kind, sim) = resolve_source(source)?;
         let collateral = validate_collateral(collateral)?;
         if kind == SourceKind::Sim && !listen.ip().is_loopback() {
             tracing::warn!(
@@ -198,7 +245,8 @@ impl LasConfig {
             listen,
             collector,
             kind,
-            sim_public_key,
+            sim_public_key: sim.as_ref().map(|sim| sim.key.public_key()),
+            sim,
             collateral,
             limits: Limits::default(),
         })
@@ -260,9 +308,14 @@ impl LasConfig {
     pub(crate) fn collector(&self) -> Arc<dyn Collector> {
         self.collector.clone()
     }
+
+    /// The sim source, in sim mode.
+    pub(crate) fn sim(&self) -> Option<Arc<SimSource>> {
+        self.sim.clone()
+    }
 }
 
-type Resolved = (Arc<dyn Collector>, SourceKind, Option<PublicKey>);
+type Resolved = (Arc<dyn Collector>, SourceKind, Option<Arc<SimSource>>);
 
 fn resolve_source(source: EvidenceSource) -> Result<Resolved, LasError> {
     match source {
@@ -275,9 +328,8 @@ fn resolve_source(source: EvidenceSource) -> Result<Resolved, LasError> {
             probe
                 .validate()
                 .map_err(|e| LasError::config("sim template", e.to_string()))?;
-            let public = key.public_key();
-            let collector = SimCollector::new(key, template);
-            Ok((Arc::new(collector), SourceKind::Sim, Some(public)))
+            let sim = Arc::new(SimSource { key, template });
+            Ok((sim.clone(), SourceKind::Sim, Some(sim)))
         }
         EvidenceSource::Hardware { root } => match collect::detect(&root) {
             Some(collector) => {

@@ -31,7 +31,7 @@ use super::collateral::{
     AmdProduct, BundleFetcher, Cached, CollateralCache, DcapTee, Fetcher, HttpFetcher, Item, PckCa,
     SnpTcb,
 };
-use super::config::{LasConfig, Limits};
+use super::config::{LasConfig, Limits, SimSource};
 use super::locate::{self, Needed};
 use super::{Clock, LasError, SystemClock};
 
@@ -48,6 +48,8 @@ pub struct LasState {
 
 struct Inner {
     collector: Arc<dyn Collector>,
+    /// The same source as `collector`, in sim mode: it can sign a claimed measurement.
+    sim: Option<Arc<SimSource>>,
     health: Health,
     cache: CollateralCache,
     amd_product: Option<AmdProduct>,
@@ -101,6 +103,7 @@ impl LasState {
         Ok(Self {
             inner: Arc::new(Inner {
                 collector: config.collector(),
+                sim: config.sim(),
                 health,
                 cache,
                 amd_product: c.amd_product,
@@ -115,8 +118,24 @@ impl LasState {
         &self.inner.cache
     }
 
-    /// Collect evidence off the async runtime, bounded in concurrency and time.
-    async fn collect(&self, report_data: [u8; 64]) -> Result<Evidence, LasError> {
+    /// Collect evidence off the async runtime, bounded in concurrency and time; with the
+    /// workload's `claimed` measurement in sim mode (refused in any other mode).
+    async fn collect(
+        &self,
+        report_data: [u8; 64],
+        claimed: Option<Vec<u8>>,
+    ) -> Result<Evidence, LasError> {
+        let sim = match (&claimed, &self.inner.sim) {
+            (None, _) => None,
+            (Some(_), Some(sim)) => Some(sim.clone()),
+            (Some(_), None) => {
+                return Err(LasError::bad_request(
+                    "measurement",
+                    "only a sim LAS signs a measurement the workload claims; \
+                     a hardware TEE measures the workload itself",
+                ));
+            }
+        };
         let limit = self.inner.limits.collect_timeout;
         let timeout = LasError::Timeout {
             what: "evidence collection",
@@ -131,7 +150,12 @@ impl LasState {
             // Held until the TEE interface answers, even past the timeout, so that a hung
             // interface cannot pile up threads.
             let _permit = permit;
-            collector.collect(&report_data)
+            match (&sim, &claimed) {
+                (Some(sim), Some(measurement)) => {
+                    sim.collect_claiming(&report_data, Some(measurement))
+                }
+                _ => collector.collect(&report_data),
+            }
         });
         tokio::time::timeout(limit, task)
             .await
@@ -250,7 +274,25 @@ async fn evidence(
 ) -> Result<Json<EvidenceResponse>, LasError> {
     let Json(request) = body.map_err(|r| json_rejection(r, MAX_EVIDENCE_REQUEST))?;
     let report_data: [u8; 64] = hex_array("report_data", &request.report_data)?;
-    let evidence = state.collect(report_data).await?;
+    let claimed = request
+        .measurement
+        .as_deref()
+        .map(|m| hex::decode(m.trim()))
+        .transpose()
+        .map_err(|e| LasError::bad_request("measurement", format!("not hex: {e}")))?;
+    if let Some(m) = &claimed
+        && !(1..=cloister_attest::sim::MAX_MEASUREMENT_LEN).contains(&m.len())
+    {
+        return Err(LasError::bad_request(
+            "measurement",
+            format!(
+                "{} bytes; it must be 1 to {}",
+                m.len(),
+                cloister_attest::sim::MAX_MEASUREMENT_LEN
+            ),
+        ));
+    }
+    let evidence = state.collect(report_data, claimed).await?;
     tracing::debug!(
         tee = %evidence.tee,
         len = evidence.bytes.len(),
@@ -538,6 +580,20 @@ mod tests {
         "bad-request"
     )]
     #[case::not_json("POST", "/v1/evidence", "report_data", 400, "bad-request")]
+    #[case::claimed_measurement_not_hex(
+        "POST",
+        "/v1/evidence",
+        r#"{"report_data":"00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000","measurement":"zz"}"#,
+        400,
+        "bad-request"
+    )]
+    #[case::claimed_measurement_empty(
+        "POST",
+        "/v1/evidence",
+        r#"{"report_data":"00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000","measurement":""}"#,
+        400,
+        "bad-request"
+    )]
     #[case::unknown_path("GET", "/v1/nothing", "", 404, "not-found")]
     #[case::wrong_method("GET", "/v1/evidence", "", 405, "method-not-allowed")]
     #[case::bad_tee(
@@ -580,6 +636,76 @@ mod tests {
         let (got, body) = call(sim_state(), method, path, body).await;
         assert_eq!(got.as_u16(), status, "{body}");
         assert_eq!(code(&body), expected, "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_sim_las_signs_the_measurement_the_workload_claims() {
+        let key = PlatformKey::generate();
+        let verifier = cloister_attest::sim::SimVerifier::new([key.public_key()]);
+        let config = LasConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            EvidenceSource::Sim {
+                key,
+                template: Statement {
+                    measurement: vec![7; 32],
+                    svn: 2,
+                    ..Default::default()
+                },
+            },
+            CollateralSettings::offline(None),
+        )
+        .unwrap();
+        let state = LasState::new(config).unwrap();
+        let report_data = [0x11; 64];
+        let verify = |body: &str| {
+            use cloister_attest::Verifier as _;
+            let response: EvidenceResponse = serde_json::from_str(body).unwrap();
+            let bytes = B64.decode(response.evidence).unwrap();
+            let ctx =
+                cloister_attest::Context::new(SystemTime::now()).expect_report_data(report_data);
+            verifier.verify(&bytes, &ctx).unwrap().into_claims()
+        };
+        let claimed = format!(
+            r#"{{"report_data":"{}","measurement":"{}"}}"#,
+            hex::encode(report_data),
+            "c3".repeat(48)
+        );
+        let (status, body) = call(state.clone(), "POST", "/v1/evidence", &claimed).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let claims = verify(&body);
+        assert_eq!(claims.measurement, vec![0xc3; 48]);
+        assert_eq!(claims.svn, Some(2), "the rest of the template stays");
+
+        // Without a claim, the template's measurement.
+        let plain = format!(r#"{{"report_data":"{}"}}"#, hex::encode(report_data));
+        let (status, body) = call(state, "POST", "/v1/evidence", &plain).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(verify(&body).measurement, vec![7; 32]);
+    }
+
+    #[tokio::test]
+    async fn a_las_that_is_not_sim_refuses_a_claimed_measurement() {
+        let config = LasConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            EvidenceSource::Collector(Arc::new(Stuck)),
+            CollateralSettings::offline(None),
+        )
+        .unwrap();
+        let body = format!(
+            r#"{{"report_data":"{}","measurement":"{}"}}"#,
+            "00".repeat(64),
+            "c3".repeat(48)
+        );
+        let (status, text) = call(
+            LasState::new(config).unwrap(),
+            "POST",
+            "/v1/evidence",
+            &body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert_eq!(code(&text), "bad-request");
+        assert!(text.contains("only a sim LAS"), "{text}");
     }
 
     #[tokio::test]

@@ -260,6 +260,56 @@ async fn the_las_collector_feeds_the_attest_flow() {
     assert!(matches!(err, LasError::Unreachable { .. }), "{err:?}");
 }
 
+#[tokio::test]
+async fn the_las_collector_claims_the_workloads_measurement_from_a_sim_las_only() {
+    let (source, verifier) = sim_source();
+    let las = Las::start(
+        source,
+        CollateralSettings::offline(None),
+        Arc::new(las::SystemClock),
+    )
+    .await;
+    let url = las.url.clone();
+    let report_data = binding::report_data(b"n", b"k");
+    let evidence = tokio::task::spawn_blocking(move || {
+        let collector = LasCollector::connect(&url)
+            .unwrap()
+            .claiming_measurement(vec![0x4d; 48]);
+        assert_eq!(collector.source(), SourceKind::Sim);
+        collector.collect(&report_data).unwrap()
+    })
+    .await
+    .unwrap();
+    let ctx = Context::new(SystemTime::now()).expect_report_data(report_data);
+    let claims = verifier
+        .verify(&evidence.bytes, &ctx)
+        .unwrap()
+        .into_claims();
+    assert_eq!(claims.measurement, vec![0x4d; 48]);
+    las.stop().await;
+
+    // A LAS with its own collector (as a hardware one) is never sent the claim: its evidence
+    // carries what its TEE measured.
+    let las = Las::start(
+        EvidenceSource::Collector(Recorded::sgx()),
+        CollateralSettings::offline(None),
+        Arc::new(las::SystemClock),
+    )
+    .await;
+    let url = las.url.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        let collector = LasCollector::connect(&url)
+            .unwrap()
+            .claiming_measurement(vec![0x4d; 48]);
+        assert_eq!(collector.source(), SourceKind::Custom);
+        collector.collect(&report_data)
+    })
+    .await
+    .unwrap();
+    assert!(got.is_ok(), "{got:?}");
+    las.stop().await;
+}
+
 async fn las_url_of_a_closed_port() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -318,6 +368,9 @@ async fn dcap_evidence_comes_with_collateral_that_verifies_it(
         "{:?}",
         got.collateral_error
     );
+    // The same collateral as the CAS takes it in an attestation request.
+    let json = serde_json::to_vec(got.attest_collateral.as_ref().unwrap()).unwrap();
+    cloister_attest::dcap::Collateral::from_json(&json).unwrap();
     let claims = verify_at(&got, "2025-07-01T00:00:00Z");
     assert_eq!(claims.tee, tee);
     assert_eq!(claims.tcb_status, status);

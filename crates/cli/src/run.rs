@@ -1,0 +1,133 @@
+//! `cloister run`: the attested workload (see `cloister_runtime` for the flow).
+//!
+//! The roles after `--`: `job BUNDLE` now; `driver`, `executor` and `connect` arrive with the
+//! engine. Until the engine is wired in, `job` prints what it received — the bundle's files and
+//! the names of the configuration's env variables, args and files, never their values.
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use cloister_attest::sim::PlatformKey;
+use cloister_runtime::bundle::Bundle;
+use cloister_runtime::{EvidenceSource, FilesMode, Job, Launch, RoleContext, RoleError, launch};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The CAS's URL.
+    #[arg(long, value_name = "URL")]
+    cas: String,
+    /// The CAS's certificate (PEM; its `cas.crt`): the only certificate trusted.
+    #[arg(long, value_name = "FILE")]
+    cas_cert: PathBuf,
+    /// The session (policy) name, `namespace/name`.
+    #[arg(long)]
+    session: String,
+    /// The service within the session.
+    #[arg(long)]
+    service: String,
+    /// Take evidence from the node's LAS at this URL (`http://$HOST_IP:9480`).
+    #[arg(long, value_name = "URL", conflicts_with = "sim_key")]
+    las: Option<String>,
+    /// DEVELOPMENT ONLY: sign sim evidence with this platform key (PKCS#8 PEM, as `evidence
+    /// sim-keygen` writes it). No hardware protects the workload.
+    #[arg(long, value_name = "FILE")]
+    sim_key: Option<PathBuf>,
+    /// An argument from the host, for `@@N` in the policy's args (N counts from 0). Repeatable.
+    #[arg(long = "host-arg", value_name = "ARG", allow_hyphen_values = true)]
+    host_args: Vec<String>,
+    /// Keep injected files in memory only (default: also in a private directory on /dev/shm).
+    #[arg(long, conflicts_with = "files_under")]
+    files_in_memory: bool,
+    /// Create the private files directory under DIR instead of /dev/shm (use a tmpfs).
+    #[arg(long, value_name = "DIR")]
+    files_under: Option<PathBuf>,
+    /// The role and its arguments: `job BUNDLE`.
+    #[arg(last = true, required = true, value_name = "ROLE")]
+    role: Vec<String>,
+}
+
+pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let bundle = match args.role.as_slice() {
+        [role, bundle] if role == "job" => PathBuf::from(bundle),
+        [role, ..] if role == "job" => bail!("the job role takes one argument: -- job BUNDLE"),
+        [role, ..] if ["driver", "executor", "connect"].contains(&role.as_str()) => {
+            bail!("the {role} role is not available yet; use -- job BUNDLE")
+        }
+        [role, ..] => bail!("unknown role {role:?}: use -- job BUNDLE"),
+        [] => bail!("name a role after --: -- job BUNDLE"),
+    };
+    let cas_cert_pem = std::fs::read_to_string(&args.cas_cert)
+        .with_context(|| format!("cannot read {}", args.cas_cert.display()))?;
+    let evidence = match (&args.las, &args.sim_key) {
+        (Some(url), _) => EvidenceSource::Las(url.clone()),
+        (None, Some(path)) => {
+            let pem = zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            );
+            let key = PlatformKey::from_pem(&pem)
+                .with_context(|| format!("{} is not a sim platform key", path.display()))?;
+            eprintln!(
+                "cloister: WARNING: --sim-key: sim evidence signed on this machine. DEVELOPMENT \
+                 ONLY: no hardware protects this workload, and only a policy that accepts `sim` \
+                 admits it."
+            );
+            EvidenceSource::Sim(key)
+        }
+        (None, None) => EvidenceSource::Hardware { root: "/".into() },
+    };
+    let mut options = Launch::new(args.cas, cas_cert_pem, args.session, args.service, evidence);
+    options.bundle = Some(bundle);
+    options.host_args = args.host_args;
+    options.files = match (args.files_in_memory, args.files_under) {
+        (true, _) => FilesMode::Memory,
+        (false, Some(dir)) => FilesMode::Under(dir),
+        (false, None) => FilesMode::Auto,
+    };
+    match launch(options, Job::new(print_job)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.is_refusal() => {
+            eprintln!("cloister: refused: {e}");
+            if !quiet {
+                eprintln!("cloister: the job did not run and wrote nothing");
+            }
+            Ok(ExitCode::from(crate::EXIT_REFUSED))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The `job` role until the engine is wired in: what it received, by name.
+fn print_job(bundle: Bundle, ctx: RoleContext) -> Result<(), RoleError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "measurement: {}", ctx.measurement)?;
+    writeln!(
+        out,
+        "session: {} service: {} policy: {}",
+        ctx.session, ctx.service, ctx.session_hash
+    )?;
+    writeln!(
+        out,
+        "bundle: {} ({} files)",
+        bundle.digest(),
+        bundle.files().len()
+    )?;
+    for (path, content) in bundle.files() {
+        writeln!(out, "bundle file: {path} ({} bytes)", content.len())?;
+    }
+    for name in ctx.env.keys() {
+        writeln!(out, "env: {name}")?;
+    }
+    writeln!(out, "args: {}", ctx.args.len())?;
+    for path in ctx.files.paths() {
+        writeln!(out, "file: {}", path.display())?;
+    }
+    match ctx.files.dir() {
+        Some(dir) => writeln!(out, "files dir: {}", dir.display())?,
+        None => writeln!(out, "files dir: none (in memory)")?,
+    }
+    out.flush()?;
+    Ok(())
+}

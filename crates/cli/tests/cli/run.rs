@@ -1,0 +1,476 @@
+//! `cloister package | measure | run` end to end: the built binary packages an app, prints the
+//! measurement a policy pins, and runs a `job` against a CAS (and a sim LAS) served by this test
+//! process on 127.0.0.1:0, with the refusals each naming their cause.
+
+use cloister_attest::sim::{PlatformKey, Statement};
+use cloister_cas::client::CasClient;
+use cloister_cas::las::{self, CollateralSettings, LasConfig, LasState};
+use cloister_cas::server::{self, CERT_FILE, CasState};
+use cloister_cas::{CasConfig, MasterKey};
+use cloister_policy::{OwnerKey, SignedPolicy};
+use rstest::rstest;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SESSION: &str = "demo/job";
+
+fn run_cloister(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run cloister")
+}
+
+async fn cloister(dir: &Path, args: &[&str]) -> Output {
+    let dir = dir.to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cloister(&dir, &args)
+    })
+    .await
+    .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(out: Output, what: &str) -> Output {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+fn owner() -> OwnerKey {
+    OwnerKey::from_seed(&[5; 32]).unwrap()
+}
+
+/// The custodian's side, done with the built binary: a platform key, two bundle keys, an app,
+/// its bundle and the measurement to pin. Then a CAS holding a policy that pins it.
+struct Setup {
+    dir: tempfile::TempDir,
+    cas_url: String,
+    measurement: String,
+    bundle_key_hex: String,
+    _cas: tokio::task::JoinHandle<Result<(), cloister_cas::Error>>,
+    _cas_dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        ok(
+            cloister(d, &["evidence", "sim-keygen", "--out", "platform.pem"]).await,
+            "sim-keygen",
+        );
+        ok(
+            cloister(d, &["package", "keygen", "--out", "bundle.key"]).await,
+            "keygen",
+        );
+        ok(
+            cloister(d, &["package", "keygen", "--out", "wrong.key"]).await,
+            "keygen",
+        );
+        std::fs::create_dir_all(d.join("app/lib")).unwrap();
+        std::fs::write(d.join("app/query.sql"), "SELECT count(*) FROM trips;\n").unwrap();
+        std::fs::write(d.join("app/lib/helper.sql"), "-- helpers\n").unwrap();
+        ok(
+            cloister(
+                d,
+                &[
+                    "package",
+                    "app",
+                    "--out",
+                    "app.bundle",
+                    "--key-file",
+                    "bundle.key",
+                ],
+            )
+            .await,
+            "package",
+        );
+        let out = ok(
+            cloister(d, &["measure", "--bundle", "app.bundle"]).await,
+            "measure",
+        );
+        let measurement = text(&out.stdout).trim().to_owned();
+        assert_eq!(measurement.len(), 96, "{measurement}");
+
+        // The CAS, trusting the sim platform key, with the policy imports reading the key files.
+        let cas_dir = tempfile::tempdir().unwrap();
+        let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
+        let config = CasConfig::builder("https://cas.test")
+            .trust_sim_key(platform.public_key())
+            .build()
+            .unwrap();
+        let state = CasState::open(cas_dir.path(), &MasterKey::generate(), config).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let cas_url = format!("https://{}", listener.local_addr().unwrap());
+        let tls = state.tls_config().unwrap();
+        let cas = tokio::spawn(server::run(
+            listener,
+            tls,
+            state,
+            std::future::pending::<()>(),
+        ));
+        std::fs::copy(cas_dir.path().join(CERT_FILE), d.join("cas.crt")).unwrap();
+        let client = CasClient::new(
+            &cas_url,
+            &std::fs::read_to_string(d.join("cas.crt")).unwrap(),
+        )
+        .unwrap();
+        let policy = policy(d, &measurement);
+        client
+            .create_session(&SignedPolicy::new(policy).signed_by(&owner()))
+            .await
+            .unwrap();
+        let bundle_key_hex = std::fs::read_to_string(d.join("bundle.key"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Setup {
+            dir,
+            cas_url,
+            measurement,
+            bundle_key_hex,
+            _cas: cas,
+            _cas_dir: cas_dir,
+        }
+    }
+
+    /// `cloister run … -- job BUNDLE` with `evidence` (`--sim-key …` or `--las …`).
+    async fn run(&self, service: &str, evidence: &[&str], extra: &[&str], bundle: &str) -> Output {
+        let mut args = vec![
+            "run",
+            "--cas",
+            &self.cas_url,
+            "--cas-cert",
+            "cas.crt",
+            "--session",
+            SESSION,
+            "--service",
+            service,
+            "--host-arg",
+            "trips.parquet",
+        ];
+        args.extend_from_slice(evidence);
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "job", bundle]);
+        cloister(self.dir.path(), &args).await
+    }
+
+    /// No secret value in either stream.
+    fn assert_no_secret(&self, out: &Output) {
+        for stream in [text(&out.stdout), text(&out.stderr)] {
+            assert!(!stream.contains(&self.bundle_key_hex), "{stream}");
+        }
+    }
+}
+
+fn policy(dir: &Path, measurement: &str) -> String {
+    let key: String = owner()
+        .public_key()
+        .to_pem()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    format!(
+        r#"name: {SESSION}
+version: 1
+access:
+  owners:
+    - name: custodian
+      key: {key}
+security:
+  tees: [sim]
+services:
+  - name: job
+    attestation:
+      - measurements: ["{measurement}"]
+    args: [--input, "@@0"]
+    env:
+      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$
+      DB_PASSWORD: $$cloister:db_password$$
+      MODE: batch
+    files:
+      - path: /etc/app/password
+        content: $$cloister:db_password$$
+        mode: "0400"
+  - name: wrong-key
+    attestation:
+      - measurements: ["{measurement}"]
+    env:
+      CLOISTER_BUNDLE_KEY: $$cloister:wrong_key$$
+secrets:
+  - name: bundle_key
+    kind: import
+    from:
+      file: {bundle_key}
+  - name: wrong_key
+    kind: import
+    from:
+      file: {wrong_key}
+  - name: db_password
+    kind: ascii
+"#,
+        bundle_key = dir.join("bundle.key").display(),
+        wrong_key = dir.join("wrong.key").display(),
+    )
+}
+
+/// The value of the `files dir: …` line, when the files went to a directory.
+fn files_dir(stdout: &str) -> Option<PathBuf> {
+    let line = stdout.lines().find_map(|l| l.strip_prefix("files dir: "))?;
+    (!line.starts_with("none")).then(|| PathBuf::from(line))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_job_with_a_sim_key_gets_its_bundle_and_configuration_and_cleans_up() {
+    let s = Setup::new().await;
+    let out = ok(
+        s.run("job", &["--sim-key", "platform.pem"], &[], "app.bundle")
+            .await,
+        "run",
+    );
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("WARNING: --sim-key"), "{stderr}");
+    assert!(
+        stdout.contains(&format!("measurement: {}", s.measurement)),
+        "{stdout}"
+    );
+    for line in [
+        "bundle file: lib/helper.sql (11 bytes)",
+        "bundle file: query.sql (28 bytes)",
+        "env: DB_PASSWORD",
+        "env: MODE",
+        "args: 2",
+        "file: /etc/app/password",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line:?} in {stdout}");
+    }
+    // The bundle key is consumed by the runtime; values are never printed.
+    assert!(!stdout.contains("CLOISTER_BUNDLE_KEY"), "{stdout}");
+    assert!(!stdout.contains("batch"), "{stdout}");
+    s.assert_no_secret(&out);
+    // The injected files were in a private directory, gone now.
+    if let Some(dir) = files_dir(&stdout) {
+        assert!(dir.starts_with("/dev/shm"), "{}", dir.display());
+        assert!(!dir.exists(), "{} outlived the job", dir.display());
+    }
+
+    // Under a directory of our choice: created there, and nothing left in it.
+    let parent = s.dir.path().join("tmpfs");
+    std::fs::create_dir(&parent).unwrap();
+    let out = ok(
+        s.run(
+            "job",
+            &["--sim-key", "platform.pem"],
+            &["--files-under", parent.to_str().unwrap()],
+            "app.bundle",
+        )
+        .await,
+        "run --files-under",
+    );
+    let dir = files_dir(&text(&out.stdout)).expect("a files directory");
+    assert!(dir.starts_with(&parent), "{}", dir.display());
+    assert_eq!(std::fs::read_dir(&parent).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_job_through_a_sim_las_presents_its_own_measurement() {
+    let s = Setup::new().await;
+    // The LAS's template measurement is not the pinned one: the runtime's claim is what counts.
+    let platform = PlatformKey::load(s.dir.path().join("platform.pem")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = LasConfig::new(
+        addr,
+        las::EvidenceSource::Sim {
+            key: platform,
+            template: Statement {
+                measurement: vec![0; 48],
+                ..Statement::default()
+            },
+        },
+        CollateralSettings::offline(None),
+    )
+    .unwrap();
+    let server = tokio::spawn(las::run(
+        listener,
+        LasState::new(config).unwrap(),
+        std::future::pending::<()>(),
+    ));
+    let las_url = format!("http://{addr}");
+    let out = ok(
+        s.run(
+            "job",
+            &["--las", &las_url],
+            &["--files-in-memory"],
+            "app.bundle",
+        )
+        .await,
+        "run --las",
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("bundle file: query.sql"), "{stdout}");
+    assert!(stdout.contains("files dir: none (in memory)"), "{stdout}");
+    s.assert_no_secret(&out);
+    server.abort();
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Spoil {
+    /// Flip a byte of the ciphertext.
+    Tamper,
+    /// Change the app and package it again after the measurement was pinned.
+    ChangeAfterPinning,
+    /// Run the service whose configuration holds another key.
+    WrongKey,
+}
+
+#[rstest]
+#[case::tampered_bundle(Spoil::Tamper, "tampered")]
+#[case::measurement_not_pinned(Spoil::ChangeAfterPinning, "not pinned")]
+#[case::wrong_bundle_key(Spoil::WrongKey, "wrong bundle key")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_job_refusals_name_their_cause_and_write_nothing(
+    #[case] spoil: Spoil,
+    #[case] cause: &str,
+) {
+    let s = Setup::new().await;
+    let d = s.dir.path();
+    let mut service = "job";
+    match spoil {
+        Spoil::Tamper => {
+            let mut bytes = std::fs::read(d.join("app.bundle")).unwrap();
+            let at = bytes.len() - 40;
+            bytes[at] ^= 0x01;
+            std::fs::write(d.join("app.bundle"), bytes).unwrap();
+        }
+        Spoil::ChangeAfterPinning => {
+            std::fs::write(d.join("app/query.sql"), "SELECT * FROM trips;\n").unwrap();
+            ok(
+                cloister(
+                    d,
+                    &[
+                        "package",
+                        "app",
+                        "--out",
+                        "app.bundle",
+                        "--key-file",
+                        "bundle.key",
+                    ],
+                )
+                .await,
+                "package again",
+            );
+        }
+        Spoil::WrongKey => service = "wrong-key",
+    }
+    let parent = d.join("tmpfs");
+    std::fs::create_dir(&parent).unwrap();
+    let out = s
+        .run(
+            service,
+            &["--sim-key", "platform.pem"],
+            &["--files-under", parent.to_str().unwrap()],
+            "app.bundle",
+        )
+        .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cloister: refused: "), "{stderr}");
+    assert!(stderr.contains(cause), "{cause:?} in {stderr}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert_eq!(std::fs::read_dir(&parent).unwrap().count(), 0);
+    s.assert_no_secret(&out);
+}
+
+#[test]
+fn run_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cas.crt"), "x").unwrap();
+    let base = [
+        "run",
+        "--cas",
+        "https://127.0.0.1:1",
+        "--cas-cert",
+        "cas.crt",
+        "--session",
+        "a/b",
+        "--service",
+        "s",
+        "--",
+    ];
+    for (role, says) in [
+        (&["driver"][..], "not available yet"),
+        (&["job"][..], "-- job BUNDLE"),
+        (&["spark"][..], "unknown role"),
+    ] {
+        let args: Vec<&str> = base.iter().chain(role).copied().collect();
+        let out = run_cloister(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{role:?}");
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn package_is_deterministic_and_keygen_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(
+        run_cloister(d, &["package", "keygen", "--out", "k"]),
+        "keygen",
+    );
+    let again = run_cloister(d, &["package", "keygen", "--out", "k"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("never overwritten"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(d.join("k")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    std::fs::create_dir(d.join("app")).unwrap();
+    std::fs::write(d.join("app/q.sql"), "SELECT 1;").unwrap();
+    let digest = |out: Output| -> String {
+        let v: serde_json::Value = serde_json::from_slice(&ok(out, "package").stdout).unwrap();
+        v["digest"].as_str().unwrap().to_owned()
+    };
+    let a = digest(run_cloister(
+        d,
+        &["package", "app", "--out", "a", "--key-file", "k", "--json"],
+    ));
+    let b = digest(run_cloister(
+        d,
+        &["package", "app", "--out", "b", "--key-file", "k", "--json"],
+    ));
+    assert_eq!(a, b);
+    assert_ne!(
+        std::fs::read(d.join("a")).unwrap(),
+        std::fs::read(d.join("b")).unwrap()
+    );
+    // `measure --json` reads the same digest from the bundle, without the key.
+    let v: serde_json::Value = serde_json::from_slice(
+        &ok(
+            run_cloister(d, &["measure", "--bundle", "a", "--json"]),
+            "measure",
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["bundle_digest"], a.as_str());
+    assert_eq!(v["key_id"], "bundle_key");
+}
