@@ -68,6 +68,7 @@ mod error;
 pub mod keys;
 pub mod kmt;
 pub mod spill;
+pub mod sql;
 
 use std::sync::Arc;
 
