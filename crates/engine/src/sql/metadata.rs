@@ -13,7 +13,7 @@
 //! | `….key_store_provider_name` | `sys.column_master_keys.key_store_provider_name` |
 //! | `….key_path` | `sys.column_master_keys.key_path` |
 //! | `….allow_enclave_computations` (0/1) | `sys.column_master_keys.allow_enclave_computations` |
-//! | `….signature` | `sys.column_master_keys.signature` (see [`sign_cmk_metadata`](cloister_colenc::sign_cmk_metadata)) |
+//! | `….signature` | `sys.column_master_keys.signature` (see [`sign_cmk_metadata`]) |
 //! | `cloister_column_encryption_keys.name` | `sys.column_encryption_keys.name` |
 //! | `….cmk_name` | the CMK's name, through `sys.column_encryption_key_values.column_master_key_id` |
 //! | `….encrypted_value` | `sys.column_encryption_key_values.encrypted_value` |
@@ -266,6 +266,7 @@ fn cmk_row(row: Vec<Value>) -> Result<ColumnMasterKeyRow, Error> {
 ///
 /// The wrapped value's signature and key path are checked against the CMK, and the CMK's
 /// metadata signature (if any) against its public key, before the key is used.
+#[tracing::instrument(skip_all, fields(cek = %cek))]
 pub(crate) async fn resolve_cek(
     conn: &mut dyn Conn,
     cek: &str,
@@ -349,6 +350,7 @@ pub(crate) async fn resolve_cek(
 
 /// Create the CEK `cek` under the CMK `cmk` (registering the CMK if needed): a fresh random
 /// key, wrapped by the CMK from `keys`.
+#[tracing::instrument(skip_all, fields(cek = %cek, cmk = %cmk.name))]
 pub(crate) async fn create_cek(
     conn: &mut dyn Conn,
     cek: &str,
@@ -425,7 +427,7 @@ pub(crate) async fn create_cek(
         Value::Text(CEK_ALGORITHM.to_owned()),
     ];
     conn.execute(&sql, vec![row]).await?;
-    tracing::debug!(cek, cmk = %cmk.name, "created a column encryption key");
+    tracing::debug!("created a column encryption key");
     Ok(key)
 }
 

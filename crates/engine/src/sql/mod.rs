@@ -25,6 +25,24 @@
 //! unwrapped when a table is opened, so a wrong or missing CMK fails there, with the key's
 //! name, not in the middle of a query; tampered cells fail their MAC when read.
 //!
+//! # Column types
+//!
+//! Encrypted columns are binary in the database and read as the Arrow type of their SQL Server
+//! plaintext type (see [`arrow_type`]; `money` is `Decimal128(19,4)`, `char(n)` is `Utf8`, …).
+//! Plaintext columns map by their database type:
+//!
+//! | Arrow | SQLite (declared type, affinity rules) | PostgreSQL |
+//! | --- | --- | --- |
+//! | `Boolean` | `BOOLEAN` | `bool` |
+//! | `Int16` / `Int32` / `Int64` | `SMALLINT` / — / any other `…INT…` (SQLite integers read as `Int64`) | `int2` / `int4` / `int8` |
+//! | `Float32` / `Float64` | — / `REAL`, `FLOAT…`, `DOUBLE…` | `float4` / `float8` |
+//! | `Utf8` | `…CHAR…`, `…CLOB…`, `…TEXT…` | `text`, `varchar`, `bpchar`, `name` |
+//! | `Binary` | `BLOB` or no type | `bytea` |
+//! | `Date32` / `Timestamp(µs)` | — | `date` / `timestamp` |
+//!
+//! Other plaintext types (`NUMERIC`, `timestamptz`, arrays, …) are refused when the table is
+//! opened, naming the column; encrypt such columns, or cast them when writing.
+//!
 //! # Example
 //!
 //! ```

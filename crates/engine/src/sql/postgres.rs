@@ -102,16 +102,19 @@ impl Conn for PgConn {
             .prepare(sql)
             .await
             .map_err(|e| Error::database("preparing a statement", e))?;
-        let mut changed = 0;
         for row in &rows {
             self.record(sql, row);
-            changed += self
-                .client
-                .execute(&stmt, &as_params(row))
-                .await
-                .map_err(|e| Error::database("executing a statement", e))?;
         }
-        Ok(changed)
+        // In flight together, the executions are pipelined on the one connection: no round
+        // trip per row. They all run inside the caller's transaction, if any.
+        let client = &self.client;
+        let changed = futures::future::try_join_all(rows.iter().map(|row| {
+            let stmt = &stmt;
+            async move { client.execute(stmt, &as_params(row)).await }
+        }))
+        .await
+        .map_err(|e| Error::database("executing a statement", e))?;
+        Ok(changed.iter().sum())
     }
 
     async fn query(
