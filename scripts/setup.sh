@@ -25,3 +25,10 @@ if [ ! -x "$CLOISTER_TOOLS/node_modules/.bin/azurite-blob" ]; then
   step "azurite into $CLOISTER_TOOLS"
   npm install --silent --no-audit --no-fund --prefix "$CLOISTER_TOOLS" azurite@3.37.0 >/dev/null 2>&1
 fi
+
+# PostgreSQL server binaries: the tests start a private cluster on loopback (as user postgres).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  step "postgresql from apt"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi

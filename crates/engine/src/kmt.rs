@@ -159,7 +159,7 @@ impl KeyMaterial {
 /// Asked for a plain key id, it asks the inner provider. Asked for key material (the JSON
 /// Parquet key metadata of a KMT file), it unwraps the data key with the master key that the
 /// inner provider holds under the material's `masterKeyID`. It also produces key material for
-/// new files with [`wrap`](Self::wrap).
+/// new files (`wrap`, used by the encryption factory).
 #[derive(Clone, Debug)]
 pub struct KmtKeyProvider {
     inner: Arc<dyn KeyProvider>,

@@ -86,6 +86,7 @@ pub mod keys;
 pub mod kmt;
 pub mod output;
 pub mod spill;
+pub mod sql;
 pub mod store;
 
 use std::sync::Arc;
