@@ -5,6 +5,7 @@
 //! 1 a negative verdict (evidence refused, verification failed), 2 a usage or operational error.
 
 mod audit;
+mod bench;
 mod demo;
 mod evidence;
 mod keys;
@@ -63,6 +64,9 @@ enum Command {
     /// Verify and read the CAS audit log, offline.
     #[command(subcommand)]
     Audit(audit::Command),
+    /// Benchmarks that report ratios against a peer measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::Command),
 }
 
 /// Exit code for a negative verdict: evidence refused, verification failed.
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd, quiet),
         Command::Policy(cmd) => policy::run(cmd, quiet),
         Command::Audit(cmd) => audit::run(cmd, quiet),
+        Command::Bench(cmd) => bench::run(cmd, quiet),
     };
     match result {
         Ok(code) => code,
