@@ -55,8 +55,10 @@ pub struct Args {
     /// Attest this long before measuring (connections, caches, generated secrets).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     warmup: Duration,
-    /// Print JSON: {"target", "clients", "cores", "phases": [{"name", "completed", "errors",
-    /// "seconds", "per_second", "latency": {…}, "cpu": {…}}], "ratios": {…}, "errors": […]}.
+    /// Print JSON: {"target", "clients", "cores", "warmup_seconds", "data_dir_fsync",
+    /// "phases": [{"name", "what", "completed", "errors", "seconds", "per_second", "latency",
+    /// "cpu"}], "ratios": [{"baseline", "throughput", "p99"}], "cas_cpu_bound_per_second",
+    /// "errors"}; latencies in ms, CPU in s and ms per request.
     #[arg(long)]
     json: bool,
     /// Bench the CAS at this URL instead of one started in-process.
@@ -205,6 +207,9 @@ struct Report {
     data_dir_fsync: Option<Latency>,
     phases: Vec<Phase>,
     ratios: Vec<Ratio>,
+    /// Attestations/s the in-process CAS could sustain on `cores` from its CPU time alone, if the
+    /// clients ran elsewhere: `cores ÷ CAS CPU per attestation`. An estimate, labelled as such.
+    cas_cpu_bound_per_second: Option<f64>,
     errors: Vec<String>,
 }
 
@@ -298,14 +303,22 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let failed: u64 = phases.iter().map(|p| p.errors).sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cas_cpu_bound_per_second = phases[0]
+        .cpu
+        .as_ref()
+        .and_then(|c| c.cas_ms_per_request)
+        .filter(|ms| *ms > 0.0 && phases[0].completed > 0)
+        .map(|ms| cores as f64 * 1000.0 / ms);
     let report = Report {
         target: target.name,
         clients: args.clients,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cores,
         warmup_seconds: args.warmup.as_secs_f64(),
         data_dir_fsync: fsync,
         phases,
         ratios,
+        cas_cpu_bound_per_second,
         errors,
     };
     if args.json {
@@ -653,6 +666,24 @@ fn print_report(r: &Report) -> anyhow::Result<()> {
         "{} clients on {} ({} cores shared by the CAS and the clients in this process)\n",
         r.clients, r.target, r.cores
     ));
+    if let (Some(bound), Some(attest)) = (r.cas_cpu_bound_per_second, r.phases.first()) {
+        let cpu = attest.cpu.as_ref();
+        out.push_str(&format!(
+            "CAS CPU {:.2} ms per attestation: about {bound:.0}/s on {} cores if the clients ran \
+             elsewhere (they used {:.2} ms each here)\n",
+            cpu.and_then(|c| c.cas_ms_per_request).unwrap_or_default(),
+            r.cores,
+            cpu.map_or(0.0, |c| c.clients_ms_per_request),
+        ));
+    }
+    if let Some(attest) = r.phases.first().filter(|p| p.per_second > 0.0) {
+        out.push_str(&format!(
+            "each client waits for its answer: mean latency ≈ {} clients ÷ {:.0}/s = {:.1} ms\n",
+            r.clients,
+            attest.per_second,
+            1000.0 * f64::from(r.clients) / attest.per_second
+        ));
+    }
     if let Some(f) = &r.data_dir_fsync {
         out.push_str(&format!(
             "data directory: write + fsync p50 {:.2} ms, max {:.2} ms ({FSYNC_PROBES} probes before the run)\n",

@@ -73,6 +73,9 @@ fn bench_cas_in_process_reports_every_phase_without_errors() {
         assert!(r["p99"].as_f64().unwrap() > 0.0, "{r}");
     }
     assert_eq!(report["errors"], Value::Array(Vec::new()));
+    if cfg!(target_os = "linux") {
+        assert!(report["cas_cpu_bound_per_second"].as_f64().unwrap() > 0.0);
+    }
 }
 
 #[test]
@@ -101,6 +104,8 @@ fn bench_cas_prints_a_table_and_the_ratios() {
         "attest vs health:",
         "2 clients on an in-process CAS",
         "data directory: write + fsync",
+        "ms per attestation: about",
+        "mean latency ≈ 2 clients ÷",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
@@ -177,6 +182,10 @@ fn bench_cas_against_a_running_cas() {
     let report = json_of(&out);
     assert_eq!(report["target"], url.as_str());
     assert!(report["data_dir_fsync"].is_null(), "not our disk to probe");
+    assert!(
+        report["cas_cpu_bound_per_second"].is_null(),
+        "not our CPU to count"
+    );
     for (phase, name) in report["phases"]
         .as_array()
         .unwrap()
