@@ -23,7 +23,10 @@
 //! names used as keys. Durability is the storage layer's job, so every call that returns `Ok`
 //! has been `fsync`ed; a `kill -9` loses no acknowledged write (this is tested by killing a
 //! writer process mid-burst). The store is a synchronous trait called through `spawn_blocking`
-//! (see [`store`] for why).
+//! (see [`store`] for why). Concurrent audit appends are group committed (one `fsync` round per
+//! batch, each appender answered after the one covering its entry), and attestation nonces are
+//! kept in memory, where a restart can only refuse them: an attestation costs one round of
+//! `fsync`s, shared with every attestation in flight.
 //!
 //! # Example
 //!

@@ -10,6 +10,10 @@
 //! | CAS keys | key id | the CAS's own signing keys (token, session CA) | [`Store::cas_key`], [`Store::insert_cas_key`], [`Store::cas_key_ids`], [`Store::delete_cas_key`] |
 //! | kv | (namespace, key) | versioned bytes | [`Store::kv_get`], [`Store::kv_put`] (compare-and-swap on the version), [`Store::kv_delete`] |
 //!
+//! The HTTPS server keeps its attestation nonces in memory, not in the nonces table: they are
+//! single use and short lived, and forgetting them on a restart only refuses them (see
+//! `server/nonces.rs`). The table remains for backends and tools that need durable nonces.
+//!
 //! Every mutation is atomic and durable when it returns `Ok`: a crash after that (even `kill -9` or
 //! a power cut, given a disk that honours `fsync`) loses nothing. Compare-and-swap preconditions
 //! fail with [`Error::Conflict`], so two CAS replicas (or two requests) never both win.

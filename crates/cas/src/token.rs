@@ -3,6 +3,11 @@
 //! Relying parties (other services, the custodian's tools) verify a token with the keys CAS
 //! publishes at `/.well-known/jwks.json`. The algorithm is fixed to ES256 on both sides; the
 //! token header's `alg` is never trusted.
+//!
+//! Tokens are signed with `ring` (its P-256 is several times faster than the pure-Rust one, and
+//! the key is loaded once, where `jsonwebtoken` would re-parse it for every token) and
+//! serialised as a compact JWS (RFC 7515: `base64url(header).base64url(claims).base64url(r ‖ s)`);
+//! [`verify`] checks them with `jsonwebtoken`, as any relying party would.
 
 use crate::{Error, sha256};
 use base64::Engine as _;
@@ -11,7 +16,7 @@ use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
     EllipticCurveKeyType, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
 };
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -55,7 +60,17 @@ pub struct AttestationClaims {
 pub struct TokenSigner {
     secret: p256::SecretKey,
     kid: String,
-    encoding: EncodingKey,
+    /// The same key, loaded into `ring` for signing.
+    signing: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+}
+
+/// The protected header of every token.
+#[derive(Serialize)]
+struct JwsHeader<'a> {
+    typ: &'static str,
+    alg: &'static str,
+    kid: &'a str,
 }
 
 impl fmt::Debug for TokenSigner {
@@ -80,18 +95,27 @@ impl TokenSigner {
     }
 
     fn from_secret(secret: p256::SecretKey) -> Result<Self, Error> {
-        let pkcs8 = pkcs8(&secret)?;
         let spki = secret.public_key().to_public_key_der().map_err(|e| {
             tracing::error!(error = %e, "SPKI encoding");
             Error::Internal("SPKI encoding of a valid key failed")
         })?;
         // The key id is the SPKI's SHA-256, so it changes exactly when the key does.
         let kid = B64URL.encode(sha256(spki.as_bytes()));
-        let encoding = EncodingKey::from_ec_der(&pkcs8);
+        let rng = ring::rand::SystemRandom::new();
+        let scalar = Zeroizing::new(secret.to_bytes());
+        let point = secret.public_key().to_sec1_bytes();
+        let signing = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &scalar,
+            &point,
+            &rng,
+        )
+        .map_err(|_| Error::Internal("ring refused a valid P-256 key"))?;
         Ok(Self {
             secret,
             kid,
-            encoding,
+            signing,
+            rng,
         })
     }
 
@@ -107,13 +131,25 @@ impl TokenSigner {
 
     /// Sign `claims` as a compact ES256 JWS.
     pub fn issue(&self, claims: &AttestationClaims) -> Result<String, Error> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| {
-            tracing::error!(error = %e, "token signing");
-            Error::Internal("token signing failed")
+        let unserialisable = |_| Error::Internal("token claims always serialise");
+        let header = serde_json::to_vec(&JwsHeader {
+            typ: "JWT",
+            alg: "ES256",
+            kid: &self.kid,
         })
+        .map_err(unserialisable)?;
+        let claims = serde_json::to_vec(claims).map_err(unserialisable)?;
+        let mut token = B64URL.encode(header);
+        token.push('.');
+        B64URL.encode_string(claims, &mut token);
+        // ES256: ECDSA P-256 over SHA-256 of the signing input, `r ‖ s` (RFC 7518 §3.4).
+        let sig = self
+            .signing
+            .sign(&self.rng, token.as_bytes())
+            .map_err(|_| Error::Internal("token signing failed"))?;
+        token.push('.');
+        B64URL.encode_string(sig.as_ref(), &mut token);
+        Ok(token)
     }
 
     /// The public key as a JWK set, as served at `/.well-known/jwks.json`.
@@ -214,6 +250,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
     use std::time::Duration;
 
     fn claims(now: u64) -> AttestationClaims {
@@ -249,6 +286,23 @@ mod tests {
         let json = serde_json::to_string(&signer.jwks()).unwrap();
         let jwks: JwkSet = serde_json::from_str(&json).unwrap();
         verify(&token, &jwks, "https://cas.test", at(1001)).unwrap();
+    }
+
+    #[test]
+    fn tokens_are_compact_es256_jws_naming_their_key() {
+        let signer = TokenSigner::generate().unwrap();
+        let token = signer.issue(&claims(1000)).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::ES256);
+        assert_eq!(header.kid.as_deref(), Some(signer.kid()));
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(B64URL.decode(parts[2]).unwrap().len(), 64, "r ‖ s");
+        // ECDSA is randomised: two tokens for the same claims differ, and both verify.
+        let again = signer.issue(&claims(1000)).unwrap();
+        assert_ne!(token, again);
+        verify(&again, &signer.jwks(), "https://cas.test", at(1001)).unwrap();
     }
 
     #[test]

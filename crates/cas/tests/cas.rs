@@ -78,6 +78,9 @@ fn child_process_entry_point() {
     };
     match mode.as_str() {
         "writer" => child_writer(Path::new(&std::env::var(CHILD_DIR_ENV).unwrap())),
+        "audit-writers" => {
+            child_audit_writers(Path::new(&std::env::var(CHILD_DIR_ENV).unwrap()));
+        }
         "load-key" => match MasterKey::load(None) {
             Ok(key) => println!("FP {}", key.fingerprint()),
             Err(Error::MasterKeyMissing) => println!("ERR missing"),
@@ -114,6 +117,31 @@ fn child_writer(dir: &Path) {
         .unwrap();
         writeln!(stdout, "ACK {name}").unwrap();
         stdout.flush().unwrap();
+    }
+}
+
+/// Appends to the audit log from four threads at once (so that appends are group committed)
+/// until killed, printing `ACK <session>` after each append has returned.
+fn child_audit_writers(dir: &Path) {
+    let key = MasterKey::load(None).unwrap();
+    let log = Arc::new(AuditLog::open(dir, AuditSigner::from_master_key(&key).unwrap()).unwrap());
+    let round = random_hex(4);
+    let threads: Vec<_> = (0..4)
+        .map(|th| {
+            let (log, round) = (log.clone(), round.clone());
+            std::thread::spawn(move || {
+                for i in 0..100_000u64 {
+                    let name = format!("group-{round}-{th}-{i}");
+                    log.append(&Event::new(EventKind::AttestationPassed).session(&name))
+                        .unwrap();
+                    // One `println!` is one locked write of a whole line.
+                    println!("ACK {name}");
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
     }
 }
 
@@ -507,6 +535,65 @@ fn kill_9_loses_no_acknowledged_write() {
         assert!(summary.entries >= acknowledged.len() as u64);
         assert_eq!(summary.torn_tail_bytes, 0);
         assert_eq!(summary.beyond_head, 0);
+    }
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_group_committed_audit_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_bytes = {
+        let mut b = [0u8; 32];
+        OsRng.fill_bytes(&mut b);
+        b
+    };
+    let mut acknowledged: Vec<String> = Vec::new();
+    for (round, kill_after) in [40usize, 7, 60].into_iter().enumerate() {
+        let mut proc = child("audit-writers")
+            .env(CHILD_DIR_ENV, dir.path())
+            .env(MASTER_KEY_ENV, key_hex(key_bytes))
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
+        let mut this_round = 0;
+        for line in lines.by_ref() {
+            if let Some(name) = line.unwrap().strip_prefix("ACK ") {
+                acknowledged.push(name.to_owned());
+                this_round += 1;
+                if this_round == kill_after {
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            this_round, kill_after,
+            "round {round}: the writers stopped early"
+        );
+        proc.kill().unwrap(); // SIGKILL
+        for line in lines {
+            if let Some(name) = line.unwrap().strip_prefix("ACK ") {
+                acknowledged.push(name.to_owned());
+            }
+        }
+        assert!(!proc.wait().unwrap().success(), "round {round}: not killed");
+
+        let key = master(key_bytes);
+        let log = AuditLog::open(dir.path(), AuditSigner::from_master_key(&key).unwrap()).unwrap();
+        let audited: std::collections::HashSet<String> =
+            std::fs::read_to_string(dir.path().join(audit::LOG_FILE))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Entry>(l).unwrap())
+                .filter_map(|e| e.session)
+                .collect();
+        for name in &acknowledged {
+            assert!(
+                audited.contains(name),
+                "round {round}: audit entry {name} lost"
+            );
+        }
+        let summary = audit::verify(dir.path(), &log.public_key()).unwrap();
+        assert!(summary.entries >= acknowledged.len() as u64);
+        assert_eq!((summary.torn_tail_bytes, summary.beyond_head), (0, 0));
     }
 }
 

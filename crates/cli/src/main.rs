@@ -5,6 +5,7 @@
 //! 1 a negative verdict (evidence refused, verification failed), 2 a usage or operational error.
 
 mod audit;
+mod bench;
 mod cas;
 mod demo;
 mod evidence;
@@ -105,6 +106,9 @@ enum Command {
     ///            --service job --las http://$HOST_IP:9480 -- job app.bundle
     #[command(verbatim_doc_comment)]
     Run(run::RunArgs),
+    /// Benchmarks that report ratios against a peer measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::Command),
 }
 
 /// Exit code for a negative verdict: evidence refused, verification failed.
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
         Command::Package(args) => package::run(args, quiet),
         Command::Measure(args) => package::measure(args),
         Command::Run(args) => run::run(args, quiet),
+        Command::Bench(cmd) => bench::run(cmd, quiet),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,8 @@
 
 #[path = "cli/audit.rs"]
 mod audit;
+#[path = "cli/bench.rs"]
+mod bench;
 #[path = "cli/cas.rs"]
 mod cas;
 #[path = "cli/cas_canary.rs"]

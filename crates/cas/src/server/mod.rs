@@ -1,8 +1,9 @@
 //! The CAS HTTPS service: [`router`] builds the axum application, [`run`] serves it over TLS
 //! until a shutdown future completes.
 //!
-//! The routes, bodies and error codes are in [`crate::api`]. Each handler does its work in
-//! `spawn_blocking` (the store and the audit log wait for `fsync`); errors become responses in
+//! The routes, bodies and error codes are in [`crate::api`]. Each handler that touches the store
+//! or the audit log does its work in `spawn_blocking` (they wait for `fsync`); nonces are kept in
+//! memory (see `nonces.rs` for why that is safe across restarts); errors become responses in
 //! one place ([`ApiError`]); bodies are limited ([`CasConfig::max_body_bytes`]) and requests time
 //! out ([`CasConfig::request_timeout`]) through `tower-http`.
 //!
@@ -15,6 +16,7 @@
 //! [`CasConfig::request_timeout`]: crate::config::CasConfig::request_timeout
 
 mod error;
+mod nonces;
 mod ops;
 mod routes;
 mod state;

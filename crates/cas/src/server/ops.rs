@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use base64::Engine as _;
@@ -20,6 +19,7 @@ use secrecy::ExposeSecret as _;
 use zeroize::Zeroizing;
 
 use super::error::ApiError;
+use super::nonces::IssueError;
 use super::state::Inner;
 use crate::api::{
     self, AttestRequest, AttestResponse, AuditEntries, AuditHead, AuditVerification, DeleteSession,
@@ -30,9 +30,6 @@ use crate::audit::{self, AuditError, Entry, Event, EventKind, key_digest};
 use crate::secrets::{Resolved, Secrets};
 use crate::token::AttestationClaims;
 use crate::{Error, NonceRejection, Session, SessionSignature, SessionVersion, envelope};
-
-/// Purge expired nonces after this many have been issued.
-const PURGE_EVERY: u64 = 64;
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -89,6 +86,17 @@ impl Inner {
     pub fn record(&self, event: &Event) -> Result<(), ApiError> {
         self.audit
             .append_at(event, self.config.now())
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit append failed");
+                ApiError::Unavailable("the audit log is unavailable".into())
+            })
+    }
+
+    /// Appends `events` as adjacent entries in one batch; a failure fails the request.
+    pub fn record_all(&self, events: &[Event]) -> Result<(), ApiError> {
+        self.audit
+            .append_all(events, self.config.now())
             .map(|_| ())
             .map_err(|e| {
                 tracing::error!(error = %e, "audit append failed");
@@ -370,17 +378,16 @@ impl Inner {
 
     pub fn nonce(&self) -> Result<NonceResponse, ApiError> {
         let now = self.config.now();
-        let mut nonce = [0u8; 32];
-        getrandom::fill(&mut nonce).map_err(|_| ApiError::Internal)?;
-        let expires = now + self.config.nonce_ttl();
-        self.store.insert_nonce(&nonce, expires)?;
-        if self.nonces_issued.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
-            let purged = self.store.purge_expired_nonces(now)?;
-            tracing::debug!(purged, "purged expired nonces");
-        }
+        let ttl = self.config.nonce_ttl();
+        let nonce = self.nonces.issue(now, ttl).map_err(|e| match e {
+            IssueError::Full => {
+                ApiError::Unavailable("too many outstanding nonces; retry in a minute".into())
+            }
+            IssueError::Random => ApiError::Internal,
+        })?;
         Ok(NonceResponse {
             nonce: B64.encode(nonce),
-            expires_at: unix(expires),
+            expires_at: unix(now + ttl),
         })
     }
 
@@ -404,15 +411,14 @@ impl Inner {
         let head = session.head().ok_or(ApiError::Internal)?;
 
         let mut reasons = Vec::new();
-        match self.store.take_nonce(&nonce, now) {
+        match self.nonces.take(&nonce, now) {
             Ok(()) => {}
-            Err(Error::NonceRejected { reason }) => reasons.push(match reason {
-                NonceRejection::Expired => {
-                    "nonce: expired; get a fresh one from POST /v1/nonce".to_owned()
-                }
-                _ => "nonce: unknown or already used (nonces are single use)".to_owned(),
-            }),
-            Err(e) => return Err(e.into()),
+            Err(NonceRejection::Expired) => {
+                reasons.push("nonce: expired; get a fresh one from POST /v1/nonce".to_owned());
+            }
+            Err(_) => {
+                reasons.push("nonce: unknown or already used (nonces are single use)".to_owned());
+            }
         }
         let expected = binding::report_data(&nonce, &spki);
         let claims = match self.verify_evidence(&evidence, &req, now, &expected)? {
@@ -511,13 +517,14 @@ impl Inner {
                 .service(&req.service)
                 .principal(&principal)
         };
-        self.record(&base(EventKind::AttestationPassed))?;
+        // One batch: the entries are adjacent in the log and cost one round of `fsync`s.
+        let mut events = vec![base(EventKind::AttestationPassed)];
         for (session, name) in secrets.generated() {
-            self.record(
-                &Event::new(EventKind::SecretGenerated)
+            events.push(
+                Event::new(EventKind::SecretGenerated)
                     .session(session)
                     .released(name),
-            )?;
+            );
         }
         let mut released = base(EventKind::SecretReleased)
             .released("certificate")
@@ -525,7 +532,8 @@ impl Inner {
         for name in &resolved.released {
             released = released.released(format!("secret:{name}"));
         }
-        self.record(&released)?;
+        events.push(released);
+        self.record_all(&events)?;
         tracing::info!(
             tee = %claims.tee,
             secrets = resolved.released.len(),

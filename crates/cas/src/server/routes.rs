@@ -240,7 +240,8 @@ pub async fn delete_session(
 #[utoipa::path(post, path = "/v1/nonce", tag = "attestation",
     responses((status = 200, body = NonceResponse)))]
 pub async fn nonce(State(state): State<CasState>) -> Result<Json<NonceResponse>, ApiError> {
-    blocking(&state, |s| s.nonce()).await.map(Json)
+    // Nonces are in memory: nothing here blocks.
+    state.0.nonce().map(Json)
 }
 
 /// Attest a workload: verify its evidence, appraise it against the session's policy, and

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +12,7 @@ use rcgen::{
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 
+use super::nonces::Nonces;
 use crate::audit::{AuditLog, AuditPublicKey, AuditSigner, Event, EventKind};
 use crate::config::CasConfig;
 use crate::token::TokenSigner;
@@ -54,7 +54,7 @@ pub(crate) struct Inner {
     pub tls_cert_pem: String,
     tls_key: SecretBytes,
     policies: Mutex<HashMap<[u8; 32], Arc<Policy>>>,
-    pub nonces_issued: AtomicU64,
+    pub nonces: Nonces,
 }
 
 impl CasState {
@@ -92,7 +92,7 @@ impl CasState {
             tls_cert_pem,
             tls_key: tls.private_key,
             policies: Mutex::new(HashMap::new()),
-            nonces_issued: AtomicU64::new(0),
+            nonces: Nonces::default(),
         })))
     }
 

@@ -562,6 +562,65 @@ async fn a_restarted_cas_keeps_its_identity_policies_and_secrets() {
     assert!(cas.client.audit_verify().await.unwrap().ok);
 }
 
+/// Nonces live in memory: a restart forgets the outstanding ones, which are then refused like
+/// used ones (never accepted twice); fresh nonces work at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_cas_refuses_nonces_issued_before_the_restart() {
+    let cas = Cas::start().await;
+    let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
+    cas.client
+        .create_session(&signed(&yaml, &[1]))
+        .await
+        .unwrap();
+    let key = WorkloadKey::generate().unwrap();
+    let collector = cas.collector(Cas::good_statement());
+    let before = request_with(&cas, "test/app", &collector, &key, &key).await;
+
+    let (dir, platform) = cas.stop().await;
+    let cas = Cas::start_with(dir, platform, |b| b).await;
+    let err = api_err(cas.client.attest(&before, &key).await);
+    assert_eq!(
+        (err.status, err.code.as_str()),
+        (403, "attestation-refused")
+    );
+    assert!(
+        err.names("nonce: unknown or already used"),
+        "{}",
+        err.text()
+    );
+    let after = request_with(&cas, "test/app", &collector, &key, &key).await;
+    cas.client.attest(&after, &key).await.unwrap();
+}
+
+/// Many attestations racing with one nonce: exactly one passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_is_accepted_once_under_concurrency() {
+    let cas = Arc::new(Cas::start().await);
+    let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
+    cas.client
+        .create_session(&signed(&yaml, &[1]))
+        .await
+        .unwrap();
+    let key = Arc::new(WorkloadKey::generate().unwrap());
+    let collector = cas.collector(Cas::good_statement());
+    let req = Arc::new(request_with(&cas, "test/app", &collector, &key, &key).await);
+    let racers: Vec<_> = (0..12)
+        .map(|_| {
+            let (cas, key, req) = (cas.clone(), key.clone(), req.clone());
+            tokio::spawn(async move { cas.client.attest(&req, &key).await })
+        })
+        .collect();
+    let mut passed = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => passed += 1,
+            Err(e) => assert!(api_err::<()>(Err(e)).names("nonce: unknown or already used")),
+        }
+    }
+    assert_eq!(passed, 1);
+    assert!(cas.client.audit_verify().await.unwrap().ok);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_read_updated_and_deleted_by_their_principals() {
     let cas = Cas::start().await;
