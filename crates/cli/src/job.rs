@@ -704,8 +704,8 @@ mod tests {
         let err = JobSettings::from_env(&env(&[
             ("CLOISTER_APP_VARS", "AZURE_BLOB_SAS_TOKEN"),
             ("AZURE_BLOB_SAS_TOKEN", "sig=SECRET"),
-            ("AZURE_BLOB_ACCOUNT_NAME", "a"),
-            ("AZURE_BLOB_CONTAINER_NAME", "c"),
+            ("AZURE_BLOB_ACCOUNT_NAME", "acct"),
+            ("AZURE_BLOB_CONTAINER_NAME", "data"),
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("looks like a secret"), "{err}");

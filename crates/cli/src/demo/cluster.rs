@@ -130,7 +130,11 @@ impl Cluster {
             las_addr,
             las::EvidenceSource::Sim {
                 key: platform,
-                template: Statement::default(),
+                // The runtime claims its own measurement; this one is never used.
+                template: Statement {
+                    measurement: vec![0; 48],
+                    ..Statement::default()
+                },
             },
             CollateralSettings::offline(None),
         )?;
