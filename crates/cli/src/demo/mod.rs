@@ -16,7 +16,7 @@ pub struct Args {
     #[command(subcommand)]
     command: Option<DemoCommand>,
     #[command(flatten)]
-    taxi: taxi::Args,
+    taxi: taxi::TaxiArgs,
 }
 
 /// The demos besides the default NYC-taxi one.

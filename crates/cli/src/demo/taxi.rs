@@ -97,7 +97,7 @@ pub const TRIP_KEYS: [(&str, &[&str]); 3] = [
 pub const RESULTS_KEY: &str = "results";
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct TaxiArgs {
     /// How many trips to generate.
     #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     rows: u64,
@@ -405,7 +405,7 @@ fn work_dir(dir: Option<&Path>) -> anyhow::Result<(Option<tempfile::TempDir>, Pa
     }
 }
 
-pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let show = !quiet && !args.json;
     let (tmp, dir) = work_dir(args.dir.as_deref())?;
