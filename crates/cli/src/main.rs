@@ -107,8 +107,12 @@ enum Command {
     /// (from --las, from --sim-key for development, or from this machine's TEE), attests to the
     /// CAS, keeps the configuration in memory (injected files in a private directory on
     /// /dev/shm, removed at exit), opens the bundle with the key the configuration holds, and
-    /// runs the role. A refusal, a tampered bundle, a wrong key or a bundle the policy does not
-    /// pin stops it with exit code 1 and a message naming the cause.
+    /// runs the role: `job BUNDLE` runs the bundle's top-level *.sql files on the engine, with
+    /// data keys (CLOISTER_KEY_<ID>), store, SQL variables (CLOISTER_APP_VARS), memory limit
+    /// (CLOISTER_MEMORY_LIMIT) and output policy from the policy's env only, and prints the
+    /// result tables and the committed outputs. A refusal, a tampered bundle, a wrong bundle or
+    /// data key or a bundle the policy does not pin stops it with exit code 1 and a message
+    /// naming the cause; nothing is written.
     ///
     /// Example: cloister run --cas https://cas:8443 --cas-cert cas.crt --session demo/taxi \
     ///            --service job --las http://$HOST_IP:9480 -- job app.bundle
