@@ -132,6 +132,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let logs = match &cli.command {
         Command::Cas(cmd) => cmd.log_style(),
+        // The demo says itself that it runs on the sim TEE; the runtime's warnings about the
+        // sim LAS would repeat it for every workload.
+        Command::Demo(_) => LogStyle {
+            level: "error",
+            json: false,
+        },
         _ => LogStyle::default(),
     };
     init_tracing(cli.verbose, logs);
