@@ -9,7 +9,8 @@
 //! - a fresh policy owner key ([`Cluster::owner_yaml`] is its `access.owners` entry).
 //!
 //! The servers run on a small tokio runtime owned by the [`Cluster`]; they stop when it is
-//! dropped. Then:
+//! dropped. Its methods block: use it from plain threads (`main`, `#[test]`), never from inside
+//! an async runtime. Then:
 //!
 //! 1. write an app directory ([`write_app`]), make a bundle key ([`make_bundle_key`]) and
 //!    [`package_app`] it: the [`PackagedApp`] carries the measurement to pin (this executable
