@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-# Release: the default demo (10 million trips) takes about a minute on 2 cores; a debug build
-# is about ten times slower.
+# Release: the default demo (10 million trips) takes about ten seconds on 2 cores; a debug
+# build is far slower.
 step "building cloister --release (a cold build takes a while)"
 cargo build --locked --release -p cloister-cli --bin cloister
 step "cloister demo $*"

@@ -57,7 +57,7 @@ enum Command {
     /// encrypted column by column in an attested `ingest` workload, runs the five queries of
     /// examples/nyc-taxi attested and writes encrypted results, reads them back in a second
     /// attested app, prints the tables and ends with what the audit log says was released to
-    /// whom. About a minute for the default 10M rows in a release build on 2 cores.
+    /// whom. About ten seconds for the default 10M rows in a release build on 2 cores.
     /// `cloister demo evidence` is the TEE evidence demo.
     ///
     /// Examples: cloister demo
