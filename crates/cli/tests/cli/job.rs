@@ -464,7 +464,7 @@ const CANARY_ROWS: u64 = 1_000_000;
 
 /// Plant canaries in an encrypted input, run a job that must spill (32 MiB memory limit) and
 /// writes an encrypted output, then look for the canary in every file under the work, temp
-/// (spill) and output directories, and in the job's stdout and stderr at debug level: none.
+/// (spill) and output directories, and in the job's stdout and stderr at trace level (-vv): none.
 /// The job's report shows that it spilled; spill files seen while it ran are Cloister's
 /// encrypted format.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -600,7 +600,7 @@ secrets:
         .run(
             d,
             "job",
-            &["--json", "-v"],
+            &["--json", "-vv"],
             "app.bundle",
             &[("TMPDIR", tmp.as_path())],
         )
