@@ -1,4 +1,4 @@
-//! `cloister demo`: the evidence demo — every bundled real sample verified, tampered copies
+//! `cloister demo evidence`: the evidence demo — every bundled real sample verified, tampered copies
 //! refused, and a `sim` TEE round trip bound to a nonce and a workload key.
 
 use crate::{EXIT_REFUSED, output};
