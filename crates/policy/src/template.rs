@@ -509,13 +509,20 @@ mod tests {
         assert_eq!(out("$$cloister:c:hex$$").unwrap(), "010203");
         assert_eq!(out("$$cloister:c:base64$$").unwrap(), "AQID");
         assert_eq!(out("$$cloister:c:key$$").unwrap(), "ab".repeat(32));
-        for bad in ["$$cloister:c$$", "$$cloister:c:pem$$", "$$cloister:c:chain$$"] {
+        for bad in [
+            "$$cloister:c$$",
+            "$$cloister:c:pem$$",
+            "$$cloister:c:chain$$",
+        ] {
             assert!(
                 matches!(out(bad), Err(Error::FormatNotApplicable { .. })),
                 "{bad}"
             );
         }
         let debug = format!("{value:?}");
-        assert!(debug.contains("wrapped_len: 3") && !debug.contains("171"), "{debug}");
+        assert!(
+            debug.contains("wrapped_len: 3") && !debug.contains("171"),
+            "{debug}"
+        );
     }
 }

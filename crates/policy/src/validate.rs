@@ -1554,7 +1554,8 @@ mod tests {
             .replacen("export:\n", &format!("{secrets}export:\n"), 1)
     }
 
-    const AE_KEYS: &str = "  - name: CMK1\n    kind: cmk\n  - name: CEK1\n    kind: cek\n    cmk: CMK1\n";
+    const AE_KEYS: &str =
+        "  - name: CMK1\n    kind: cmk\n  - name: CEK1\n    kind: cek\n    cmk: CMK1\n";
 
     #[test]
     fn column_master_and_encryption_keys_validate() {
