@@ -1,15 +1,15 @@
 //! `cloister run`: the attested workload (see `cloister_runtime` for the flow).
 //!
-//! The roles after `--`: `job BUNDLE` now; `driver`, `executor` and `connect` arrive with the
-//! engine. Until the engine is wired in, `job` prints what it received — the bundle's files and
-//! the names of the configuration's env variables, args and files, never their values.
+//! The roles after `--`: `job BUNDLE` runs the bundle's SQL app on the engine inside this
+//! attested process ([`crate::job`] says which configuration variables it reads: data keys,
+//! store, SQL variables, memory limit, output policy). `driver`, `executor` and `connect`
+//! arrive with distributed execution. The job prints its result tables and an outputs summary
+//! (`--json`: one object); a refusal or a failure stops it before any output is committed.
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 use cloister_attest::sim::PlatformKey;
-use cloister_runtime::bundle::Bundle;
-use cloister_runtime::{EvidenceSource, FilesMode, Job, Launch, RoleContext, RoleError, launch};
-use std::io::Write as _;
+use cloister_runtime::{EvidenceSource, FilesMode, Job, Launch, RoleError, launch};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,6 +43,12 @@ pub struct RunArgs {
     /// Create the private files directory under DIR instead of /dev/shm (use a tmpfs).
     #[arg(long, value_name = "DIR")]
     files_under: Option<PathBuf>,
+    /// Print the job's report as JSON: {"session", "service", "session_hash", "measurement",
+    /// "bundle_digest", "results": [{"name", "script", "statement", "rows", "columns",
+    /// "data"}], "outputs": [{"url", "rows", "script", "statement"}], "spill": {"files",
+    /// "bytes", "encrypted"}, "seconds"}.
+    #[arg(long)]
+    json: bool,
     /// The role and its arguments: `job BUNDLE`.
     #[arg(last = true, required = true, value_name = "ROLE")]
     role: Vec<String>,
@@ -86,8 +92,16 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         (false, Some(dir)) => FilesMode::Under(dir),
         (false, None) => FilesMode::Auto,
     };
-    match launch(options, Job::new(print_job)) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
+    let json = args.json;
+    let job = Job::new(move |bundle, ctx| {
+        crate::job::run_role(bundle, ctx, &crate::job::JobOptions::default(), quiet)
+            .map_err(RoleError::from)
+    });
+    match launch(options, job) {
+        Ok(report) => {
+            crate::job::print_report(&report, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Err(e) if e.is_refusal() => {
             eprintln!("cloister: refused: {e}");
             if !quiet {
@@ -95,39 +109,17 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(crate::EXIT_REFUSED))
         }
+        Err(cloister_runtime::Error::Role { source, .. }) => {
+            let (code, what) = match source.downcast_ref::<crate::job::JobError>() {
+                Some(e) if e.is_refusal() => (crate::EXIT_REFUSED, "refused"),
+                _ => (crate::EXIT_ERROR, "job failed"),
+            };
+            eprintln!("cloister: {what}: {source}");
+            if !quiet {
+                eprintln!("cloister: no output was written");
+            }
+            Ok(ExitCode::from(code))
+        }
         Err(e) => Err(e.into()),
     }
-}
-
-/// The `job` role until the engine is wired in: what it received, by name.
-fn print_job(bundle: Bundle, ctx: RoleContext) -> Result<(), RoleError> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "measurement: {}", ctx.measurement)?;
-    writeln!(
-        out,
-        "session: {} service: {} policy: {}",
-        ctx.session, ctx.service, ctx.session_hash
-    )?;
-    writeln!(
-        out,
-        "bundle: {} ({} files)",
-        bundle.digest(),
-        bundle.files().len()
-    )?;
-    for (path, content) in bundle.files() {
-        writeln!(out, "bundle file: {path} ({} bytes)", content.len())?;
-    }
-    for name in ctx.env.keys() {
-        writeln!(out, "env: {name}")?;
-    }
-    writeln!(out, "args: {}", ctx.args.len())?;
-    for path in ctx.files.paths() {
-        writeln!(out, "file: {}", path.display())?;
-    }
-    match ctx.files.dir() {
-        Some(dir) => writeln!(out, "files dir: {}", dir.display())?,
-        None => writeln!(out, "files dir: none (in memory)")?,
-    }
-    out.flush()?;
-    Ok(())
 }

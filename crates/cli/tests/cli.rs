@@ -19,6 +19,8 @@ mod contoso;
 mod custodian;
 #[path = "cli/generate.rs"]
 mod generate;
+#[path = "cli/job.rs"]
+mod job;
 #[path = "cli/postgres.rs"]
 mod postgres;
 #[path = "cli/run.rs"]
@@ -276,7 +278,7 @@ fn sim_round_trip() {
 #[test]
 fn demo_verifies_every_sample_and_refuses_tampered_copies() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = cloister(&["demo", "--json"], dir.path());
+    let out = cloister(&["demo", "evidence", "--json"], dir.path());
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -24,29 +24,23 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 
 use anyhow::{Context as _, bail};
-use cloister_attest::sim::PlatformKey;
-use cloister_cas::client::CasClient;
-use cloister_cas::server::{self, CasState};
-use cloister_cas::{CasConfig, MasterKey};
+use cloister_cas::api::SessionSummary;
 use cloister_engine::datafusion;
 use cloister_engine::sql::{
     CLOISTER_KEY_STORE, ColumnEncryption, EncryptedSqlTable, InMemoryColumnMasterKeys, SqlDatabase,
     SqlSink, contosohr_cmk, load_contosohr,
 };
 use cloister_engine::{Engine, EngineBuilder, InMemoryKeyProvider};
-use cloister_policy::{OwnerKey, SignedPolicy};
-use cloister_runtime::{EvidenceSource, Launch, Role, RoleContext, RoleError, launch};
+use cloister_runtime::{Role, RoleContext, RoleError};
 use datafusion::arrow::array::{
     Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
-use secrecy::SecretString;
 use serde::Serialize;
 
+use super::cluster::{AuditRow, Cluster, audit_summary, measurement_without_bundle};
 use crate::output;
 
 /// The exporting session.
@@ -124,6 +118,8 @@ pub struct Report {
     pub imported_read: Vec<Statistic>,
     /// The refused attestations, each with the rule the CAS named.
     pub refusals: Vec<RefusalRow>,
+    /// The CAS audit log's view: each attestation of a `contoso/` session and what it released.
+    pub audit: Vec<AuditRow>,
 }
 
 /// A session version the CAS accepted.
@@ -201,18 +197,18 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<std::process::ExitCode> {
 /// Run the whole flow (see the [module docs](self)) against `options.database`. Blocks; call it
 /// from a plain thread, not from inside an async runtime. `cloister demo` calls this at its end.
 pub fn run_flow(options: &Options) -> anyhow::Result<Report> {
-    let cas = InProcessCas::start()?;
-    let result = flow(&cas, options);
-    cas.stop()?;
-    result
+    let dir = tempfile::Builder::new()
+        .prefix("cloister-contoso-cluster-")
+        .tempdir()
+        .context("create a temporary directory")?;
+    let cluster = Cluster::start(dir.path().join("cluster"))?;
+    flow(&cluster, options)
 }
 
-fn flow(cas: &InProcessCas, options: &Options) -> anyhow::Result<Report> {
-    let measurement = hex::encode(
-        cloister_runtime::Measurement::of_running_exe(None)
-            .context("measure this executable")?
-            .as_bytes(),
-    );
+/// The flow on an existing cluster (the default demo shares its own).
+pub fn flow(cluster: &Cluster, options: &Options) -> anyhow::Result<Report> {
+    let measurement = hex::encode(measurement_without_bundle()?.as_bytes());
+    let access = cluster.owner_yaml()?;
     let cmk_pem = match &options.cmk_pem {
         Some(path) => Some(
             std::fs::canonicalize(path)
@@ -221,24 +217,22 @@ fn flow(cas: &InProcessCas, options: &Options) -> anyhow::Result<Report> {
         None => None,
     };
     let mut sessions = Vec::new();
-    let hr_v1 = cas.create(&hr_policy(
-        &cas.owner,
+    let hr_v1 = session_row(cluster.push_policy(&hr_policy(
+        &access,
         &measurement,
         cmk_pem.as_deref(),
         None,
-    )?)?;
+    ))?);
     sessions.push(hr_v1.clone());
-    for (name, exported) in [(PAYROLL_SESSION, true), (ROGUE_SESSION, false)] {
-        let yaml = importer_policy(&cas.owner, &measurement, name, &hr_v1.hash)?;
-        let row = cas.create(&yaml)?;
-        debug_assert!(exported || row.session == ROGUE_SESSION);
-        sessions.push(row);
+    for name in [PAYROLL_SESSION, ROGUE_SESSION] {
+        let yaml = importer_policy(&access, &measurement, name, &hr_v1.hash);
+        sessions.push(session_row(cluster.push_policy(&yaml)?));
     }
 
     // The loader and the statistics app: contoso/hr, with CMK1 and CEK1.
     let db = options.database.clone();
     let csv = options.csv.clone();
-    let loaded_rows = cas.run_app(HR_SESSION, "loader", move |ctx| {
+    let loaded_rows = run_app(cluster, HR_SESSION, "loader", move |ctx| {
         block_on(async move {
             let keys = Arc::new(keys_of(&ctx)?);
             let engine = engine()?;
@@ -252,9 +246,9 @@ fn flow(cas: &InProcessCas, options: &Options) -> anyhow::Result<Report> {
             .await?;
             Ok(rows)
         })
-    })??;
+    })?;
     let db = options.database.clone();
-    let statistics = cas.run_app(HR_SESSION, "stats", move |ctx| {
+    let statistics = run_app(cluster, HR_SESSION, "stats", move |ctx| {
         block_on(async move {
             let keys = Arc::new(keys_of(&ctx)?);
             let engine = engine()?;
@@ -270,7 +264,7 @@ fn flow(cas: &InProcessCas, options: &Options) -> anyhow::Result<Report> {
                 .await?;
             Ok(stats)
         })
-    })??;
+    })?;
 
     // The importer reads with the CEK alone.
     let db = options.database.clone();
@@ -285,22 +279,26 @@ fn flow(cas: &InProcessCas, options: &Options) -> anyhow::Result<Report> {
             read_statistics(&engine).await
         })
     };
-    let imported_read = cas.run_app(PAYROLL_SESSION, "report", read.clone())??;
+    let imported_read = run_app(cluster, PAYROLL_SESSION, "report", read.clone())?;
 
     // Refusals: not exported to; pinned to a hash that is no longer current.
     let mut refusals = Vec::new();
-    refusals.push(cas.expect_refusal(ROGUE_SESSION, "report", read.clone())?);
-    let hr_v2 = cas.update(
+    refusals.push(expect_refusal(
+        cluster,
+        ROGUE_SESSION,
+        "report",
+        read.clone(),
+    )?);
+    let hr_v2 = cluster.update_policy(
         HR_SESSION,
-        &hr_policy(
-            &cas.owner,
-            &measurement,
-            cmk_pem.as_deref(),
-            Some(&hr_v1.hash),
-        )?,
+        &hr_policy(&access, &measurement, cmk_pem.as_deref(), Some(&hr_v1.hash)),
     )?;
-    sessions.push(hr_v2);
-    refusals.push(cas.expect_refusal(PAYROLL_SESSION, "report", read)?);
+    sessions.push(session_row(hr_v2));
+    refusals.push(expect_refusal(cluster, PAYROLL_SESSION, "report", read)?);
+    let audit = audit_summary(&cluster.audit_entries()?)
+        .into_iter()
+        .filter(|r| r.session.starts_with("contoso/"))
+        .collect();
 
     Ok(Report {
         database: options.database.kind(),
@@ -315,6 +313,7 @@ fn flow(cas: &InProcessCas, options: &Options) -> anyhow::Result<Report> {
         statistics,
         imported_read,
         refusals,
+        audit,
     })
 }
 
@@ -432,21 +431,13 @@ async fn read_statistics(engine: &Engine) -> anyhow::Result<Vec<Statistic>> {
     Ok(out)
 }
 
-fn owner_entry(owner: &OwnerKey) -> anyhow::Result<String> {
-    let pem = owner.public_key().to_pem()?;
-    let key: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    Ok(format!(
-        "access:\n  owners:\n    - name: custodian\n      key: {key}\nsecurity:\n  tees: [sim]\n"
-    ))
-}
-
 /// `contoso/hr`: CMK1 and CEK1, the loader and the statistics app, CEK1 exported to payroll.
 fn hr_policy(
-    owner: &OwnerKey,
+    access: &str,
     measurement: &str,
     cmk_pem: Option<&Path>,
     predecessor: Option<&str>,
-) -> anyhow::Result<String> {
+) -> String {
     let cmk = match cmk_pem {
         Some(path) => format!(
             "  - name: CMK1\n    kind: cmk\n    from:\n      file: {}\n",
@@ -465,175 +456,63 @@ fn hr_policy(
              CLOISTER_CEK_CEK1: $$cloister:CEK1:hex$$\n"
         )
     };
-    Ok(format!(
+    format!(
         "name: {HR_SESSION}\nversion: {version}\n{history}\
          description: ContosoHR employees, SSN and Salary encrypted under CEK1 (version {version})\n\
-         {access}services:\n{loader}{stats}secrets:\n{cmk}  - name: CEK1\n    kind: cek\n    cmk: CMK1\n\
+         {access}security:\n  tees: [sim]\nservices:\n{loader}{stats}secrets:\n{cmk}  - name: CEK1\n    kind: cek\n    cmk: CMK1\n\
          export:\n  - secret: CEK1\n    to: [{PAYROLL_SESSION}]\n",
-        access = owner_entry(owner)?,
         loader = service("loader"),
         stats = service("stats"),
-    ))
+    )
 }
 
 /// An importer of `contoso/hr`'s CEK1, pinned to `hr_hash`; its `report` gets the key itself.
-fn importer_policy(
-    owner: &OwnerKey,
-    measurement: &str,
-    name: &str,
-    hr_hash: &str,
-) -> anyhow::Result<String> {
-    Ok(format!(
-        "name: {name}\nversion: 1\n{access}services:\n  - name: report\n    attestation:\n      \
+fn importer_policy(access: &str, measurement: &str, name: &str, hr_hash: &str) -> String {
+    format!(
+        "name: {name}\nversion: 1\n{access}security:\n  tees: [sim]\nservices:\n  - name: report\n    attestation:\n      \
          - measurements: [\"{measurement}\"]\n    env:\n      \
          CLOISTER_CEK_CEK1: $$cloister:CEK1:key$$\nsecrets:\n  - name: CEK1\n    kind: import\n    \
          from:\n      session:\n        session: {HR_SESSION}\n        secret: CEK1\n        \
-         session_hash: {hr_hash}\n",
-        access = owner_entry(owner)?,
-    ))
+         session_hash: {hr_hash}\n"
+    )
 }
 
-/// A CAS in this process on loopback, trusting a fresh sim platform key; stopped by
-/// [`InProcessCas::stop`].
-struct InProcessCas {
-    runtime: tokio::runtime::Runtime,
-    url: String,
-    cert_pem: String,
-    platform_pem: SecretString,
-    owner: OwnerKey,
-    client: CasClient,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    join: Option<tokio::task::JoinHandle<Result<(), cloister_cas::Error>>>,
-    _dir: tempfile::TempDir,
+/// Run `app` as the attested workload `session`/`service` on the cluster.
+fn run_app<T: Send>(
+    cluster: &Cluster,
+    session: &str,
+    service: &str,
+    app: impl FnOnce(RoleContext) -> Result<T, RoleError> + Send,
+) -> anyhow::Result<T> {
+    cluster
+        .launch(session, service, None, App(app))
+        .with_context(|| format!("the {session}/{service} app failed"))
 }
 
-impl InProcessCas {
-    fn start() -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("contoso-cas")
-            .enable_all()
-            .build()?;
-        let dir = tempfile::Builder::new()
-            .prefix("cloister-contoso-cas-")
-            .tempdir()?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
-        let url = format!("https://{}", listener.local_addr()?);
-        let platform = PlatformKey::generate();
-        let config = CasConfig::builder(&url)
-            .trust_sim_key(platform.public_key())
-            .build()?;
-        let state = CasState::open(dir.path(), &MasterKey::generate(), config)?;
-        let tls = state.tls_config()?;
-        let cert_pem = state.certificate_pem().to_owned();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let join = runtime.spawn(server::run(listener, tls, state, async move {
-            let _ = stopped.await;
-        }));
-        let client = CasClient::new(&url, &cert_pem)?;
-        Ok(Self {
-            runtime,
-            url,
-            cert_pem,
-            platform_pem: platform.to_pem(),
-            owner: OwnerKey::generate()?,
-            client,
-            stop: Some(stop),
-            join: Some(join),
-            _dir: dir,
-        })
+/// Attest as `session`/`service`, which the CAS must refuse; the rule it names.
+fn expect_refusal<T: Send>(
+    cluster: &Cluster,
+    session: &str,
+    service: &str,
+    app: impl FnOnce(RoleContext) -> Result<T, RoleError> + Send,
+) -> anyhow::Result<RefusalRow> {
+    match cluster.launch(session, service, None, App(app)) {
+        Ok(_) => bail!("{session}/{service} was admitted; the CAS should have refused it"),
+        Err(cloister_runtime::Error::Refused { rule, reasons, .. }) => Ok(RefusalRow {
+            session: session.to_owned(),
+            service: service.to_owned(),
+            rule: rule.unwrap_or_else(|| rule_in(&reasons)),
+            reasons,
+        }),
+        Err(e) => Err(e).with_context(|| format!("{session}/{service} failed otherwise")),
     }
+}
 
-    fn create(&self, yaml: &str) -> anyhow::Result<SessionRow> {
-        let signed = SignedPolicy::new(yaml.to_owned()).signed_by(&self.owner);
-        let s = self
-            .runtime
-            .block_on(self.client.create_session(&signed))
-            .context("push a session")?;
-        Ok(SessionRow {
-            session: s.name,
-            version: s.version,
-            hash: s.hash,
-        })
-    }
-
-    fn update(&self, name: &str, yaml: &str) -> anyhow::Result<SessionRow> {
-        let signed = SignedPolicy::new(yaml.to_owned()).signed_by(&self.owner);
-        let s = self
-            .runtime
-            .block_on(self.client.update_session(name, &signed))
-            .context("update a session")?;
-        Ok(SessionRow {
-            session: s.name,
-            version: s.version,
-            hash: s.hash,
-        })
-    }
-
-    fn launch_options(&self, session: &str, service: &str) -> anyhow::Result<Launch> {
-        let platform =
-            PlatformKey::from_pem(secrecy::ExposeSecret::expose_secret(&self.platform_pem))?;
-        Ok(Launch::new(
-            &self.url,
-            &self.cert_pem,
-            session,
-            service,
-            EvidenceSource::Sim(platform),
-        ))
-    }
-
-    /// Attest as `session`/`service` on a plain thread and run `app` with the configuration.
-    fn run_app<T: Send + 'static>(
-        &self,
-        session: &str,
-        service: &str,
-        app: impl FnOnce(RoleContext) -> Result<T, RoleError> + Send + 'static,
-    ) -> anyhow::Result<Result<T, anyhow::Error>> {
-        let options = self.launch_options(session, service)?;
-        let what = format!("{session}/{service}");
-        let handle: JoinHandle<Result<T, cloister_runtime::Error>> =
-            std::thread::spawn(move || launch(options, App(app)));
-        let result = handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("the {what} app panicked"))?;
-        Ok(result.with_context(|| format!("the {what} app failed")))
-    }
-
-    /// Attest as `session`/`service`, which the CAS must refuse; the rule it names.
-    fn expect_refusal<T: Send + 'static>(
-        &self,
-        session: &str,
-        service: &str,
-        app: impl FnOnce(RoleContext) -> Result<T, RoleError> + Send + 'static,
-    ) -> anyhow::Result<RefusalRow> {
-        let options = self.launch_options(session, service)?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(launch(options, App(app)).map(|_| ()));
-        });
-        match rx.recv().context("the app thread ended")? {
-            Ok(()) => bail!("{session}/{service} was admitted; the CAS should have refused it"),
-            Err(cloister_runtime::Error::Refused { rule, reasons, .. }) => Ok(RefusalRow {
-                session: session.to_owned(),
-                service: service.to_owned(),
-                rule: rule.unwrap_or_else(|| rule_in(&reasons)),
-                reasons,
-            }),
-            Err(e) => Err(e).with_context(|| format!("{session}/{service} failed otherwise")),
-        }
-    }
-
-    fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(join) = self.join.take() {
-            self.runtime
-                .block_on(join)
-                .context("the CAS task failed")?
-                .context("the CAS failed")?;
-        }
-        Ok(())
+fn session_row(s: SessionSummary) -> SessionRow {
+    SessionRow {
+        session: s.name,
+        version: s.version,
+        hash: s.hash,
     }
 }
 
@@ -733,19 +612,26 @@ mod tests {
 
     #[test]
     fn policies_validate() {
-        let owner = OwnerKey::generate().unwrap();
+        let owner = cloister_policy::OwnerKey::generate().unwrap();
+        let key: String = owner
+            .public_key()
+            .to_pem()
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let access = format!("access:\n  owners:\n    - name: o\n      key: {key}\n");
         let m = "ab".repeat(48);
-        let hr = hr_policy(&owner, &m, None, None).unwrap();
+        let hr = hr_policy(&access, &m, None, None);
         let p = cloister_policy::Policy::parse(&hr).unwrap_or_else(|e| panic!("{e}\n{hr}"));
         let v2 = hr_policy(
-            &owner,
+            &access,
             &m,
             Some(Path::new("/etc/cmk.pem")),
             Some(&p.hash().to_string()),
-        )
-        .unwrap();
+        );
         cloister_policy::Policy::parse(&v2).unwrap_or_else(|e| panic!("{e}\n{v2}"));
-        let imp = importer_policy(&owner, &m, PAYROLL_SESSION, &p.hash().to_string()).unwrap();
+        let imp = importer_policy(&access, &m, PAYROLL_SESSION, &p.hash().to_string());
         cloister_policy::Policy::parse(&imp).unwrap_or_else(|e| panic!("{e}\n{imp}"));
     }
 }

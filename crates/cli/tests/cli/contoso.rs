@@ -150,6 +150,25 @@ fn check_report(report: &Value, database: &str, cmk: &str) {
             ("contoso/payroll", "import-hash")
         ]
     );
+    // The audit log: the importer was released CEK1 and never CMK1; the refused got nothing.
+    let audit = report["audit"].as_array().unwrap();
+    let payroll = audit
+        .iter()
+        .find(|r| r["session"] == "contoso/payroll" && r["verdict"] == "passed")
+        .unwrap();
+    let released: Vec<&str> = payroll["released"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(released.contains(&"secret:CEK1") && !released.contains(&"secret:CMK1"));
+    assert!(
+        audit
+            .iter()
+            .filter(|r| r["verdict"] == "refused")
+            .all(|r| r["released"].as_array().unwrap().is_empty())
+    );
     let stale = report["refusals"][1]["reasons"][0].as_str().unwrap();
     assert!(
         stale.contains(report["sessions"][0]["hash"].as_str().unwrap()),
@@ -512,7 +531,10 @@ fn canary_scan_finds_planted_plaintext() {
     let e = &employees()[0];
     let money = hex::encode((e.salary * 10_000).to_le_bytes());
     let dump = format!("COPY x FROM stdin;\n1\t\\x01{money}02\n");
-    assert_eq!(find_canaries_in_dump(dump.as_bytes()), [format!("bigint {}", e.salary)]);
+    assert_eq!(
+        find_canaries_in_dump(dump.as_bytes()),
+        [format!("bigint {}", e.salary)]
+    );
     let text = format!("1\t{}\t{}\n", e.ssn, 53352);
     assert_eq!(
         find_canaries_in_dump(text.as_bytes()),

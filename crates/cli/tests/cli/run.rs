@@ -81,7 +81,11 @@ impl Setup {
             "keygen",
         );
         std::fs::create_dir_all(d.join("app/lib")).unwrap();
-        std::fs::write(d.join("app/query.sql"), "SELECT count(*) FROM trips;\n").unwrap();
+        std::fs::write(
+            d.join("app/query.sql"),
+            "SELECT count(*) AS n FROM (VALUES (1), (2), (3)) AS t(x);\n",
+        )
+        .unwrap();
         std::fs::write(d.join("app/lib/helper.sql"), "-- helpers\n").unwrap();
         ok(
             cloister(
@@ -229,43 +233,48 @@ secrets:
     )
 }
 
-/// The value of the `files dir: …` line, when the files went to a directory.
-fn files_dir(stdout: &str) -> Option<PathBuf> {
-    let line = stdout.lines().find_map(|l| l.strip_prefix("files dir: "))?;
-    (!line.starts_with("none")).then(|| PathBuf::from(line))
+/// The directory of the `cloister: injected files: …` line, when the files went to one.
+fn files_dir(stderr: &str) -> Option<PathBuf> {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("cloister: injected files: "))?;
+    Some(PathBuf::from(line))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_job_with_a_sim_key_gets_its_bundle_and_configuration_and_cleans_up() {
     let s = Setup::new().await;
     let out = ok(
-        s.run("job", &["--sim-key", "platform.pem"], &[], "app.bundle")
-            .await,
+        s.run(
+            "job",
+            &["--sim-key", "platform.pem"],
+            &["--json"],
+            "app.bundle",
+        )
+        .await,
         "run",
     );
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     assert!(stderr.contains("WARNING: --sim-key"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["measurement"], s.measurement.as_str());
+    // The bundle's top-level script ran; lib/helper.sql is not part of the SQL app.
+    assert_eq!(v["results"].as_array().unwrap().len(), 1);
+    assert_eq!(v["results"][0]["name"], "query");
+    assert_eq!(v["results"][0]["data"][0]["n"], 3);
     assert!(
-        stdout.contains(&format!("measurement: {}", s.measurement)),
-        "{stdout}"
+        stderr.contains("cloister: attested: session demo/job service job"),
+        "{stderr}"
     );
-    for line in [
-        "bundle file: lib/helper.sql (11 bytes)",
-        "bundle file: query.sql (28 bytes)",
-        "env: DB_PASSWORD",
-        "env: MODE",
-        "args: 2",
-        "file: /etc/app/password",
-    ] {
-        assert!(stdout.lines().any(|l| l == line), "{line:?} in {stdout}");
-    }
     // The bundle key is consumed by the runtime; values are never printed.
-    assert!(!stdout.contains("CLOISTER_BUNDLE_KEY"), "{stdout}");
-    assert!(!stdout.contains("batch"), "{stdout}");
+    for stream in [&stdout, &stderr] {
+        assert!(!stream.contains("CLOISTER_BUNDLE_KEY"), "{stream}");
+        assert!(!stream.contains("batch"), "{stream}");
+    }
     s.assert_no_secret(&out);
     // The injected files were in a private directory, gone now.
-    if let Some(dir) = files_dir(&stdout) {
+    if let Some(dir) = files_dir(&stderr) {
         assert!(dir.starts_with("/dev/shm"), "{}", dir.display());
         assert!(!dir.exists(), "{} outlived the job", dir.display());
     }
@@ -283,7 +292,8 @@ async fn run_job_with_a_sim_key_gets_its_bundle_and_configuration_and_cleans_up(
         .await,
         "run --files-under",
     );
-    let dir = files_dir(&text(&out.stdout)).expect("a files directory");
+    let dir = files_dir(&text(&out.stderr)).expect("a files directory");
+    assert!(text(&out.stdout).contains("== query (1 rows) =="));
     assert!(dir.starts_with(&parent), "{}", dir.display());
     assert_eq!(std::fs::read_dir(&parent).unwrap().count(), 0);
 }
@@ -324,8 +334,12 @@ async fn run_job_through_a_sim_las_presents_its_own_measurement() {
         "run --las",
     );
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("bundle file: query.sql"), "{stdout}");
-    assert!(stdout.contains("files dir: none (in memory)"), "{stdout}");
+    assert!(stdout.contains("== query (1 rows) =="), "{stdout}");
+    assert!(
+        files_dir(&text(&out.stderr)).is_none(),
+        "{}",
+        text(&out.stderr)
+    );
     s.assert_no_secret(&out);
     server.abort();
 }
@@ -360,7 +374,7 @@ async fn run_job_refusals_name_their_cause_and_write_nothing(
             std::fs::write(d.join("app.bundle"), bytes).unwrap();
         }
         Spoil::ChangeAfterPinning => {
-            std::fs::write(d.join("app/query.sql"), "SELECT * FROM trips;\n").unwrap();
+            std::fs::write(d.join("app/query.sql"), "SELECT 4 AS four;\n").unwrap();
             ok(
                 cloister(
                     d,

@@ -1,4 +1,4 @@
-//! `cloister demo`: the evidence demo — every bundled real sample verified, tampered copies
+//! `cloister demo evidence`: the evidence demo — every bundled real sample verified, tampered copies
 //! refused, and a `sim` TEE round trip bound to a nonce and a workload key.
 
 use crate::{EXIT_REFUSED, output};
@@ -11,33 +11,11 @@ use serde::Serialize;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-pub mod contoso;
-
 #[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
-    /// Which demo (default: the evidence demo).
-    #[command(subcommand)]
-    command: Option<DemoCommand>,
     /// Print JSON (one object per sample) instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-/// The demos.
-#[derive(clap::Subcommand)]
-pub enum DemoCommand {
-    /// ContosoHR with Always Encrypted: load, attested statistics, key hand-over, refusals.
-    ///
-    /// Loads testdata/contosohr-employees.csv into SQLite (or PostgreSQL) with SSN and Salary
-    /// encrypted under CEK1 (a CAS-generated key wrapped by CMK1); an attested app computes
-    /// salary statistics over values decrypted inside the TEE and writes them encrypted; a
-    /// second session reads them with CEK1 imported through the first session's export; a
-    /// third, not exported to, is refused with the rule named.
-    ///
-    /// Example: cloister demo contoso --json
-    #[command(verbatim_doc_comment)]
-    Contoso(contoso::Args),
 }
 
 macro_rules! sample {
@@ -175,10 +153,7 @@ fn check(
     }
 }
 
-pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
-    if let Some(DemoCommand::Contoso(args)) = args.command {
-        return contoso::run(args, quiet);
-    }
+pub fn run(args: Args, _quiet: bool) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for s in samples() {
         let at = humantime::parse_rfc3339(s.at)?;
