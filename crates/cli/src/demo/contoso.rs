@@ -41,6 +41,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Sche
 use serde::Serialize;
 
 use super::cluster::{AuditRow, Cluster, audit_summary, measurement_without_bundle};
+use crate::job::JobSettings;
 use crate::output;
 
 /// The exporting session.
@@ -234,7 +235,7 @@ pub fn flow(cluster: &Cluster, options: &Options) -> anyhow::Result<Report> {
     let csv = options.csv.clone();
     let loaded_rows = run_app(cluster, HR_SESSION, "loader", move |ctx| {
         block_on(async move {
-            let keys = Arc::new(keys_of(&ctx)?);
+            let keys = keys_of(&ctx)?;
             let engine = engine()?;
             let rows = load_contosohr(
                 engine.session(),
@@ -250,7 +251,7 @@ pub fn flow(cluster: &Cluster, options: &Options) -> anyhow::Result<Report> {
     let db = options.database.clone();
     let statistics = run_app(cluster, HR_SESSION, "stats", move |ctx| {
         block_on(async move {
-            let keys = Arc::new(keys_of(&ctx)?);
+            let keys = keys_of(&ctx)?;
             let engine = engine()?;
             let employees = EncryptedSqlTable::open(db.clone(), "Employees", keys.as_ref()).await?;
             engine
@@ -272,7 +273,7 @@ pub fn flow(cluster: &Cluster, options: &Options) -> anyhow::Result<Report> {
         block_on(async move {
             let keys = keys_of(&ctx)?;
             let engine = engine()?;
-            let table = EncryptedSqlTable::open(db, RESULT_TABLE, &keys).await?;
+            let table = EncryptedSqlTable::open(db, RESULT_TABLE, keys.as_ref()).await?;
             engine
                 .session()
                 .register_table("results", Arc::new(table))?;
@@ -317,11 +318,10 @@ pub fn flow(cluster: &Cluster, options: &Options) -> anyhow::Result<Report> {
     })
 }
 
-/// The keys of an attested configuration (`CLOISTER_CMK_…`, `CLOISTER_CEK_…`).
-fn keys_of(ctx: &RoleContext) -> anyhow::Result<InMemoryColumnMasterKeys> {
-    Ok(InMemoryColumnMasterKeys::from_config_env(
-        ctx.env.iter().map(|(k, v)| (k.as_str(), v)),
-    )?)
+/// The Always Encrypted keys of an attested configuration (`CLOISTER_CMK_…`, `CLOISTER_CEK_…`),
+/// read as the `job` role reads them.
+fn keys_of(ctx: &RoleContext) -> anyhow::Result<Arc<InMemoryColumnMasterKeys>> {
+    Ok(JobSettings::from_env(&ctx.env)?.column_keys())
 }
 
 fn engine() -> anyhow::Result<Engine> {
