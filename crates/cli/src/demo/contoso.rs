@@ -55,10 +55,11 @@ pub const RESULT_TABLE: &str = "SalaryStatistics";
 /// Width of a salary band.
 pub const BAND_WIDTH: i64 = 20_000;
 
-const CSV: &str = concat!(
+/// The ContosoHR sample, built in so that the demo needs no files.
+const CSV_TEXT: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../testdata/contosohr-employees.csv"
-);
+));
 
 /// `cloister demo contoso`.
 #[derive(clap::Args, Debug)]
@@ -85,8 +86,8 @@ pub struct Options {
     pub database: SqlDatabase,
     /// `CMK1` from this PEM file (imported by the CAS) instead of generated.
     pub cmk_pem: Option<PathBuf>,
-    /// The ContosoHR CSV.
-    pub csv: PathBuf,
+    /// The ContosoHR CSV (`None`: the sample built into this executable).
+    pub csv: Option<PathBuf>,
 }
 
 impl Options {
@@ -95,7 +96,7 @@ impl Options {
         Self {
             database: SqlDatabase::sqlite(path),
             cmk_pem: None,
-            csv: PathBuf::from(CSV),
+            csv: None,
         }
     }
 }
@@ -232,7 +233,18 @@ pub fn flow(cluster: &Cluster, options: &Options) -> anyhow::Result<Report> {
 
     // The loader and the statistics app: contoso/hr, with CMK1 and CEK1.
     let db = options.database.clone();
-    let csv = options.csv.clone();
+    let csv_dir = tempfile::Builder::new()
+        .prefix("cloister-contoso-csv-")
+        .tempdir()
+        .context("create a temporary directory")?;
+    let csv = match &options.csv {
+        Some(path) => path.clone(),
+        None => {
+            let path = csv_dir.path().join("contosohr-employees.csv");
+            std::fs::write(&path, CSV_TEXT).context("write the sample CSV")?;
+            path
+        }
+    };
     let loaded_rows = run_app(cluster, HR_SESSION, "loader", move |ctx| {
         block_on(async move {
             let keys = keys_of(&ctx)?;
