@@ -572,13 +572,16 @@ fn demo_contoso_on_postgres_with_pg_dump_canary() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    let conninfo = cluster.conninfo("postgres");
     let out = cloister(
         &[
             "demo",
             "contoso",
             "--json",
             "--postgres",
-            &cluster.conninfo("postgres"),
+            &conninfo,
+            "--cmk-pem",
+            CMK_PEM,
         ],
         dir.path(),
     );
@@ -587,7 +590,72 @@ fn demo_contoso_on_postgres_with_pg_dump_canary() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    check_report(&json_of(&out), "postgres", "generated");
+    check_report(&json_of(&out), "postgres", "imported");
+
+    // Rotate Employees.Salary to CEK2 on PostgreSQL too; the metadata then says so.
+    let out = cloister(
+        &[
+            "keys",
+            "cek",
+            "rotate",
+            "--postgres",
+            &conninfo,
+            "--table",
+            "Employees",
+            "--column",
+            "Salary",
+            "--new-cek",
+            "CEK2",
+            "--cmk",
+            CMK_PEM,
+            "--cmk-name",
+            "CMK1",
+            "--key-path",
+            "CMK1",
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_of(&out)["cells"], 270);
+    let out = cloister(
+        &[
+            "keys",
+            "cek",
+            "show",
+            "--postgres",
+            &conninfo,
+            "--cmk",
+            CMK_PEM,
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta = json_of(&out);
+    let salary = meta["encrypted_columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["table"] == "Employees" && c["column"] == "Salary")
+        .unwrap()
+        .clone();
+    assert_eq!(salary["cek"], "CEK2");
+    assert!(
+        meta["column_encryption_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["signature_valid"] == true)
+    );
     let dump = cluster.dump("postgres");
     assert!(
         String::from_utf8_lossy(&dump).contains("SalaryStatistics"),
