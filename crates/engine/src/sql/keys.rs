@@ -107,8 +107,14 @@ impl InMemoryColumnMasterKeys {
             .insert(cek_name.to_lowercase(), cek);
     }
 
-    /// The keys of a workload's configuration environment (see the [module docs](self)):
-    /// every `CLOISTER_CMK_<PATH>` and `CLOISTER_CEK_<NAME>`; other variables are ignored.
+    /// The keys of a workload's configuration environment; other variables are ignored:
+    ///
+    /// - `CLOISTER_CMK_<PATH>` = a PEM RSA private key: the CMK at [`CLOISTER_KEY_STORE`], key
+    ///   path `<PATH>` (a policy's `cmk` secret, whose key path is its name:
+    ///   `$$cloister:CMK1:pem$$`);
+    /// - `CLOISTER_CEK_<NAME>` = hex: 32 bytes are the CEK named `<NAME>` itself
+    ///   (`$$cloister:CEK1:key$$`); a longer value is its `encrypted_value`
+    ///   (`$$cloister:CEK1:hex$$`), unwrapped with the `CLOISTER_CMK_…` its key path names.
     ///
     /// Errors name the variable, never its value: [`Error::InvalidColumnMasterKey`] for a PEM
     /// that is not an RSA private key, [`Error::InvalidKeyConfig`] for a CEK that is not hex,
