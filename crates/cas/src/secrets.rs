@@ -16,6 +16,8 @@
 //! | `private-key` | a fresh key, PKCS#8 DER: P-256, P-384 and Ed25519 from `ring`, RSA from `rsa` |
 //! | `x509-ca` | a self-signed CA ([`SessionCa::generate_with`]) with the policy's algorithm, common name and validity |
 //! | `x509` | a certificate from the named `x509-ca`, with the policy's common name, SANs and validity, for a fresh key or the named `private-key` |
+//! | `cmk` | a fresh RSA key (PKCS#8 DER, `rsa`), or with `from` the imported PEM key (read at each use, as imports are) |
+//! | `cek` | 32 random bytes and their `encrypted_value` under the named `cmk` ([`cloister_colenc::wrap_cek`], key path = the CMK's name), both stored |
 //!
 //! # The session CA
 //!
@@ -38,9 +40,10 @@
 //!
 //! # Encoding in the store
 //!
-//! A stored value is a version byte (1), a tag (1 text, 2 bytes, 3 private key, 4 certificate)
-//! and length-prefixed fields (4-byte big-endian lengths): the value; or for a certificate its
-//! DER, its PKCS#8 key and a count of issuer certificates followed by each.
+//! A stored value is a version byte (1), a tag (1 text, 2 bytes, 3 private key, 4 certificate,
+//! 5 column key) and length-prefixed fields (4-byte big-endian lengths): the value; for a
+//! certificate its DER, its PKCS#8 key and a count of issuer certificates followed by each; for
+//! a column key the key and its wrapped value.
 //!
 //! No value appears in a log line, an error or a `Debug` output: errors carry names only.
 
@@ -76,6 +79,7 @@ const TAG_TEXT: u8 = 1;
 const TAG_BYTES: u8 = 2;
 const TAG_PRIVATE_KEY: u8 = 3;
 const TAG_CERTIFICATE: u8 = 4;
+const TAG_COLUMN_KEY: u8 = 5;
 
 /// Finds the policy in force of another session (for imports): `None` if it does not exist.
 pub type PolicySource<'a> = &'a dyn Fn(&str) -> Result<Option<Arc<Policy>>, Error>;
@@ -97,6 +101,9 @@ pub fn encode(value: &SecretValue) -> Result<SecretBytes, Error> {
             TAG_CERTIFICATE,
             der.len() + key.expose_secret().len() + issuers.iter().map(Vec::len).sum::<usize>(),
         ),
+        SecretValue::ColumnKey { key, wrapped } => {
+            (TAG_COLUMN_KEY, key.expose_secret().len() + wrapped.len())
+        }
         _ => {
             return Err(Error::Internal(
                 "a secret value kind the store cannot encode",
@@ -119,6 +126,10 @@ pub fn encode(value: &SecretValue) -> Result<SecretBytes, Error> {
             for issuer in issuers {
                 field(&mut out, issuer)?;
             }
+        }
+        SecretValue::ColumnKey { key, wrapped } => {
+            field(&mut out, key.expose_secret())?;
+            field(&mut out, wrapped)?;
         }
         _ => {
             return Err(Error::Internal(
@@ -163,6 +174,11 @@ pub fn decode(bytes: &[u8]) -> Result<SecretValue, Error> {
                 issuers.push(reader.field()?.to_vec());
             }
             SecretValue::Certificate { der, issuers, key }
+        }
+        TAG_COLUMN_KEY => {
+            let key = secret_box(reader.field()?);
+            let wrapped = reader.field()?.to_vec();
+            SecretValue::ColumnKey { key, wrapped }
         }
         _ => return Err(corrupt("unknown secret value tag")),
     };
@@ -261,6 +277,10 @@ impl<'a> Secrets<'a> {
         };
         match &secret.kind {
             SecretKind::Import(source) => self.import(policy, name, source),
+            SecretKind::ColumnMasterKey {
+                source: Some(source),
+                ..
+            } => self.imported_cmk(policy, name, source),
             kind => self.generated_value(policy, name, kind),
         }
     }
@@ -426,8 +446,63 @@ impl<'a> Secrets<'a> {
                     key: secret_box(&Zeroizing::new(key.serialize_der())),
                 }
             }
+            SecretKind::ColumnMasterKey { algorithm, .. } => {
+                SecretValue::PrivateKey(secret_box(&new_key(*algorithm)?.serialize_der()))
+            }
+            SecretKind::ColumnEncryptionKey { cmk } => {
+                let master = self.column_master_key(policy, cmk)?;
+                let cek = cloister_colenc::Cek::generate()
+                    .map_err(|_| Error::Internal("the OS random generator failed"))?;
+                let wrapped = cloister_colenc::wrap_cek(&cek, &master, cmk)
+                    .map_err(|_| Error::Internal("wrapping a column encryption key failed"))?;
+                SecretValue::ColumnKey {
+                    key: secret_box(cek.expose_secret()),
+                    wrapped,
+                }
+            }
             _ => return Err(Error::Internal("a secret kind this CAS cannot generate")),
         })
+    }
+
+    /// The `cmk` secret `name` of `policy` as a column master key.
+    fn column_master_key(
+        &self,
+        policy: &Policy,
+        name: &str,
+    ) -> Result<cloister_colenc::Cmk, Error> {
+        match decode(self.value(policy, name)?.expose_secret())? {
+            SecretValue::PrivateKey(der) => {
+                cloister_colenc::Cmk::from_pkcs8_der(der.expose_secret())
+                    .map_err(|_| Error::Internal("a stored column master key does not load"))
+            }
+            _ => Err(Error::Internal("a cek's cmk is not a private key")),
+        }
+    }
+
+    /// A `cmk` imported as PEM (PKCS#8 or PKCS#1 RSA), as PKCS#8 DER; read at each use.
+    fn imported_cmk(
+        &self,
+        policy: &Policy,
+        name: &str,
+        source: &ImportSource,
+    ) -> Result<SecretBytes, Error> {
+        let SecretValue::Text(pem) = decode(self.import(policy, name, source)?.expose_secret())?
+        else {
+            return Err(Error::Internal("an imported value is not text"));
+        };
+        let unavailable = |reason: &str| Error::ImportUnavailable {
+            secret: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let cmk = cloister_colenc::Cmk::from_pem(pem.expose_secret())
+            .map_err(|_| unavailable("not an RSA private key PEM of 2048 bits or more"))?;
+        let pkcs8 = cmk
+            .to_pkcs8_pem()
+            .map_err(|_| Error::Internal("PKCS#8 encoding of a column master key failed"))?;
+        let der = pem::parse(pkcs8.as_bytes())
+            .map_err(|_| Error::Internal("PKCS#8 encoding of a column master key failed"))?;
+        let der = Zeroizing::new(der.into_contents());
+        encode(&SecretValue::PrivateKey(secret_box(&der)))
     }
 
     #[tracing::instrument(skip_all, fields(session = policy.name(), secret = name))]
@@ -484,7 +559,7 @@ impl<'a> Secrets<'a> {
                             import.secret, import.session
                         ),
                     }),
-                    Some(kind) => self.generated_value(&exporter, &import.secret, kind),
+                    Some(_) => self.value(&exporter, &import.secret),
                 };
             }
             _ => {
@@ -506,7 +581,13 @@ fn stand_in(kind: &SecretKind) -> SecretValue {
         | SecretKind::Import(ImportSource::Env(_))
         | SecretKind::Import(ImportSource::Kubernetes { .. }) => SecretValue::text(""),
         SecretKind::Binary { .. } | SecretKind::Aes256 => SecretValue::bytes(Vec::new()),
-        SecretKind::PrivateKey { .. } => SecretValue::private_key(Vec::new()),
+        SecretKind::PrivateKey { .. } | SecretKind::ColumnMasterKey { .. } => {
+            SecretValue::private_key(Vec::new())
+        }
+        SecretKind::ColumnEncryptionKey { .. } => SecretValue::ColumnKey {
+            key: secret_box(&[]),
+            wrapped: Vec::new(),
+        },
         _ => SecretValue::Certificate {
             der: Vec::new(),
             issuers: Vec::new(),
@@ -796,5 +877,117 @@ mod tests {
         assert!(read_import(&path).unwrap_err().contains("not UTF-8"));
         std::fs::write(&path, vec![b'a'; MAX_IMPORT_LEN + 1]).unwrap();
         assert!(read_import(&path).unwrap_err().contains("larger"));
+    }
+
+    #[test]
+    fn column_keys_are_generated_wrapped_and_imported() {
+        let exporter = Arc::new(policy(
+            "t/hr",
+            "  - name: CMK1\n    kind: cmk\n  - name: CEK1\n    kind: cek\n    cmk: CMK1\n",
+            "      CLOISTER_CMK_CMK1: $$cloister:CMK1:pem$$\n      CLOISTER_CEK_CEK1: $$cloister:CEK1:hex$$\n\
+             \x20     RAW: $$cloister:CEK1:key$$\n",
+            "export:\n  - secret: CEK1\n    to: [t/payroll]\n",
+        ));
+        let importer = |hash: &str| {
+            policy(
+                "t/payroll",
+                &format!(
+                    "  - name: CEK1\n    kind: import\n    from:\n      session:\n        session: t/hr\n\
+                     \x20       secret: CEK1\n        session_hash: {hash}\n"
+                ),
+                "      CLOISTER_CEK_CEK1: $$cloister:CEK1:key$$\n",
+                "",
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path(), &MasterKey::generate()).unwrap();
+        let config = CasConfig::builder("https://cas.test").build().unwrap();
+        let exp = exporter.clone();
+        let source = move |name: &str| Ok((name == "t/hr").then(|| exp.clone()));
+        let secrets = Secrets::new(&store, &config, &source, SystemTime::now());
+
+        let r = secrets
+            .resolve(&exporter, exporter.service("app").unwrap(), &[])
+            .unwrap();
+        assert_eq!(r.released, vec!["CEK1", "CMK1"]);
+        let env = |k: &str| r.service.env[k].expose_secret().to_owned();
+        let cmk = cloister_colenc::Cmk::from_pem(&env("CLOISTER_CMK_CMK1")).unwrap();
+        let wrapped = hex::decode(env("CLOISTER_CEK_CEK1")).unwrap();
+        // Wrapped as SQL Server does, under key path = the CMK's name (lower-cased).
+        let parsed = cloister_colenc::WrappedCek::parse(&wrapped).unwrap();
+        assert_eq!(parsed.key_path().unwrap(), "cmk1");
+        parsed.verify(cmk.public_key()).unwrap();
+        let cek = cloister_colenc::unwrap_cek(&wrapped, &cmk, "CMK1").unwrap();
+        assert_eq!(hex::encode(cek.expose_secret()), env("RAW"));
+
+        // The importer gets the same key without the CMK; a stale pin is refused by rule.
+        let ok = importer(&exporter.hash().to_string());
+        let got = secrets
+            .resolve(&ok, ok.service("app").unwrap(), &[])
+            .unwrap();
+        assert_eq!(
+            got.service.env["CLOISTER_CEK_CEK1"].expose_secret(),
+            env("RAW")
+        );
+        let stale = importer(&"ab".repeat(32));
+        let err = secrets
+            .resolve(&stale, stale.service("app").unwrap(), &[])
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ImportRefused { rule, .. } if *rule == "import-hash"),
+            "{err:?}"
+        );
+        // Stored values are kept, and no key shows in Debug.
+        let SecretValue::ColumnKey { wrapped: kept, .. } = decode(
+            store
+                .secret("t/hr", "CEK1")
+                .unwrap()
+                .unwrap()
+                .value
+                .expose_secret(),
+        )
+        .unwrap() else {
+            panic!("not a column key")
+        };
+        assert_eq!(kept, wrapped);
+        assert!(!format!("{r:?}").contains(&env("RAW")));
+    }
+
+    #[test]
+    fn imported_cmk_pem_wraps_ceks() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/always-encrypted/swisscom/always-encrypted.pem"
+        ))
+        .unwrap();
+        let path = dir.path().join("cmk.pem");
+        std::fs::write(&path, &pem).unwrap();
+        std::fs::write(dir.path().join("bad.pem"), "not a key").unwrap();
+        let p = policy(
+            "t/imported",
+            &format!(
+                "  - name: CMK2\n    kind: cmk\n    from:\n      file: {}\n\
+                 \x20 - name: BAD\n    kind: cmk\n    from:\n      file: {}\n\
+                 \x20 - name: CEK2\n    kind: cek\n    cmk: CMK2\n",
+                path.display(),
+                dir.path().join("bad.pem").display()
+            ),
+            "      CEK: $$cloister:CEK2:hex$$\n",
+            "",
+        );
+        with_secrets(|secrets, store| {
+            let r = secrets.resolve(&p, p.service("app").unwrap(), &[]).unwrap();
+            let wrapped = hex::decode(r.service.env["CEK"].expose_secret()).unwrap();
+            let cmk = cloister_colenc::Cmk::from_pem(&pem).unwrap();
+            cloister_colenc::unwrap_cek(&wrapped, &cmk, "CMK2").unwrap();
+            // The imported CMK itself is never stored; the CEK is.
+            assert_eq!(store.secret_names("t/imported").unwrap(), vec!["CEK2"]);
+            let err = secrets.value(&p, "BAD").unwrap_err();
+            assert!(
+                matches!(&err, Error::ImportUnavailable { secret, .. } if secret == "BAD"),
+                "{err:?}"
+            );
+        });
     }
 }

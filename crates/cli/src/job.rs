@@ -16,9 +16,13 @@
 //! | `CLOISTER_OUTPUT_PLAINTEXT` | `none` (default): only fully encrypted Parquet may be written; `columns`: encrypted Parquet with some plaintext columns; `formats`: also CSV, JSON and plain Parquet. |
 //! | `CLOISTER_SPILL_DIR` | optional: spill files go into a fresh directory under it (default: the OS temp directory). |
 //!
+//! | `CLOISTER_CMK_<PATH>` | an Always Encrypted column master key: a PEM RSA private key (`$$cloister:CMK1:pem$$`), at key store `CLOISTER_CAS`, key path `<PATH>` (a `cmk` secret's key path is its name). |
+//! | `CLOISTER_CEK_<NAME>` | an Always Encrypted column encryption key named `<NAME>` in the database's key metadata: its 32 bytes in hex (`$$cloister:CEK1:key$$`, for a session that imported it without the CMK) or its wrapped value (`$$cloister:CEK1:hex$$`, unwrapped with the `CLOISTER_CMK_…` its key path names). |
+//!
 //! Spill files are always AES-256-GCM encrypted under a per-process key (`EncryptedSpill`);
-//! no setting turns that off. `CLOISTER_CMK_<NAME>` (Always Encrypted column master keys) is
-//! reserved for the SQL-database sources and sinks; every other variable is ignored here.
+//! no setting turns that off. The Always Encrypted keys are read (and checked) when the job
+//! starts, into [`JobSettings::column_keys`] for the SQL-database sources and sinks
+//! (`cloister_engine::sql`); every other variable is ignored here.
 //!
 //! # The app
 //!
@@ -39,6 +43,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloister_engine::datafusion::error::DataFusionError;
+use cloister_engine::sql::{CMK_ENV_PREFIX, Error as SqlError, InMemoryColumnMasterKeys};
 use cloister_engine::{
     AppOutput, AppVars, EngineBuilder, InMemoryKeyProvider, OutputPolicy, QueryResult, SpillConfig,
     SpillObserver, SpillStats, SqlApp, StoreConfig,
@@ -146,6 +151,7 @@ pub fn key_setting(key_id: &str) -> String {
 /// What the job takes from the attested configuration; see the [module docs](self).
 pub struct JobSettings {
     keys: Arc<InMemoryKeyProvider>,
+    column_keys: Arc<InMemoryColumnMasterKeys>,
     store: Option<StoreConfig>,
     vars: AppVars,
     memory_limit: Option<usize>,
@@ -158,6 +164,7 @@ impl fmt::Debug for JobSettings {
         // Key ids, the store's kind and variable names only.
         f.debug_struct("JobSettings")
             .field("keys", &self.keys.key_ids())
+            .field("column_keys", &self.column_keys)
             .field("store", &self.store.as_ref().map(store_kind))
             .field("vars", &self.vars)
             .field("memory_limit", &self.memory_limit)
@@ -207,6 +214,20 @@ impl JobSettings {
                 )
             })?;
         }
+
+        let column_keys =
+            InMemoryColumnMasterKeys::from_config_env(env.iter().map(|(k, v)| (k.as_str(), v)))
+                .map_err(|e| match e {
+                    SqlError::InvalidKeyConfig { variable, reason } => setting(&variable, reason),
+                    SqlError::InvalidColumnMasterKey { location, .. } => setting(
+                        &format!(
+                            "{CMK_ENV_PREFIX}{}",
+                            location.rsplit(": ").next().unwrap_or("")
+                        ),
+                        "not an RSA private key PEM of 2048 bits or more".into(),
+                    ),
+                    other => setting("CLOISTER_CEK_…", other.to_string()),
+                })?;
 
         let pairs = || env.iter().map(|(k, v)| (k.as_str(), v.expose_secret()));
         let names_store = env.keys().any(|k| {
@@ -265,6 +286,7 @@ impl JobSettings {
             .map(|v| PathBuf::from(v.expose_secret()));
         Ok(Self {
             keys: Arc::new(keys),
+            column_keys: Arc::new(column_keys),
             store,
             vars,
             memory_limit,
@@ -276,6 +298,11 @@ impl JobSettings {
     /// The data keys (for roles that write data themselves, as the demo's ingest does).
     pub fn keys(&self) -> Arc<InMemoryKeyProvider> {
         Arc::clone(&self.keys)
+    }
+
+    /// The Always Encrypted column master and encryption keys of the configuration.
+    pub fn column_keys(&self) -> Arc<InMemoryColumnMasterKeys> {
+        Arc::clone(&self.column_keys)
     }
 
     /// The key ids held, sorted.
@@ -671,6 +698,30 @@ mod tests {
         assert!(!shown.contains(KEY) && !shown.contains("0001"), "{shown}");
     }
 
+    #[test]
+    fn always_encrypted_keys_are_loaded_for_the_sql_sources() {
+        let pem = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/always-encrypted/swisscom/always-encrypted.pem"
+        ))
+        .unwrap();
+        let s = JobSettings::from_env(&env(&[
+            ("CLOISTER_CMK_CMK1", &pem),
+            ("CLOISTER_CEK_CEK9", KEY),
+        ]))
+        .unwrap();
+        use cloister_engine::sql::{CLOISTER_KEY_STORE, ColumnMasterKeyProvider as _};
+        let keys = s.column_keys();
+        assert!(keys.column_master_key(CLOISTER_KEY_STORE, "cmk1").is_some());
+        assert!(keys.column_encryption_key("CEK9").is_some());
+        assert!(s.key_ids().is_empty(), "AE keys are not data keys");
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("PRIVATE") && !shown.contains("0001"),
+            "{shown}"
+        );
+    }
+
     #[rstest::rstest]
     #[case::not_hex("CLOISTER_KEY_A", "zz", "not a hex key")]
     #[case::short("CLOISTER_KEY_A", "0011", "16, 24 or 32 bytes")]
@@ -678,6 +729,9 @@ mod tests {
     #[case::memory("CLOISTER_MEMORY_LIMIT", "lots", "512M")]
     #[case::output("CLOISTER_OUTPUT_PLAINTEXT", "yes", "none, columns or formats")]
     #[case::vars("CLOISTER_APP_VARS", "OUT", "does not set")]
+    #[case::cmk_not_pem("CLOISTER_CMK_CMK1", "not a key", "RSA private key")]
+    #[case::cek_not_hex("CLOISTER_CEK_CEK1", "zz", "not hex")]
+    #[case::cek_short("CLOISTER_CEK_CEK1", "0011", "encrypted_value")]
     fn bad_settings_name_the_setting_and_not_the_value(
         #[case] name: &str,
         #[case] value: &str,

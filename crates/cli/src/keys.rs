@@ -1,8 +1,13 @@
-//! `cloister keys …`: owner signing keys (Ed25519) for policies.
+//! `cloister keys …`: owner signing keys (Ed25519) for policies, and Always Encrypted column
+//! encryption keys (`keys cek`).
 //!
 //! A policy names its owners by public key; each owner keeps the private half in a PKCS#8 PEM
 //! file (mode 0600) and signs policy versions with it (`cloister policy sign`). Private keys are
 //! read from files or stdin, never from the command line.
+
+mod cek;
+
+pub(crate) use cek::parse_conninfo;
 
 use crate::output;
 use anyhow::{Context as _, bail};
@@ -35,6 +40,9 @@ pub enum Command {
     /// Example: cloister keys show alice.pem.pub --json
     #[command(verbatim_doc_comment)]
     Show(ShowArgs),
+    /// Always Encrypted column encryption keys: create, wrap, rotate (re-encrypting columns), show.
+    #[command(subcommand)]
+    Cek(cek::Command),
 }
 
 #[derive(Args)]
@@ -64,6 +72,7 @@ pub fn run(cmd: Command, quiet: bool) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Gen(args) => gen_key(args, quiet),
         Command::Show(args) => show(args),
+        Command::Cek(cmd) => cek::run(cmd),
     }
 }
 

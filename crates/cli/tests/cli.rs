@@ -13,12 +13,16 @@ mod cas_canary;
 mod cas_crash;
 #[path = "cli/cas_process.rs"]
 mod cas_process;
+#[path = "cli/contoso.rs"]
+mod contoso;
 #[path = "cli/custodian.rs"]
 mod custodian;
 #[path = "cli/generate.rs"]
 mod generate;
 #[path = "cli/job.rs"]
 mod job;
+#[path = "cli/postgres.rs"]
+mod postgres;
 #[path = "cli/run.rs"]
 mod run;
 #[path = "cli/schemathesis.rs"]

@@ -254,7 +254,11 @@ pub struct SecretDoc {
     /// `x509`: the name of a `private-key` secret to certify (default: a fresh key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<String>,
-    /// `import`: where the value comes from.
+    /// `cek`: the name of the `cmk` secret of this policy that wraps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmk: Option<String>,
+    /// `import`: where the value comes from; `cmk`: a PEM private key to import (`file`, `env`
+    /// or `kubernetes`) instead of generating one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<ImportSourceDoc>,
 }
@@ -275,6 +279,12 @@ pub enum SecretKindName {
     X509,
     /// A 256-bit AES data key (Parquet modular encryption, spill, column keys).
     Aes256,
+    /// An Always Encrypted column master key: an RSA key (default `rsa-2048`) generated in
+    /// the CAS, or imported as a PEM private key with `from`. Its key path is its name.
+    Cmk,
+    /// An Always Encrypted column encryption key: 32 random bytes generated in the CAS and
+    /// wrapped by the `cmk` secret named in `cmk`, as SQL Server stores it.
+    Cek,
     /// A value the CAS does not generate but imports.
     Import,
 }

@@ -359,8 +359,8 @@ pub struct Secret {
 /// What a secret is. Generated kinds are made by the CAS when the policy is created and kept
 /// across updates; `Import` comes from elsewhere.
 ///
-/// Extension point: new kinds (Always Encrypted column master / column encryption keys, Parquet
-/// column keys wrapped by a master key) are added as variants here, a name in
+/// Extension point: new kinds (Parquet column keys wrapped by a master key, …) are added as
+/// variants here, a name in
 /// [`doc::SecretKindName`], a case in `validate::secret` and a `template::ValueShape`; the enum is
 /// `non_exhaustive` so that adding one is not a breaking change for the CAS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -407,6 +407,20 @@ pub enum SecretKind {
     },
     /// A 256-bit AES data key.
     Aes256,
+    /// An Always Encrypted column master key: an RSA private key, generated in the CAS or
+    /// imported as PEM. Its key path (in key store `CLOISTER_CAS`) is the secret's name.
+    ColumnMasterKey {
+        /// The RSA key size of a generated key (ignored with `source`).
+        algorithm: KeyAlgorithm,
+        /// Import the PEM private key from here instead of generating one (never a session).
+        source: Option<ImportSource>,
+    },
+    /// An Always Encrypted column encryption key: 32 random bytes, wrapped by a column master
+    /// key of the same policy as SQL Server stores it (`encrypted_value`).
+    ColumnEncryptionKey {
+        /// The `ColumnMasterKey` secret that wraps it.
+        cmk: String,
+    },
     /// Imported.
     Import(ImportSource),
 }
@@ -421,6 +435,8 @@ impl SecretKind {
             SecretKind::X509Ca { .. } => "x509-ca",
             SecretKind::X509 { .. } => "x509",
             SecretKind::Aes256 => "aes256",
+            SecretKind::ColumnMasterKey { .. } => "cmk",
+            SecretKind::ColumnEncryptionKey { .. } => "cek",
             SecretKind::Import(_) => "import",
         }
     }
@@ -429,7 +445,10 @@ impl SecretKind {
         match self {
             SecretKind::Ascii { .. } => ValueShape::Text,
             SecretKind::Binary { .. } | SecretKind::Aes256 => ValueShape::Bytes,
-            SecretKind::PrivateKey { .. } => ValueShape::PrivateKey,
+            SecretKind::PrivateKey { .. } | SecretKind::ColumnMasterKey { .. } => {
+                ValueShape::PrivateKey
+            }
+            SecretKind::ColumnEncryptionKey { .. } => ValueShape::ColumnKey,
             SecretKind::X509Ca { .. } | SecretKind::X509 { .. } => ValueShape::Certificate,
             SecretKind::Import(ImportSource::Session(_)) => ValueShape::Unknown,
             SecretKind::Import(_) => ValueShape::Text,

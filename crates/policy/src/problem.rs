@@ -98,6 +98,9 @@ pub enum Rule {
     PrivateKeyRef,
     /// A subject alternative name or common name is empty or has control characters.
     X509Name,
+    /// A `cek` secret's `cmk` is missing or not a `cmk` secret of this policy, or a `cmk`
+    /// secret's algorithm is not RSA or its import source is another session.
+    ColumnMasterKeyRef,
     /// An import source is malformed (relative path, bad env name, bad session hash…).
     ImportSource,
     // ----- placeholders -----
@@ -160,6 +163,7 @@ impl Rule {
             Rule::X509Issuer => "x509-issuer",
             Rule::PrivateKeyRef => "private-key-ref",
             Rule::X509Name => "x509-name",
+            Rule::ColumnMasterKeyRef => "cmk-ref",
             Rule::ImportSource => "import-source",
             Rule::PlaceholderSyntax => "placeholder-syntax",
             Rule::PlaceholderSecret => "placeholder-secret",

@@ -7,8 +7,10 @@
 //! - Everything else is literal; there is no escaping and nothing is ever re-scanned, so a host
 //!   argument that contains `$$cloister:…$$` stays literal text and cannot pull a secret in.
 //!
-//! Default forms: text secrets (`ascii`, imported values) as they are; keys as PKCS#8 PEM;
-//! certificates as PEM. Binary secrets have no default form: name `hex` or `base64`.
+//! Default forms: text secrets (`ascii`, imported values) as they are; keys (and `cmk`
+//! secrets) as PKCS#8 PEM; certificates as PEM. Binary secrets have no default form: name
+//! `hex` or `base64`. Neither have `cek` secrets: `hex` / `base64` give the wrapped
+//! `encrypted_value`, `key` the column encryption key itself (hex).
 
 use crate::Error;
 use base64::Engine as _;
@@ -33,7 +35,8 @@ pub enum Format {
     Crt,
     /// The certificate followed by its issuers up to the root CA, PEM.
     Chain,
-    /// The private key, PKCS#8 PEM (private-key, x509 and x509-ca secrets).
+    /// The private key, PKCS#8 PEM (private-key, cmk, x509 and x509-ca secrets); for a `cek`
+    /// secret the column encryption key itself, lower-case hex of its 32 bytes.
     Key,
 }
 
@@ -75,6 +78,8 @@ pub(crate) enum ValueShape {
     PrivateKey,
     /// A certificate with its key: default (crt), crt, pem, chain, key, hex, base64.
     Certificate,
+    /// A column encryption key: hex, base64 (of the wrapped value), key (the key, hex).
+    ColumnKey,
     /// Not known until resolution (imported from another session): anything.
     Unknown,
 }
@@ -88,6 +93,7 @@ impl ValueShape {
             ValueShape::Bytes => matches!(format, Some(Hex | Base64)),
             ValueShape::PrivateKey => matches!(format, None | Some(Hex | Base64 | Pem | Key)),
             ValueShape::Certificate => true,
+            ValueShape::ColumnKey => matches!(format, Some(Hex | Base64 | Key)),
         }
     }
 
@@ -97,6 +103,9 @@ impl ValueShape {
             ValueShape::Bytes => "binary; use :hex or :base64",
             ValueShape::PrivateKey => "a private key",
             ValueShape::Certificate => "a certificate",
+            ValueShape::ColumnKey => {
+                "a column encryption key; use :hex or :base64 (wrapped) or :key (the key)"
+            }
             ValueShape::Unknown => "imported",
         }
     }
@@ -214,6 +223,14 @@ pub enum SecretValue {
         /// The certificate's private key, PKCS#8 DER.
         key: SecretBox<[u8]>,
     },
+    /// An Always Encrypted column encryption key and its `encrypted_value` (wrapped by its
+    /// column master key, as SQL Server stores it).
+    ColumnKey {
+        /// The 32-byte key.
+        key: SecretBox<[u8]>,
+        /// The wrapped value (not secret without the column master key).
+        wrapped: Vec<u8>,
+    },
 }
 
 impl SecretValue {
@@ -238,6 +255,7 @@ impl SecretValue {
             SecretValue::Bytes(_) => "binary",
             SecretValue::PrivateKey(_) => "private key",
             SecretValue::Certificate { .. } => "certificate",
+            SecretValue::ColumnKey { .. } => "column encryption key",
         }
     }
 
@@ -289,6 +307,10 @@ impl SecretValue {
                 Some(Format::Key) => pem_of("PRIVATE KEY", key.expose_secret()),
                 f => encode(der, f).ok_or_else(not_applicable),
             },
+            SecretValue::ColumnKey { key, wrapped } => match format {
+                Some(Format::Key) => Ok(Zeroizing::new(hex::encode(key.expose_secret()))),
+                f => encode(wrapped, f).ok_or_else(not_applicable),
+            },
         }
     }
 }
@@ -305,6 +327,10 @@ impl fmt::Debug for SecretValue {
                 .debug_struct("Certificate")
                 .field("der_len", &der.len())
                 .field("issuers", &issuers.len())
+                .finish_non_exhaustive(),
+            SecretValue::ColumnKey { wrapped, .. } => f
+                .debug_struct("ColumnKey")
+                .field("wrapped_len", &wrapped.len())
                 .finish_non_exhaustive(),
         }
     }
@@ -465,5 +491,38 @@ mod tests {
                 "{debug}"
             );
         }
+    }
+
+    #[test]
+    fn column_keys_render_wrapped_or_raw_and_never_debug_the_key() {
+        let value = SecretValue::ColumnKey {
+            key: SecretBox::from(vec![0xab; 32].into_boxed_slice()),
+            wrapped: vec![1, 2, 3],
+        };
+        let lookup = |_: &str| {
+            Some(SecretValue::ColumnKey {
+                key: SecretBox::from(vec![0xab; 32].into_boxed_slice()),
+                wrapped: vec![1, 2, 3],
+            })
+        };
+        let out = |t: &str| resolve(t, &lookup).map(|s| s.expose_secret().to_owned());
+        assert_eq!(out("$$cloister:c:hex$$").unwrap(), "010203");
+        assert_eq!(out("$$cloister:c:base64$$").unwrap(), "AQID");
+        assert_eq!(out("$$cloister:c:key$$").unwrap(), "ab".repeat(32));
+        for bad in [
+            "$$cloister:c$$",
+            "$$cloister:c:pem$$",
+            "$$cloister:c:chain$$",
+        ] {
+            assert!(
+                matches!(out(bad), Err(Error::FormatNotApplicable { .. })),
+                "{bad}"
+            );
+        }
+        let debug = format!("{value:?}");
+        assert!(
+            debug.contains("wrapped_len: 3") && !debug.contains("171"),
+            "{debug}"
+        );
     }
 }

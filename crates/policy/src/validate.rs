@@ -662,7 +662,7 @@ impl Validator<'_> {
         let here = at!["secrets", i];
         let this_kind = kind_name(s.kind);
         // Which optional fields this kind takes.
-        let present: [(&str, bool); 8] = [
+        let present: [(&str, bool); 9] = [
             ("size", s.size.is_some()),
             ("algorithm", s.algorithm.is_some()),
             ("common_name", s.common_name.is_some()),
@@ -670,6 +670,7 @@ impl Validator<'_> {
             ("validity_days", s.validity_days.is_some()),
             ("issuer", s.issuer.is_some()),
             ("private_key", s.private_key.is_some()),
+            ("cmk", s.cmk.is_some()),
             ("from", s.from.is_some()),
         ];
         let allowed: &[&str] = match s.kind {
@@ -685,6 +686,8 @@ impl Validator<'_> {
                 "private_key",
             ],
             K::Aes256 => &[],
+            K::Cmk => &["algorithm", "from"],
+            K::Cek => &["cmk"],
             K::Import => &["from"],
         };
         for (field, is_present) in present {
@@ -732,6 +735,63 @@ impl Validator<'_> {
         }
 
         Some(match s.kind {
+            K::Cmk => {
+                let algorithm = s.algorithm.unwrap_or(KeyAlgorithm::Rsa2048);
+                if !matches!(
+                    algorithm,
+                    KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096
+                ) {
+                    self.report(
+                        at!["secrets", i, "algorithm"],
+                        Rule::ColumnMasterKeyRef,
+                        "a `cmk` is an RSA key: rsa-2048, rsa-3072 or rsa-4096",
+                    );
+                }
+                let source = match &s.from {
+                    None => None,
+                    Some(ImportSourceDoc::Session(_)) => {
+                        self.report(
+                            at!["secrets", i, "from", "session"],
+                            Rule::ColumnMasterKeyRef,
+                            "a `cmk` is generated or imported as PEM from `file`, `env` or \
+                             `kubernetes`; import another session's key with `kind: import`",
+                        );
+                        None
+                    }
+                    Some(from) => match self.import_source(own_name, i, from) {
+                        ImportSource::Session(_) => None,
+                        source => Some(source),
+                    },
+                };
+                SecretKind::ColumnMasterKey { algorithm, source }
+            }
+            K::Cek => {
+                let Some(cmk) = &s.cmk else {
+                    self.report(
+                        here,
+                        Rule::ColumnMasterKeyRef,
+                        "a `cek` secret needs `cmk` (the cmk secret that wraps it)",
+                    );
+                    return None;
+                };
+                match kinds.get(cmk.as_str()) {
+                    Some(K::Cmk) => {}
+                    None => self.report(
+                        at!["secrets", i, "cmk"],
+                        Rule::ColumnMasterKeyRef,
+                        format!("cmk `{cmk}` is not a secret of this policy"),
+                    ),
+                    Some(other) => self.report(
+                        at!["secrets", i, "cmk"],
+                        Rule::ColumnMasterKeyRef,
+                        format!(
+                            "cmk `{cmk}` is a `{}` secret, not a `cmk`",
+                            kind_name(*other)
+                        ),
+                    ),
+                }
+                SecretKind::ColumnEncryptionKey { cmk: cmk.clone() }
+            }
             K::Ascii => SecretKind::Ascii { size },
             K::Binary => SecretKind::Binary { size },
             K::Aes256 => SecretKind::Aes256,
@@ -799,81 +859,84 @@ impl Validator<'_> {
                     self.report(here, Rule::SecretField, "an `import` secret needs `from`");
                     return None;
                 };
-                let from_at = at!["secrets", i, "from"];
-                let source = match from {
-                    ImportSourceDoc::File(path) => {
-                        if !is_safe_absolute(path) {
-                            self.report(
-                                from_at,
-                                Rule::ImportSource,
-                                format!("`{path}` is not an absolute path without `..`"),
-                            );
-                        }
-                        ImportSource::File(PathBuf::from(path))
-                    }
-                    ImportSourceDoc::Env(var) => {
-                        if !is_env_name(var) {
-                            self.report(
-                                from_at,
-                                Rule::ImportSource,
-                                format!("`{var}` is not an environment variable name"),
-                            );
-                        }
-                        ImportSource::Env(var.clone())
-                    }
-                    ImportSourceDoc::Kubernetes(k) => {
-                        if !is_k8s_name(&k.secret) || !is_k8s_key(&k.key) {
-                            self.report(
-                                from_at,
-                                Rule::ImportSource,
-                                "kubernetes `secret` must be a DNS-1123 name and `key` [-._a-zA-Z0-9]+",
-                            );
-                        }
-                        ImportSource::Kubernetes {
-                            secret: k.secret.clone(),
-                            key: k.key.clone(),
-                        }
-                    }
-                    ImportSourceDoc::Session(imp) => {
-                        let here = at!["secrets", i, "from", "session"];
-                        if !is_session_name(&imp.session) {
-                            self.report(
-                                here,
-                                Rule::ImportSource,
-                                format!("`{}` is not a session name", imp.session),
-                            );
-                        } else if imp.session == own_name {
-                            self.report(
-                                here,
-                                Rule::ImportSource,
-                                "a session cannot import from itself",
-                            );
-                        }
-                        if !is_secret_name(&imp.secret) {
-                            self.report(
-                                here,
-                                Rule::ImportSource,
-                                format!("`{}` is not a secret name", imp.secret),
-                            );
-                        }
-                        let session_hash = imp.session_hash.parse().unwrap_or_else(|_| {
-                            self.report(
-                                at!["secrets", i, "from", "session", "session_hash"],
-                                Rule::ImportSource,
-                                "session_hash is not a SHA-256 (64 hex digits)",
-                            );
-                            SessionHash::from_bytes([0; 32])
-                        });
-                        ImportSource::Session(SessionImport {
-                            session: imp.session.clone(),
-                            secret: imp.secret.clone(),
-                            session_hash,
-                        })
-                    }
-                };
-                SecretKind::Import(source)
+                SecretKind::Import(self.import_source(own_name, i, from))
             }
         })
+    }
+
+    fn import_source(&mut self, own_name: &str, i: usize, from: &ImportSourceDoc) -> ImportSource {
+        let from_at = at!["secrets", i, "from"];
+        match from {
+            ImportSourceDoc::File(path) => {
+                if !is_safe_absolute(path) {
+                    self.report(
+                        from_at,
+                        Rule::ImportSource,
+                        format!("`{path}` is not an absolute path without `..`"),
+                    );
+                }
+                ImportSource::File(PathBuf::from(path))
+            }
+            ImportSourceDoc::Env(var) => {
+                if !is_env_name(var) {
+                    self.report(
+                        from_at,
+                        Rule::ImportSource,
+                        format!("`{var}` is not an environment variable name"),
+                    );
+                }
+                ImportSource::Env(var.clone())
+            }
+            ImportSourceDoc::Kubernetes(k) => {
+                if !is_k8s_name(&k.secret) || !is_k8s_key(&k.key) {
+                    self.report(
+                        from_at,
+                        Rule::ImportSource,
+                        "kubernetes `secret` must be a DNS-1123 name and `key` [-._a-zA-Z0-9]+",
+                    );
+                }
+                ImportSource::Kubernetes {
+                    secret: k.secret.clone(),
+                    key: k.key.clone(),
+                }
+            }
+            ImportSourceDoc::Session(imp) => {
+                let here = at!["secrets", i, "from", "session"];
+                if !is_session_name(&imp.session) {
+                    self.report(
+                        here,
+                        Rule::ImportSource,
+                        format!("`{}` is not a session name", imp.session),
+                    );
+                } else if imp.session == own_name {
+                    self.report(
+                        here,
+                        Rule::ImportSource,
+                        "a session cannot import from itself",
+                    );
+                }
+                if !is_secret_name(&imp.secret) {
+                    self.report(
+                        here,
+                        Rule::ImportSource,
+                        format!("`{}` is not a secret name", imp.secret),
+                    );
+                }
+                let session_hash = imp.session_hash.parse().unwrap_or_else(|_| {
+                    self.report(
+                        at!["secrets", i, "from", "session", "session_hash"],
+                        Rule::ImportSource,
+                        "session_hash is not a SHA-256 (64 hex digits)",
+                    );
+                    SessionHash::from_bytes([0; 32])
+                });
+                ImportSource::Session(SessionImport {
+                    session: imp.session.clone(),
+                    secret: imp.secret.clone(),
+                    session_hash,
+                })
+            }
+        }
     }
 
     fn exports(&mut self, docs: &[doc::ExportDoc], secrets: &[Secret]) -> Vec<Export> {
@@ -947,6 +1010,8 @@ fn kind_name(k: SecretKindName) -> &'static str {
         SecretKindName::X509Ca => "x509-ca",
         SecretKindName::X509 => "x509",
         SecretKindName::Aes256 => "aes256",
+        SecretKindName::Cmk => "cmk",
+        SecretKindName::Cek => "cek",
         SecretKindName::Import => "import",
     }
 }
@@ -1475,5 +1540,138 @@ mod tests {
             "{}",
             problems.items()[0].path.len()
         );
+    }
+
+    /// The base policy with `secrets` appended to its secrets and `env` to the driver's
+    /// environment.
+    fn with_ae_keys(secrets: &str, env: &str) -> String {
+        base()
+            .replacen(
+                "      TOKEN: $$cloister:token$$\n",
+                &format!("      TOKEN: $$cloister:token$$\n{env}"),
+                1,
+            )
+            .replacen("export:\n", &format!("{secrets}export:\n"), 1)
+    }
+
+    const AE_KEYS: &str =
+        "  - name: CMK1\n    kind: cmk\n  - name: CEK1\n    kind: cek\n    cmk: CMK1\n";
+
+    #[test]
+    fn column_master_and_encryption_keys_validate() {
+        let yaml = with_ae_keys(
+            &format!(
+                "{AE_KEYS}  - name: CMK2\n    kind: cmk\n    algorithm: rsa-3072\n\
+                 \x20 - name: CMK3\n    kind: cmk\n    from:\n      file: /etc/cas/cmk3.pem\n"
+            ),
+            "      CLOISTER_CMK_CMK1: $$cloister:CMK1:pem$$\n      CLOISTER_CEK_CEK1: $$cloister:CEK1:hex$$\n\
+             \x20     PLAIN: $$cloister:CEK1:key$$\n      B64: $$cloister:CEK1:base64$$\n",
+        );
+        let policy = Policy::parse(&yaml).unwrap_or_else(|p| panic!("{p}"));
+        assert_eq!(
+            policy.secret("CMK1").unwrap().kind,
+            SecretKind::ColumnMasterKey {
+                algorithm: KeyAlgorithm::Rsa2048,
+                source: None
+            }
+        );
+        assert_eq!(
+            policy.secret("CMK3").unwrap().kind,
+            SecretKind::ColumnMasterKey {
+                algorithm: KeyAlgorithm::Rsa2048,
+                source: Some(ImportSource::File("/etc/cas/cmk3.pem".into()))
+            }
+        );
+        assert_eq!(
+            policy.secret("CEK1").unwrap().kind,
+            SecretKind::ColumnEncryptionKey { cmk: "CMK1".into() }
+        );
+        assert_eq!(policy.secret("CEK1").unwrap().kind.name(), "cek");
+    }
+
+    #[rstest]
+    #[case::cek_without_cmk(
+        "  - name: CEK1\n    kind: cek\n",
+        "",
+        Rule::ColumnMasterKeyRef,
+        "secrets[CEK1]"
+    )]
+    #[case::cek_unknown_cmk(
+        "  - name: CEK1\n    kind: cek\n    cmk: CMK9\n",
+        "",
+        Rule::ColumnMasterKeyRef,
+        "secrets[CEK1].cmk"
+    )]
+    #[case::cek_cmk_not_a_cmk(
+        "  - name: CEK1\n    kind: cek\n    cmk: token\n",
+        "",
+        Rule::ColumnMasterKeyRef,
+        "secrets[CEK1].cmk"
+    )]
+    #[case::cmk_not_rsa(
+        "  - name: CMK1\n    kind: cmk\n    algorithm: ec-p256\n",
+        "",
+        Rule::ColumnMasterKeyRef,
+        "secrets[CMK1].algorithm"
+    )]
+    #[case::cmk_from_session(
+        &format!("  - name: CMK1\n    kind: cmk\n    from:\n      session: {{session: a/b, secret: k, session_hash: {}}}\n", "ab".repeat(32)),
+        "",
+        Rule::ColumnMasterKeyRef,
+        "secrets[CMK1].from.session"
+    )]
+    #[case::cmk_from_relative_file(
+        "  - name: CMK1\n    kind: cmk\n    from:\n      file: cmk.pem\n",
+        "",
+        Rule::ImportSource,
+        "secrets[CMK1].from"
+    )]
+    #[case::cmk_takes_no_size(
+        "  - name: CMK1\n    kind: cmk\n    size: 16\n",
+        "",
+        Rule::SecretField,
+        "secrets[CMK1].size"
+    )]
+    #[case::cek_takes_no_algorithm(
+        "  - name: CMK1\n    kind: cmk\n  - name: CEK1\n    kind: cek\n    cmk: CMK1\n    algorithm: rsa-2048\n",
+        "",
+        Rule::SecretField,
+        "secrets[CEK1].algorithm"
+    )]
+    #[case::cmk_ref_on_another_kind(
+        "  - name: CMK1\n    kind: cmk\n  - name: k\n    kind: aes256\n    cmk: CMK1\n",
+        "",
+        Rule::SecretField,
+        "secrets[k].cmk"
+    )]
+    #[case::cek_has_no_default_format(
+        AE_KEYS,
+        "      CEK: $$cloister:CEK1$$\n",
+        Rule::PlaceholderFormat,
+        "services[driver].env.CEK"
+    )]
+    #[case::cek_has_no_pem(
+        AE_KEYS,
+        "      CEK: $$cloister:CEK1:pem$$\n",
+        Rule::PlaceholderFormat,
+        "services[driver].env.CEK"
+    )]
+    #[case::cmk_has_no_chain(
+        AE_KEYS,
+        "      CMK: $$cloister:CMK1:chain$$\n",
+        Rule::PlaceholderFormat,
+        "services[driver].env.CMK"
+    )]
+    fn invalid_column_keys(
+        #[case] secrets: &str,
+        #[case] env: &str,
+        #[case] rule: Rule,
+        #[case] path: &str,
+    ) {
+        let problems = Policy::parse(&with_ae_keys(secrets, env)).expect_err("must not validate");
+        let p = problems
+            .find(rule)
+            .unwrap_or_else(|| panic!("no {rule} problem in:\n{problems}"));
+        assert_eq!(p.path, path, "{p}");
     }
 }

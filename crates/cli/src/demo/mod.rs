@@ -5,6 +5,7 @@
 //! and benchmarks build on. New demos add a [`DemoCommand`] variant and a module.
 
 pub mod cluster;
+pub mod contoso;
 mod evidence;
 mod taxi;
 
@@ -31,11 +32,23 @@ pub enum DemoCommand {
     ///
     /// Example: cloister demo evidence --json
     Evidence(evidence::Args),
+    /// ContosoHR with Always Encrypted: load, attested statistics, key hand-over, refusals.
+    ///
+    /// Loads testdata/contosohr-employees.csv into SQLite (or PostgreSQL) with SSN and Salary
+    /// encrypted under CEK1 (a CAS-generated key wrapped by CMK1); an attested app computes
+    /// salary statistics over values decrypted inside the TEE and writes them encrypted; a
+    /// second session reads them with CEK1 imported through the first session's export; a
+    /// third, not exported to, is refused with the rule named.
+    ///
+    /// Example: cloister demo contoso --json
+    #[command(verbatim_doc_comment)]
+    Contoso(contoso::Args),
 }
 
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(DemoCommand::Evidence(a)) => evidence::run(a, quiet),
+        Some(DemoCommand::Contoso(a)) => contoso::run(a, quiet),
         None => taxi::run(args.taxi, quiet),
     }
 }

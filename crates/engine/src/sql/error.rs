@@ -84,6 +84,14 @@ pub enum Error {
         #[source]
         source: cloister_colenc::Error,
     },
+    /// A key variable of the configuration (`CLOISTER_CMK_…`, `CLOISTER_CEK_…`) is unusable.
+    #[error("invalid key configuration {variable}: {reason}")]
+    InvalidKeyConfig {
+        /// The variable's name.
+        variable: String,
+        /// Why (never the value).
+        reason: String,
+    },
     /// A value cannot be serialised as its column's SQL type (range, length, scale).
     #[error("a value of column {column:?} cannot be encrypted: {source}")]
     Value {

@@ -5,13 +5,28 @@
 //! `sys.column_master_keys` does) and CEKs wrapped by the CMKs. The private keys come from the
 //! runtime's attested configuration, through a [`ColumnMasterKeyProvider`] — the role SqlClient's
 //! column master key store providers play — looked up by provider name and key path.
+//!
+//! A workload that was given a column encryption key itself (imported from another session,
+//! without the CMK that wraps it) holds it by name, as SqlClient's symmetric key cache does:
+//! [`ColumnMasterKeyProvider::column_encryption_key`].
+//!
+//! # The configuration's key variables
+//!
+//! [`InMemoryColumnMasterKeys::from_config_env`] reads the attested configuration's environment:
+//!
+//! - `CLOISTER_CMK_<PATH>` = a PEM RSA private key: the CMK at [`CLOISTER_KEY_STORE`], key path
+//!   `<PATH>` (a policy's `cmk` secret, whose key path is its name: `$$cloister:CMK1:pem$$`);
+//! - `CLOISTER_CEK_<NAME>` = hex: 32 bytes are the CEK named `<NAME>` itself
+//!   (`$$cloister:CEK1:key$$`); a longer value is its `encrypted_value`
+//!   (`$$cloister:CEK1:hex$$`), unwrapped here with the `CLOISTER_CMK_…` its key path names.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use cloister_colenc::Cmk;
+use cloister_colenc::{Cek, Cmk, WrappedCek, unwrap_cek};
 use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
 
 use super::Error;
 
@@ -26,12 +41,27 @@ pub trait ColumnMasterKeyProvider: Send + Sync + fmt::Debug {
     /// The CMK stored in key store `provider_name` at `key_path`, or `None` if this provider
     /// has no such key. Key paths compare case-insensitively, as SQL Server's do.
     fn column_master_key(&self, provider_name: &str, key_path: &str) -> Option<Arc<Cmk>>;
+
+    /// The column encryption key named `cek_name` itself, if this provider was given it (for
+    /// example imported from another session without its CMK). Used when no CMK of the
+    /// database unwraps the key, and wrapped (instead of a fresh key) when a sink registers a
+    /// CEK of that name. Names compare case-insensitively. Default: none.
+    fn column_encryption_key(&self, cek_name: &str) -> Option<Cek> {
+        let _ = cek_name;
+        None
+    }
 }
 
-/// CMKs held in memory, filled by the runtime from its attested configuration.
+/// The prefix of the configuration variables that carry CMKs (`CLOISTER_CMK_<PATH>`).
+pub const CMK_ENV_PREFIX: &str = "CLOISTER_CMK_";
+/// The prefix of the configuration variables that carry CEKs (`CLOISTER_CEK_<NAME>`).
+pub const CEK_ENV_PREFIX: &str = "CLOISTER_CEK_";
+
+/// CMKs (and CEKs) held in memory, filled by the runtime from its attested configuration.
 #[derive(Default)]
 pub struct InMemoryColumnMasterKeys {
     keys: RwLock<HashMap<(String, String), Arc<Cmk>>>,
+    ceks: RwLock<HashMap<String, Cek>>,
 }
 
 impl InMemoryColumnMasterKeys {
@@ -68,6 +98,74 @@ impl InMemoryColumnMasterKeys {
         self
     }
 
+    /// Hold the column encryption key `cek_name` itself (see
+    /// [`ColumnMasterKeyProvider::column_encryption_key`]).
+    pub fn insert_cek(&self, cek_name: &str, cek: Cek) {
+        self.ceks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(cek_name.to_lowercase(), cek);
+    }
+
+    /// The keys of a workload's configuration environment; other variables are ignored:
+    ///
+    /// - `CLOISTER_CMK_<PATH>` = a PEM RSA private key: the CMK at [`CLOISTER_KEY_STORE`], key
+    ///   path `<PATH>` (a policy's `cmk` secret, whose key path is its name:
+    ///   `$$cloister:CMK1:pem$$`);
+    /// - `CLOISTER_CEK_<NAME>` = hex: 32 bytes are the CEK named `<NAME>` itself
+    ///   (`$$cloister:CEK1:key$$`); a longer value is its `encrypted_value`
+    ///   (`$$cloister:CEK1:hex$$`), unwrapped with the `CLOISTER_CMK_…` its key path names.
+    ///
+    /// Errors name the variable, never its value: [`Error::InvalidColumnMasterKey`] for a PEM
+    /// that is not an RSA private key, [`Error::InvalidKeyConfig`] for a CEK that is not hex,
+    /// does not parse, or names a CMK not given, and [`Error::CekUnwrap`] when it does not
+    /// unwrap.
+    pub fn from_config_env<'a>(
+        env: impl IntoIterator<Item = (&'a str, &'a SecretString)>,
+    ) -> Result<Self, Error> {
+        let keys = Self::new();
+        let mut ceks = Vec::new();
+        for (name, value) in env {
+            if let Some(path) = name.strip_prefix(CMK_ENV_PREFIX) {
+                keys.insert_pem(CLOISTER_KEY_STORE, path, value)?;
+            } else if let Some(cek) = name.strip_prefix(CEK_ENV_PREFIX) {
+                ceks.push((name, cek, value));
+            }
+        }
+        for (variable, cek_name, value) in ceks {
+            let invalid = |reason: &str| Error::InvalidKeyConfig {
+                variable: variable.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let bytes = Zeroizing::new(
+                hex::decode(value.expose_secret().trim()).map_err(|_| invalid("not hex"))?,
+            );
+            let cek = if bytes.len() == Cek::LEN {
+                Cek::from_bytes(&bytes).map_err(|_| invalid("not a 32-byte key"))?
+            } else {
+                let wrapped = WrappedCek::parse(&bytes)
+                    .map_err(|_| invalid("neither 32 bytes nor an encrypted_value"))?;
+                let path = wrapped
+                    .key_path()
+                    .map_err(|_| invalid("its key path is not UTF-16"))?;
+                let cmk = keys
+                    .column_master_key(CLOISTER_KEY_STORE, &path)
+                    .ok_or_else(|| {
+                        invalid(&format!(
+                            "wrapped by key path {path:?}, but no {CMK_ENV_PREFIX}… has it"
+                        ))
+                    })?;
+                unwrap_cek(&bytes, &cmk, &path).map_err(|source| Error::CekUnwrap {
+                    cek: cek_name.to_owned(),
+                    cmk: path.clone(),
+                    source,
+                })?
+            };
+            keys.insert_cek(cek_name, cek);
+        }
+        Ok(keys)
+    }
+
     fn id(provider_name: &str, key_path: &str) -> (String, String) {
         (provider_name.to_uppercase(), key_path.to_lowercase())
     }
@@ -90,6 +188,14 @@ impl ColumnMasterKeyProvider for InMemoryColumnMasterKeys {
     fn column_master_key(&self, provider_name: &str, key_path: &str) -> Option<Arc<Cmk>> {
         self.read().get(&Self::id(provider_name, key_path)).cloned()
     }
+
+    fn column_encryption_key(&self, cek_name: &str) -> Option<Cek> {
+        self.ceks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&cek_name.to_lowercase())
+            .cloned()
+    }
 }
 
 impl fmt::Debug for InMemoryColumnMasterKeys {
@@ -100,8 +206,17 @@ impl fmt::Debug for InMemoryColumnMasterKeys {
             .map(|(provider, path)| format!("{provider}: {path}"))
             .collect();
         ids.sort();
+        let mut ceks: Vec<String> = self
+            .ceks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        ceks.sort();
         f.debug_struct("InMemoryColumnMasterKeys")
             .field("keys", &ids)
+            .field("ceks", &ceks)
             .finish()
     }
 }
@@ -185,5 +300,54 @@ mod tests {
             keys.insert_pem("P", "k", &SecretString::from("not a key".to_owned()))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn config_env_gives_cmks_and_ceks_raw_or_wrapped() {
+        let pem = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/always-encrypted/swisscom/always-encrypted.pem"
+        ))
+        .unwrap();
+        let cmk = Cmk::from_pem(&pem).unwrap();
+        let wrapped_key = Cek::generate().unwrap();
+        let wrapped = cloister_colenc::wrap_cek(&wrapped_key, &cmk, "CMK1").unwrap();
+        let raw = Cek::from_bytes(&[7; 32]).unwrap();
+        let env: Vec<(String, SecretString)> = [
+            ("CLOISTER_CMK_CMK1", pem.clone()),
+            ("CLOISTER_CEK_CEK1", hex::encode(&wrapped)),
+            ("CLOISTER_CEK_CEK2", hex::encode([7; 32])),
+            ("OTHER", "ignored".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), SecretString::from(v)))
+        .collect();
+        let keys =
+            InMemoryColumnMasterKeys::from_config_env(env.iter().map(|(k, v)| (k.as_str(), v)))
+                .unwrap();
+        assert!(keys.column_master_key(CLOISTER_KEY_STORE, "cmk1").is_some());
+        assert_eq!(keys.column_encryption_key("cek1"), Some(wrapped_key));
+        assert_eq!(keys.column_encryption_key("CEK2"), Some(raw));
+        assert_eq!(keys.column_encryption_key("CEK3"), None);
+        let shown = format!("{keys:?}");
+        assert!(shown.contains("cek2") && !shown.contains("7, 7"), "{shown}");
+
+        // A wrapped CEK whose CMK is not given, and a value that is not hex, name the variable.
+        for (name, value) in [
+            ("CLOISTER_CEK_CEK1", hex::encode(&wrapped)),
+            ("CLOISTER_CEK_X", "zz".to_owned()),
+            ("CLOISTER_CEK_Y", "0102".to_owned()),
+        ] {
+            let value = SecretString::from(value);
+            match InMemoryColumnMasterKeys::from_config_env([(name, &value)]) {
+                Err(Error::InvalidKeyConfig { variable, .. }) => assert_eq!(variable, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let bad = SecretString::from("not a key".to_owned());
+        assert!(matches!(
+            InMemoryColumnMasterKeys::from_config_env([("CLOISTER_CMK_K", &bad)]),
+            Err(Error::InvalidColumnMasterKey { .. })
+        ));
     }
 }

@@ -15,6 +15,7 @@
 //! - Sink: [`SqlSink`] writes a record batch stream into a new table in one transaction,
 //!   encrypting the columns named by [`ColumnEncryption`]s; a failure leaves nothing behind.
 //! - [`load_csv`] / [`load_contosohr`]: the ContosoHR sample, encrypted as its setup does.
+//! - [`rotate_cek`]: re-encrypt columns under another CEK, atomically.
 //!
 //! # Design
 //!
@@ -96,6 +97,7 @@ mod load;
 pub mod metadata;
 mod postgres;
 pub mod provider;
+pub mod rotate;
 mod sink;
 mod sqlite;
 mod types;
@@ -103,8 +105,8 @@ mod types;
 pub use database::{PostgresConfig, SqlDatabase, StatementLog};
 pub use error::{DriverError, Error, Fault};
 pub use keys::{
-    CLOISTER_KEY_STORE, ColumnMasterKeyDefinition, ColumnMasterKeyProvider,
-    InMemoryColumnMasterKeys,
+    CEK_ENV_PREFIX, CLOISTER_KEY_STORE, CMK_ENV_PREFIX, ColumnMasterKeyDefinition,
+    ColumnMasterKeyProvider, InMemoryColumnMasterKeys,
 };
 pub use load::{
     CONTOSOHR_CEK, CONTOSOHR_CMK, CONTOSOHR_TABLE, contosohr_cmk, contosohr_encryption,
@@ -112,5 +114,6 @@ pub use load::{
 };
 pub use metadata::{ColumnMasterKeyRow, EncryptedColumn};
 pub use provider::{EncryptedSqlTable, SqlScanExec};
+pub use rotate::{ColumnEncryptionKeyRow, KeyMetadata, Rotation, key_metadata, rotate_cek};
 pub use sink::{ColumnEncryption, SqlSink};
 pub use types::{arrow_type, default_sql_type, format_sql_type, parse_sql_type};
