@@ -555,7 +555,7 @@ where
     }
 }
 
-fn print_report(r: &Report, quiet: bool) -> anyhow::Result<()> {
+pub(super) fn print_report(r: &Report, quiet: bool) -> anyhow::Result<()> {
     let mut sessions = output::table(&["session", "version", "hash"]);
     for s in &r.sessions {
         sessions.add_row(vec![

@@ -16,7 +16,10 @@
 //!    key-management-tools format) and the public zone table in plaintext.
 //! 5. `analytics` runs attested: the five queries, written as encrypted Parquet.
 //! 6. `report` runs attested: reads the encrypted results, prints the tables.
-//! 7. The CAS audit log says which workloads attested and what each was given.
+//! 7. The ContosoHR flow ([`super::contoso`]) runs on the same CAS: Always Encrypted columns in
+//!    SQLite, attested salary statistics, CEK1 handed to a second session through an export,
+//!    a third session refused.
+//! 8. The CAS audit log says which workloads attested and what each was given.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -377,6 +380,7 @@ struct DemoJson {
     outputs: Vec<OutputJson>,
     spill: SpillJson,
     audit: Vec<AuditRow>,
+    contoso: super::contoso::Report,
     seconds: f64,
 }
 
@@ -413,7 +417,7 @@ pub fn run(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         show,
         done: Vec::new(),
         current: None,
-        total: 7,
+        total: 8,
     };
     if show {
         eprintln!(
@@ -509,6 +513,13 @@ pub fn run(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let report = cluster.run_job(SESSION, "report", &report_app.path, JobOptions::default())?;
     steps.end();
 
+    steps.begin("ContosoHR: Always Encrypted salaries in SQLite, statistics, key hand-over");
+    let contoso = super::contoso::flow(
+        &cluster,
+        &super::contoso::Options::sqlite(dir.join("contoso.db")),
+    )?;
+    steps.end();
+
     steps.begin("read the CAS audit log");
     let audit = cluster::audit_summary(&cluster.audit_entries()?);
     steps.end();
@@ -535,17 +546,22 @@ pub fn run(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             outputs: analytics.outputs.iter().map(OutputJson::of).collect(),
             spill: SpillJson::of(&analytics.spill),
             audit,
+            contoso,
             seconds,
         })?;
     } else {
         crate::job::print_results(&report.results)?;
         println!("Encrypted results written by `analytics` (key `{RESULTS_KEY}`):");
         crate::job::print_outputs(&analytics.outputs)?;
+        println!(
+            "ContosoHR: salaries under Always Encrypted in SQLite, CEK1 handed over by export:"
+        );
+        super::contoso::print_report(&contoso, true)?;
         println!("Audit log: who attested, and what the CAS released to whom:");
-        let mut t = output::table(&["service", "workload key", "verdict", "released"]);
+        let mut t = output::table(&["workload", "key", "verdict", "released"]);
         for row in &audit {
             t.add_row(vec![
-                row.service.clone(),
+                format!("{}/{}", row.session, row.service),
                 row.workload.clone(),
                 row.verdict.clone(),
                 if row.released.is_empty() {

@@ -701,7 +701,11 @@ fn demo_runs_the_taxi_analytics_attested_and_audits_it() {
     let released = |service: &str| -> Vec<String> {
         let row = audit
             .iter()
-            .find(|r| r["service"] == service && r["verdict"] == "passed")
+            .find(|r| {
+                r["session"] == "demo/nyc-taxi"
+                    && r["service"] == service
+                    && r["verdict"] == "passed"
+            })
             .unwrap_or_else(|| panic!("{service} did not attest: {audit:?}"));
         row["released"]
             .as_array()
@@ -721,6 +725,18 @@ fn demo_runs_the_taxi_analytics_attested_and_audits_it() {
         !report.iter().any(|s| s.starts_with("secret:trips")),
         "the report got a trip key: {report:?}"
     );
+    // The ContosoHR flow ran on the same CAS: statistics read back through the export, the
+    // session without one refused, and the import pinned to an old hash refused.
+    let contoso = &v["contoso"];
+    assert_eq!(contoso["loaded_rows"], 270, "{contoso}");
+    assert_eq!(contoso["statistics"], contoso["imported_read"]);
+    let rules: Vec<&str> = contoso["refusals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["export", "import-hash"]);
     // Everything was kept in --dir; the trips are encrypted, the results too.
     let run = d.join("run");
     assert!(run.join("policy.yaml").is_file());
@@ -744,8 +760,10 @@ fn demo_runs_the_taxi_analytics_attested_and_audits_it() {
         "Manhattan",
         "Audit log",
         "secret:results_key",
+        "read by contoso/payroll",
+        "import-hash",
     ] {
         assert!(stdout.contains(needle), "{needle:?} in {stdout}");
     }
-    assert!(text(&out.stderr).contains("[7/7]"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("[8/8]"), "{}", text(&out.stderr));
 }
