@@ -21,6 +21,8 @@ mod generate;
 mod run;
 #[path = "cli/schemathesis.rs"]
 mod schemathesis;
+#[path = "cli/taxi.rs"]
+mod taxi;
 
 use rstest::rstest;
 use serde_json::Value;
