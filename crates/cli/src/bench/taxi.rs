@@ -132,6 +132,13 @@ pub struct Args {
     /// Trip files (default: one per 4 Mi rows).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     files: Option<u32>,
+    /// Rows per Parquet row group of the generated files (default: 1 Mi, pyarrow's).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(65536..))]
+    row_group_rows: Option<u64>,
+    /// Set a DataFusion session option in both Cloister modes, e.g.
+    /// `--set datafusion.execution.batch_size=16384` (repeatable; for tuning experiments).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
     /// Print JSON: {"rows", "runs", "warmup", "threads", "cores", "data", "key_source",
     /// "duckdb", "modes", "queries": [{"name", "result_rows", "timings": {MODE: {"median_ms",
     /// "min_ms", "max_ms", "runs_ms"}}, "confidential_over_plaintext",
@@ -284,6 +291,9 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     if let Some(files) = args.files {
         spec.files = files;
     }
+    if let Some(n) = args.row_group_rows {
+        spec.row_group_rows = usize::try_from(n).context("--row-group-rows is too large")?;
+    }
     spec.validate()?;
     let data = Data::prepare(&spec, args.dir.as_deref(), &modes, hidden)?;
     let mut duck = if modes.contains(&Mode::Duckdb) {
@@ -303,7 +313,16 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("start a tokio runtime")?;
-    let config = session_config(threads);
+    let mut config = session_config(threads);
+    for setting in &args.settings {
+        let Some((key, value)) = setting.split_once('=') else {
+            bail!("--set {setting:?}: expected KEY=VALUE");
+        };
+        config
+            .options_mut()
+            .set(key.trim(), value.trim())
+            .with_context(|| format!("--set {setting:?}"))?;
+    }
     let confidential = match &data.keys {
         Some(keys) if modes.contains(&Mode::Confidential) => {
             Some(rt.block_on(confidential_engine(config.clone(), keys.clone(), &data))?)
@@ -574,8 +593,8 @@ impl Data {
         };
         let stamp = Stamp::of(spec);
         let plain = base.join(format!(
-            "taxi-{}rows-{}files-seed{}",
-            spec.rows, spec.files, spec.seed
+            "taxi-{}rows-{}files-{}rg-seed{}",
+            spec.rows, spec.files, spec.row_group_rows, spec.seed
         ));
         let cached = Stamp::read(&plain).is_some_and(|s| s == stamp);
         let mut generate_seconds = None;
@@ -587,7 +606,11 @@ impl Data {
             let start = Instant::now();
             let bar = taxi::progress_bar(spec.rows, !hidden);
             bar.set_message("plaintext");
-            let props = || taxi::default_writer_properties().build();
+            let props = || {
+                taxi::default_writer_properties()
+                    .set_max_row_group_row_count(Some(spec.row_group_rows))
+                    .build()
+            };
             taxi::generate(spec, &plain.join("trips"), |_| props(), &bar)?;
             taxi::write_zones(&plain.join("zones"), props(), false)?;
             bar.finish_and_clear();
@@ -610,6 +633,7 @@ impl Data {
             let bar = taxi::progress_bar(spec.rows, !hidden);
             let writer = || {
                 taxi::default_writer_properties()
+                    .set_max_row_group_row_count(Some(spec.row_group_rows))
                     .with_file_encryption_properties(props.clone())
                     .build()
             };
