@@ -6,6 +6,7 @@
 //! are told apart even when they share the process and its cores), and the progress bar.
 
 mod cas;
+mod taxi;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -36,12 +37,33 @@ pub enum Command {
     ///       --platform-key platform.pem --session demo/bench --service worker --measurement aa…
     #[command(verbatim_doc_comment)]
     Cas(cas::Args),
+    /// The NYC taxi demo queries: Cloister confidential vs plaintext vs DuckDB.
+    ///
+    /// Generates NYC-taxi-like trips (cached in --dir, keyed by the spec) and an encrypted
+    /// copy under fresh master keys held only in memory (a footer key and column keys that
+    /// cover every trip column). Then runs the five queries of examples/nyc-taxi/queries/ in
+    /// three modes: Cloister confidential (encrypted input, encrypted spill), Cloister
+    /// plaintext (the same session settings on the plaintext copy, DataFusion's plain spill)
+    /// and DuckDB (PyPI `duckdb`, through --python) on the plaintext copy, all with the same
+    /// thread count. The warm-up round's results must agree across the modes (integers and
+    /// text exactly, doubles to 1e-9 relative) before any figure is printed: per-query
+    /// medians, confidential/plaintext and confidential/DuckDB ratios with their geometric
+    /// means, and rows/s of the per-hour aggregate, against the targets of docs/bench.md.
+    /// Exit code 1 when the modes disagree, 2 on an operational error.
+    ///
+    /// Examples:
+    ///   cloister bench taxi --dir ~/.cache/cloister/bench
+    ///   cloister bench taxi --rows 100000000 --runs 5 --dir /data/bench --json
+    ///   cloister bench taxi --rows 20000 --runs 1 --modes confidential,plaintext
+    #[command(verbatim_doc_comment)]
+    Taxi(taxi::Args),
 }
 
 /// Runs a benchmark.
 pub fn run(cmd: Command, quiet: bool) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Cas(args) => cas::run(args, quiet),
+        Command::Taxi(args) => taxi::run(args, quiet),
     }
 }
 

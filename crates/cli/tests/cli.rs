@@ -27,6 +27,8 @@ mod postgres;
 mod run;
 #[path = "cli/schemathesis.rs"]
 mod schemathesis;
+#[path = "cli/taxi.rs"]
+mod taxi;
 
 use rstest::rstest;
 use serde_json::Value;
