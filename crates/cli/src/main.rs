@@ -132,9 +132,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let logs = match &cli.command {
         Command::Cas(cmd) => cmd.log_style(),
-        // The demo says itself that it runs on the sim TEE; the runtime's warnings about the
-        // sim LAS would repeat it for every workload.
-        Command::Demo(_) => LogStyle {
+        // The demo and the taxi bench say themselves that they run on the sim TEE; the
+        // runtime's warnings about the sim LAS would repeat it for every workload.
+        Command::Demo(_) | Command::Bench(bench::Command::Taxi(_)) => LogStyle {
             level: "error",
             json: false,
         },

@@ -19,15 +19,17 @@ use clap::ValueEnum;
 use cloister_datagen::taxi::{self, TaxiSpec};
 use cloister_engine::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use cloister_engine::datafusion::prelude::{SessionConfig, SessionContext};
-use cloister_engine::kmt::generate_data_key;
 use cloister_engine::{
     CloisterEncryptionFactory, EncryptionOptions, Engine, EngineBuilder, InMemoryKeyProvider,
 };
+use cloister_runtime::{Role, RoleContext, RoleError};
 use serde::{Deserialize, Serialize};
 
 use self::compare::Rows;
 use self::duckdb::DuckDb;
 use super::progress;
+use crate::demo::cluster::{Cluster, measurement_without_bundle};
+use crate::job::JobSettings;
 use crate::{EXIT_REFUSED, output};
 
 /// One demo query: its file name without `.sql`, and its text.
@@ -70,10 +72,10 @@ const TARGET_PER_HOUR_ROWS_PER_SECOND: f64 = 25e6;
 
 /// Master key ids of the confidential copy: footer, and three column keys that together cover
 /// every trip column.
-const FOOTER_KEY: &str = "bench-footer";
+const FOOTER_KEY: &str = "bench_footer";
 const COLUMN_KEYS: [(&str, &[&str]); 3] = [
     (
-        "bench-trip",
+        "bench_trip",
         &[
             "VendorID",
             "tpep_pickup_datetime",
@@ -85,9 +87,9 @@ const COLUMN_KEYS: [(&str, &[&str]); 3] = [
             "payment_type",
         ],
     ),
-    ("bench-location", &["PULocationID", "DOLocationID"]),
+    ("bench_location", &["PULocationID", "DOLocationID"]),
     (
-        "bench-amounts",
+        "bench_amounts",
         &[
             "fare_amount",
             "extra",
@@ -624,12 +626,12 @@ impl Data {
             (None, None, None, None);
         if modes.contains(&Mode::Confidential) {
             let start = Instant::now();
-            let provider = Arc::new(master_keys()?);
-            let props = encryption(&provider)?;
             let enc = tempfile::Builder::new()
                 .prefix("encrypted-")
                 .tempdir_in(&base)
                 .context("create the encrypted copy's directory")?;
+            let provider = attested_master_keys(&enc.path().join("cluster"))?;
+            let props = encryption(&provider)?;
             let bar = taxi::progress_bar(spec.rows, !hidden);
             let writer = || {
                 taxi::default_writer_properties()
@@ -692,14 +694,51 @@ fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// Fresh random master keys (footer and the three column keys), in memory only.
-fn master_keys() -> anyhow::Result<InMemoryKeyProvider> {
-    let provider = InMemoryKeyProvider::new();
-    for id in std::iter::once(FOOTER_KEY).chain(COLUMN_KEYS.iter().map(|(id, _)| *id)) {
-        let key = generate_data_key(32)?;
-        provider.insert(id, key.expose().to_vec())?;
+/// The bench's session on its CAS.
+const SESSION: &str = "bench/nyc-taxi";
+
+/// The master keys (footer and the three column keys), as the confidential mode gets them in
+/// production: a CAS generates them (`aes256` secrets of a policy pinning this executable)
+/// and releases them only to this process once it attested — here a CAS and a sim LAS on
+/// loopback ([`Cluster`]), stopped again once the keys are in memory.
+fn attested_master_keys(dir: &Path) -> anyhow::Result<Arc<InMemoryKeyProvider>> {
+    let cluster = Cluster::start(dir)?;
+    let ids: Vec<&str> = std::iter::once(FOOTER_KEY)
+        .chain(COLUMN_KEYS.iter().map(|(id, _)| *id))
+        .collect();
+    let mut env = String::new();
+    let mut secrets = String::new();
+    for id in &ids {
+        env += &format!(
+            "      {}: $$cloister:{id}:hex$$\n",
+            crate::job::key_setting(id)
+        );
+        secrets += &format!("  - name: {id}\n    kind: aes256\n");
     }
-    Ok(provider)
+    let policy = format!(
+        "name: {SESSION}\nversion: 1\n{owner}security:\n  tees: [sim]\nservices:\n  \
+         - name: bench\n    attestation:\n      - measurements: [\"{measurement}\"]\n    \
+         env:\n{env}secrets:\n{secrets}",
+        owner = cluster.owner_yaml()?,
+        measurement = measurement_without_bundle()?,
+    );
+    cluster.push_policy(&policy)?;
+    Ok(cluster.launch(SESSION, "bench", None, ReceiveKeys)?)
+}
+
+/// The bench's attested service: takes the data keys from its configuration.
+struct ReceiveKeys;
+
+impl Role for ReceiveKeys {
+    type Output = Arc<InMemoryKeyProvider>;
+
+    fn name(&self) -> &str {
+        "bench"
+    }
+
+    fn run(self, ctx: RoleContext) -> Result<Self::Output, RoleError> {
+        Ok(JobSettings::from_env(&ctx.env)?.keys())
+    }
 }
 
 /// The options the encrypted copy is written with: key-management-tools material (data keys
@@ -812,7 +851,7 @@ fn build_report(
         threads,
         cores,
         data,
-        key_source: "memory",
+        key_source: "attested",
         duckdb,
         modes,
         queries,
@@ -913,7 +952,7 @@ fn print_report(r: &Report) -> anyhow::Result<()> {
     if r.modes.contains(&Mode::Confidential) {
         out.push_str(
             "confidential: every trip column encrypted (footer key + 3 column keys, KMT), \
-             master keys held in memory only (no attested configuration in this run), spill encrypted\n",
+             master keys released by a CAS after attestation (sim, loopback), spill encrypted\n",
         );
     }
     if let Some(d) = &r.duckdb {

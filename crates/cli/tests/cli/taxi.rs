@@ -351,7 +351,7 @@ fn bench_taxi_small_json() {
     let report = run();
     assert_eq!(report["rows"], 20000);
     assert_eq!(report["data"]["cached"], false);
-    assert_eq!(report["key_source"], "memory");
+    assert_eq!(report["key_source"], "attested");
     let modes: Vec<&str> = report["modes"]
         .as_array()
         .unwrap()
