@@ -15,7 +15,6 @@
 //! | `CLOISTER_MEMORY_LIMIT` | optional query memory limit: bytes, or with a `K`, `M`, `G` (`KiB`, `MiB`, `GiB`) suffix. Operators that can spill do so beyond it. |
 //! | `CLOISTER_OUTPUT_PLAINTEXT` | `none` (default): only fully encrypted Parquet may be written; `columns`: encrypted Parquet with some plaintext columns; `formats`: also CSV, JSON and plain Parquet. |
 //! | `CLOISTER_SPILL_DIR` | optional: spill files go into a fresh directory under it (default: the OS temp directory). |
-//!
 //! | `CLOISTER_CMK_<PATH>` | an Always Encrypted column master key: a PEM RSA private key (`$$cloister:CMK1:pem$$`), at key store `CLOISTER_CAS`, key path `<PATH>` (a `cmk` secret's key path is its name). |
 //! | `CLOISTER_CEK_<NAME>` | an Always Encrypted column encryption key named `<NAME>` in the database's key metadata: its 32 bytes in hex (`$$cloister:CEK1:key$$`, for a session that imported it without the CMK) or its wrapped value (`$$cloister:CEK1:hex$$`, unwrapped with the `CLOISTER_CMK_…` its key path names). |
 //!
