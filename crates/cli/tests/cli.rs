@@ -17,6 +17,8 @@ mod cas_process;
 mod custodian;
 #[path = "cli/generate.rs"]
 mod generate;
+#[path = "cli/las_process.rs"]
+mod las_process;
 #[path = "cli/run.rs"]
 mod run;
 #[path = "cli/schemathesis.rs"]
