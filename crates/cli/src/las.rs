@@ -118,7 +118,7 @@ pub struct ServeArgs {
     /// With --sim-key: the measurement signed when the workload claims none (hex, 1 to 64
     /// bytes). `cloister run --las` claims its own.
     #[arg(long, value_name = "HEX", requires = "sim_key", value_parser = parse_hex, help_heading = "Evidence")]
-    sim_measurement: Option<Vec<u8>>,
+    sim_measurement: Option<Measurement>,
     /// With --sim-key: the security version signed.
     #[arg(
         long,
@@ -200,12 +200,16 @@ pub struct ServeArgs {
     log_format: LogFormat,
 }
 
-fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+/// A measurement given in hex (a newtype: clap would read a `Vec<u8>` as many values).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Measurement(Vec<u8>);
+
+fn parse_hex(s: &str) -> Result<Measurement, String> {
     let bytes = hex::decode(s.trim()).map_err(|e| format!("not hex: {e}"))?;
     if bytes.is_empty() {
         return Err("empty".into());
     }
-    Ok(bytes)
+    Ok(Measurement(bytes))
 }
 
 fn parse_tcb_status(s: &str) -> Result<TcbStatus, String> {
@@ -234,7 +238,10 @@ fn source(args: &ServeArgs) -> anyhow::Result<EvidenceSource> {
         .with_context(|| format!("{}: not a sim platform key", path.display()))?;
     let template = Statement {
         // A workload that claims no measurement gets this one; 32 zero bytes say "unmeasured".
-        measurement: args.sim_measurement.clone().unwrap_or_else(|| vec![0; 32]),
+        measurement: args
+            .sim_measurement
+            .clone()
+            .map_or_else(|| vec![0; 32], |m| m.0),
         svn: args.sim_svn,
         debug: args.sim_debug,
         tcb_status: args.sim_tcb_status,
@@ -389,11 +396,13 @@ mod tests {
         let args = serve_args(&[]).unwrap();
         assert_eq!(args.listen.to_string(), "0.0.0.0:9480");
         let c = collateral(&args);
-        assert_eq!(c, {
-            let mut d = CollateralSettings::default();
-            d.fetch_timeout = Duration::from_secs(30);
-            d
-        });
+        assert_eq!(
+            c,
+            CollateralSettings {
+                fetch_timeout: Duration::from_secs(30),
+                ..CollateralSettings::default()
+            }
+        );
         assert!(
             matches!(source(&args).unwrap(), EvidenceSource::Hardware { root } if root == Path::new("/"))
         );
@@ -435,7 +444,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(args.sim_tcb_status, TcbStatus::OutOfDate);
-        assert_eq!(args.sim_measurement, Some(vec![0xab, 0x01]));
+        assert_eq!(args.sim_measurement, Some(Measurement(vec![0xab, 0x01])));
     }
 
     #[test]
