@@ -179,7 +179,7 @@ impl RingDhP256 {
 
     /// The standard KEM's shared secret as this KEM's (the same bytes; both wipe on drop).
     fn from_std(secret: SharedSecret<Kem>) -> SharedSecret<Self> {
-        SharedSecret(secret.0.clone())
+        SharedSecret(secret.0)
     }
 }
 
