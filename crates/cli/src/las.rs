@@ -326,9 +326,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let stop = shutdown_signal()?;
         let listener =
             tokio::net::TcpListener::from_std(listener).context("cannot use the listener")?;
-        if let Some(path) = &args.addr_file {
-            write_atomically(path, &url)?;
-        }
+        // The ready line first: whoever sees the address file can read it already.
         let mut err = std::io::stderr().lock();
         if args.log_format == LogFormat::Json {
             let line = serde_json::json!({
@@ -342,6 +340,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             writeln!(err, "cloister: LAS listening on {url} (tee {tee})")?;
         }
         drop(err);
+        if let Some(path) = &args.addr_file {
+            write_atomically(path, &url)?;
+        }
         las::run(listener, state, stop).await?;
         if let Some(path) = &args.addr_file {
             remove_file(path)?;

@@ -230,6 +230,37 @@ fn a_workload_attests_with_evidence_from_a_las_process_and_sigterm_stops_it() {
 }
 
 #[test]
+fn las_serve_json_ready_line_names_url_tee_and_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    PlatformKey::generate()
+        .save(d.join("platform.pem"))
+        .unwrap();
+    let mut las = LasProcess::start(
+        d,
+        "las",
+        &[
+            "--sim-key",
+            "platform.pem",
+            "--offline",
+            "--log-format",
+            "json",
+        ],
+    );
+    let stderr = las.stderr();
+    let ready: serde_json::Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["ready"] == true)
+        .unwrap_or_else(|| panic!("no ready line in {stderr}"));
+    assert_eq!(ready["url"], las.url.as_str());
+    assert_eq!(ready["tee"], "sim");
+    assert_eq!(ready["source"], "sim");
+    assert!(las.terminate().success());
+    assert!(!las.addr_file.exists());
+}
+
+#[test]
 fn las_serve_refuses_a_bad_configuration_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
