@@ -48,10 +48,10 @@
 //! No value appears in a log line, an error or a `Debug` output: errors carry names only.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read as _;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use cloister_policy::{
@@ -226,6 +226,53 @@ pub struct Resolved {
     pub released: Vec<String>,
 }
 
+/// Session CAs rebuilt from their stored values, keyed by the SHA-256 of the value.
+///
+/// A session CA is per session, not per request, but rebuilding it (loading its key, which
+/// checks the key pair, and parsing its certificate) cost more per attestation than reading and
+/// decrypting the value. Keyed by the value itself, an entry can never stand for another CA or a
+/// replaced one.
+#[derive(Default)]
+pub struct SessionCaCache {
+    cas: Mutex<HashMap<[u8; 32], Arc<SessionCa>>>,
+}
+
+impl std::fmt::Debug for SessionCaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self
+            .cas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        f.debug_struct("SessionCaCache").field("len", &len).finish()
+    }
+}
+
+impl SessionCaCache {
+    /// Entries kept; beyond that the cache starts afresh.
+    const CAPACITY: usize = 1024;
+
+    /// The CA stored as `value` (encoded as [`decode`] reads it), built once.
+    fn get(&self, value: &[u8]) -> Result<Arc<SessionCa>, Error> {
+        let digest = crate::sha256(value);
+        let lock = || {
+            self.cas
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(ca) = lock().get(&digest) {
+            return Ok(ca.clone());
+        }
+        let ca = Arc::new(ca_from_value(&decode(value)?)?);
+        let mut cas = lock();
+        if cas.len() >= Self::CAPACITY {
+            cas.clear();
+        }
+        cas.insert(digest, ca.clone());
+        Ok(ca)
+    }
+}
+
 /// Obtains a session's secrets: from the store, generated on first use, or imported.
 pub struct Secrets<'a> {
     store: &'a dyn Store,
@@ -233,6 +280,7 @@ pub struct Secrets<'a> {
     policies: PolicySource<'a>,
     now: SystemTime,
     generated: RefCell<Vec<(String, String)>>,
+    ca_cache: Option<&'a SessionCaCache>,
 }
 
 impl std::fmt::Debug for Secrets<'_> {
@@ -259,7 +307,14 @@ impl<'a> Secrets<'a> {
             policies,
             now,
             generated: RefCell::new(Vec::new()),
+            ca_cache: None,
         }
+    }
+
+    /// The same, building each session CA once in `cache`.
+    pub fn with_ca_cache(mut self, cache: &'a SessionCaCache) -> Self {
+        self.ca_cache = Some(cache);
+        self
     }
 
     /// The `(session, secret)` names this instance generated (for the audit log).
@@ -287,7 +342,7 @@ impl<'a> Secrets<'a> {
 
     /// The session CA: the policy's first `x509-ca` secret, else the implicit one. Returns it
     /// with the policy secret's name (`None` for the implicit CA).
-    pub fn session_ca(&self, policy: &Policy) -> Result<(SessionCa, Option<String>), Error> {
+    pub fn session_ca(&self, policy: &Policy) -> Result<(Arc<SessionCa>, Option<String>), Error> {
         let declared = policy
             .secrets()
             .iter()
@@ -306,7 +361,11 @@ impl<'a> Secrets<'a> {
                 (bytes, None)
             }
         };
-        Ok((ca_from_value(&decode(bytes.expose_secret())?)?, name))
+        let ca = match self.ca_cache {
+            Some(cache) => cache.get(bytes.expose_secret())?,
+            None => Arc::new(ca_from_value(&decode(bytes.expose_secret())?)?),
+        };
+        Ok((ca, name))
     }
 
     /// Fills every placeholder of `service` (of `policy`) and `@@N` with `host_args`.
@@ -834,6 +893,42 @@ mod tests {
                 vec![IMPLICIT_SESSION_CA]
             );
         });
+    }
+
+    #[test]
+    fn session_cas_are_built_once_per_stored_value() {
+        let p = policy(
+            "t/cached",
+            "  - name: pw\n    kind: ascii\n",
+            "      PW: x\n",
+            "",
+        );
+        let cache = SessionCaCache::default();
+        with_secrets(|secrets, _| {
+            let uncached = secrets.session_ca(&p).unwrap().0;
+            let secrets =
+                Secrets::new(secrets.store, secrets.config, secrets.policies, secrets.now)
+                    .with_ca_cache(&cache);
+            let (a, _) = secrets.session_ca(&p).unwrap();
+            let (b, _) = secrets.session_ca(&p).unwrap();
+            assert!(Arc::ptr_eq(&a, &b), "built once");
+            assert_eq!(a.cert_der(), uncached.cert_der());
+        });
+        // Another session's CA is another entry.
+        let q = policy(
+            "t/other",
+            "  - name: pw\n    kind: ascii\n",
+            "      PW: x\n",
+            "",
+        );
+        with_secrets(|secrets, _| {
+            let secrets =
+                Secrets::new(secrets.store, secrets.config, secrets.policies, secrets.now)
+                    .with_ca_cache(&cache);
+            let (c, _) = secrets.session_ca(&q).unwrap();
+            assert!(!c.cert_pem().is_empty());
+        });
+        assert_eq!(cache.cas.lock().unwrap().len(), 2);
     }
 
     #[test]

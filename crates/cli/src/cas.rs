@@ -274,7 +274,7 @@ fn config(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<CasConfig> {
 
 /// The address clients connect to: an unspecified listen address (`0.0.0.0`, `::`) becomes
 /// the loopback address of its family.
-fn connectable(bound: SocketAddr) -> SocketAddr {
+pub(crate) fn connectable(bound: SocketAddr) -> SocketAddr {
     let ip = match bound.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -285,7 +285,7 @@ fn connectable(bound: SocketAddr) -> SocketAddr {
 
 /// Completes on SIGTERM or SIGINT. The handlers are installed before this returns, so a signal
 /// sent as soon as `cas.addr` exists is not lost.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

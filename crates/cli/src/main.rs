@@ -12,6 +12,7 @@ mod evidence;
 mod generate;
 mod job;
 mod keys;
+mod las;
 mod output;
 mod package;
 mod policy;
@@ -83,6 +84,9 @@ enum Command {
     /// Run the Configuration and Attestation Service (CAS); make its master key.
     #[command(subcommand)]
     Cas(cas::Command),
+    /// Run the Local Attestation Service (LAS), the node agent serving evidence and collateral.
+    #[command(subcommand)]
+    Las(las::Command),
     /// Encrypt an app directory into a bundle (AES-256-GCM), or make a bundle key.
     ///
     /// The bundle holds every regular file under APP_DIR in a deterministic archive, so the same
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let logs = match &cli.command {
         Command::Cas(cmd) => cmd.log_style(),
+        Command::Las(cmd) => cmd.log_style(),
         // The demo and the taxi bench say themselves that they run on the sim TEE; the
         // runtime's warnings about the sim LAS would repeat it for every workload.
         Command::Demo(_) | Command::Bench(bench::Command::Taxi(_)) => LogStyle {
@@ -150,6 +155,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd, quiet),
         Command::Audit(cmd) => audit::run(cmd, quiet),
         Command::Cas(cmd) => cas::run(cmd, quiet),
+        Command::Las(cmd) => las::run(cmd),
         Command::Package(args) => package::run(args, quiet),
         Command::Measure(args) => package::measure(args),
         Command::Run(args) => run::run(args, quiet),

@@ -21,6 +21,8 @@ mod custodian;
 mod generate;
 #[path = "cli/job.rs"]
 mod job;
+#[path = "cli/las_process.rs"]
+mod las_process;
 #[path = "cli/postgres.rs"]
 mod postgres;
 #[path = "cli/run.rs"]

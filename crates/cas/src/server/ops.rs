@@ -455,7 +455,8 @@ impl Inner {
         let source = |name: &str| -> Result<Option<Arc<Policy>>, Error> {
             Ok(self.current(name)?.map(|(_, p)| p))
         };
-        let secrets = Secrets::new(&*self.store, &self.config, &source, now);
+        let secrets =
+            Secrets::new(&*self.store, &self.config, &source, now).with_ca_cache(&self.session_cas);
         let resolved: Resolved = match secrets.resolve(&policy, service, &req.host_args) {
             Ok(r) => r,
             Err(Error::ImportRefused {

@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     pub tls_cert_pem: String,
     tls_key: SecretBytes,
     policies: Mutex<HashMap<[u8; 32], Arc<Policy>>>,
+    /// Session CAs, built once per stored value.
+    pub session_cas: crate::secrets::SessionCaCache,
     pub nonces: Nonces,
 }
 
@@ -92,6 +94,7 @@ impl CasState {
             tls_cert_pem,
             tls_key: tls.private_key,
             policies: Mutex::new(HashMap::new()),
+            session_cas: crate::secrets::SessionCaCache::default(),
             nonces: Nonces::default(),
         })))
     }
