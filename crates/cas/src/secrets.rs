@@ -610,7 +610,8 @@ impl<'a> Secrets<'a> {
                         message: e.to_string(),
                     })?;
                 return match exporter.secret(&import.secret).map(|s| &s.kind) {
-                    Some(SecretKind::Import(_)) | None => Err(Error::ImportRefused {
+                    Some(kind) if !kind.is_imported() => self.value(&exporter, &import.secret),
+                    _ => Err(Error::ImportRefused {
                         secret: name.to_owned(),
                         rule: "export-secret",
                         message: format!(
@@ -618,7 +619,6 @@ impl<'a> Secrets<'a> {
                             import.secret, import.session
                         ),
                     }),
-                    Some(_) => self.value(&exporter, &import.secret),
                 };
             }
             _ => {

@@ -40,8 +40,9 @@ pub enum Command {
     /// The NYC taxi demo queries: Cloister confidential vs plaintext vs DuckDB.
     ///
     /// Generates NYC-taxi-like trips (cached in --dir, keyed by the spec) and an encrypted
-    /// copy under fresh master keys held only in memory (a footer key and column keys that
-    /// cover every trip column). Then runs the five queries of examples/nyc-taxi/queries/ in
+    /// copy under master keys that a CAS on loopback generates and releases to this process
+    /// after it attested (sim TEE; a footer key and column keys that cover every trip
+    /// column, fresh data keys per file). Then runs the five queries of examples/nyc-taxi/queries/ in
     /// three modes: Cloister confidential (encrypted input, encrypted spill), Cloister
     /// plaintext (the same session settings on the plaintext copy, DataFusion's plain spill)
     /// and DuckDB (PyPI `duckdb`, through --python) on the plaintext copy, all with the same

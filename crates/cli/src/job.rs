@@ -14,6 +14,7 @@
 //! | `AZURE_BLOB_*`, `AWS_*`, `CLOISTER_DATA_ROOT` | the data store, as `cloister_engine::StoreConfig::from_env` reads them (SAS token, account key or S3 keys included). When none is set, only local paths are reachable. |
 //! | `CLOISTER_MEMORY_LIMIT` | optional query memory limit: bytes, or with a `K`, `M`, `G` (`KiB`, `MiB`, `GiB`) suffix. Operators that can spill do so beyond it. |
 //! | `CLOISTER_OUTPUT_PLAINTEXT` | `none` (default): only fully encrypted Parquet may be written; `columns`: encrypted Parquet with some plaintext columns; `formats`: also CSV, JSON and plain Parquet. |
+//! | `CLOISTER_PRINT_RESULTS` | `true` lets the job print its queries' results (tables on stdout, `--json`): stdout leaves the TEE in plaintext, so it is the custodian's choice. Default `false`: each result is withheld and only its name and row count are shown; write results with an encrypted `COPY … TO` instead. |
 //! | `CLOISTER_SPILL_DIR` | optional: spill files go into a fresh directory under it (default: the OS temp directory). |
 //! | `CLOISTER_CMK_<PATH>` | an Always Encrypted column master key: a PEM RSA private key (`$$cloister:CMK1:pem$$`), at key store `CLOISTER_CAS`, key path `<PATH>` (a `cmk` secret's key path is its name). |
 //! | `CLOISTER_CEK_<NAME>` | an Always Encrypted column encryption key named `<NAME>` in the database's key metadata: its 32 bytes in hex (`$$cloister:CEK1:key$$`, for a session that imported it without the CMK) or its wrapped value (`$$cloister:CEK1:hex$$`, unwrapped with the `CLOISTER_CMK_…` its key path names). |
@@ -21,7 +22,8 @@
 //! Spill files are always AES-256-GCM encrypted under a per-process key (`EncryptedSpill`);
 //! no setting turns that off. The Always Encrypted keys are read (and checked) when the job
 //! starts, into [`JobSettings::column_keys`] for the SQL-database sources and sinks
-//! (`cloister_engine::sql`); every other variable is ignored here.
+//! (`cloister_engine::sql`) of roles that use them; SQL apps cannot open SQL-database tables
+//! yet. Every other variable is ignored here.
 //!
 //! # The app
 //!
@@ -61,6 +63,8 @@ pub const MEMORY_LIMIT_ENV: &str = "CLOISTER_MEMORY_LIMIT";
 pub const OUTPUT_PLAINTEXT_ENV: &str = "CLOISTER_OUTPUT_PLAINTEXT";
 /// The variable naming where spill files go.
 pub const SPILL_DIR_ENV: &str = "CLOISTER_SPILL_DIR";
+/// The variable that lets the job print query results (stdout leaves the TEE).
+pub const PRINT_RESULTS_ENV: &str = "CLOISTER_PRINT_RESULTS";
 
 /// Why a job did not run to the end. Messages name settings, key ids, scripts and rules;
 /// never a value.
@@ -82,10 +86,14 @@ pub enum JobError {
     #[error("the app bundle: {0}")]
     App(#[source] cloister_engine::Error),
     /// The app failed: a statement, a key that does not open the data, a refused rule.
-    #[error("{error}{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    ///
+    /// Shown through [`shown`]: errors that may quote data (execution, Arrow casts, …) show
+    /// only their class. The engine's error is deliberately not the `source`, so that no
+    /// error chain printer reaches its text either.
+    #[error("{}{}", shown(error), hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Run {
-        /// The engine's error, naming the script and statement.
-        #[source]
+        /// The engine's error, naming the script and statement. Its text may quote
+        /// decrypted data: never print it outside the TEE.
         error: DataFusionError,
         /// What to check, when the cause is a key or a rule.
         hint: Option<String>,
@@ -142,6 +150,52 @@ impl JobError {
     }
 }
 
+/// `error` as it may be shown outside the TEE: the script and statement, then Cloister's own
+/// error (which names keys, rules and settings, never values) or DataFusion's when its kind
+/// is about the query and the plan (planning, SQL, schema, resources, storage). Errors raised
+/// while computing on rows (execution, Arrow, Parquet decoding, external) may quote a
+/// decrypted value (`Cannot cast string '…'`), so only their kind is shown.
+fn shown(error: &DataFusionError) -> String {
+    let mut contexts = Vec::new();
+    let mut root = error;
+    loop {
+        root = match root {
+            DataFusionError::Context(context, inner) => {
+                contexts.push(context.as_str());
+                inner
+            }
+            DataFusionError::Diagnostic(_, inner) => inner,
+            DataFusionError::Shared(inner) => inner,
+            _ => break,
+        };
+    }
+    let message = match cloister_engine::Error::find_in(root) {
+        Some(ours) => ours.to_string(),
+        None => match root {
+            DataFusionError::Plan(..)
+            | DataFusionError::SQL(..)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(..)
+            | DataFusionError::Configuration(..)
+            | DataFusionError::ResourcesExhausted(..)
+            | DataFusionError::ObjectStore(..)
+            | DataFusionError::IoError(..) => root.to_string(),
+            other => format!(
+                "{} error (details withheld: they may quote decrypted data)",
+                match other {
+                    DataFusionError::ArrowError(..) => "Arrow",
+                    DataFusionError::ParquetError(..) => "Parquet",
+                    DataFusionError::External(..) => "external",
+                    DataFusionError::Internal(..) => "internal",
+                    _ => "execution",
+                }
+            ),
+        },
+    };
+    contexts.push(&message);
+    contexts.join(": ")
+}
+
 /// The variable that holds key `key_id`.
 pub fn key_setting(key_id: &str) -> String {
     format!("{KEY_ENV_PREFIX}{}", key_id.to_ascii_uppercase())
@@ -156,6 +210,7 @@ pub struct JobSettings {
     memory_limit: Option<usize>,
     output_policy: OutputPolicy,
     spill_dir: Option<PathBuf>,
+    print_results: bool,
 }
 
 impl fmt::Debug for JobSettings {
@@ -169,6 +224,7 @@ impl fmt::Debug for JobSettings {
             .field("memory_limit", &self.memory_limit)
             .field("output_policy", &self.output_policy)
             .field("spill_dir", &self.spill_dir)
+            .field("print_results", &self.print_results)
             .finish()
     }
 }
@@ -246,6 +302,14 @@ impl JobSettings {
                 .collect(),
             None => Vec::new(),
         };
+        // Cloister's own settings (keys, the bundle key, store credentials' companions) never
+        // become SQL text, whatever their names look like.
+        if let Some(own) = allowed.iter().find(|n| n.starts_with("CLOISTER_")) {
+            return Err(setting(
+                APP_VARS_ENV,
+                format!("names {own}: CLOISTER_* settings never become SQL variables"),
+            ));
+        }
         if let Some(missing) = allowed.iter().find(|n| !env.contains_key(**n)) {
             return Err(setting(
                 APP_VARS_ENV,
@@ -283,6 +347,13 @@ impl JobSettings {
         let spill_dir = env
             .get(SPILL_DIR_ENV)
             .map(|v| PathBuf::from(v.expose_secret()));
+        let print_results = match env.get(PRINT_RESULTS_ENV).map(|v| v.expose_secret().trim()) {
+            None | Some("" | "false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(setting(PRINT_RESULTS_ENV, "expected true or false".into()));
+            }
+        };
         Ok(Self {
             keys: Arc::new(keys),
             column_keys: Arc::new(column_keys),
@@ -291,6 +362,7 @@ impl JobSettings {
             memory_limit,
             output_policy,
             spill_dir,
+            print_results,
         })
     }
 
@@ -385,14 +457,26 @@ pub struct JobReport {
     pub measurement: String,
     /// The bundle's digest, hex.
     pub bundle_digest: String,
-    /// The query results, in order.
+    /// The query results, in order; empty when the policy does not let the job print them.
     pub results: Vec<QueryResult>,
+    /// The results not shown (policy without `CLOISTER_PRINT_RESULTS=true`): names and row
+    /// counts only.
+    pub withheld: Vec<Withheld>,
     /// The committed outputs.
     pub outputs: Vec<AppOutput>,
     /// The encrypted spill files written.
     pub spill: SpillStats,
     /// How long the app ran.
     pub elapsed: Duration,
+}
+
+/// A query result the job did not show: its name and row count.
+#[derive(Clone, Debug, Serialize)]
+pub struct Withheld {
+    /// The result's name.
+    pub name: String,
+    /// Its number of rows.
+    pub rows: usize,
 }
 
 /// The SQL app of a bundle: its top-level `*.sql` files.
@@ -482,7 +566,17 @@ pub fn run_role(
             eprintln!("cloister: injected files: {}", dir.display());
         }
     }
-    let (results, outputs, spill, elapsed) = run_app(&bundle, &settings, options)?;
+    let (mut results, outputs, spill, elapsed) = run_app(&bundle, &settings, options)?;
+    let mut withheld = Vec::new();
+    if !settings.print_results {
+        withheld = results
+            .drain(..)
+            .map(|r| Withheld {
+                name: r.name().to_owned(),
+                rows: r.num_rows(),
+            })
+            .collect();
+    }
     Ok(JobReport {
         session: ctx.session.clone(),
         service: ctx.service.clone(),
@@ -490,6 +584,7 @@ pub fn run_role(
         measurement: ctx.measurement.to_string(),
         bundle_digest: bundle.digest().to_string(),
         results,
+        withheld,
         outputs,
         spill,
         elapsed,
@@ -602,6 +697,7 @@ struct ReportJson {
     measurement: String,
     bundle_digest: String,
     results: Vec<ResultJson>,
+    withheld: Vec<Withheld>,
     outputs: Vec<OutputJson>,
     spill: SpillJson,
     seconds: f64,
@@ -622,6 +718,7 @@ pub fn print_report(report: &JobReport, json: bool) -> anyhow::Result<()> {
                 .iter()
                 .map(ResultJson::of)
                 .collect::<anyhow::Result<_>>()?,
+            withheld: report.withheld.clone(),
             outputs: report.outputs.iter().map(OutputJson::of).collect(),
             spill: SpillJson::of(&report.spill),
             seconds: report.elapsed.as_secs_f64(),
@@ -629,6 +726,13 @@ pub fn print_report(report: &JobReport, json: bool) -> anyhow::Result<()> {
         return crate::output::json(&value);
     }
     print_results(&report.results)?;
+    for w in &report.withheld {
+        println!(
+            "== {} ({} rows) == withheld: the policy does not set {PRINT_RESULTS_ENV}=true \
+             (stdout leaves the TEE); write it with an encrypted COPY … TO",
+            w.name, w.rows
+        );
+    }
     if !report.outputs.is_empty() {
         print_outputs(&report.outputs)?;
     }
@@ -728,6 +832,7 @@ mod tests {
     #[case::memory("CLOISTER_MEMORY_LIMIT", "lots", "512M")]
     #[case::output("CLOISTER_OUTPUT_PLAINTEXT", "yes", "none, columns or formats")]
     #[case::vars("CLOISTER_APP_VARS", "OUT", "does not set")]
+    #[case::print("CLOISTER_PRINT_RESULTS", "yes", "true or false")]
     #[case::cmk_not_pem("CLOISTER_CMK_CMK1", "not a key", "RSA private key")]
     #[case::cek_not_hex("CLOISTER_CEK_CEK1", "zz", "not hex")]
     #[case::cek_short("CLOISTER_CEK_CEK1", "0011", "encrypted_value")]
@@ -763,6 +868,56 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("looks like a secret"), "{err}");
         assert!(!err.to_string().contains("SECRET"), "{err}");
+    }
+
+    #[test]
+    fn regression_errors_that_may_quote_data_show_only_their_kind() {
+        use cloister_engine::datafusion::arrow::error::ArrowError;
+        let cast = DataFusionError::Context(
+            "script \"q.sql\", statement 1".into(),
+            Box::new(DataFusionError::ArrowError(
+                Box::new(ArrowError::CastError(
+                    "Cannot cast string 'CANARY-SSN-123' to value of Int32 type".into(),
+                )),
+                None,
+            )),
+        );
+        let execution = DataFusionError::Execution("value CANARY-SSN-123 overflows".into());
+        for error in [cast, execution] {
+            let text = JobError::run(error).to_string();
+            assert!(!text.contains("CANARY"), "{text}");
+            assert!(text.contains("details withheld"), "{text}");
+        }
+        let plan = DataFusionError::Context(
+            "script \"q.sql\", statement 2".into(),
+            Box::new(DataFusionError::Plan("table 'trips' not found".into())),
+        );
+        let text = JobError::run(plan).to_string();
+        assert!(
+            text.contains("q.sql") && text.contains("table 'trips' not found"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn regression_a_key_variable_never_becomes_a_sql_variable() {
+        // A raw CEK is 64 hex digits: a value AppVars would accept; its name is the guard.
+        let cek = "ab".repeat(32);
+        for (list, name) in [
+            ("CLOISTER_CEK_CEK1", "CLOISTER_CEK_CEK1"),
+            ("OUT CLOISTER_CMK_CMK1", "CLOISTER_CMK_CMK1"),
+            ("CLOISTER_BUNDLE_KEY", "CLOISTER_BUNDLE_KEY"),
+        ] {
+            let err = JobSettings::from_env(&env(&[
+                ("CLOISTER_APP_VARS", list),
+                ("OUT", "/out"),
+                (name, &cek),
+            ]))
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("never become SQL variables"), "{text}");
+            assert!(!text.contains(&cek), "{text}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@
 //!
 //! - only the names the caller allows ([`AppVars::from_env`] takes an explicit allow-list);
 //! - no name that looks like a secret (containing `KEY`, `SECRET`, `TOKEN`, `PASSWORD`,
-//!   `PASSWD`, `SAS`, `SIG`, `CREDENTIAL` or `PRIVATE`, in any case) — conservative on
+//!   `PASSWD`, `SAS`, `SIG`, `CREDENTIAL`, `PRIVATE`, `CEK` or `CMK`, in any case) — conservative on
 //!   purpose;
 //! - only values of letters, digits and `_ - . / : @ + = , ~`, at most 1024 characters: no
 //!   quotes, semicolons, whitespace, backslashes or `$`, so a value cannot end a string literal
@@ -207,8 +207,10 @@ impl fmt::Debug for AppVars {
 }
 
 /// Name fragments that make a variable look like a secret.
-const SECRET_MARKERS: [&str; 9] = [
+const SECRET_MARKERS: [&str; 11] = [
     "KEY",
+    "CEK",
+    "CMK",
     "SECRET",
     "TOKEN",
     "PASSWORD",

@@ -426,6 +426,19 @@ pub enum SecretKind {
 }
 
 impl SecretKind {
+    /// Whether the value comes from outside the CAS (an import, or a column master key
+    /// imported as PEM). Only values the CAS generated may be exported to other sessions.
+    pub fn is_imported(&self) -> bool {
+        matches!(
+            self,
+            SecretKind::Import(_)
+                | SecretKind::ColumnMasterKey {
+                    source: Some(_),
+                    ..
+                }
+        )
+    }
+
     /// The kind's name as written in policies.
     pub fn name(&self) -> &'static str {
         match self {

@@ -948,10 +948,7 @@ impl Validator<'_> {
                     Rule::ExportSecret,
                     format!("export names unknown secret `{}`", e.secret),
                 ),
-                Some(Secret {
-                    kind: SecretKind::Import(_),
-                    ..
-                }) => self.report(
+                Some(secret) if secret.kind.is_imported() => self.report(
                     at!["export", i, "secret"],
                     Rule::ExportSecret,
                     format!(
@@ -1587,6 +1584,24 @@ mod tests {
             SecretKind::ColumnEncryptionKey { cmk: "CMK1".into() }
         );
         assert_eq!(policy.secret("CEK1").unwrap().kind.name(), "cek");
+    }
+
+    #[test]
+    fn regression_an_imported_column_master_key_is_not_exported() {
+        let yaml = with_ae_keys(
+            "  - name: CMK3\n    kind: cmk\n    from:\n      file: /etc/cas/cmk3.pem\n",
+            "",
+        )
+        .replacen(
+            "export:\n",
+            "export:\n  - secret: CMK3\n    to: [test/other]\n",
+            1,
+        );
+        let problems = Policy::parse(&yaml).expect_err("must not validate");
+        let p = problems
+            .find(Rule::ExportSecret)
+            .unwrap_or_else(|| panic!("no export-secret problem in:\n{problems}"));
+        assert!(p.message.contains("imported"), "{p}");
     }
 
     #[rstest]

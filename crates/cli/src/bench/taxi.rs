@@ -562,7 +562,7 @@ impl Stamp {
 }
 
 /// The bench's data: the plaintext copy (cached in --dir) and, for the confidential mode, an
-/// encrypted copy made in this run under fresh master keys held only in memory.
+/// encrypted copy made in this run under master keys released by a CAS after attestation.
 struct Data {
     plain: PathBuf,
     encrypted: Option<tempfile::TempDir>,
@@ -631,15 +631,20 @@ impl Data {
                 .tempdir_in(&base)
                 .context("create the encrypted copy's directory")?;
             let provider = attested_master_keys(&enc.path().join("cluster"))?;
-            let props = encryption(&provider)?;
+            // Fresh data keys per file (wrapped by the master keys), as the demo's ingest.
+            let props = (0..spec.files)
+                .map(|_| encryption(&provider))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let bar = taxi::progress_bar(spec.rows, !hidden);
-            let writer = || {
+            // `generate` asks for files 0..spec.files, one entry of `props` each: indexing
+            // cannot fail, and no file can fall back to plaintext.
+            let writer = |file: usize| {
                 taxi::default_writer_properties()
                     .set_max_row_group_row_count(Some(spec.row_group_rows))
-                    .with_file_encryption_properties(props.clone())
+                    .with_file_encryption_properties(props[file].clone())
                     .build()
             };
-            taxi::generate(spec, &enc.path().join("trips"), |_| writer(), &bar)?;
+            taxi::generate(spec, &enc.path().join("trips"), writer, &bar)?;
             bar.finish_and_clear();
             encrypt_seconds = Some(start.elapsed().as_secs_f64());
             encrypted_bytes = Some(dir_bytes(&enc.path().join("trips"))?);

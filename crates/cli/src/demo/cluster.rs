@@ -450,8 +450,9 @@ mod tests {
         .unwrap();
         let app = package_app(&d.join("app"), &d.join("app.key"), &d.join("app.bundle")).unwrap();
         let policy = format!(
-            "name: test/cluster\nversion: 1\n{}security:\n  tees: [sim]\nservices:\n  - name: job\n    attestation:\n      - measurements: [\"{}\"]\n    env:\n      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$\n      CLOISTER_KEY_K1: $$cloister:k1:hex$$\n      CLOISTER_APP_VARS: GREETING\n      GREETING: hello\nsecrets:\n  - name: bundle_key\n    kind: import\n    from:\n      file: {}\n  - name: k1\n    kind: aes256\n",
+            "name: test/cluster\nversion: 1\n{}security:\n  tees: [sim]\nservices:\n  - name: job\n    attestation:\n      - measurements: [\"{}\"]\n    env:\n      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$\n      CLOISTER_KEY_K1: $$cloister:k1:hex$$\n      CLOISTER_APP_VARS: GREETING\n      GREETING: hello\n      CLOISTER_PRINT_RESULTS: \"true\"\n  - name: quiet\n    attestation:\n      - measurements: [\"{}\"]\n    env:\n      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$\n      CLOISTER_APP_VARS: GREETING\n      GREETING: hello\nsecrets:\n  - name: bundle_key\n    kind: import\n    from:\n      file: {}\n  - name: k1\n    kind: aes256\n",
             cluster.owner_yaml().unwrap(),
+            app.measurement,
             app.measurement,
             d.join("app.key").display()
         );
@@ -463,6 +464,14 @@ mod tests {
         let table = report.results[0].to_pretty_string().unwrap();
         assert!(table.contains("hello") && table.contains("42"), "{table}");
         assert_eq!(report.measurement, app.measurement.to_string());
+
+        // Without CLOISTER_PRINT_RESULTS the results stay in the process: name and rows only.
+        let quiet = cluster
+            .run_job("test/cluster", "quiet", &app.path, JobOptions::default())
+            .unwrap();
+        assert!(quiet.results.is_empty());
+        assert_eq!(quiet.withheld.len(), 1);
+        assert_eq!(quiet.withheld[0].rows, 1);
 
         // Another bundle is not pinned: refused, with the rule.
         write_app(&d.join("other"), &[("q.sql", "SELECT 2".into())]).unwrap();
@@ -479,7 +488,7 @@ mod tests {
 
         let rows = audit_summary(&cluster.audit_entries().unwrap());
         let passed: Vec<_> = rows.iter().filter(|r| r.verdict == "passed").collect();
-        assert_eq!(passed.len(), 1, "{rows:?}");
+        assert_eq!(passed.len(), 2, "{rows:?}");
         assert!(
             passed[0].released.contains(&"secret:k1".to_owned()),
             "{rows:?}"

@@ -368,7 +368,9 @@ async fn salary_statistics(engine: &Engine) -> anyhow::Result<Vec<Statistic>> {
     let batch = summary.first().context("no summary row")?;
     for (i, field) in batch.schema().fields().iter().enumerate() {
         let column = datafusion::arrow::compute::cast(batch.column(i), &DataType::Float64)?;
-        let values = column.as_primitive::<Float64Type>();
+        let values = column
+            .as_primitive_opt::<Float64Type>()
+            .context("a statistic is not a number")?;
         if values.is_empty() || values.is_null(0) {
             bail!("statistic {} is empty", field.name());
         }
@@ -386,8 +388,14 @@ async fn salary_statistics(engine: &Engine) -> anyhow::Result<Vec<Statistic>> {
         .collect()
         .await?;
     for batch in &bands {
-        let low = batch.column(0).as_primitive::<Int64Type>();
-        let n = batch.column(1).as_primitive::<Int64Type>();
+        let low = batch
+            .column(0)
+            .as_primitive_opt::<Int64Type>()
+            .context("a salary band is not a BIGINT")?;
+        let n = batch
+            .column(1)
+            .as_primitive_opt::<Int64Type>()
+            .context("a band count is not a BIGINT")?;
         for row in 0..batch.num_rows() {
             let low = low.value(row);
             stats.push(Statistic {
@@ -431,8 +439,15 @@ async fn read_statistics(engine: &Engine) -> anyhow::Result<Vec<Statistic>> {
     let mut out = Vec::new();
     for batch in &batches {
         let names = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
-        let names = names.as_string::<i32>();
-        let values = batch.column(1).as_primitive::<Float64Type>();
+        let names = names
+            .as_string_opt::<i32>()
+            .context("a statistic's name is not text")?;
+        // The types come from the database's metadata, which whoever holds the database can
+        // change: cast, and refuse what does not fit, rather than trust them.
+        let values = datafusion::arrow::compute::cast(batch.column(1), &DataType::Float64)?;
+        let values = values
+            .as_primitive_opt::<Float64Type>()
+            .context("a statistic's value is not a number")?;
         for row in 0..batch.num_rows() {
             out.push(Statistic {
                 statistic: names.value(row).to_owned(),

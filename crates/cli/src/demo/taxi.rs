@@ -44,6 +44,7 @@ macro_rules! query {
     ($stem:literal) => {
         (
             $stem,
+            concat!($stem, ".sql"),
             include_str!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/../../examples/nyc-taxi/queries/",
@@ -54,8 +55,8 @@ macro_rules! query {
     };
 }
 
-/// The demo's queries: `(file stem, SQL)`, from `examples/nyc-taxi/queries/`.
-pub const QUERIES: [(&str, &str); 5] = [
+/// The demo's queries: `(file stem, file name, SQL)`, from `examples/nyc-taxi/queries/`.
+pub const QUERIES: [(&str, &str, &str); 5] = [
     query!("1_trip_count"),
     query!("2_trips_per_hour"),
     query!("3_top_pickup_zones"),
@@ -138,9 +139,9 @@ pub fn analytics_app() -> Vec<(&'static str, String)> {
          CREATE EXTERNAL TABLE zones STORED AS PARQUET LOCATION '${DATA}/zones/';\n"
             .to_owned(),
     )];
-    for (stem, query) in QUERIES {
+    for (stem, file, query) in QUERIES {
         files.push((
-            script_name(stem),
+            file,
             format!(
                 "COPY (\n{query}\n) TO '${{OUT}}/{stem}.parquet' STORED AS PARQUET\n  \
                  OPTIONS ('format.crypto.factory_id' 'cloister', \
@@ -155,26 +156,16 @@ pub fn analytics_app() -> Vec<(&'static str, String)> {
 pub fn report_app() -> Vec<(&'static str, String)> {
     let mut tables = String::from("-- The analytics app's encrypted results.\n");
     let mut files = Vec::new();
-    for (stem, _) in QUERIES {
+    for (stem, file, _) in QUERIES {
         let table = result_table(stem);
         tables.push_str(&format!(
             "CREATE EXTERNAL TABLE {table} STORED AS PARQUET LOCATION '${{RESULTS}}/{stem}.parquet'\n  \
              OPTIONS ('format.crypto.factory_id' 'cloister');\n"
         ));
-        files.push((script_name(stem), format!("SELECT * FROM {table}\n")));
+        files.push((file, format!("SELECT * FROM {table}\n")));
     }
     files.insert(0, ("00_tables.sql", tables));
     files
-}
-
-fn script_name(stem: &str) -> &'static str {
-    match stem {
-        "1_trip_count" => "1_trip_count.sql",
-        "2_trips_per_hour" => "2_trips_per_hour.sql",
-        "3_top_pickup_zones" => "3_top_pickup_zones.sql",
-        "4_payment_passengers" => "4_payment_passengers.sql",
-        _ => "5_revenue_by_borough.sql",
-    }
 }
 
 /// `2_trips_per_hour` → `trips_per_hour`.
@@ -239,6 +230,7 @@ services:
       CLOISTER_BUNDLE_KEY: $$cloister:report_bundle_key$$
 {results_env}      CLOISTER_APP_VARS: RESULTS
       RESULTS: "{results}"
+      CLOISTER_PRINT_RESULTS: "true"  # the demo prints the report on this machine's terminal
 secrets:
   - name: analytics_bundle_key
     kind: import
@@ -290,6 +282,8 @@ impl Role for Ingest {
                     .build())
             })
             .collect::<Result<Vec<WriterProperties>, cloister_engine::Error>>()?;
+        // `generate` asks for files 0..spec.files, one entry of `props` each: indexing cannot
+        // fail, and no file can fall back to plaintext.
         let summary = taxi::generate(
             &self.spec,
             &self.trips,

@@ -284,6 +284,9 @@ fn create(a: CreateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn wrap(a: WrapArgs) -> anyhow::Result<ExitCode> {
+    if a.cmk.as_os_str() == "-" && a.new_cmk.as_os_str() == "-" {
+        bail!("--cmk and --new-cmk cannot both be read from standard input (-)");
+    }
     let bytes = read_value(a.value.as_deref(), a.value_file.as_deref())?;
     let old = load_cmk(&a.cmk)?;
     let path = WrappedCek::parse(&bytes)
@@ -442,9 +445,19 @@ fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
             })
             .collect(),
     };
+    // An invalid signature is a negative verdict, as for a single value.
+    let verdict = if report
+        .column_encryption_keys
+        .iter()
+        .any(|v| v.signature_valid == Some(false))
+    {
+        ExitCode::from(crate::EXIT_REFUSED)
+    } else {
+        ExitCode::SUCCESS
+    };
     if a.json {
         output::json(&report)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(verdict);
     }
     let mut cmks = output::table(&["CMK", "provider", "key path", "enclave", "signed"]);
     for c in &report.column_master_keys {
@@ -469,7 +482,7 @@ fn show(a: ShowArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     output::print_table(&cols)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(verdict)
 }
 
 fn value_table(values: &[ValueInfo]) -> comfy_table::Table {

@@ -316,7 +316,8 @@ fn trips_policy(d: &Path, measurement: &str) -> String {
     let common = format!(
         "      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$\n      \
          CLOISTER_KEY_RESULTS: $$cloister:results:hex$$\n      \
-         CLOISTER_APP_VARS: DATA,OUT\n      DATA: \"{}\"\n      OUT: \"{}\"\n",
+         CLOISTER_APP_VARS: DATA,OUT\n      DATA: \"{}\"\n      OUT: \"{}\"\n      \
+         CLOISTER_PRINT_RESULTS: \"true\"\n",
         data.display(),
         out.display()
     );

@@ -15,7 +15,7 @@
 use cloister_colenc::CellCipher;
 
 use super::Error;
-use super::database::{Conn, Kind, ReadAs, SqlDatabase, Value};
+use super::database::{Conn, Dialect, Kind, ReadAs, SqlDatabase, Value};
 use super::keys::{ColumnMasterKeyDefinition, ColumnMasterKeyProvider};
 use super::metadata::{self, ENCRYPTED_COLUMNS};
 
@@ -81,6 +81,16 @@ async fn rotate_in(
         return Err(Error::NoSuchTable {
             table: table.to_owned(),
         });
+    }
+    // PostgreSQL's BEGIN reads at READ COMMITTED and locks nothing: keep writers out until the
+    // rotation commits, or a row written meanwhile would stay under the old CEK while the
+    // metadata names the new one. (SQLite's BEGIN IMMEDIATE already holds the write lock.)
+    if matches!(d, Dialect::Postgres) {
+        conn.batch(&format!(
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            d.quote(table)
+        ))
+        .await?;
     }
     let encrypted = metadata::encrypted_columns(conn, table).await?;
     let mut targets = Vec::new();
