@@ -905,7 +905,7 @@ mod tests {
         let cek = "ab".repeat(32);
         for (list, name) in [
             ("CLOISTER_CEK_CEK1", "CLOISTER_CEK_CEK1"),
-            ("OUT CLOISTER_CMK_CMK1", "CLOISTER_CMK_CMK1"),
+            ("OUT CLOISTER_KEY_K1", "CLOISTER_KEY_K1"),
             ("CLOISTER_BUNDLE_KEY", "CLOISTER_BUNDLE_KEY"),
         ] {
             let err = JobSettings::from_env(&env(&[

@@ -556,6 +556,7 @@ services:
       CLOISTER_APP_VARS: INPUT,OUT
       INPUT: "{input}"
       OUT: "{out}"
+      CLOISTER_PRINT_RESULTS: "true"
 secrets:
   - name: bundle_key
     kind: import
