@@ -29,6 +29,7 @@ use self::compare::Rows;
 use self::duckdb::DuckDb;
 use super::progress;
 use crate::demo::cluster::{Cluster, measurement_without_bundle};
+use crate::demo::taxi::{TRIP_KEYS, trips_encryption};
 use crate::job::JobSettings;
 use crate::{EXIT_REFUSED, output};
 
@@ -69,41 +70,6 @@ const PER_HOUR: &str = "2_trips_per_hour";
 const TARGET_CONFIDENTIAL_OVER_PLAINTEXT: f64 = 1.10;
 const TARGET_CONFIDENTIAL_OVER_DUCKDB: f64 = 1.5;
 const TARGET_PER_HOUR_ROWS_PER_SECOND: f64 = 25e6;
-
-/// Master key ids of the confidential copy: footer, and three column keys that together cover
-/// every trip column.
-const FOOTER_KEY: &str = "bench_footer";
-const COLUMN_KEYS: [(&str, &[&str]); 3] = [
-    (
-        "bench_trip",
-        &[
-            "VendorID",
-            "tpep_pickup_datetime",
-            "tpep_dropoff_datetime",
-            "passenger_count",
-            "trip_distance",
-            "RatecodeID",
-            "store_and_fwd_flag",
-            "payment_type",
-        ],
-    ),
-    ("bench_location", &["PULocationID", "DOLocationID"]),
-    (
-        "bench_amounts",
-        &[
-            "fare_amount",
-            "extra",
-            "mta_tax",
-            "tip_amount",
-            "tolls_amount",
-            "improvement_surcharge",
-            "total_amount",
-            "congestion_surcharge",
-            "Airport_fee",
-            "cbd_congestion_fee",
-        ],
-    ),
-];
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -708,12 +674,9 @@ const SESSION: &str = "bench/nyc-taxi";
 /// loopback ([`Cluster`]), stopped again once the keys are in memory.
 fn attested_master_keys(dir: &Path) -> anyhow::Result<Arc<InMemoryKeyProvider>> {
     let cluster = Cluster::start(dir)?;
-    let ids: Vec<&str> = std::iter::once(FOOTER_KEY)
-        .chain(COLUMN_KEYS.iter().map(|(id, _)| *id))
-        .collect();
     let mut env = String::new();
     let mut secrets = String::new();
-    for id in &ids {
+    for (id, _) in TRIP_KEYS {
         env += &format!(
             "      {}: $$cloister:{id}:hex$$\n",
             crate::job::key_setting(id)
@@ -749,10 +712,9 @@ impl Role for ReceiveKeys {
 /// The options the encrypted copy is written with: key-management-tools material (data keys
 /// per file and column, wrapped by the master keys), every trip column under a column key.
 fn encryption_options() -> anyhow::Result<EncryptionOptions> {
-    let mut options = EncryptionOptions::new(FOOTER_KEY).kmt();
-    for (id, columns) in COLUMN_KEYS {
-        options = options.column_key(id, columns);
-    }
+    // The demo's encryption: the same master keys and columns, so the bench measures what
+    // the demo runs.
+    let options = trips_encryption();
     let covered = options.encrypted_columns();
     let schema = taxi::schema();
     if let Some(left) = schema.fields().iter().find(|f| !covered.contains(f.name())) {
@@ -956,7 +918,7 @@ fn print_report(r: &Report) -> anyhow::Result<()> {
     ));
     if r.modes.contains(&Mode::Confidential) {
         out.push_str(
-            "confidential: every trip column encrypted (footer key + 3 column keys, KMT), \
+            "confidential: every trip column encrypted (3 master keys as in the demo, KMT), \
              master keys released by a CAS after attestation (sim, loopback), spill encrypted\n",
         );
     }

@@ -7,7 +7,7 @@
 pub mod cluster;
 pub mod contoso;
 mod evidence;
-mod taxi;
+pub(crate) mod taxi;
 
 use std::process::ExitCode;
 
