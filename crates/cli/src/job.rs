@@ -739,8 +739,9 @@ pub fn print_report(report: &JobReport, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{} results, {} outputs (encrypted, committed) in {:.2} s; spill: {} encrypted files, {} bytes",
-        report.results.len(),
+        "{} results ({} withheld), {} outputs committed in {:.2} s; spill: {} encrypted files, {} bytes",
+        report.results.len() + report.withheld.len(),
+        report.withheld.len(),
         report.outputs.len(),
         report.elapsed.as_secs_f64(),
         report.spill.files_created,

@@ -159,23 +159,7 @@ pub struct RefusalRow {
 
 /// `cloister demo contoso`.
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<std::process::ExitCode> {
-    let temp = match &args.dir {
-        Some(_) => None,
-        None => Some(
-            tempfile::Builder::new()
-                .prefix("cloister-contoso-")
-                .tempdir()
-                .context("create a temporary directory")?,
-        ),
-    };
-    let dir = match (&args.dir, &temp) {
-        (Some(dir), _) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-            dir.clone()
-        }
-        (None, Some(t)) => t.path().to_path_buf(),
-        (None, None) => bail!("no directory"),
-    };
+    let (temp, dir) = super::work_dir(args.dir.as_deref(), "cloister-contoso-")?;
     let mut options = Options::sqlite(dir.join("contoso.db"));
     if let Some(conninfo) = &args.postgres {
         options.database = SqlDatabase::postgres(crate::keys::parse_conninfo(conninfo)?);

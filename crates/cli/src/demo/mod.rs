@@ -9,7 +9,10 @@ pub mod contoso;
 mod evidence;
 pub(crate) mod taxi;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -50,5 +53,34 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
         Some(DemoCommand::Evidence(a)) => evidence::run(a, quiet),
         Some(DemoCommand::Contoso(a)) => contoso::run(a, quiet),
         None => taxi::run(args.taxi, quiet),
+    }
+}
+
+/// The directory a demo works in: `--dir` (new or empty, kept afterwards) or a temporary one
+/// named `prefix…` (removed when the returned guard drops).
+pub(crate) fn work_dir(
+    dir: Option<&Path>,
+    prefix: &str,
+) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            if std::fs::read_dir(dir)?.next().is_some() {
+                bail!(
+                    "{} is not empty: give a new or empty directory to --dir",
+                    dir.display()
+                );
+            }
+            Ok((None, dir.canonicalize()?))
+        }
+        None => {
+            let tmp = tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .context("cannot create a temporary directory")?;
+            let path = tmp.path().canonicalize()?;
+            Ok((Some(tmp), path))
+        }
     }
 }

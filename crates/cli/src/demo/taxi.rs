@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use cloister_datagen::taxi;
 use cloister_engine::datafusion::parquet::file::properties::WriterProperties;
 use cloister_engine::{CloisterEncryptionFactory, EncryptionOptions};
@@ -378,35 +378,10 @@ struct DemoJson {
     seconds: f64,
 }
 
-/// The directory to work in: `--dir` (new or empty, kept) or a temporary one.
-fn work_dir(dir: Option<&Path>) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
-    match dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            if std::fs::read_dir(dir)?.next().is_some() {
-                bail!(
-                    "{} is not empty: give a new or empty directory to --dir",
-                    dir.display()
-                );
-            }
-            Ok((None, dir.canonicalize()?))
-        }
-        None => {
-            let tmp = tempfile::Builder::new()
-                .prefix("cloister-demo-")
-                .tempdir()
-                .context("cannot create a temporary directory")?;
-            let path = tmp.path().canonicalize()?;
-            Ok((Some(tmp), path))
-        }
-    }
-}
-
 pub fn run(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let show = !quiet && !args.json;
-    let (tmp, dir) = work_dir(args.dir.as_deref())?;
+    let (tmp, dir) = super::work_dir(args.dir.as_deref(), "cloister-demo-")?;
     let mut steps = Steps {
         show,
         done: Vec::new(),
