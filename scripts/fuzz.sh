@@ -3,7 +3,8 @@
 #   scripts/fuzz.sh                 every target for FUZZ_SECONDS (default 20) each
 #   FUZZ_SECONDS=3600 scripts/fuzz.sh snp_report     one target for an hour
 # cargo-fuzz needs nightly-only compiler flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain
-# accept them. Crashes are saved under fuzz/artifacts/<target>/ and fail the run.
+# accept them. Crashes, and inputs that take over 10 s (a hang is a denial of service), are
+# saved under fuzz/artifacts/<target>/ and fail the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -32,7 +33,7 @@ for t in "${targets[@]}"; do
   # shellcheck disable=SC2086 # $seeds is a list of folders
   log="$CLOISTER_CACHE/fuzz-$t.log"
   if ! cargo fuzz run --sanitizer none "$t" "fuzz/corpus/$t" $seeds -- \
-      -max_total_time="$seconds" -rss_limit_mb=2048 >"$log" 2>&1; then
+      -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "fuzz: $t failed (crash inputs, if any, are in fuzz/artifacts/$t; full log: $log)" >&2
     exit 1
