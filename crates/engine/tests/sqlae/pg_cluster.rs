@@ -1,11 +1,16 @@
-//! A private PostgreSQL cluster for the CLI tests, on loopback, started by the test and stopped
-//! when it ends (pass or fail). The same as the engine's `tests/sqlae/postgres.rs`: the server
-//! comes from `/usr/lib/postgresql/<version>/bin`; without it the test is skipped with the reason
-//! printed, except under `CI=true`, where a missing server is a failure. As root the cluster
-//! belongs to the `postgres` user (`runuser -u postgres --`).
+//! A private PostgreSQL cluster for tests, in a temp dir, on loopback, started by the test and
+//! stopped when it ends (pass or fail). Shared by the engine's and the CLI's integration tests
+//! (the CLI includes this file with `#[path]`).
+//!
+//! The server comes from `/usr/lib/postgresql/<version>/bin`. Without it the test is skipped
+//! with the reason printed, except under `CI=true`, where a missing server is a failure (as
+//! root, CI first tries `apt-get install -y postgresql`). PostgreSQL refuses to run as root, so
+//! as root the cluster belongs to the `postgres` user (`runuser -u postgres --`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use cloister_engine::sql::PostgresConfig;
 
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
@@ -67,7 +72,7 @@ pub(crate) struct Cluster {
     bin: PathBuf,
     data: PathBuf,
     log: PathBuf,
-    port: u16,
+    pub(crate) port: u16,
     as_postgres: bool,
     // Last: removed after the server has stopped.
     dir: tempfile::TempDir,
@@ -161,7 +166,11 @@ impl Cluster {
         }
     }
 
-    /// `--postgres` for `dbname`.
+    pub(crate) fn config(&self, dbname: &str) -> PostgresConfig {
+        PostgresConfig::new("127.0.0.1", self.port, "postgres", dbname)
+    }
+
+    /// `dbname` as a libpq connection string (the CLI's `--postgres`).
     pub(crate) fn conninfo(&self, dbname: &str) -> String {
         format!(
             "host=127.0.0.1 port={} user=postgres dbname={dbname}",
