@@ -178,16 +178,25 @@ impl SignatureHeader {
 // ---- errors -----------------------------------------------------------------------------------
 
 /// Every error answer. `code` is stable; `message` says what to do; `rule` names the failed
-/// rule when one did; `reasons` lists every failed rule (refused attestations, invalid
-/// policies). No body ever carries a secret, a stack trace or a file path.
+/// rule when one did; `reasons` lists every problem of an invalid policy. No body ever carries a
+/// secret, a stack trace or a file path.
+///
+/// A refused attestation (`attestation-refused`) is answered to anyone who asks for the
+/// session, so it never carries a value of the session's policy: `rules` lists the ids of the
+/// failed rules (`security.tees`, `services[job].attestation[0].measurement`, `security.rego`,
+/// `secrets[db].export`, `nonce`, `evidence`, `service`, …), `audit_seq` the audit entry that
+/// holds every detail (pinned and presented values, Rego messages), which the session's owners
+/// read; `reasons` keeps the details only of what the caller sent itself (`nonce: expired`,
+/// `evidence: report_data mismatch …`). Repeated identical refusals point to the entry of the
+/// first one (see the audit module docs on folding).
 ///
 /// | status | code | when |
 /// | --- | --- | --- |
-/// | 400 | `bad-request` | malformed JSON, base64, key or header |
+/// | 400 | `bad-request` | malformed JSON, base64, key or header; a session or service name that breaks the name syntax; evidence over 64 KiB; too many or too long host arguments |
 /// | 401 | `unauthenticated` | a read without a valid signed-request header |
 /// | 403 | `forbidden` | the signer may not read the session (`rule: read`) |
 /// | 403 | `session-refused` | a create, update or delete is not authorised (`rule`: `unsigned`, `approvals`, `bad-signature`, `version`, `name`) |
-/// | 403 | `attestation-refused` | evidence, nonce, appraisal or an import failed; `reasons` names each rule |
+/// | 403 | `attestation-refused` | evidence, nonce, appraisal or an import failed, or the session has no such service; `rules` names each rule, `audit_seq` the entry with the details |
 /// | 404 | `not-found` | no such session, or no such route |
 /// | 405 | `method-not-allowed` | the route exists for another method |
 /// | 408 | `timeout` | the request took longer than the configured limit |
@@ -206,9 +215,16 @@ pub struct ErrorBody {
     /// The rule that failed, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-    /// Every failed rule, `path: what`.
+    /// Every problem, `path: what` (invalid policies); for a refused attestation only the
+    /// failures of what the caller sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+    /// A refused attestation: the id of every failed rule, sorted, without values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// A refused attestation: the `seq` of the audit entry with the details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_seq: Option<u64>,
 }
 
 // ---- health and discovery ---------------------------------------------------------------------
@@ -328,7 +344,18 @@ pub struct NonceResponse {
     pub expires_at: u64,
 }
 
-/// `POST /v1/attest`.
+/// The most evidence `POST /v1/attest` takes, in bytes (decoded): SGX / TDX quotes with their
+/// certification chain, SEV-SNP reports and MAA tokens are a few KiB.
+pub const MAX_EVIDENCE_BYTES: usize = 64 * 1024;
+/// The most host arguments `POST /v1/attest` takes.
+pub const MAX_HOST_ARGS: usize = 64;
+/// The longest host argument `POST /v1/attest` takes, in bytes.
+pub const MAX_HOST_ARG_BYTES: usize = 4096;
+
+/// `POST /v1/attest`. `session` and `service` must follow the name syntax
+/// ([`cloister_policy::names`]), `evidence` be at most [`MAX_EVIDENCE_BYTES`], `host_args` at
+/// most [`MAX_HOST_ARGS`] of at most [`MAX_HOST_ARG_BYTES`] each; otherwise the request is a
+/// `bad-request`, checked before anything is logged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttestRequest {

@@ -5,6 +5,26 @@
 //! never a secret: [`Event`] has no field for bytes, and principals are key digests
 //! ([`key_digest`]). Callers must keep secret values out of `reasons` too.
 //!
+//! # What the log records, and what it folds
+//!
+//! Every event is recorded, with two bounds so that a caller cannot make the log (and its
+//! `fsync`s) grow faster than the CAS's work:
+//!
+//! - Each reason is at most [`MAX_REASON_CHARS`] characters (longer ones are cut on a character
+//!   boundary and end in `…`), and an entry holds at most [`MAX_REASONS`] reasons (the last then
+//!   says how many more were left out). [`Event::reason`] applies both.
+//! - Repeated refused attestations are folded. The first refusal of a kind is appended at once,
+//!   with every reason. A refusal identical to it — same session version, same service (all
+//!   refusals naming a service the session does not have count as one), same set of failed rule
+//!   ids — within the next 60 s is not appended again: the CAS counts it, and appends one
+//!   `attestation_refused_repeated` entry with the count, the time span, the entry it repeats and
+//!   the first few principals, when the window is over (at the next audited event or
+//!   attestation after it) or when another event for the same session is recorded (so the log
+//!   stays in order). A flood of identical refusals therefore costs O(1) appends per window
+//!   whatever the callers' keys, while no distinct refusal is ever delayed. The CAS tracks a
+//!   bounded number of kinds; when full, refusals are appended one by one again. Counts not yet
+//!   appended are lost if the CAS stops, never the first refusal of a kind.
+//!
 //! # Files (in the data directory)
 //!
 //! - `audit.log`: one JSON object per line ([`Entry`]), fields in this order, absent options and
@@ -105,6 +125,9 @@ pub enum EventKind {
     AttestationPassed,
     /// A workload's evidence was refused; `reasons` says which rules failed.
     AttestationRefused,
+    /// Refusals identical to an earlier `attestation_refused` entry were counted instead of
+    /// appended; `reasons` says how many, when, and which entry they repeat (see the module docs).
+    AttestationRefusedRepeated,
     /// The CAS generated a secret for a session (its name only).
     SecretGenerated,
     /// Secrets, keys or configuration were released to a workload (their names in `released`).
@@ -123,6 +146,7 @@ impl EventKind {
             EventKind::SessionChangeRefused => "session_change_refused",
             EventKind::AttestationPassed => "attestation_passed",
             EventKind::AttestationRefused => "attestation_refused",
+            EventKind::AttestationRefusedRepeated => "attestation_refused_repeated",
             EventKind::SecretGenerated => "secret_generated",
             EventKind::SecretReleased => "secret_released",
             EventKind::KeyCreated => "key_created",
@@ -134,6 +158,25 @@ impl EventKind {
 /// principal.
 pub fn key_digest(public_key: &[u8]) -> String {
     hex::encode(Sha256::digest(public_key))
+}
+
+/// The longest reason an entry records, in characters (see the module docs).
+pub const MAX_REASON_CHARS: usize = 256;
+
+/// The most reasons an entry records (see the module docs).
+pub const MAX_REASONS: usize = 32;
+
+/// `reason`, cut to [`MAX_REASON_CHARS`] characters on a character boundary (ending in `…`).
+pub fn cap_reason(mut reason: String) -> String {
+    if let Some((at, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+        let keep = reason
+            .char_indices()
+            .nth(MAX_REASON_CHARS - 1)
+            .map_or(at, |(i, _)| i);
+        reason.truncate(keep);
+        reason.push('…');
+    }
+    reason
 }
 
 /// An event to append: its kind and subject. Built with [`Event::new`] and the setters.
@@ -154,7 +197,10 @@ pub struct Event {
     /// Names of the secrets, keys or files released; never their values.
     pub released: Vec<String>,
     /// Why (for refusals: which rules failed, with expected and found values that are not secret).
+    /// Add them with [`Event::reason`], which bounds them.
     pub reasons: Vec<String>,
+    /// Reasons left out beyond [`MAX_REASONS`].
+    omitted: usize,
 }
 
 impl Event {
@@ -169,6 +215,7 @@ impl Event {
             principal: None,
             released: Vec::new(),
             reasons: Vec::new(),
+            omitted: 0,
         }
     }
 
@@ -208,9 +255,17 @@ impl Event {
         self
     }
 
-    /// Adds a reason.
+    /// Adds a reason, cut to [`MAX_REASON_CHARS`]; beyond [`MAX_REASONS`] reasons, the last
+    /// one only counts those left out.
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
-        self.reasons.push(reason.into());
+        if self.reasons.len() < MAX_REASONS {
+            self.reasons.push(cap_reason(reason.into()));
+        } else {
+            // The last slot's own reason is left out too.
+            self.omitted += 1;
+            self.reasons[MAX_REASONS - 1] =
+                format!("… and {} more reasons not recorded", self.omitted + 1);
+        }
         self
     }
 }
@@ -1529,6 +1584,7 @@ mod tests {
             EventKind::SessionChangeRefused,
             EventKind::AttestationPassed,
             EventKind::AttestationRefused,
+            EventKind::AttestationRefusedRepeated,
             EventKind::SecretGenerated,
             EventKind::SecretReleased,
             EventKind::KeyCreated,
@@ -1538,5 +1594,35 @@ mod tests {
                 format!("\"{}\"", kind.as_str())
             );
         }
+    }
+
+    /// A caller-chosen reason (a long service name, a Rego message) cannot grow an entry beyond
+    /// the caps, and is cut on a character boundary.
+    #[test]
+    fn reasons_are_capped_in_length_and_number() {
+        let long = "é".repeat(10_000);
+        let mut event = Event::new(EventKind::AttestationRefused).reason(long);
+        assert_eq!(event.reasons[0].chars().count(), MAX_REASON_CHARS);
+        assert!(event.reasons[0].ends_with('…'));
+        assert_eq!(cap_reason("short".into()), "short");
+        assert_eq!(
+            cap_reason("x".repeat(MAX_REASON_CHARS)).len(),
+            MAX_REASON_CHARS
+        );
+        for i in 1..100 {
+            event = event.reason(format!("r{i}"));
+        }
+        assert_eq!(event.reasons.len(), MAX_REASONS);
+        assert_eq!(
+            event.reasons.last().unwrap(),
+            &format!(
+                "… and {} more reasons not recorded",
+                100 - (MAX_REASONS - 1)
+            )
+        );
+        assert_eq!(
+            event.reasons[MAX_REASONS - 2],
+            format!("r{}", MAX_REASONS - 2)
+        );
     }
 }

@@ -149,6 +149,8 @@ impl CasClient {
             message: format!("HTTP {status} without an error body"),
             rule: None,
             reasons: Vec::new(),
+            rules: Vec::new(),
+            audit_seq: None,
         });
         Err(Error::Api {
             status: status.as_u16(),
@@ -156,6 +158,12 @@ impl CasClient {
             message: body.message,
             rule: body.rule,
             reasons: body.reasons,
+            refused: (!body.rules.is_empty() || body.audit_seq.is_some()).then(|| {
+                Box::new(crate::RefusedRules {
+                    rules: body.rules,
+                    audit_seq: body.audit_seq,
+                })
+            }),
         })
     }
 

@@ -104,8 +104,12 @@ pub enum Error {
         message: String,
         /// The rule that failed, when one did.
         rule: Option<String>,
-        /// Every failed rule, for refused attestations and invalid policies.
+        /// Every problem of an invalid policy; for a refused attestation, the failures of what
+        /// the caller sent (its nonce, evidence, collateral).
         reasons: Vec<String>,
+        /// A refused attestation: the failed rules' ids and the audit entry with the details
+        /// (boxed: most errors have none, and it keeps [`Error`] small).
+        refused: Option<Box<RefusedRules>>,
     },
     /// Evidence could not be collected or verified.
     #[error(transparent)]
@@ -181,6 +185,16 @@ pub enum Error {
     /// An invariant of this crate was broken.
     #[error("internal error: {0}")]
     Internal(&'static str),
+}
+
+/// What the CAS answers about a refused attestation besides its message (see
+/// [`crate::api::ErrorBody`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefusedRules {
+    /// The id of every failed rule (no values of the policy), sorted.
+    pub rules: Vec<String>,
+    /// The audit entry with the details, for the session's owners.
+    pub audit_seq: Option<u64>,
 }
 
 fn reasons_suffix(reasons: &[String]) -> String {

@@ -66,7 +66,7 @@ pub mod token;
 
 pub use audit::AuditError;
 pub use config::{CasConfig, Clock, ManualClock, SystemClock};
-pub use error::{Error, NonceRejection};
+pub use error::{Error, NonceRejection, RefusedRules};
 pub use master_key::{KeyPurpose, MASTER_KEY_ENV, MasterKey};
 pub use store::file::FileStore;
 pub use store::{

@@ -64,16 +64,30 @@ pub fn refused(error: cloister_cas::Error) -> anyhow::Result<ExitCode> {
             message,
             rule,
             reasons,
+            refused,
+            ..
         } if is_refusal(status) => {
+            let rules = refused.map(|r| r.rules).unwrap_or_default();
             let rule = rule.map_or_else(String::new, |r| format!(", rule {r}"));
             eprintln!("cloister: refused by the CAS ({status} {code}{rule}): {message}");
             for reason in &reasons {
                 eprintln!("cloister:   {reason}");
             }
+            for rule in reasons_missing(&rules, &reasons) {
+                eprintln!("cloister:   {rule}");
+            }
             Ok(ExitCode::from(EXIT_REFUSED))
         }
         other => Err(other.into()),
     }
+}
+
+/// The rule ids that no printed reason already names.
+fn reasons_missing<'a>(rules: &'a [String], reasons: &[String]) -> Vec<&'a String> {
+    rules
+        .iter()
+        .filter(|r| !reasons.iter().any(|reason| reason.starts_with(r.as_str())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -94,6 +108,7 @@ mod tests {
             message: "m".into(),
             rule: None,
             reasons: vec![],
+            refused: None,
         };
         assert!(matches!(refused(api(409)), Ok(code) if code == ExitCode::from(EXIT_REFUSED)));
         assert!(refused(api(401)).is_err());

@@ -104,6 +104,15 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         }
         Err(e) if e.is_refusal() => {
             eprintln!("cloister: refused: {e}");
+            if let cloister_runtime::Error::Refused { refused, .. } = &e
+                && let Some(seq) = refused.audit_seq
+                && !refused.rules.is_empty()
+            {
+                eprintln!(
+                    "cloister: the CAS names the failed rules only; the session's owners read the \
+                     details in its audit log, entry {seq} (`cloister audit tail`)"
+                );
+            }
             if !quiet {
                 eprintln!("cloister: the job did not run and wrote nothing");
             }

@@ -20,6 +20,74 @@ impl Refusal {
     pub fn mentions(&self, needle: &str) -> bool {
         self.reasons.iter().any(|r| r.contains(needle))
     }
+
+    /// The id of each violated rule ([`rule_id`]), in order, without repeats: what may be shown
+    /// to a caller who is not an owner of the policy.
+    pub fn rules(&self) -> Vec<String> {
+        let mut rules: Vec<String> = Vec::new();
+        for r in &self.reasons {
+            let id = rule_id(r);
+            if !rules.contains(&id) {
+                rules.push(id);
+            }
+        }
+        rules
+    }
+}
+
+/// The longest rule id [`rule_id`] returns.
+pub const MAX_RULE_ID_LEN: usize = 160;
+
+/// The id of the rule a reason `rule.path: detail` names, without the detail: the path
+/// (`security.tees`, `security.rego`, `services[driver].attestation[0]`, …), refined for an
+/// attestation variant by what failed in it (`….measurement`, `….signer`, `….tee`,
+/// `….product_id`, `….svn`, `….extra`). The detail may hold the policy's pinned values; the id
+/// never does. A reason that is not in this form gives `policy`.
+///
+/// ```
+/// use cloister_policy::rule_id;
+/// assert_eq!(rule_id("security.tees: sim not accepted"), "security.tees");
+/// assert_eq!(
+///     rule_id("services[job].attestation[1]: signer 51 is not 52"),
+///     "services[job].attestation[1].signer"
+/// );
+/// assert_eq!(rule_id("no form at all, or a hostile one"), "policy");
+/// ```
+pub fn rule_id(reason: &str) -> String {
+    let (path, detail) = reason.split_once(": ").unwrap_or((reason, ""));
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.len() <= MAX_RULE_ID_LEN - ".product_id".len()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'[' | b']'))
+    };
+    if !safe(path) {
+        return "policy".to_owned();
+    }
+    let variant =
+        path.starts_with("services[") && path.ends_with(']') && path.contains("].attestation[");
+    let aspect = |d: &str| {
+        let starts = |p: &str| d.starts_with(p);
+        if starts("measurement ") {
+            Some("measurement")
+        } else if starts("signer ") || d == "the evidence names no signer" {
+            Some("signer")
+        } else if starts("tee ") {
+            Some("tee")
+        } else if starts("product id ") || d == "the evidence names no product id" {
+            Some("product_id")
+        } else if starts("svn ") || d == "the evidence names no svn" {
+            Some("svn")
+        } else if starts("claim ") || starts("the evidence has no claim ") {
+            Some("extra")
+        } else {
+            None
+        }
+    };
+    match (variant, aspect(detail)) {
+        (true, Some(a)) => format!("{path}.{a}"),
+        _ => path.to_owned(),
+    }
 }
 
 impl fmt::Display for Refusal {
@@ -352,5 +420,68 @@ mod tests {
                 .to_string()
                 .starts_with("attestation for service `driver` refused: ")
         );
+    }
+
+    /// The ids shown to callers hold no value of the policy: every pinned measurement, signer,
+    /// product id, svn range and extra claim stays in the reasons.
+    #[test]
+    fn rule_ids_name_the_rule_without_the_pinned_values() {
+        let mut claims = sim_claims();
+        sgx_signed(&mut claims);
+        claims.tee = Tee::Sim;
+        claims.signer = Some(vec![0x52; 32]);
+        claims.product_id = Some(8);
+        claims.svn = Some(2);
+        claims.debug = true;
+        let refusal = policy("[sgx]").appraise("driver", &claims).unwrap_err();
+        let rules = refusal.rules();
+        for rule in [
+            "security.tees",
+            "security.tolerate",
+            "services[driver].attestation[0].measurement",
+            "services[driver].attestation[1].tee",
+            "services[driver].attestation[1].signer",
+            "services[driver].attestation[1].product_id",
+            "services[driver].attestation[1].svn",
+        ] {
+            assert!(rules.iter().any(|r| r == rule), "{rule} not in {rules:?}");
+        }
+        let text = rules.join(" ");
+        for pinned in [SIGNER, MEASUREMENT, "3..=20", " 7", "5252"] {
+            assert!(!text.contains(pinned), "{pinned} in {text}");
+        }
+        assert_eq!(
+            rules.len(),
+            rules
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        );
+    }
+
+    #[rstest]
+    #[case::extra(
+        "services[a].attestation[0]: claim host_data is 01, not 02",
+        "services[a].attestation[0].extra"
+    )]
+    #[case::missing_extra(
+        "services[a].attestation[0]: the evidence has no claim x",
+        "services[a].attestation[0].extra"
+    )]
+    #[case::rego("security.rego: tenant secret 42 is revoked", "security.rego")]
+    #[case::import(
+        "secrets[db].export: session `x` does not export",
+        "secrets[db].export"
+    )]
+    #[case::no_detail("nonce", "nonce")]
+    #[case::unknown_variant_detail(
+        "services[a].attestation[0]: something new",
+        "services[a].attestation[0]"
+    )]
+    #[case::hostile_path("security.tees 0xdeadbeef: x", "policy")]
+    #[case::too_long(&format!("{}: x", "a".repeat(200)), "policy")]
+    #[case::empty("", "policy")]
+    fn rule_ids(#[case] reason: &str, #[case] id: &str) {
+        assert_eq!(rule_id(reason), id);
     }
 }

@@ -55,6 +55,7 @@ mod error;
 #[cfg(test)]
 mod fixtures;
 mod model;
+pub mod names;
 mod problem;
 pub mod rego;
 pub mod sign;
@@ -62,7 +63,7 @@ mod template;
 mod validate;
 mod yaml;
 
-pub use appraise::Refusal;
+pub use appraise::{MAX_RULE_ID_LEN, Refusal, rule_id};
 pub use decide::{authorize_create, authorize_import, authorize_read, authorize_update};
 pub use doc::{KeyAlgorithm, Tolerate, json_schema};
 pub use error::Error;

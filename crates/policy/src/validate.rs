@@ -1028,30 +1028,14 @@ fn digest_hex(s: &str) -> Option<Vec<u8>> {
         .filter(|b| b.len() == 32 || b.len() == 48)
 }
 
-fn name_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-        })
-}
-
-/// `namespace/name`.
+/// `namespace/name` (the rule is [`crate::names::check_session_name`]).
 pub(crate) fn is_session_name(s: &str) -> bool {
-    matches!(s.split_once('/'), Some((ns, name)) if name_part(ns) && name_part(name))
+    crate::names::check_session_name(s).is_ok()
 }
 
+/// The rule is [`crate::names::check_service_name`].
 fn is_service_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    crate::names::check_service_name(s).is_ok()
 }
 
 fn is_secret_name(s: &str) -> bool {

@@ -67,10 +67,12 @@ pub enum Error {
     },
 
     // ---- Refused: attestation, or the app bundle ----
-    /// The CAS refused the attestation (or the session): `reasons` names each failed rule.
+    /// The CAS refused the attestation (or the session): `rules` names each failed rule. The
+    /// details of policy rules are not sent to the workload (they may hold the policy's pinned
+    /// values): the session's owners read them in audit entry `audit_seq`.
     #[error(
         "attestation refused by the CAS ({code}): {}",
-        detail(message, reasons)
+        detail(message, &refused.rules, reasons, refused.audit_seq)
     )]
     Refused {
         /// The CAS's stable error code (`attestation-refused`, `session-refused`, …).
@@ -79,8 +81,12 @@ pub enum Error {
         message: String,
         /// The rule that failed, when the CAS names one.
         rule: Option<String>,
-        /// Every failed rule.
+        /// The failures of what the workload sent (nonce, evidence, collateral), with details.
         reasons: Vec<String>,
+        /// The id of every failed rule (`security.tees`, `services[job].attestation[0].measurement`,
+        /// …) and the audit entry with the details, readable by the session's owners (boxed to
+        /// keep [`Error`] small).
+        refused: Box<cloister_cas::RefusedRules>,
     },
     /// The bundle does not authenticate under the key from the configuration: the ciphertext or
     /// its header was changed (or damaged) after packaging.
@@ -208,11 +214,13 @@ impl From<cloister_cas::Error> for Error {
                 message,
                 rule,
                 reasons,
+                refused,
             } => Error::Refused {
                 code,
                 message,
                 rule,
                 reasons,
+                refused: refused.unwrap_or_default(),
             },
             cloister_cas::Error::Evidence(e) => Error::Evidence(e),
             other => Error::Cas(other),
@@ -220,13 +228,28 @@ impl From<cloister_cas::Error> for Error {
     }
 }
 
-/// The failed rules when the CAS lists them (its message then only says that it does).
-fn detail(message: &str, reasons: &[String]) -> String {
-    if reasons.is_empty() {
-        message.to_owned()
-    } else {
-        reasons.join("; ")
+/// The failed rules when the CAS lists them, the details it gave, and where the rest are.
+fn detail(message: &str, rules: &[String], reasons: &[String], audit_seq: Option<u64>) -> String {
+    if rules.is_empty() && reasons.is_empty() {
+        return message.to_owned();
     }
+    let mut out = if rules.is_empty() {
+        String::new()
+    } else {
+        format!("failed rules: {}", rules.join(", "))
+    };
+    if !reasons.is_empty() {
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str(&reasons.join("; "));
+    }
+    if let Some(seq) = audit_seq {
+        out.push_str(&format!(
+            " (the session's owners can read the details in audit entry {seq})"
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -240,15 +263,26 @@ mod tests {
             code: "attestation-refused".into(),
             message: "the attestation was refused".into(),
             rule: None,
-            reasons: vec![
-                "services[job].attestation[0]: measurement ab not pinned".into(),
-                "security.tees: sgx not accepted".into(),
-            ],
+            reasons: vec!["nonce: expired".into()],
+            refused: Some(Box::new(cloister_cas::RefusedRules {
+                rules: vec![
+                    "nonce".into(),
+                    "security.tees".into(),
+                    "services[job].attestation[0].measurement".into(),
+                ],
+                audit_seq: Some(42),
+            })),
         });
         assert!(e.is_refusal());
         let text = e.to_string();
-        assert!(text.contains("measurement ab not pinned"), "{text}");
-        assert!(text.contains("security.tees"), "{text}");
+        for needle in [
+            "services[job].attestation[0].measurement",
+            "security.tees",
+            "nonce: expired",
+            "audit entry 42",
+        ] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
     }
 
     #[test]
@@ -265,6 +299,7 @@ mod tests {
             message: "no session".into(),
             rule: None,
             reasons: vec![],
+            refused: None,
         });
         assert!(!e.is_refusal());
     }

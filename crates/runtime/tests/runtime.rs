@@ -246,7 +246,9 @@ fn refusals_name_their_cause_and_write_nothing() {
     // A measurement the policy does not pin: the CAS refuses, naming the rule.
     let err = launch(s.cas.launch_options("other", &s.bundle, under()), never()).unwrap_err();
     assert!(
-        matches!(&err, Error::Refused { reasons, .. } if reasons.iter().any(|r| r.contains("not pinned"))),
+        matches!(&err, Error::Refused { refused, .. }
+            if refused.audit_seq.is_some()
+                && refused.rules.iter().any(|r| r.ends_with(".measurement"))),
         "{err:?}"
     );
     assert!(err.is_refusal());

@@ -31,10 +31,15 @@ pub enum ApiError {
         /// What it says.
         message: String,
     },
-    /// 403 `attestation-refused`.
+    /// 403 `attestation-refused`: the ids of the failed rules, the details the caller may see
+    /// (of what it sent itself), and the audit entry holding every detail.
     AttestationRefused {
-        /// Every failed rule.
+        /// Every failed rule's id, sorted.
+        rules: Vec<String>,
+        /// `rule: detail` of failures of the caller's own nonce, evidence or collateral.
         reasons: Vec<String>,
+        /// The `seq` of the audit entry with the details (readable by the session's owners).
+        audit_seq: Option<u64>,
     },
     /// 404 `not-found`.
     NotFound(String),
@@ -78,6 +83,8 @@ impl ApiError {
                 message,
                 rule: rule.map(str::to_owned),
                 reasons,
+                rules: Vec::new(),
+                audit_seq: None,
             };
         match self {
             ApiError::BadRequest(m) => (
@@ -101,15 +108,26 @@ impl ApiError {
                     vec![format!("{rule}: {message}")],
                 ),
             ),
-            ApiError::AttestationRefused { reasons } => (
-                StatusCode::FORBIDDEN,
-                body(
-                    "attestation-refused",
-                    "the attestation was refused; `reasons` names each failed rule".into(),
-                    None,
-                    reasons.clone(),
-                ),
-            ),
+            ApiError::AttestationRefused {
+                rules,
+                reasons,
+                audit_seq,
+            } => {
+                let mut message = format!(
+                    "the attestation was refused by rule{} {}",
+                    if rules.len() == 1 { "" } else { "s" },
+                    rules.join(", ")
+                );
+                if let Some(seq) = audit_seq {
+                    message.push_str(&format!(
+                        "; the session's owners read the details in audit entry {seq}"
+                    ));
+                }
+                let mut b = body("attestation-refused", message, None, reasons.clone());
+                b.rules = rules.clone();
+                b.audit_seq = *audit_seq;
+                (StatusCode::FORBIDDEN, b)
+            }
             ApiError::NotFound(m) => (
                 StatusCode::NOT_FOUND,
                 body("not-found", m.clone(), None, vec![]),
@@ -230,12 +248,11 @@ impl From<Error> for ApiError {
                 ),
             },
             Error::Policy(p) => ApiError::from_policy(p),
-            Error::ImportRefused {
-                secret,
-                rule,
-                message,
-            } => ApiError::AttestationRefused {
-                reasons: vec![format!("secrets[{secret}]: {rule}: {message}")],
+            // The message may name the exporter's hashes: for the audit log, not the caller.
+            Error::ImportRefused { secret, rule, .. } => ApiError::AttestationRefused {
+                rules: vec![format!("secrets[{secret}].{rule}")],
+                reasons: Vec::new(),
+                audit_seq: None,
             },
             Error::ImportUnavailable { ref secret, .. } => {
                 tracing::error!(error = %e, "import unavailable");

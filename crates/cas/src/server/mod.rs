@@ -18,6 +18,7 @@
 mod error;
 mod nonces;
 mod ops;
+mod refusals;
 mod routes;
 mod state;
 

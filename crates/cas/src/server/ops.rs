@@ -12,7 +12,7 @@ use cloister_attest::snp::SnpVerifier;
 use cloister_attest::{Claims, Context, EvidenceKind, Fault, Verifier as _, binding};
 use cloister_policy::{
     KeyFingerprint, Policy, SecretKind, SignedPolicy, authorize_create, authorize_read,
-    authorize_update,
+    authorize_update, names,
 };
 use ed25519_dalek::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
 use secrecy::ExposeSecret as _;
@@ -20,13 +20,14 @@ use zeroize::Zeroizing;
 
 use super::error::ApiError;
 use super::nonces::IssueError;
+use super::refusals::{Decision, Failed, Key, UNKNOWN_SERVICE_RULE, rule_ids};
 use super::state::Inner;
 use crate::api::{
     self, AttestRequest, AttestResponse, AuditEntries, AuditHead, AuditVerification, DeleteSession,
     NonceResponse, SealedConfig, SealedFile, SessionList, SessionSummary, SessionView,
     SignatureHeader, SignatureJson, SnpCollateral,
 };
-use crate::audit::{self, AuditError, Entry, Event, EventKind, key_digest};
+use crate::audit::{self, AuditError, Entry, Event, EventKind, Receipt, key_digest};
 use crate::secrets::{Resolved, Secrets};
 use crate::token::AttestationClaims;
 use crate::{Error, NonceRejection, Session, SessionSignature, SessionVersion, envelope};
@@ -84,24 +85,23 @@ fn owner_signers(policy: &Policy, signatures: &[cloister_policy::Signature]) -> 
 impl Inner {
     /// Appends to the audit log; a failure fails the request (nothing is answered unaudited).
     pub fn record(&self, event: &Event) -> Result<(), ApiError> {
-        self.audit
-            .append_at(event, self.config.now())
-            .map(|_| ())
-            .map_err(|e| {
-                tracing::error!(error = %e, "audit append failed");
-                ApiError::Unavailable("the audit log is unavailable".into())
-            })
+        self.record_all(std::slice::from_ref(event))
     }
 
-    /// Appends `events` as adjacent entries in one batch; a failure fails the request.
+    /// Appends `events` as adjacent entries in one batch; a failure fails the request. Counts
+    /// of folded refusals that are due (see `refusals.rs`) go first, in the same batch.
     pub fn record_all(&self, events: &[Event]) -> Result<(), ApiError> {
-        self.audit
-            .append_all(events, self.config.now())
-            .map(|_| ())
-            .map_err(|e| {
-                tracing::error!(error = %e, "audit append failed");
-                ApiError::Unavailable("the audit log is unavailable".into())
-            })
+        let now = self.config.now();
+        let mut batch = self.refusals.due_before(events, now);
+        batch.extend_from_slice(events);
+        self.append_batch(&batch, now).map(|_| ())
+    }
+
+    fn append_batch(&self, events: &[Event], now: SystemTime) -> Result<Vec<Receipt>, ApiError> {
+        self.audit.append_all(events, now).map_err(|e| {
+            tracing::error!(error = %e, "audit append failed");
+            ApiError::Unavailable("the audit log is unavailable".into())
+        })
     }
 
     fn record_session_refusal(&self, session: Option<&str>, rule: &str, message: &str) {
@@ -394,61 +394,63 @@ impl Inner {
     // ---- attestation --------------------------------------------------------------------------
 
     #[tracing::instrument(skip_all, fields(
-        session = %req.session,
-        service = %req.service,
+        session = tracing::field::Empty,
+        service = tracing::field::Empty,
         evidence_len = req.evidence.len(),
         key_sha256 = tracing::field::Empty,
     ))]
     pub fn attest(&self, req: AttestRequest) -> Result<AttestResponse, ApiError> {
+        // Names and sizes first: nothing unchecked reaches a log, the store or a verifier.
+        check_attest_request(&req)?;
+        let span = tracing::Span::current();
+        span.record("session", req.session.as_str());
+        span.record("service", req.service.as_str());
         let now = self.config.now();
         let evidence = b64("evidence", &req.evidence)?;
         let nonce = b64("nonce", &req.nonce)?;
         let spki = b64("public_key", &req.public_key)?;
         envelope::check_workload_spki(&spki)?;
         let principal = key_digest(&spki);
-        tracing::Span::current().record("key_sha256", principal.as_str());
+        span.record("key_sha256", principal.as_str());
         let (session, policy) = self.current_or_404(&req.session)?;
         let head = session.head().ok_or(ApiError::Internal)?;
+        let refused = |failed: Vec<Failed>| self.refuse_attestation(&req, head, &principal, failed);
+        if policy.service(&req.service).is_none() {
+            return Err(refused(vec![Failed::withheld(
+                UNKNOWN_SERVICE_RULE.to_owned(),
+                format!("the session has no service `{}`", req.service),
+            )]));
+        }
 
-        let mut reasons = Vec::new();
+        let mut failed = Vec::new();
         match self.nonces.take(&nonce, now) {
             Ok(()) => {}
             Err(NonceRejection::Expired) => {
-                reasons.push("nonce: expired; get a fresh one from POST /v1/nonce".to_owned());
+                failed.push(Failed::caller(
+                    "nonce",
+                    "expired; get a fresh one from POST /v1/nonce",
+                ));
             }
             Err(_) => {
-                reasons.push("nonce: unknown or already used (nonces are single use)".to_owned());
+                failed.push(Failed::caller(
+                    "nonce",
+                    "unknown or already used (nonces are single use)",
+                ));
             }
         }
         let expected = binding::report_data(&nonce, &spki);
         let claims = match self.verify_evidence(&evidence, &req, now, &expected)? {
             Ok(claims) => Some(claims),
-            Err(reason) => {
-                reasons.push(reason);
+            Err(failure) => {
+                failed.push(failure);
                 None
             }
         };
         if let Some(Err(refusal)) = claims.as_ref().map(|c| policy.appraise(&req.service, c)) {
-            reasons.extend(refusal.reasons);
+            failed.extend(refusal.reasons.into_iter().map(Failed::policy));
         }
-        let refused = |reasons: Vec<String>| -> ApiError {
-            let mut event = Event::new(EventKind::AttestationRefused)
-                .session(&req.session)
-                .version(head.version)
-                .session_hash(head.hash)
-                .service(&req.service)
-                .principal(&principal);
-            for r in &reasons {
-                event = event.reason(r);
-            }
-            tracing::info!(reasons = ?reasons, "attestation refused");
-            match self.record(&event) {
-                Ok(()) => ApiError::AttestationRefused { reasons },
-                Err(e) => e,
-            }
-        };
-        let (Some(claims), true) = (claims, reasons.is_empty()) else {
-            return Err(refused(reasons));
+        let (Some(claims), true) = (claims, failed.is_empty()) else {
+            return Err(refused(failed));
         };
         let service = policy.service(&req.service).ok_or(ApiError::Internal)?;
 
@@ -464,9 +466,7 @@ impl Inner {
                 rule,
                 message,
             }) => {
-                return Err(refused(vec![format!(
-                    "secrets[{secret}]: {rule}: {message}"
-                )]));
+                return Err(refused(vec![Failed::import(&secret, rule, &message)]));
             }
             Err(e) => return Err(e.into()),
         };
@@ -551,7 +551,72 @@ impl Inner {
         })
     }
 
-    /// Verifies evidence with the verifier its kind needs. `Ok(Err(reason))` is a refusal;
+    /// Refuses an attestation: appends the details to the audit log (or counts a repeat, see
+    /// `refusals.rs`) and answers with the rule ids and the entry's `seq`.
+    fn refuse_attestation(
+        &self,
+        req: &AttestRequest,
+        head: &SessionVersion,
+        principal: &str,
+        failed: Vec<Failed>,
+    ) -> ApiError {
+        let rules = rule_ids(&failed);
+        let reasons: Vec<String> = failed
+            .iter()
+            .filter(|f| f.caller_own)
+            .map(|f| audit::cap_reason(f.reason.clone()))
+            .collect();
+        tracing::info!(rules = ?rules, "attestation refused");
+        let unknown_service = rules.iter().any(|r| r == UNKNOWN_SERVICE_RULE);
+        let key = Key {
+            session: req.session.clone(),
+            session_hash: head.hash.0,
+            service: (!unknown_service).then(|| req.service.clone()),
+            rules: rules.clone(),
+        };
+        let now = self.config.now();
+        let (decision, mut batch) = self.refusals.refused(&key, head.version, principal, now);
+        let audit_seq = match decision {
+            Decision::Folded(seq) => {
+                if let Err(e) = self.append_batch(&batch, now) {
+                    return e;
+                }
+                seq
+            }
+            Decision::Append => {
+                let mut event = Event::new(EventKind::AttestationRefused)
+                    .session(&req.session)
+                    .version(head.version)
+                    .session_hash(head.hash)
+                    .service(&req.service)
+                    .principal(principal);
+                for f in &failed {
+                    event = event.reason(&f.reason);
+                }
+                batch.push(event);
+                match self.append_batch(&batch, now) {
+                    Ok(receipts) => {
+                        let seq = receipts.last().map(|r| r.seq);
+                        if let Some(seq) = seq {
+                            self.refusals.appended(&key, seq);
+                        }
+                        seq
+                    }
+                    Err(e) => {
+                        self.refusals.forget(&key);
+                        return e;
+                    }
+                }
+            }
+        };
+        ApiError::AttestationRefused {
+            rules,
+            reasons,
+            audit_seq,
+        }
+    }
+
+    /// Verifies evidence with the verifier its kind needs. `Ok(Err(failure))` is a refusal;
     /// `Err` an internal failure.
     fn verify_evidence(
         &self,
@@ -559,9 +624,11 @@ impl Inner {
         req: &AttestRequest,
         now: SystemTime,
         expected: &[u8; 64],
-    ) -> Result<Result<Claims, String>, ApiError> {
+    ) -> Result<Result<Claims, Failed>, ApiError> {
+        let evidence_failure = |detail: &str| Ok(Err(Failed::caller("evidence", detail)));
+        let collateral = |detail: &str| Ok(Err(Failed::caller("collateral", detail)));
         let Some(kind) = req.kind.or_else(|| cloister_attest::detect(evidence)) else {
-            return Ok(Err("evidence: unknown format; name it with `kind`".into()));
+            return evidence_failure("unknown format; name it with `kind`");
         };
         let ctx = Context::new(now).expect_report_data(expected);
         let result = match kind {
@@ -569,52 +636,41 @@ impl Inner {
             EvidenceKind::Maa => match self.config.maa() {
                 Some(v) => v.verify(evidence, &ctx),
                 None => {
-                    return Ok(Err(
-                        "evidence: maa tokens are not accepted: this CAS trusts no Azure Attestation issuer"
-                            .into(),
-                    ));
+                    return evidence_failure(
+                        "maa tokens are not accepted: this CAS trusts no Azure Attestation issuer",
+                    );
                 }
             },
             EvidenceKind::Sgx | EvidenceKind::Tdx => {
-                let Some(collateral) = &req.collateral else {
-                    return Ok(Err(
-                        "collateral: DCAP evidence needs the platform's collateral".into(),
-                    ));
+                let Some(given) = &req.collateral else {
+                    return collateral("DCAP evidence needs the platform's collateral");
                 };
-                let bytes = serde_json::to_vec(collateral).map_err(|_| ApiError::Internal)?;
+                let bytes = serde_json::to_vec(given).map_err(|_| ApiError::Internal)?;
                 match Collateral::from_json(&bytes) {
                     Ok(c) => DcapVerifier::with_root_ca(c, self.config.dcap_root_der().to_vec())
                         .verify(evidence, &ctx),
-                    Err(e) => return Ok(Err(format!("collateral: {e}"))),
+                    Err(e) => return collateral(&e.to_string()),
                 }
             }
             EvidenceKind::Snp => {
-                let Some(collateral) = &req.collateral else {
-                    return Ok(Err(
-                        "collateral: SEV-SNP evidence needs the VCEK certificate".into(),
-                    ));
+                let Some(given) = &req.collateral else {
+                    return collateral("SEV-SNP evidence needs the VCEK certificate");
                 };
-                let c: SnpCollateral = match serde_json::from_value(collateral.clone()) {
+                let c: SnpCollateral = match serde_json::from_value(given.clone()) {
                     Ok(c) => c,
-                    Err(_) => {
-                        return Ok(Err(
-                            "collateral: expected {\"vcek\": …, \"chain\": …}".into()
-                        ));
-                    }
+                    Err(_) => return collateral("expected {\"vcek\": …, \"chain\": …}"),
                 };
                 let vcek = if c.vcek.trim_start().starts_with("-----BEGIN") {
                     c.vcek.into_bytes()
                 } else {
                     match B64.decode(c.vcek.trim()) {
                         Ok(der) => der,
-                        Err(_) => {
-                            return Ok(Err("collateral: vcek is neither PEM nor base64".into()));
-                        }
+                        Err(_) => return collateral("vcek is neither PEM nor base64"),
                     }
                 };
                 match SnpVerifier::new(vcek, c.chain.map(String::into_bytes)) {
                     Ok(v) => v.verify(evidence, &ctx),
-                    Err(e) => return Ok(Err(format!("collateral: {e}"))),
+                    Err(e) => return collateral(&e.to_string()),
                 }
             }
         };
@@ -624,7 +680,7 @@ impl Inner {
                 tracing::error!(error = %e, "verifier bug");
                 Err(ApiError::Internal)
             }
-            Err(e) => Ok(Err(format!("evidence: {e}"))),
+            Err(e) => evidence_failure(&e.to_string()),
         }
     }
 
@@ -780,6 +836,35 @@ fn sealed_config(
     let mut out = Zeroizing::new(Vec::with_capacity(2 * size + 4096));
     serde_json::to_writer(&mut *out, &config).map_err(|_| ApiError::Internal)?;
     Ok(out)
+}
+
+/// Checks an attestation request's names and sizes before anything is looked up or logged
+/// (see [`AttestRequest`]).
+fn check_attest_request(req: &AttestRequest) -> Result<(), ApiError> {
+    names::check_session_name(&req.session)
+        .map_err(|e| ApiError::BadRequest(format!("`session` {e}")))?;
+    names::check_service_name(&req.service)
+        .map_err(|e| ApiError::BadRequest(format!("`service` {e}")))?;
+    // Base64 of the largest evidence, with room for padding and surrounding whitespace.
+    if req.evidence.len() > api::MAX_EVIDENCE_BYTES.div_ceil(3) * 4 + 4 {
+        return Err(ApiError::BadRequest(format!(
+            "`evidence` is larger than {} KiB",
+            api::MAX_EVIDENCE_BYTES / 1024
+        )));
+    }
+    if req.host_args.len() > api::MAX_HOST_ARGS
+        || req
+            .host_args
+            .iter()
+            .any(|a| a.len() > api::MAX_HOST_ARG_BYTES)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "`host_args`: at most {} arguments of at most {} bytes each",
+            api::MAX_HOST_ARGS,
+            api::MAX_HOST_ARG_BYTES
+        )));
+    }
+    Ok(())
 }
 
 fn first_line(s: &str) -> String {

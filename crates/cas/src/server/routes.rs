@@ -250,8 +250,8 @@ pub async fn nonce(State(state): State<CasState>) -> Result<Json<NonceResponse>,
     request_body = AttestRequest,
     responses(
         (status = 200, body = AttestResponse),
-        (status = 400, body = ErrorBody),
-        (status = 403, description = "attestation-refused; `reasons` names each failed rule", body = ErrorBody),
+        (status = 400, description = "bad-request: malformed JSON or base64, a session or service name that breaks the name syntax, evidence over 64 KiB, too many or too long host arguments; nothing is logged", body = ErrorBody),
+        (status = 403, description = "attestation-refused: `rules` names each failed rule (ids only, never a value of the policy), `audit_seq` the audit entry with the details, `reasons` the failures of the caller's own nonce, evidence or collateral", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 422, description = "unresolvable-configuration", body = ErrorBody)))]
 pub async fn attest(

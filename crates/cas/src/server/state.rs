@@ -13,6 +13,7 @@ use rcgen::{
 };
 
 use super::nonces::Nonces;
+use super::refusals::RefusalLog;
 use crate::audit::{AuditLog, AuditPublicKey, AuditSigner, Event, EventKind};
 use crate::config::CasConfig;
 use crate::token::TokenSigner;
@@ -57,6 +58,8 @@ pub(crate) struct Inner {
     /// Session CAs, built once per stored value.
     pub session_cas: crate::secrets::SessionCaCache,
     pub nonces: Nonces,
+    /// Refused attestations being counted instead of appended (see `refusals.rs`).
+    pub refusals: RefusalLog,
 }
 
 impl CasState {
@@ -96,6 +99,7 @@ impl CasState {
             policies: Mutex::new(HashMap::new()),
             session_cas: crate::secrets::SessionCaCache::default(),
             nonces: Nonces::default(),
+            refusals: RefusalLog::default(),
         })))
     }
 

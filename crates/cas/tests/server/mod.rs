@@ -269,20 +269,29 @@ struct ApiErr {
     code: String,
     rule: Option<String>,
     reasons: Vec<String>,
+    rules: Vec<String>,
+    audit_seq: Option<u64>,
     message: String,
 }
 
 impl ApiErr {
     fn names(&self, needle: &str) -> bool {
         self.rule.as_deref() == Some(needle)
+            || self.rules.iter().any(|r| r == needle)
             || self.reasons.iter().any(|r| r.contains(needle))
             || self.message.contains(needle)
     }
 
     fn text(&self) -> String {
         format!(
-            "{} {} {:?} {:?} {}",
-            self.status, self.code, self.rule, self.reasons, self.message
+            "{} {} {:?} {:?} {:?} {:?} {}",
+            self.status,
+            self.code,
+            self.rule,
+            self.rules,
+            self.reasons,
+            self.audit_seq,
+            self.message
         )
     }
 }
@@ -295,13 +304,19 @@ fn api_err<T: std::fmt::Debug>(r: Result<T, Error>) -> ApiErr {
             message,
             rule,
             reasons,
-        }) => ApiErr {
-            status,
-            code,
-            rule,
-            reasons,
-            message,
-        },
+            refused,
+        }) => {
+            let refused = refused.map(|r| *r).unwrap_or_default();
+            ApiErr {
+                status,
+                code,
+                rule,
+                reasons,
+                rules: refused.rules,
+                audit_seq: refused.audit_seq,
+                message,
+            }
+        }
         other => panic!("expected an API error, got {other:?}"),
     }
 }
@@ -926,63 +941,98 @@ fn importer_policy(exporter_hash: SessionHash) -> String {
     )
 }
 
+/// `rule`: what the answer names (for attestations, the rule id in `rules`); `detail`: what the
+/// audit entry the answer points to says (for session changes, the answer itself).
 #[rstest]
 #[case::wrong_measurement(
     Refusal::WrongMeasurement,
     403,
     "attestation-refused",
+    "services[driver].attestation[0].measurement",
     "services[driver].attestation[0]: measurement"
 )]
 #[case::sim_not_accepted(
     Refusal::SimNotAccepted,
     403,
     "attestation-refused",
+    "security.tees",
     "security.tees: sim not accepted"
 )]
 #[case::debug_not_tolerated(
     Refusal::DebugNotTolerated,
     403,
     "attestation-refused",
+    "security.tolerate",
     "security.tolerate: debug not tolerated"
 )]
 #[case::outdated_tcb_not_tolerated(
     Refusal::OutdatedTcbNotTolerated,
     403,
     "attestation-refused",
+    "security.tolerate",
     "security.tolerate: tcb OutOfDate not tolerated"
 )]
 #[case::replayed_nonce(
     Refusal::ReplayedNonce,
     403,
     "attestation-refused",
+    "nonce",
     "nonce: unknown or already used"
 )]
-#[case::expired_nonce(Refusal::ExpiredNonce, 403, "attestation-refused", "nonce: expired")]
+#[case::expired_nonce(
+    Refusal::ExpiredNonce,
+    403,
+    "attestation-refused",
+    "nonce",
+    "nonce: expired"
+)]
 #[case::evidence_bound_to_another_key(
     Refusal::EvidenceBoundToAnotherKey,
     403,
     "attestation-refused",
+    "evidence",
     "evidence: report_data mismatch"
 )]
-#[case::unsigned_update(Refusal::UnsignedUpdate, 403, "session-refused", "unsigned")]
-#[case::stale_predecessor(Refusal::StalePredecessor, 409, "conflict", "predecessor")]
-#[case::one_of_two_approvals(Refusal::OneOfTwoApprovals, 403, "session-refused", "approvals")]
+#[case::unsigned_update(
+    Refusal::UnsignedUpdate,
+    403,
+    "session-refused",
+    "unsigned",
+    "unsigned"
+)]
+#[case::stale_predecessor(
+    Refusal::StalePredecessor,
+    409,
+    "conflict",
+    "predecessor",
+    "predecessor"
+)]
+#[case::one_of_two_approvals(
+    Refusal::OneOfTwoApprovals,
+    403,
+    "session-refused",
+    "approvals",
+    "approvals"
+)]
 #[case::read_by_unauthorised_principal(
     Refusal::ReadByUnauthorisedPrincipal,
     403,
     "forbidden",
+    "read",
     "read"
 )]
 #[case::import_not_exported(
     Refusal::ImportNotExported,
     403,
     "attestation-refused",
+    "secrets[shared].export",
     "secrets[shared]: export:"
 )]
 #[case::import_pinned_to_old_exporter_hash(
     Refusal::ImportPinnedToOldExporterHash,
     403,
     "attestation-refused",
+    "secrets[shared].import-hash",
     "secrets[shared]: import-hash:"
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -991,6 +1041,7 @@ async fn refusals_name_the_rule(
     #[case] status: u16,
     #[case] code: &str,
     #[case] rule: &str,
+    #[case] detail: &str,
 ) {
     let cas = Cas::start().await;
     let err = refuse(&cas, case).await;
@@ -1006,23 +1057,30 @@ async fn refusals_name_the_rule(
         "{case:?}: the canary leaked: {}",
         err.text()
     );
-    if code == "attestation-refused" {
-        let entries = cas.client.audit_entries(0, None).await.unwrap().entries;
-        let refused = entries
-            .iter()
-            .rfind(|e| e.kind == "attestation_refused")
-            .unwrap();
+    if code != "attestation-refused" {
         assert!(
-            refused.reasons.iter().any(|r| r.contains(rule)),
-            "{refused:?}"
+            err.names(detail),
+            "{case:?}: no `{detail}` in {}",
+            err.text()
         );
-        assert!(
-            !entries.iter().any(|e| e.kind == "secret_released"
-                && e.session.as_deref() == refused.session.as_deref()
-                && e.seq > refused.seq),
-            "released after a refusal"
-        );
+        return;
     }
+    assert!(err.rules.iter().any(|r| r == rule), "{}", err.text());
+    // The details are in the audit entry the answer names.
+    let seq = err.audit_seq.expect("a refusal names its audit entry");
+    let entries = cas.client.audit_entries(0, None).await.unwrap().entries;
+    let refused = entries.iter().find(|e| e.seq == seq).unwrap();
+    assert_eq!(refused.kind, "attestation_refused");
+    assert!(
+        refused.reasons.iter().any(|r| r.contains(detail)),
+        "{refused:?}"
+    );
+    assert!(
+        !entries.iter().any(|e| e.kind == "secret_released"
+            && e.session.as_deref() == refused.session.as_deref()
+            && e.seq > refused.seq),
+        "released after a refusal"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1300,4 +1358,327 @@ async fn deletion_signatures_do_not_transfer() {
     assert_eq!(r.status().as_u16(), 403);
     let json: serde_json::Value = r.json().await.unwrap();
     assert_eq!(json["rule"], "bad-signature");
+}
+
+/// Posts `body` to `/v1/attest` with a plain HTTP client, as an outside attacker would; the
+/// status and the JSON answer.
+async fn post_attest(cas: &Cas, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = cas
+        .raw()
+        .post(format!("{}/v1/attest", cas.url))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+fn audit_log_len(cas: &Cas) -> u64 {
+    std::fs::metadata(cas.dir.path().join(cloister_cas::audit::LOG_FILE))
+        .unwrap()
+        .len()
+}
+
+/// Found by the security review (issue 9, finding 5): a refused attestation logged its unchecked
+/// service name, so one 1 MiB request cost ≈ 0.9 MB of fsynced audit log. Names and sizes are
+/// now checked before anything is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_malformed_attest_requests_are_refused_before_anything_is_logged() {
+    let cas = Cas::start().await;
+    let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
+    cas.client
+        .create_session(&signed(&yaml, &[1]))
+        .await
+        .unwrap();
+    let key = WorkloadKey::generate().unwrap();
+    let collector = cas.collector(Cas::good_statement());
+    let good =
+        serde_json::to_value(request_with(&cas, "test/app", &collector, &key, &key).await).unwrap();
+    let with = |field: &str, value: serde_json::Value| {
+        let mut v = good.clone();
+        v[field] = value;
+        v
+    };
+    let before = audit_log_len(&cas);
+    for (what, body) in [
+        (
+            "900 KB service",
+            with("service", "a".repeat(900_000).into()),
+        ),
+        (
+            "900 KB session",
+            with("session", format!("test/{}", "a".repeat(900_000)).into()),
+        ),
+        ("service with a dot", with("service", "driver.x".into())),
+        ("service with a newline", with("service", "driver\n".into())),
+        ("session without a namespace", with("session", "app".into())),
+        (
+            "session with two slashes",
+            with("session", "test/app/x".into()),
+        ),
+        ("upper-case session", with("session", "Test/App".into())),
+        ("empty service", with("service", "".into())),
+        (
+            "evidence over 64 KiB",
+            with("evidence", B64.encode(vec![0u8; 65 * 1024]).into()),
+        ),
+        ("65 host arguments", with("host_args", vec!["x"; 65].into())),
+        (
+            "a 5000-byte host argument",
+            with("host_args", vec!["x".repeat(5000)].into()),
+        ),
+    ] {
+        let (status, json) = post_attest(&cas, &body).await;
+        assert_eq!(
+            (status, json["code"].as_str()),
+            (400, Some("bad-request")),
+            "{what}: {json}"
+        );
+        let text = json.to_string();
+        assert!(
+            text.len() < 1000,
+            "{what}: the answer echoes the input: {}",
+            text.len()
+        );
+    }
+    assert_eq!(
+        audit_log_len(&cas),
+        before,
+        "a malformed request was logged"
+    );
+
+    // A well-formed name of a service the session does not have: refused with rule `service`,
+    // logged with that (checked, short) name.
+    let (status, json) = post_attest(&cas, &with("service", "ghost".into())).await;
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (403, Some("attestation-refused")),
+        "{json}"
+    );
+    assert_eq!(json["rules"], serde_json::json!(["service"]), "{json}");
+    let seq = json["audit_seq"].as_u64().unwrap();
+    let entries = cas
+        .client
+        .audit_entries(seq - 1, Some(1))
+        .await
+        .unwrap()
+        .entries;
+    assert_eq!(entries[0].service.as_deref(), Some("ghost"));
+    assert!(
+        entries[0].reasons[0].starts_with("service: "),
+        "{:?}",
+        entries[0]
+    );
+    assert!(audit_log_len(&cas) - before < 2000);
+}
+
+/// Issue 9, finding 5: a flood of identical refused attestations costs a bounded number of
+/// audit entries, whatever the keys; the count is recorded, and the log stays in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_identical_refusals_is_counted_not_appended() {
+    const FLOOD: u64 = 1000;
+    let cas = Arc::new(Cas::start().await);
+    let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
+    cas.client
+        .create_session(&signed(&yaml, &[1]))
+        .await
+        .unwrap();
+    let collector = cas.collector(Statement {
+        measurement: vec![0xbb; 32],
+        ..Cas::good_statement()
+    });
+    // One request replayed: the first is refused for its measurement, the rest also for the
+    // used nonce; every refusal from a fresh key as an attacker would.
+    let key = WorkloadKey::generate().unwrap();
+    let template =
+        serde_json::to_value(request_with(&cas, "test/app", &collector, &key, &key).await).unwrap();
+    let before = cas.client.audit_head().await.unwrap().seq;
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (cas, template) = (cas.clone(), template.clone());
+            tokio::spawn(async move {
+                for _ in 0..FLOOD / 8 {
+                    let mut body = template.clone();
+                    let k = WorkloadKey::generate().unwrap();
+                    body["public_key"] = B64.encode(k.spki_der()).into();
+                    let (status, json) = post_attest(&cas, &body).await;
+                    assert_eq!(status, 403, "task {t}: {json}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let entries = cas
+        .client
+        .audit_entries(before, None)
+        .await
+        .unwrap()
+        .entries;
+    let refused = entries
+        .iter()
+        .filter(|e| e.kind == "attestation_refused")
+        .count() as u64;
+    assert!(
+        entries.len() <= 4,
+        "{} entries for {FLOOD} refusals: {:?}",
+        entries.len(),
+        entries.iter().map(|e| &e.kind).collect::<Vec<_>>()
+    );
+
+    // An honest workload's entry comes after the counts, which are then appended.
+    let honest = WorkloadKey::generate().unwrap();
+    attest_workload(
+        &cas.client,
+        "test/app",
+        "driver",
+        &honest,
+        &cas.collector(Cas::good_statement()),
+        None,
+        &["argv0".to_owned(), "x".to_owned()],
+    )
+    .await
+    .unwrap();
+    let entries = cas
+        .client
+        .audit_entries(before, None)
+        .await
+        .unwrap()
+        .entries;
+    let repeated: Vec<_> = entries
+        .iter()
+        .filter(|e| e.kind == "attestation_refused_repeated")
+        .collect();
+    let counted: u64 = repeated
+        .iter()
+        .map(|e| {
+            let r = e.reasons[0].strip_prefix("repeated: ").unwrap();
+            r.split(' ').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(refused + counted, FLOOD, "{entries:#?}");
+    let passed = entries
+        .iter()
+        .position(|e| e.kind == "attestation_passed")
+        .unwrap();
+    assert!(
+        entries[..passed]
+            .iter()
+            .all(|e| e.kind.starts_with("attestation_refused")),
+        "{entries:#?}"
+    );
+    assert!(
+        repeated
+            .iter()
+            .all(|e| e.reasons.iter().any(|r| r.starts_with("rules: ")))
+    );
+
+    // After the window, the next identical refusal is appended again.
+    cas.clock.advance(Duration::from_secs(61));
+    let mut body = template.clone();
+    body["nonce"] = B64.encode(cas.client.nonce().await.unwrap().bytes).into();
+    let (status, json) = post_attest(&cas, &body).await;
+    assert_eq!(status, 403, "{json}");
+    let last = cas.client.audit_head().await.unwrap().seq;
+    assert_eq!(json["audit_seq"].as_u64(), Some(last), "{json}");
+    assert!(cas.client.audit_verify().await.unwrap().ok);
+}
+
+/// Issue 9, finding 7: a refusal answered to anyone never carries the values another tenant's
+/// policy pins (claims, Rego messages, measurements), in any encoding; the session's owner finds
+/// them in the audit entry the answer points to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_do_not_reveal_another_tenants_pinned_values() {
+    let cas = Cas::start().await;
+    let pinned_measurement = [0x5c; 32];
+    let pinned_claim = [0x3e; 32];
+    let pinned_signer = [0x7d; 32];
+    let yaml = format!(
+        "name: tenant/secret-app\nversion: 1\naccess:\n  owners:\n    - name: o\n      key: {k}\n\
+         security:\n  tees: [sim]\n  rego: |\n    package cloister\n    \
+         deny contains \"svn below the tenant floor {rego}\" if {{ input.claims.svn < 100 }}\n\
+         services:\n  - name: job\n    attestation:\n      - measurements: [\"{m}\"]\n        \
+         extra:\n          platform_key: \"{c}\"\n      - tee: sgx\n        signer: \"{s}\"\n        \
+         product_id: 4242\n",
+        k = public_b64(1),
+        m = hex::encode(pinned_measurement),
+        c = hex::encode(pinned_claim),
+        s = hex::encode(pinned_signer),
+        rego = "REGO-PIN-91f3",
+    );
+    cas.client
+        .create_session(&signed(&yaml, &[1]))
+        .await
+        .unwrap();
+
+    // The attacker: its own sim evidence for someone else's session, and its own client.
+    let key = WorkloadKey::generate().unwrap();
+    let collector = cas.collector(Statement {
+        measurement: vec![0xbb; 32],
+        ..Cas::good_statement()
+    });
+    let mut req = request_with(&cas, "tenant/secret-app", &collector, &key, &key).await;
+    req.service = "job".into();
+    req.host_args.clear();
+    let (status, json) = post_attest(&cas, &serde_json::to_value(&req).unwrap()).await;
+    assert_eq!(
+        (status, json["code"].as_str()),
+        (403, Some("attestation-refused")),
+        "{json}"
+    );
+    let body = json.to_string();
+    for value in [&pinned_measurement[..], &pinned_claim, &pinned_signer] {
+        for encoding in [
+            hex::encode(value),
+            hex::encode_upper(value),
+            B64.encode(value),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
+            // A prefix is enough to recognise a pin.
+            hex::encode(&value[..8]),
+        ] {
+            assert!(!body.contains(&encoding), "{encoding} in {body}");
+        }
+    }
+    for leak in ["REGO-PIN-91f3", "4242", "platform_key"] {
+        assert!(!body.contains(leak), "{leak} in {body}");
+    }
+    let rules: Vec<&str> = json["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "security.rego",
+            "services[job].attestation[0].extra",
+            "services[job].attestation[0].measurement",
+            "services[job].attestation[1].product_id",
+            "services[job].attestation[1].signer",
+            "services[job].attestation[1].tee",
+        ],
+        "{body}"
+    );
+
+    // The owner reads the details in the entry the answer names.
+    let seq = json["audit_seq"].as_u64().unwrap();
+    let entry = cas
+        .client
+        .audit_entries(seq - 1, Some(1))
+        .await
+        .unwrap()
+        .entries
+        .remove(0);
+    assert_eq!(entry.seq, seq);
+    let details = entry.reasons.join("\n");
+    for needle in [
+        hex::encode(pinned_claim).as_str(),
+        "REGO-PIN-91f3",
+        "not pinned",
+    ] {
+        assert!(details.contains(needle), "{needle} not in {details}");
+    }
 }

@@ -153,8 +153,11 @@ pub struct RefusalRow {
     pub service: String,
     /// The rule the CAS named (`export`, `import-hash`, …).
     pub rule: String,
-    /// Every reason it gave.
+    /// The details, from the audit entry the refusal names (the CAS tells the workload only the
+    /// rule ids; the demo's custodian reads the log).
     pub reasons: Vec<String>,
+    /// That audit entry.
+    pub audit_seq: Option<u64>,
 }
 
 /// `cloister demo contoso`.
@@ -292,7 +295,13 @@ pub fn flow(cluster: &Cluster, options: &Options) -> anyhow::Result<Report> {
     )?;
     sessions.push(session_row(hr_v2));
     refusals.push(expect_refusal(cluster, PAYROLL_SESSION, "report", read)?);
-    let audit = audit_summary(&cluster.audit_entries()?)
+    let entries = cluster.audit_entries()?;
+    for r in &mut refusals {
+        if let Some(e) = entries.iter().find(|e| Some(e.seq) == r.audit_seq) {
+            r.reasons = e.reasons.clone();
+        }
+    }
+    let audit = audit_summary(&entries)
         .into_iter()
         .filter(|r| r.session.starts_with("contoso/"))
         .collect();
@@ -509,11 +518,12 @@ fn expect_refusal<T: Send>(
 ) -> anyhow::Result<RefusalRow> {
     match cluster.launch(session, service, None, App(app)) {
         Ok(_) => bail!("{session}/{service} was admitted; the CAS should have refused it"),
-        Err(cloister_runtime::Error::Refused { rule, reasons, .. }) => Ok(RefusalRow {
+        Err(cloister_runtime::Error::Refused { rule, refused, .. }) => Ok(RefusalRow {
             session: session.to_owned(),
             service: service.to_owned(),
-            rule: rule.unwrap_or_else(|| rule_in(&reasons)),
-            reasons,
+            rule: rule.unwrap_or_else(|| rule_in(&refused.rules)),
+            reasons: Vec::new(),
+            audit_seq: refused.audit_seq,
         }),
         Err(e) => Err(e).with_context(|| format!("{session}/{service} failed otherwise")),
     }
@@ -527,11 +537,17 @@ fn session_row(s: SessionSummary) -> SessionRow {
     }
 }
 
-/// The rule in a reason `secrets[NAME]: RULE: message`, else `attestation`.
-fn rule_in(reasons: &[String]) -> String {
-    reasons
+/// The import rule in a rule id `secrets[NAME].RULE`, else the first rule id, else
+/// `attestation`.
+fn rule_in(rules: &[String]) -> String {
+    rules
         .iter()
-        .find_map(|r| r.split(": ").nth(1).map(str::to_owned))
+        .find_map(|r| {
+            r.strip_prefix("secrets[")
+                .and_then(|r| r.split_once("]."))
+                .map(|(_, rule)| rule.to_owned())
+        })
+        .or_else(|| rules.first().cloned())
         .unwrap_or_else(|| "attestation".into())
 }
 
@@ -615,9 +631,10 @@ mod tests {
     #[test]
     fn rules_are_found_in_reasons() {
         assert_eq!(
-            rule_in(&["secrets[CEK1]: import-hash: pinned to …".into()]),
+            rule_in(&["nonce".into(), "secrets[CEK1].import-hash".into()]),
             "import-hash"
         );
+        assert_eq!(rule_in(&["security.tees".into()]), "security.tees");
         assert_eq!(rule_in(&[]), "attestation");
     }
 

@@ -110,16 +110,20 @@ fn canaries_reach_no_file_log_or_error() {
             message,
             rule,
             reasons,
+            refused,
             ..
         } = e
         else {
             panic!("expected an API error, got {e}")
         };
+        let refused = refused.map(|r| *r).unwrap_or_default();
         let body = ErrorBody {
             code,
             message,
             rule,
             reasons,
+            rules: refused.rules,
+            audit_seq: refused.audit_seq,
         };
         bodies.push(serde_json::to_vec(&body).unwrap());
     };

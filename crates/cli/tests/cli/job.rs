@@ -416,7 +416,7 @@ enum Spoil {
 
 #[rstest]
 #[case::tampered_bundle(Spoil::TamperedBundle, 1, &["tampered"])]
-#[case::measurement_not_pinned(Spoil::MeasurementNotPinned, 1, &["not pinned"])]
+#[case::measurement_not_pinned(Spoil::MeasurementNotPinned, 1, &[".measurement", "audit log, entry"])]
 #[case::wrong_data_key(Spoil::WrongDataKey, 1, &["\"trips\"", "CLOISTER_KEY_TRIPS"])]
 #[case::missing_sas_token(Spoil::MissingSasToken, 2, &["AZURE_BLOB_SAS_TOKEN"])]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

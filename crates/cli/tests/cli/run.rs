@@ -357,7 +357,7 @@ enum Spoil {
 
 #[rstest]
 #[case::tampered_bundle(Spoil::Tamper, "tampered")]
-#[case::measurement_not_pinned(Spoil::ChangeAfterPinning, "not pinned")]
+#[case::measurement_not_pinned(Spoil::ChangeAfterPinning, "attestation[0].measurement")]
 #[case::wrong_bundle_key(Spoil::WrongKey, "wrong bundle key")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_job_refusals_name_their_cause_and_write_nothing(
