@@ -19,18 +19,41 @@
 //! | `DELETE /v1/sessions/{name}` | [`DeleteSession`] → [`SessionSummary`] | M of N owners, as for an update |
 //! | `POST /v1/nonce` | → [`NonceResponse`] | anyone |
 //! | `POST /v1/attest` | [`AttestRequest`] → [`AttestResponse`] | a workload with evidence |
-//! | `GET /v1/audit/head` | → [`AuditHead`] | anyone |
-//! | `GET /v1/audit/entries?after=N&limit=M` | → [`AuditEntries`] | anyone |
-//! | `GET /v1/audit/verify` | → [`AuditVerification`] | anyone |
+//! | `GET /v1/audit/head` | → [`AuditHead`] | anyone (for outside monitors) |
+//! | `GET /v1/audit/entries?after=N&limit=M&session=S` | → [`AuditEntries`] | signed request: the auditor (all entries), owners and readers (their sessions' entries) |
+//! | `GET /v1/audit/verify` | → [`AuditVerification`] | signed request by the auditor |
 //!
 //! Session names contain a `/` (`namespace/name`); they go into the path as they are
-//! (`/v1/sessions/demo/nyc-taxi`). The audit log holds names, hashes and reasons, never secrets,
-//! so it is public like the JWKS; put the CAS behind a network policy if names are sensitive.
+//! (`/v1/sessions/demo/nyc-taxi`).
+//!
+//! # Reading the audit log
+//!
+//! The log holds names, hashes, owner fingerprints and which secrets went to which workload key
+//! (never a secret value), so reading it is authorised like reading a session: a signed request
+//! whose principal is an owner or a `read` principal of a session's current policy (of its last
+//! version, for a deleted session) gets that session's entries; the **auditor key** configured
+//! on the CAS (`cas serve --auditor-key`) gets every entry, including those naming no session
+//! (the CAS's own keys) or a session that never existed (refused attestations). Only the signed
+//! head is public, so that outside monitors can pin it. No signature: 401 `unauthenticated`;
+//! `session=S` for a session the signer may not read, or `/v1/audit/verify` by anyone but the
+//! auditor: 403 `forbidden`, rule `audit-read`.
+//!
+//! A read never loads the log: the CAS seeks to `after` with a sparse index and goes through at
+//! most [`MAX_AUDIT_ENTRIES`] entries kept and a configured number of bytes (4 MiB by default).
+//! When it stops before the end of the log, [`AuditEntries::more`] is true and
+//! [`AuditEntries::next`] is the `after` of the next read; a signer who may read few sessions
+//! may get an empty page with `more` (the entries scanned were other sessions'). Paging
+//! `after = next` while `more` visits every entry exactly once.
+//!
+//! `/v1/audit/verify` checks what was appended since its previous call (and re-reads the last
+//! entry it checked), not the whole log each time: its cost is bounded by the appends, not by
+//! the log's size. The full check is `cloister audit verify` on the files or on the entries
+//! fetched by the auditor.
 //!
 //! # Signed requests
 //!
-//! Reads of sessions are authenticated by an Ed25519 signature of the principal (an owner or a
-//! `read` principal of the policy) over the request:
+//! Reads of sessions and of the audit log are authenticated by an Ed25519 signature of the
+//! principal (an owner or a `read` principal of the policy, or the auditor) over the request:
 //!
 //! ```text
 //! Authorization: Cloister-Sig key=<base64 SPKI DER>,ts=<unix seconds>,sig=<base64 64 bytes>
@@ -462,14 +485,17 @@ pub struct AuditHead {
     pub public_key: String,
 }
 
-/// `GET /v1/audit/entries`.
+/// `GET /v1/audit/entries`: the entries the signer may read, from one bounded scan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntries {
     /// The entries, in order, exactly as stored.
     #[schema(value_type = Vec<Object>)]
     pub entries: Vec<crate::audit::Entry>,
-    /// Whether more entries follow.
+    /// Whether the scan stopped before the end of the log (more entries may follow).
     pub more: bool,
+    /// When `more`: the `after` of the next read (the last entry scanned, kept or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
 
 /// `GET /v1/audit/verify`.
@@ -492,9 +518,7 @@ pub struct AuditVerification {
 }
 
 /// Query of `GET /v1/audit/entries`.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams,
-)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
 pub struct AuditEntriesQuery {
     /// Entries with `seq` greater than this (default 0: from the start).
     #[serde(default)]
@@ -502,6 +526,25 @@ pub struct AuditEntriesQuery {
     /// At most this many (default and maximum 1000).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Only this session's entries (the signer must be allowed to read them).
+    #[serde(default)]
+    pub session: Option<String>,
+}
+
+impl AuditEntriesQuery {
+    /// The path and query of this read (what a signed request signs).
+    pub fn path_and_query(&self) -> String {
+        let mut path = format!("/v1/audit/entries?after={}", self.after);
+        if let Some(limit) = self.limit {
+            path.push_str(&format!("&limit={limit}"));
+        }
+        if let Some(session) = &self.session {
+            let encoded =
+                percent_encoding::utf8_percent_encode(session, percent_encoding::NON_ALPHANUMERIC);
+            path.push_str(&format!("&session={encoded}"));
+        }
+        path
+    }
 }
 
 /// The largest `limit` of `GET /v1/audit/entries`.

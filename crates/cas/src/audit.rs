@@ -72,6 +72,15 @@
 //! [`Recovery`]; [`verify`] tolerates both and reports them in [`Summary`]. Anything else is
 //! tampering (or damage) and fails with a specific [`AuditError`].
 //!
+//! # Reading without loading the log
+//!
+//! Nothing here holds the log in memory. [`verify`] and [`AuditLog::open`] check it in one
+//! streaming pass (line by line, O(1) state; a second pass only to classify a broken chain
+//! link), and `open` builds a sparse index on the way: the offset of every [`INDEX_EVERY`]th
+//! entry, extended by each append. [`AuditLog::read`] seeks with it and streams a bounded page
+//! (a limit of entries kept and of bytes read, then a cursor); [`AuditLog::verify`] continues
+//! from where its previous call stopped.
+//!
 //! # What verification detects, and what it cannot
 //!
 //! See [`AuditError`] for the variants and their exit codes. The head is only a local
@@ -81,7 +90,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -107,6 +116,8 @@ const HEAD_TMP_FILE: &str = "audit.head.tmp";
 const ENTRY_TAG: &[u8] = b"cloister-audit-entry-v1\0";
 const HEAD_TAG: &[u8] = b"cloister-audit-head-v1\0";
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// The sparse index keeps the byte offset of every this-many-th entry (seq 1, 257, 513, …).
+pub const INDEX_EVERY: u64 = 256;
 
 /// What happened. Serialised in snake case (`session_created`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -589,19 +600,32 @@ pub fn read_public_key(dir: &Path) -> Result<AuditPublicKey, Error> {
 }
 
 /// Verifies the audit log in data directory `dir` against `key`, read-only. Safe to run while
-/// the CAS appends (the head is read first). See [`AuditError`] for the failures.
+/// the CAS appends (the head is read first). Reads the log as a stream, line by line: memory
+/// stays bounded by the longest entry, whatever the log's size. See [`AuditError`] for the
+/// failures.
 #[tracing::instrument(skip_all, fields(dir = %dir.display()))]
 pub fn verify(dir: &Path, key: &AuditPublicKey) -> Result<Summary, AuditError> {
     let head = read_head(dir, key)?.ok_or(AuditError::Head {
         reason: "is missing",
     })?;
     let log_path = dir.join(LOG_FILE);
-    let bytes = match std::fs::read(&log_path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+    let checked = match File::open(&log_path) {
+        Ok(file) => check(
+            BufReader::new(file),
+            &log_path,
+            Start::GENESIS,
+            &head,
+            key,
+            None,
+            |hash| any_entry_in_file(&log_path, hash),
+        )?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            check(&[][..], &log_path, Start::GENESIS, &head, key, None, |_| {
+                Ok(false)
+            })?
+        }
         Err(e) => return Err(AuditError::io("read", &log_path, e)),
     };
-    let checked = check(&bytes, &head, key)?;
     Ok(checked.summary(&head))
 }
 
@@ -609,8 +633,22 @@ pub fn verify(dir: &Path, key: &AuditPublicKey) -> Result<Summary, AuditError> {
 /// for logs that are not in a local directory (uploaded, or fetched from a replica).
 pub fn verify_bytes(log: &[u8], head: &[u8], key: &AuditPublicKey) -> Result<Summary, AuditError> {
     let head = parse_head(head, key)?;
-    let checked = check(log, &head, key)?;
+    let path = Path::new(LOG_FILE);
+    let checked = check(log, path, Start::GENESIS, &head, key, None, |hash| {
+        any_entry(log, path, hash)
+    })?;
     Ok(checked.summary(&head))
+}
+
+/// Checks one entry on its own, as the log's first check does: canonical form, hash and
+/// signature by `key`. For entries read one by one (a page of `GET /v1/audit/entries`), whose
+/// chain cannot be followed because other entries are not visible to the reader.
+pub fn verify_entry(entry: &Entry, key: &AuditPublicKey) -> Result<(), AuditError> {
+    let text = serde_json::to_string(entry).map_err(|_| AuditError::Modified {
+        seq: entry.seq,
+        what: "not a valid entry",
+    })?;
+    check_line(text.as_bytes(), entry.seq, key).map(|_| ())
 }
 
 /// Reads and checks the head; `Ok(None)` if it does not exist.
@@ -647,6 +685,8 @@ struct Checked {
     entries: u64,
     last_seq: u64,
     last_hash: String,
+    /// Where the last complete entry starts (its line's first byte).
+    last_start: u64,
     /// Length of the complete lines (everything up to and including the last newline).
     complete_len: u64,
     torn_tail_bytes: u64,
@@ -664,109 +704,202 @@ impl Checked {
     }
 }
 
-/// Verifies the log's bytes against the (already authenticated) head.
-fn check(bytes: &[u8], head: &Head, key: &AuditPublicKey) -> Result<Checked, AuditError> {
-    let complete_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let complete = &bytes[..complete_len];
+/// Where a check starts: after entry `seq` (0: the log's start) with hash `hash`, whose line
+/// ends at byte `offset`.
+#[derive(Clone, Copy)]
+struct Start<'a> {
+    seq: u64,
+    hash: &'a str,
+    offset: u64,
+}
 
-    // 1. Each entry on its own: canonical form, hash, signature.
-    let mut links: Vec<(u64, String, String)> = Vec::new(); // (seq, prev_hash, hash)
-    for line in complete.split_inclusive(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let guess = links.last().map_or(1, |(seq, ..)| seq.saturating_add(1));
-        let text = std::str::from_utf8(line).map_err(|_| AuditError::Modified {
-            seq: guess,
-            what: "not UTF-8",
-        })?;
-        let entry: Entry = serde_json::from_str(text).map_err(|_| AuditError::Modified {
-            seq: guess,
-            what: "not a valid entry",
-        })?;
+impl Start<'_> {
+    const GENESIS: Start<'static> = Start {
+        seq: 0,
+        hash: GENESIS,
+        offset: 0,
+    };
+}
+
+/// Parses one line (without its newline) and checks its form, hash and signature. `guess` is
+/// the `seq` to report for a line that does not parse.
+fn check_line(line: &[u8], guess: u64, key: &AuditPublicKey) -> Result<Entry, AuditError> {
+    let text = std::str::from_utf8(line).map_err(|_| AuditError::Modified {
+        seq: guess,
+        what: "not UTF-8",
+    })?;
+    let entry: Entry = serde_json::from_str(text).map_err(|_| AuditError::Modified {
+        seq: guess,
+        what: "not a valid entry",
+    })?;
+    let seq = entry.seq;
+    if serde_json::to_string(&entry).ok().as_deref() != Some(text) {
+        return Err(AuditError::Modified {
+            seq,
+            what: "not in canonical form",
+        });
+    }
+    let hash_bytes = entry.compute_hash();
+    if hex::encode(hash_bytes) != entry.hash {
+        return Err(AuditError::Modified {
+            seq,
+            what: "hash does not match the content",
+        });
+    }
+    if !key.verifies(&hash_bytes, &entry.signature) {
+        return Err(AuditError::Modified {
+            seq,
+            what: "signature does not verify",
+        });
+    }
+    Ok(entry)
+}
+
+/// Verifies the log read from `reader` (the lines after `start`) against the (already
+/// authenticated) head, in one streaming pass that keeps O(1) state: the first failure of each
+/// kind is remembered and reported in the documented order ([`AuditError`]), so the verdict is
+/// the one a check of the whole log in memory gives. `links_elsewhere(h)` says whether any
+/// entry of the log has hash `h` (a second pass, needed only when a chain link is broken).
+/// With `index`, the start offset of every [`INDEX_EVERY`]th entry (seq 1, 257, …) is pushed.
+fn check<R: BufRead>(
+    mut reader: R,
+    path: &Path,
+    start: Start<'_>,
+    head: &Head,
+    key: &AuditPublicKey,
+    mut index: Option<&mut Vec<u64>>,
+    links_elsewhere: impl FnOnce(&str) -> Result<bool, AuditError>,
+) -> Result<Checked, AuditError> {
+    let mut line = Vec::new();
+    let mut offset = start.offset;
+    let mut entries = 0u64;
+    let mut torn_tail_bytes = 0u64;
+    let mut last_start = start.offset;
+    // The previous entry's seq and hash (the start's, before the first line).
+    let mut prev_seq = start.seq;
+    let mut prev_hash = start.hash.to_owned();
+    // The first failure of each kind, in the order they are reported.
+    let mut backward: Option<u64> = None;
+    let mut gap: Option<(u64, u64)> = None;
+    let mut broken_link: Option<(u64, String)> = None;
+    let mut head_hash: Option<String> = None;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| AuditError::io("read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') {
+            torn_tail_bytes = n as u64;
+            break;
+        }
+        let line_start = offset;
+        offset += n as u64;
+        let position = start.seq + entries; // entries before this line
+        // 1. Each entry on its own: canonical form, hash, signature (the first failure wins).
+        let entry = check_line(&line[..n - 1], prev_seq.saturating_add(1), key)?;
+        if let Some(index) = index.as_deref_mut()
+            && position.is_multiple_of(INDEX_EVERY)
+        {
+            index.push(line_start);
+        }
         let seq = entry.seq;
-        if serde_json::to_string(&entry).ok().as_deref() != Some(text) {
-            return Err(AuditError::Modified {
+        // 2. Order: a step backwards (a swap also makes gaps, so this is reported first).
+        if backward.is_none() && (position > 0) && seq <= prev_seq {
+            backward = Some(seq);
+        }
+        // 3. Gaps.
+        if gap.is_none() && seq != prev_seq.wrapping_add(1) {
+            gap = Some((prev_seq, seq));
+        }
+        // 4. Chain links.
+        if broken_link.is_none() && entry.prev_hash != prev_hash {
+            broken_link = Some((seq, entry.prev_hash));
+        }
+        if seq == head.seq && head_hash.is_none() {
+            head_hash = Some(entry.hash.clone());
+        }
+        entries += 1;
+        prev_seq = seq;
+        prev_hash = entry.hash;
+        last_start = line_start;
+    }
+    if let Some(seq) = backward {
+        return Err(AuditError::Reordered { seq });
+    }
+    if let Some((after_seq, next_seq)) = gap {
+        return Err(AuditError::Removed {
+            after_seq,
+            next_seq,
+        });
+    }
+    if let Some((seq, link)) = broken_link {
+        return Err(if links_elsewhere(&link)? {
+            AuditError::Reordered { seq }
+        } else {
+            AuditError::Modified {
                 seq,
-                what: "not in canonical form",
-            });
-        }
-        let hash_bytes = entry.compute_hash();
-        if hex::encode(hash_bytes) != entry.hash {
-            return Err(AuditError::Modified {
-                seq,
-                what: "hash does not match the content",
-            });
-        }
-        if !key.verifies(&hash_bytes, &entry.signature) {
-            return Err(AuditError::Modified {
-                seq,
-                what: "signature does not verify",
-            });
-        }
-        links.push((seq, entry.prev_hash, entry.hash));
+                what: "prev_hash does not link to the previous entry",
+            }
+        });
     }
-
-    // 2. Order over the whole log: a swap also makes gaps, so look for backward steps first.
-    for pair in links.windows(2) {
-        if pair[1].0 <= pair[0].0 {
-            return Err(AuditError::Reordered { seq: pair[1].0 });
-        }
-    }
-    // 3. Gaps.
-    let mut prev_seq = 0;
-    for (seq, ..) in &links {
-        if *seq != prev_seq + 1 {
-            return Err(AuditError::Removed {
-                after_seq: prev_seq,
-                next_seq: *seq,
-            });
-        }
-        prev_seq = *seq;
-    }
-    // 4. Chain links.
-    let mut prev_hash = GENESIS;
-    for (seq, link, hash) in &links {
-        if link != prev_hash {
-            let links_elsewhere = links.iter().any(|(_, _, h)| h == link);
-            return Err(if links_elsewhere {
-                AuditError::Reordered { seq: *seq }
-            } else {
-                AuditError::Modified {
-                    seq: *seq,
-                    what: "prev_hash does not link to the previous entry",
-                }
-            });
-        }
-        prev_hash = hash;
-    }
-    // 5. The head.
-    let last_seq = links.last().map_or(0, |(seq, ..)| *seq);
+    // 5. The head. seqs now run start.seq + 1 ..= last_seq without gaps.
+    let last_seq = prev_seq;
     if head.seq > last_seq {
         return Err(AuditError::Truncated {
             head_seq: head.seq,
             last_seq,
         });
     }
-    let head_hash = if head.seq == 0 {
-        GENESIS
+    if head.seq < start.seq {
+        return Err(AuditError::Head {
+            reason: "is behind entries already verified (rolled back)",
+        });
+    }
+    let expected = if head.seq == start.seq {
+        start.hash.to_owned()
     } else {
-        // seqs are 1..=last_seq without gaps, so entry `head.seq` is at index `head.seq - 1`.
-        links
-            .get((head.seq - 1) as usize)
-            .map_or(GENESIS, |(_, _, h)| h.as_str())
+        head_hash.unwrap_or_else(|| GENESIS.to_owned())
     };
-    if head.hash != head_hash {
+    if head.hash != expected {
         return Err(AuditError::Modified {
             seq: head.seq,
             what: "differs from the signed head",
         });
     }
     Ok(Checked {
-        entries: links.len() as u64,
+        entries,
         last_seq,
-        last_hash: prev_hash.to_owned(),
-        complete_len: complete_len as u64,
-        torn_tail_bytes: (bytes.len() - complete_len) as u64,
+        last_hash: prev_hash,
+        last_start,
+        complete_len: offset,
+        torn_tail_bytes,
     })
+}
+
+/// Whether any complete, parseable entry read from `reader` has hash `hash`.
+fn any_entry<R: BufRead>(mut reader: R, path: &Path, hash: &str) -> Result<bool, AuditError> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| AuditError::io("read", path, e))?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            return Ok(false);
+        }
+        if serde_json::from_slice::<Entry>(&line[..n - 1]).is_ok_and(|e| e.hash == hash) {
+            return Ok(true);
+        }
+    }
+}
+
+/// [`any_entry`] over the log file at `path`.
+fn any_entry_in_file(path: &Path, hash: &str) -> Result<bool, AuditError> {
+    let file = File::open(path).map_err(|e| AuditError::io("read", path, e))?;
+    any_entry(BufReader::new(file), path, hash)
 }
 
 /// The appending end of the audit log. One per data directory (the log file is locked).
@@ -781,6 +914,44 @@ pub struct AuditLog {
     /// Signalled when a batch is done.
     batch_done: Condvar,
     recovery: Recovery,
+    /// Where entries start, and how far the log is durable: what readers seek with.
+    index: Mutex<Index>,
+    /// How far [`AuditLog::verify`] has checked the log; held while it checks.
+    checkpoint: Mutex<Checkpoint>,
+}
+
+/// The sparse index of the log: `offsets[i]` is where entry `i * INDEX_EVERY + 1` starts. It
+/// costs 8 bytes per [`INDEX_EVERY`] entries (40 KiB for a million), built at open by the
+/// streaming check and extended by each append.
+#[derive(Clone, Debug, Default)]
+struct Index {
+    offsets: Vec<u64>,
+    /// The last durable entry.
+    last_seq: u64,
+    /// The length of the durable entries, in bytes.
+    len: u64,
+}
+
+/// The last entry [`AuditLog::verify`] checked: its `seq`, hash, and where its line is.
+#[derive(Clone, Debug)]
+struct Checkpoint {
+    seq: u64,
+    hash: String,
+    start: u64,
+    end: u64,
+}
+
+/// A page of entries read with [`AuditLog::read`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// The entries kept, in order.
+    pub entries: Vec<Entry>,
+    /// Where to continue (`after` of the next read): the last entry scanned, when the read
+    /// stopped before the end of the log (the limit of entries or of bytes was reached).
+    /// `None`: the log ended (at the time of the read).
+    pub next: Option<u64>,
+    /// How many bytes of the log the read went through.
+    pub scanned_bytes: u64,
 }
 
 /// The group-commit queue (see the module docs).
@@ -880,7 +1051,7 @@ impl AuditLog {
     pub fn open(dir: &Path, signer: AuditSigner) -> Result<Self, Error> {
         create_private_dir(dir)?;
         let log_path = dir.join(LOG_FILE);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
@@ -896,16 +1067,16 @@ impl AuditLog {
             }
         }
         sync_dir(dir)?;
-        let mut bytes = Vec::new();
-        file.seek(SeekFrom::Start(0))
-            .and_then(|_| file.read_to_end(&mut bytes))
-            .map_err(|e| Error::io("read", &log_path, e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &log_path, e))?
+            .len();
 
         let public = signer.public_key();
         let head = match read_head(dir, &public)? {
             Some(head) => head,
             // A new log (or a crash between creating the log and its first head).
-            None if bytes.is_empty() => {
+            None if file_len == 0 => {
                 let head = Head {
                     seq: 0,
                     hash: GENESIS.to_owned(),
@@ -921,7 +1092,24 @@ impl AuditLog {
                 .into());
             }
         };
-        let checked = check(&bytes, &head, &public)?;
+        // One streaming pass verifies the log and builds the sparse index; the log is never
+        // held in memory.
+        let mut offsets = Vec::new();
+        let checked = {
+            let mut reader = BufReader::new(&file);
+            reader
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io("read", &log_path, e))?;
+            check(
+                reader,
+                &log_path,
+                Start::GENESIS,
+                &head,
+                &public,
+                Some(&mut offsets),
+                |hash| any_entry_in_file(&log_path, hash),
+            )?
+        };
         let mut recovery = Recovery::default();
         if checked.torn_tail_bytes > 0 {
             file.set_len(checked.complete_len)
@@ -952,6 +1140,17 @@ impl AuditLog {
         Ok(AuditLog {
             dir: dir.to_owned(),
             signer,
+            index: Mutex::new(Index {
+                offsets,
+                last_seq: checked.last_seq,
+                len: checked.complete_len,
+            }),
+            checkpoint: Mutex::new(Checkpoint {
+                seq: checked.last_seq,
+                hash: checked.last_hash.clone(),
+                start: checked.last_start,
+                end: checked.complete_len,
+            }),
             state: Mutex::new(State {
                 file,
                 last_seq: checked.last_seq,
@@ -1074,12 +1273,16 @@ impl AuditLog {
         let mut prev_hash = state.last_hash.clone();
         let mut bytes = Vec::with_capacity(batch.len() * 512);
         let mut receipts = Vec::with_capacity(batch.len());
+        let mut index_points = Vec::new();
         for p in batch {
             seq += 1;
             let line = match self.entry_line(&p.event, p.time, seq, &prev_hash) {
                 Ok(line) => line,
                 Err(e) => return fail_all(e),
             };
+            if (seq - 1).is_multiple_of(INDEX_EVERY) {
+                index_points.push(state.len + bytes.len() as u64);
+            }
             bytes.extend_from_slice(&line.bytes);
             receipts.push(Receipt {
                 seq,
@@ -1111,6 +1314,12 @@ impl AuditLog {
         state.last_seq = seq;
         state.last_hash = prev_hash.clone();
         state.len += bytes.len() as u64;
+        {
+            let mut index = self.index();
+            index.offsets.extend(index_points);
+            index.last_seq = seq;
+            index.len = state.len;
+        }
         let head = Head {
             seq,
             signature: self.signer.sign(&head_message(seq, &prev_hash)),
@@ -1157,15 +1366,162 @@ impl AuditLog {
         })
     }
 
-    /// Verifies the whole log now (appends wait meanwhile); for the CAS API.
+    fn index(&self) -> MutexGuard<'_, Index> {
+        // The index is replaced field by field under the lock with values that are each
+        // consistent; a panic elsewhere cannot leave it half written.
+        self.index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the entries after `after`, in order, keeping those `keep` accepts, until `limit`
+    /// are kept, the entries read after `after` reach `max_scan_bytes` (at least one entry is
+    /// always read, so each call makes progress), or the log ends. Seeks with the sparse index (it
+    /// reads at most [`INDEX_EVERY`] − 1 entries before `after + 1`) and streams line by line:
+    /// memory is bounded by `limit` entries, never the log's size. Entries appended during the
+    /// read are left for the next one.
+    pub fn read(
+        &self,
+        after: u64,
+        limit: usize,
+        max_scan_bytes: u64,
+        mut keep: impl FnMut(&Entry) -> bool,
+    ) -> Result<Page, Error> {
+        let (start, first_seq, end, last_seq) = {
+            let index = self.index();
+            if after >= index.last_seq {
+                return Ok(Page {
+                    entries: Vec::new(),
+                    next: None,
+                    scanned_bytes: 0,
+                });
+            }
+            let slot = after / INDEX_EVERY;
+            let start = usize::try_from(slot)
+                .ok()
+                .and_then(|i| index.offsets.get(i).copied())
+                .ok_or(Error::Internal("the audit index misses an entry"))?;
+            (start, slot * INDEX_EVERY + 1, index.len, index.last_seq)
+        };
+        let path = self.dir.join(LOG_FILE);
+        let mut file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| Error::io("read", &path, e))?;
+        let mut reader = BufReader::with_capacity(64 * 1024, file.take(end - start));
+        let mut line = Vec::new();
+        let mut page = Page {
+            entries: Vec::new(),
+            next: None,
+            scanned_bytes: 0,
+        };
+        let mut seq = first_seq - 1;
+        // Bytes of entries after `after`: the entries skipped after the seek do not count.
+        let mut budget_used = 0u64;
+        while page.entries.len() < limit.max(1) && (budget_used < max_scan_bytes || seq <= after) {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Error::io("read", &path, e))?;
+            if n == 0 {
+                break;
+            }
+            page.scanned_bytes += n as u64;
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            let entry: Entry = serde_json::from_slice(text).map_err(|_| AuditError::Modified {
+                seq: seq + 1,
+                what: "not a valid entry",
+            })?;
+            seq = entry.seq;
+            if seq > after {
+                budget_used += n as u64;
+                if keep(&entry) {
+                    page.entries.push(entry);
+                }
+            }
+        }
+        if seq < last_seq {
+            page.next = Some(seq.max(after));
+        }
+        Ok(page)
+    }
+
+    /// Verifies what was appended since the last call (or since the log was opened, which
+    /// verified it all), and re-reads the last entry verified before, which must be unchanged:
+    /// the cost of a call is the new entries, not the log. Calls take turns; appends go on
+    /// meanwhile. A modification of entries verified by an earlier call (other than the last)
+    /// is not seen here: that is what a full check of the files (`cloister audit verify
+    /// --data`) and the published head are for.
     pub fn verify(&self) -> Result<Summary, AuditError> {
-        // The lock only keeps appends out; a panic elsewhere cannot have left the files half
-        // verified, so a poisoned lock is still good for that.
-        let _state = self
-            .state
+        let mut checkpoint = self
+            .checkpoint
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        verify(&self.dir, &self.public_key())
+        // The head and the durable length, consistent with each other: an appender replaces
+        // the head while it holds the state lock.
+        let (head_bytes, len) = {
+            let state = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let path = self.dir.join(HEAD_FILE);
+            let bytes = std::fs::read(&path).map_err(|e| AuditError::io("read", &path, e))?;
+            (bytes, state.len)
+        };
+        let key = self.public_key();
+        let head = parse_head(&head_bytes, &key)?;
+        let path = self.dir.join(LOG_FILE);
+        let mut file = File::open(&path).map_err(|e| AuditError::io("open", &path, e))?;
+        if checkpoint.seq > 0 {
+            let mut line = Vec::new();
+            file.seek(SeekFrom::Start(checkpoint.start))
+                .and_then(|_| {
+                    (&mut file)
+                        .take(checkpoint.end - checkpoint.start)
+                        .read_to_end(&mut line)
+                })
+                .map_err(|e| AuditError::io("read", &path, e))?;
+            let unchanged = line
+                .strip_suffix(b"\n")
+                .and_then(|text| check_line(text, checkpoint.seq, &key).ok())
+                .is_some_and(|e| e.seq == checkpoint.seq && e.hash == checkpoint.hash);
+            if !unchanged {
+                return Err(AuditError::Modified {
+                    seq: checkpoint.seq,
+                    what: "differs from the entry verified before",
+                });
+            }
+        }
+        file.seek(SeekFrom::Start(checkpoint.end))
+            .map_err(|e| AuditError::io("read", &path, e))?;
+        let reader = BufReader::new(file.take(len.saturating_sub(checkpoint.end)));
+        let checked = check(
+            reader,
+            &path,
+            Start {
+                seq: checkpoint.seq,
+                hash: &checkpoint.hash,
+                offset: checkpoint.end,
+            },
+            &head,
+            &key,
+            None,
+            |hash| any_entry_in_file(&path, hash),
+        )?;
+        if checked.entries > 0 {
+            *checkpoint = Checkpoint {
+                seq: checked.last_seq,
+                hash: checked.last_hash.clone(),
+                start: checked.last_start,
+                end: checked.complete_len,
+            };
+        }
+        Ok(Summary {
+            entries: checked.last_seq,
+            head_seq: head.seq,
+            last_hash: checked.last_hash,
+            beyond_head: checked.last_seq.saturating_sub(head.seq),
+            torn_tail_bytes: checked.torn_tail_bytes,
+        })
     }
 }
 
@@ -1573,6 +1929,183 @@ mod tests {
             "every outcome was collected"
         );
         assert_eq!(verify(dir.path(), &log.public_key()).unwrap().entries, 1);
+    }
+
+    /// Appends `n` entries in batches (fast), session `s{i % sessions}`.
+    fn big_log(dir: &Path, n: u64, sessions: u64) -> AuditLog {
+        let log = AuditLog::open(dir, signer()).unwrap();
+        let events: Vec<Event> = (0..n)
+            .map(|i| {
+                Event::new(EventKind::AttestationPassed)
+                    .session(format!("s{}", i % sessions))
+                    .principal(key_digest(&i.to_be_bytes()))
+            })
+            .collect();
+        for chunk in events.chunks(500) {
+            log.append_all(chunk, t(1)).unwrap();
+        }
+        log
+    }
+
+    #[test]
+    fn the_index_is_sparse_and_reads_seek_instead_of_scanning_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 3 * INDEX_EVERY + 10;
+        let log_len = {
+            let _log = big_log(dir.path(), n, 7);
+            std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len()
+        };
+        // Reopened: the index is rebuilt by the streaming check, one offset per 256 entries.
+        let log = AuditLog::open(dir.path(), signer()).unwrap();
+        let index = log.index().clone();
+        assert_eq!(index.offsets.len(), 4);
+        assert_eq!((index.last_seq, index.len), (n, log_len));
+        // Each offset is where its entry starts.
+        let bytes = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+        for (i, offset) in index.offsets.iter().enumerate() {
+            let line = bytes[*offset as usize..]
+                .split(|b| *b == b'\n')
+                .next()
+                .unwrap();
+            let entry: Entry = serde_json::from_slice(line).unwrap();
+            assert_eq!(entry.seq, i as u64 * INDEX_EVERY + 1);
+        }
+        // Reading 5 entries near the end goes through fewer than 256 lines, not the log.
+        let line_len = log_len / n;
+        let page = log.read(n - 8, 5, u64::MAX, |_| true).unwrap();
+        assert_eq!(
+            page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (n - 7..=n - 3).collect::<Vec<_>>()
+        );
+        assert_eq!(page.next, Some(n - 3));
+        assert!(
+            page.scanned_bytes < INDEX_EVERY * (line_len + 16),
+            "scanned {} of {log_len} bytes",
+            page.scanned_bytes
+        );
+        // Appends extend the index.
+        let more: Vec<Event> = (0..INDEX_EVERY).map(event).collect();
+        log.append_all(&more, t(2)).unwrap();
+        assert_eq!(log.index().offsets.len(), 5);
+        assert_eq!(log.index().last_seq, n + INDEX_EVERY);
+        let page = log.read(4 * INDEX_EVERY, 1, u64::MAX, |_| true).unwrap();
+        assert_eq!(page.entries[0].seq, 4 * INDEX_EVERY + 1);
+        assert!(
+            page.scanned_bytes < 2 * line_len + 64,
+            "{}",
+            page.scanned_bytes
+        );
+    }
+
+    #[test]
+    fn paged_filtered_reads_return_every_entry_once_within_the_scan_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 2000;
+        let log = big_log(dir.path(), n, 5);
+        let line_len = log.index().len / n;
+        let budget = 16 * 1024;
+        let mut seen = Vec::new();
+        let mut after = 0;
+        let mut pages = 0;
+        loop {
+            let page = log
+                .read(after, 100, budget, |e| e.session.as_deref() == Some("s3"))
+                .unwrap();
+            pages += 1;
+            // Beyond the budget: at most the entries skipped after the seek, and one line.
+            assert!(
+                page.scanned_bytes < budget + INDEX_EVERY * line_len + 1024,
+                "{}",
+                page.scanned_bytes
+            );
+            seen.extend(page.entries.iter().map(|e| e.seq));
+            match page.next {
+                Some(next) => {
+                    assert!(next > after);
+                    after = next;
+                }
+                None => break,
+            }
+        }
+        let expected: Vec<u64> = (1..=n).filter(|seq| (seq - 1) % 5 == 3).collect();
+        assert_eq!(seen, expected);
+        assert!(
+            pages > 5,
+            "the budget made the reads stop early ({pages} pages)"
+        );
+        // Past the end: nothing, no cursor.
+        let page = log.read(n, 10, budget, |_| true).unwrap();
+        assert_eq!((page.entries.len(), page.next), (0, None));
+    }
+
+    #[test]
+    fn incremental_verify_checks_only_new_entries_and_sees_a_changed_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_with(dir.path(), 3);
+        assert_eq!(log.verify().unwrap().entries, 3);
+        log.append_at(&event(4), t(4)).unwrap();
+        log.append_at(&event(5), t(5)).unwrap();
+        let summary = log.verify().unwrap();
+        assert_eq!((summary.entries, summary.head_seq), (5, 5));
+        assert_eq!(summary, verify(dir.path(), &log.public_key()).unwrap());
+        // Rewrite the last verified entry in place (same length): the next check sees it.
+        let path = dir.path().join(LOG_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let tampered = text.replacen("\"session\":\"s5\"", "\"session\":\"s6\"", 1);
+        assert_ne!(text, tampered);
+        std::fs::write(&path, tampered).unwrap();
+        let err = log.verify().unwrap_err();
+        assert!(
+            matches!(err, AuditError::Modified { seq: 5, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn streaming_check_reports_like_the_documented_order() {
+        // A modified later entry wins over an earlier reordering; a gap over a broken link.
+        let dir = tempfile::tempdir().unwrap();
+        let public = log_with(dir.path(), 5).public_key();
+        let text = std::fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.swap(0, 1);
+        let swapped = lines.join("\n") + "\n";
+        let head = std::fs::read(dir.path().join(HEAD_FILE)).unwrap();
+        assert!(matches!(
+            verify_bytes(swapped.as_bytes(), &head, &public),
+            Err(AuditError::Reordered { seq: 1 })
+        ));
+        let modified = swapped.replacen("\"s4\"", "\"sX\"", 1);
+        assert!(matches!(
+            verify_bytes(modified.as_bytes(), &head, &public),
+            Err(AuditError::Modified { seq: 5, .. })
+        ));
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.remove(2);
+        let removed = lines.join("\n") + "\n";
+        assert!(matches!(
+            verify_bytes(removed.as_bytes(), &head, &public),
+            Err(AuditError::Removed {
+                after_seq: 2,
+                next_seq: 4
+            })
+        ));
+    }
+
+    #[test]
+    fn a_single_entry_verifies_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log_with(dir.path(), 2);
+        let page = log.read(0, 10, u64::MAX, |_| true).unwrap();
+        for entry in &page.entries {
+            verify_entry(entry, &log.public_key()).unwrap();
+        }
+        let mut forged = page.entries[1].clone();
+        forged.session = Some("other".into());
+        assert!(matches!(
+            verify_entry(&forged, &log.public_key()),
+            Err(AuditError::Modified { seq: 2, .. })
+        ));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //!
 //! [`CasClient`] speaks HTTPS (reqwest, rustls with the ring provider, TLS 1.3) and trusts
 //! exactly one certificate: the CAS's own, pinned from `DIR/cas.crt` (no system roots). Session
-//! reads are signed with a [`RequestSigner`] (see [`crate::api`] for the scheme); creates and
-//! updates carry owner signatures in the body; deletions are approved by owners over
-//! [`api::deletion_hash`].
+//! and audit reads are signed with a [`RequestSigner`] (see [`crate::api`] for the scheme);
+//! creates and updates carry owner signatures in the body; deletions are approved by owners
+//! over [`api::deletion_hash`].
 //!
 //! A workload attests with [`attest_workload`]: nonce → `report_data` bound to its key →
 //! evidence from its collector → `POST /v1/attest` → the sealed configuration opened with its
@@ -45,9 +45,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::Error;
 use crate::api::{
-    self, AttestRequest, AttestResponse, AuditEntries, AuditHead, AuditVerification, DeleteSession,
-    ErrorBody, Health, NonceResponse, OpenIdConfiguration, SealedConfig, SessionList,
-    SessionSummary, SessionView, SignatureHeader, SignatureJson,
+    self, AttestRequest, AttestResponse, AuditEntries, AuditEntriesQuery, AuditHead,
+    AuditVerification, DeleteSession, ErrorBody, Health, NonceResponse, OpenIdConfiguration,
+    SealedConfig, SessionList, SessionSummary, SessionView, SignatureHeader, SignatureJson,
 };
 use crate::envelope::WorkloadKey;
 
@@ -279,22 +279,62 @@ impl CasClient {
         self.send(self.request(Method::GET, "/v1/audit/head")).await
     }
 
-    /// `GET /v1/audit/entries?after=N&limit=M`.
+    /// `GET /v1/audit/entries?after=N&limit=M`, signed by `signer`: the auditor key reads every
+    /// entry, an owner or reader its sessions' entries. Page on with `after = next` while
+    /// `more` (or use [`CasClient::audit_entries_all`]).
     pub async fn audit_entries(
         &self,
         after: u64,
         limit: Option<usize>,
+        signer: &RequestSigner,
     ) -> Result<AuditEntries, Error> {
-        let mut path = format!("/v1/audit/entries?after={after}");
-        if let Some(limit) = limit {
-            path.push_str(&format!("&limit={limit}"));
-        }
-        self.send(self.request(Method::GET, &path)).await
+        self.audit_entries_query(
+            &AuditEntriesQuery {
+                after,
+                limit,
+                session: None,
+            },
+            signer,
+        )
+        .await
     }
 
-    /// `GET /v1/audit/verify`.
-    pub async fn audit_verify(&self) -> Result<AuditVerification, Error> {
-        self.send(self.request(Method::GET, "/v1/audit/verify"))
+    /// `GET /v1/audit/entries` with every query parameter, signed by `signer`.
+    pub async fn audit_entries_query(
+        &self,
+        query: &AuditEntriesQuery,
+        signer: &RequestSigner,
+    ) -> Result<AuditEntries, Error> {
+        self.send(self.signed(Method::GET, &query.path_and_query(), signer))
+            .await
+    }
+
+    /// Every entry after `after` that `signer` may read, page by page.
+    pub async fn audit_entries_all(
+        &self,
+        mut after: u64,
+        signer: &RequestSigner,
+    ) -> Result<Vec<crate::audit::Entry>, Error> {
+        let mut entries = Vec::new();
+        loop {
+            let page = self.audit_entries(after, None, signer).await?;
+            entries.extend(page.entries);
+            match page.next {
+                Some(next) if page.more && next > after => after = next,
+                Some(_) if page.more => {
+                    return Err(Error::Unreachable {
+                        url: self.base.clone(),
+                        reason: "the CAS's audit cursor did not move forward".into(),
+                    });
+                }
+                _ => return Ok(entries),
+            }
+        }
+    }
+
+    /// `GET /v1/audit/verify`, signed by the auditor key.
+    pub async fn audit_verify(&self, signer: &RequestSigner) -> Result<AuditVerification, Error> {
+        self.send(self.signed(Method::GET, "/v1/audit/verify", signer))
             .await
     }
 }

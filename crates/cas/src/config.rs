@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use cloister_attest::maa::MaaVerifier;
 use cloister_attest::sim;
+use cloister_policy::{KeyFingerprint, PublicKey};
 
 use crate::Error;
 
@@ -98,6 +99,8 @@ pub struct CasConfig {
     tls_names: Vec<String>,
     kubernetes_secrets_dir: Option<PathBuf>,
     env: EnvSource,
+    auditor: Option<KeyFingerprint>,
+    audit_scan_bytes: u64,
 }
 
 impl fmt::Debug for CasConfig {
@@ -126,6 +129,8 @@ impl fmt::Debug for CasConfig {
             .field("signature_window", &self.signature_window)
             .field("tls_names", &self.tls_names)
             .field("kubernetes_secrets_dir", &self.kubernetes_secrets_dir)
+            .field("auditor", &self.auditor)
+            .field("audit_scan_bytes", &self.audit_scan_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +154,8 @@ impl CasConfig {
             tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             kubernetes_secrets_dir: None,
             env: Arc::new(|name| std::env::var(name).ok()),
+            auditor: None,
+            audit_scan_bytes: 4 << 20,
         }
     }
 
@@ -226,12 +233,24 @@ impl CasConfig {
     pub fn env_var(&self, name: &str) -> Option<String> {
         (self.env)(name)
     }
+
+    /// The fingerprint of the auditor key, which may read every audit entry and ask the CAS to
+    /// verify its log; `None`: no auditor (owners and readers still read their sessions').
+    pub fn auditor(&self) -> Option<&KeyFingerprint> {
+        self.auditor.as_ref()
+    }
+
+    /// How many bytes of the audit log one read of `GET /v1/audit/entries` may go through.
+    pub fn audit_scan_bytes(&self) -> u64 {
+        self.audit_scan_bytes
+    }
 }
 
 /// Builds a [`CasConfig`]. Defaults: no sim keys, no MAA, the Intel SGX root, the system
 /// clock, nonces valid 60 s, tokens and certificates 1 h, requests time out after 30 s, bodies
 /// up to 1 MiB, signed requests within ±300 s, TLS names `localhost`, `127.0.0.1`, `::1`, no
-/// Kubernetes secrets, the process environment.
+/// Kubernetes secrets, the process environment, no auditor key, audit reads through at most
+/// 4 MiB of the log.
 #[must_use]
 pub struct CasConfigBuilder {
     issuer: String,
@@ -248,6 +267,8 @@ pub struct CasConfigBuilder {
     tls_names: Vec<String>,
     kubernetes_secrets_dir: Option<PathBuf>,
     env: EnvSource,
+    auditor: Option<KeyFingerprint>,
+    audit_scan_bytes: u64,
 }
 
 impl fmt::Debug for CasConfigBuilder {
@@ -338,6 +359,20 @@ impl CasConfigBuilder {
         self
     }
 
+    /// Lets the holder of `key` (an Ed25519 public key, as `cloister keys gen` writes it) read
+    /// every audit entry, CAS-level ones included, and ask the CAS to verify its log.
+    pub fn auditor_key(mut self, key: &PublicKey) -> Self {
+        self.auditor = Some(key.fingerprint());
+        self
+    }
+
+    /// Sets how many bytes of the audit log one read may go through (64 KiB to 64 MiB;
+    /// default 4 MiB). A filtered read that reaches it answers with a cursor to continue.
+    pub fn audit_scan_bytes(mut self, bytes: u64) -> Self {
+        self.audit_scan_bytes = bytes;
+        self
+    }
+
     /// Checks the configuration and freezes it.
     pub fn build(self) -> Result<CasConfig, Error> {
         let issuer = self.issuer.trim_end_matches('/').to_owned();
@@ -390,6 +425,12 @@ impl CasConfigBuilder {
                 "must be 4 KiB to 64 MiB",
             ));
         }
+        if !(64 << 10..=64 << 20).contains(&self.audit_scan_bytes) {
+            return Err(Error::invalid(
+                "audit scan limit",
+                "must be 64 KiB to 64 MiB",
+            ));
+        }
         if self.tls_names.is_empty() {
             return Err(Error::invalid(
                 "TLS names",
@@ -423,6 +464,8 @@ impl CasConfigBuilder {
             tls_names: self.tls_names,
             kubernetes_secrets_dir: self.kubernetes_secrets_dir,
             env: self.env,
+            auditor: self.auditor,
+            audit_scan_bytes: self.audit_scan_bytes,
         })
     }
 }
@@ -460,6 +503,10 @@ mod tests {
         assert_eq!(
             refused(CasConfig::builder("https://cas").tls_names(vec![])),
             "TLS names"
+        );
+        assert_eq!(
+            refused(CasConfig::builder("https://cas").audit_scan_bytes(1024)),
+            "audit scan limit"
         );
         assert_eq!(
             refused(CasConfig::builder("https://cas").maa("https://maa", b"{}".to_vec())),

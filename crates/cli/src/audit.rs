@@ -1,16 +1,20 @@
 //! `cloister audit …`: verify and read the CAS audit log, offline from its data directory
 //! (`--data`) or through the API of a running CAS (`--cas`).
 //!
-//! Through the API the log is fetched (`/v1/audit/head`, `/v1/audit/entries`) and verified
-//! here, exactly as the offline check verifies the files: the entries are canonical JSON, so
-//! their lines are the file's lines. The CAS's own check of its files (`/v1/audit/verify`) is
-//! asked too, and a failure there fails the command.
+//! Through the API, reads are signed with --key: the auditor key the CAS was started with
+//! (`cas serve --auditor-key`) reads every entry, an owner's or reader's key the entries of its
+//! sessions. With the auditor key the log is fetched (`/v1/audit/head`, `/v1/audit/entries`)
+//! and verified here exactly as the offline check verifies the files (the entries are canonical
+//! JSON, so their lines are the file's lines), and the CAS's own check (`/v1/audit/verify`)
+//! must pass too. With another key, each entry it may read is verified on its own (form, hash,
+//! signature): the chain between them holds other sessions' entries it cannot see.
 
 use crate::{EXIT_ERROR, output};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use cloister_cas::MasterKey;
 use cloister_cas::audit::{self, AuditError, AuditPublicKey, AuditSigner, Entry};
+use cloister_cas::client::{CasClient, RequestSigner};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,25 +44,31 @@ pub enum Command {
     /// local checkpoint: rolling back log and head together is detected only by comparing the
     /// head with one published earlier.
     ///
-    /// With --cas instead of --data, the log and its signed head are fetched from a running CAS
-    /// (pinned with --cas-cert) and verified here the same way; the key is the one the CAS
-    /// serves unless pinned with --public-key or --master-key. The CAS's own check of its files
-    /// must pass too (it fails with that check's exit code).
+    /// With --cas instead of --data, the entries are fetched from a running CAS (pinned with
+    /// --cas-cert) with requests signed by --key, and verified here against the log's key (the
+    /// one the CAS serves unless pinned with --public-key or --master-key). With the auditor key
+    /// (`cas serve --auditor-key`) the whole log and its signed head are verified as offline,
+    /// and the CAS's own check must pass too (it fails with that check's exit code). With an
+    /// owner's or reader's key, each entry of its sessions is verified on its own (exit 10 if
+    /// one does not verify); the chain needs the auditor key.
     ///
     /// Examples:
     ///   cloister audit verify --data /var/lib/cloister-cas --public-key 02ab…
     ///   cloister audit verify --data ./cas-data --master-key /etc/cloister/master.key --json
-    ///   cloister audit verify --cas https://cas:8443 --cas-cert cas.crt --public-key 02ab…
+    ///   cloister audit verify --cas https://cas:8443 --cas-cert cas.crt --key auditor.pem \
+    ///       --public-key 02ab…
     #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
     /// Print the last entries of the CAS audit log (not verified: run `audit verify` for that).
     ///
     /// A table of seq, time, kind, session (with version), service, principal (a key digest,
     /// shortened), released items and reasons; --json prints the entries exactly as stored.
+    /// Through --cas, the requests are signed with --key: the auditor key sees every entry, an
+    /// owner's or reader's key the last entries of its sessions.
     ///
     /// Examples:
     ///   cloister audit tail --data /var/lib/cloister-cas -n 50
-    ///   cloister audit tail --cas https://cas:8443 --cas-cert cas.crt --json
+    ///   cloister audit tail --cas https://cas:8443 --cas-cert cas.crt --key alice.pem --json
     #[command(verbatim_doc_comment)]
     Tail(TailArgs),
 }
@@ -75,12 +85,29 @@ pub struct Source {
     cas: Option<String>,
 }
 
-/// The pinned certificate of --cas.
+/// The pinned certificate of --cas, and the key that signs the reads.
 #[derive(Args)]
 pub struct CasCert {
     /// The CAS's TLS certificate to pin (PEM; `cas serve` writes it to DIR/cas.crt).
     #[arg(long, value_name = "FILE", requires = "cas")]
     cas_cert: Option<PathBuf>,
+    /// The key that signs the reads through --cas (PKCS#8 PEM, `keys gen`): the CAS's auditor
+    /// key reads every entry, an owner's or reader's key its sessions' entries.
+    #[arg(long, value_name = "KEY.pem", requires = "cas")]
+    key: Option<PathBuf>,
+}
+
+impl CasCert {
+    /// A client of the CAS at `url`, and the signer of its requests.
+    fn connect(&self, url: &str) -> anyhow::Result<(CasClient, RequestSigner)> {
+        let cert = self.cas_cert.as_deref().context("--cas needs --cas-cert")?;
+        let key = self.key.as_deref().context(
+            "--cas needs --key: audit reads are signed (the auditor key reads every entry, an \
+             owner's or reader's key its sessions' entries)",
+        )?;
+        let signer = RequestSigner::from_owner_key(&crate::keys::load_owner_key(key)?)?;
+        Ok((crate::remote::client(url, cert)?, signer))
+    }
 }
 
 #[derive(Args)]
@@ -134,6 +161,10 @@ struct VerifyReport {
 
 #[derive(Serialize)]
 struct SummaryReport {
+    /// Through --cas with a key other than the auditor's: `"visible"` (only the entries that
+    /// key may read were verified, each on its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'static str>,
     entries: u64,
     head_seq: u64,
     last_hash: String,
@@ -163,14 +194,15 @@ fn code(e: &AuditError) -> &'static str {
 }
 
 fn verify(args: VerifyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let (key, result) = match (&args.source.data, &args.source.cas) {
+    let (key, result, scope) = match (&args.source.data, &args.source.cas) {
         (Some(data), _) => {
             let key = public_key(&args, Some(data))?;
             let result = audit::verify(data, &key);
-            (key, result)
+            (key, result, None)
         }
         (None, Some(url)) => match verify_remote(&args, url)? {
-            Remote::Checked(key, result) => (key, result),
+            Remote::Checked(key, result) => (key, result, None),
+            Remote::Visible(key, result) => (key, result, Some("visible")),
             Remote::CasCheckFailed { message, exit_code } => {
                 let exit = u8::try_from(exit_code).unwrap_or(EXIT_ERROR);
                 if args.json {
@@ -190,13 +222,15 @@ fn verify(args: VerifyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         },
         (None, None) => bail!("--data or --cas says where the log is"),
     };
-    report(result, &key, args.json, quiet)
+    report(result, &key, scope, args.json, quiet)
 }
 
 /// What verifying through the API found.
 enum Remote {
     /// The fetched log, checked here against `key`.
     Checked(AuditPublicKey, Result<audit::Summary, AuditError>),
+    /// Not the auditor: the entries the key may read, each checked on its own.
+    Visible(AuditPublicKey, Result<audit::Summary, AuditError>),
     /// The fetched log verifies, but the CAS's check of its files does not.
     CasCheckFailed { message: String, exit_code: i32 },
 }
@@ -212,23 +246,26 @@ struct HeadLine<'a> {
 /// Fetches the head and every entry, rebuilds `audit.head` and `audit.log` from them (entries
 /// are canonical JSON), and verifies those bytes.
 fn verify_remote(args: &VerifyArgs, url: &str) -> anyhow::Result<Remote> {
-    let cert = args
-        .cert
-        .cas_cert
-        .as_deref()
-        .context("--cas needs --cas-cert")?;
-    let client = crate::remote::client(url, cert)?;
+    let (client, signer) = args.cert.connect(url)?;
     let (head, entries, cas_check) = crate::remote::block_on(async {
         // The head first: entries appended after it are "beyond the head", which verifies.
         let head = client.audit_head().await?;
-        let entries = fetch_entries(&client, 0).await?;
-        let cas_check = client.audit_verify().await?;
+        // Only the auditor may ask the CAS to check its files; anyone else gets 403.
+        let cas_check = match client.audit_verify(&signer).await {
+            Ok(check) => Some(check),
+            Err(cloister_cas::Error::Api { status: 403, .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let entries = client.audit_entries_all(0, &signer).await?;
         anyhow::Ok((head, entries, cas_check))
     })??;
     let key = match (&args.public_key, &args.master_key) {
         (None, None) => AuditPublicKey::from_hex(&head.public_key)
             .context("the CAS served an audit public key that is not a P-256 point")?,
         _ => public_key(args, None)?,
+    };
+    let Some(cas_check) = cas_check else {
+        return Ok(Remote::Visible(key, verify_each(&entries, head.seq, &key)));
     };
     let mut log = Vec::new();
     for entry in &entries {
@@ -253,39 +290,41 @@ fn verify_remote(args: &VerifyArgs, url: &str) -> anyhow::Result<Remote> {
     Ok(Remote::Checked(key, result))
 }
 
-/// Every entry after `after`, page by page.
-async fn fetch_entries(
-    client: &cloister_cas::client::CasClient,
-    mut after: u64,
-) -> anyhow::Result<Vec<Entry>> {
-    let mut entries = Vec::new();
-    loop {
-        let page = client.audit_entries(after, None).await?;
-        let Some(last) = page.entries.last().map(|e| e.seq) else {
-            break;
-        };
-        if last <= after {
-            bail!("the CAS answered entries out of order (after {after}, up to {last})");
+/// Verifies each entry on its own (form, hash, signature) and that they are in order.
+fn verify_each(
+    entries: &[Entry],
+    head_seq: u64,
+    key: &AuditPublicKey,
+) -> Result<audit::Summary, AuditError> {
+    let mut last = None::<&Entry>;
+    for entry in entries {
+        audit::verify_entry(entry, key)?;
+        if last.is_some_and(|l| l.seq >= entry.seq) {
+            return Err(AuditError::Reordered { seq: entry.seq });
         }
-        after = last;
-        entries.extend(page.entries);
-        if !page.more {
-            break;
-        }
+        last = Some(entry);
     }
-    Ok(entries)
+    Ok(audit::Summary {
+        entries: entries.len() as u64,
+        head_seq,
+        last_hash: last.map_or_else(String::new, |e| e.hash.clone()),
+        beyond_head: 0,
+        torn_tail_bytes: 0,
+    })
 }
 
 /// Prints the verdict; exit 0, or the failure's own exit code.
 fn report(
     result: Result<audit::Summary, AuditError>,
     key: &AuditPublicKey,
+    scope: Option<&'static str>,
     json: bool,
     quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     match result {
         Ok(s) => {
             let report = SummaryReport {
+                scope,
                 entries: s.entries,
                 head_seq: s.head_seq,
                 last_hash: s.last_hash,
@@ -321,7 +360,13 @@ fn report(
                         report.torn_tail_bytes
                     );
                 }
-                if !quiet {
+                if scope.is_some() {
+                    eprintln!(
+                        "cloister: note: verified the {} entries this key may read, each on its \
+                         own; the chain between them needs the auditor key",
+                        report.entries
+                    );
+                } else if !quiet {
                     eprintln!("cloister: audit log verified: {} entries", report.entries);
                 }
             }
@@ -379,21 +424,8 @@ fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
     let entries = match (&args.source.data, &args.source.cas) {
         (Some(data), _) => tail_file(data, args.lines)?,
         (None, Some(url)) => {
-            let cert = args
-                .cert
-                .cas_cert
-                .as_deref()
-                .context("--cas needs --cas-cert")?;
-            let client = crate::remote::client(url, cert)?;
-            let lines = args.lines;
-            crate::remote::block_on(async move {
-                let head = client.audit_head().await?;
-                let mut entries =
-                    fetch_entries(&client, head.seq.saturating_sub(lines as u64)).await?;
-                let first = entries.len().saturating_sub(lines);
-                entries.drain(..first);
-                anyhow::Ok(entries)
-            })??
+            let (client, signer) = args.cert.connect(url)?;
+            crate::remote::block_on(tail_remote(&client, &signer, args.lines))??
         }
         (None, None) => bail!("--data or --cas says where the log is"),
     };
@@ -431,6 +463,41 @@ fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
     }
     output::print_table(&t)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The last `lines` entries `signer` may read: from the last `lines` of the log (all of them,
+/// for the auditor) or, if fewer are visible there, from the start, keeping only the last.
+async fn tail_remote(
+    client: &CasClient,
+    signer: &RequestSigner,
+    lines: usize,
+) -> anyhow::Result<Vec<Entry>> {
+    let head = client.audit_head().await?;
+    let near = head.seq.saturating_sub(lines as u64);
+    let mut entries = client.audit_entries_all(near, signer).await?;
+    if entries.len() < lines && near > 0 {
+        // Page through the whole log, keeping only the last `lines` in memory.
+        let mut kept = std::collections::VecDeque::with_capacity(lines + 1);
+        let mut after = 0;
+        loop {
+            let page = client.audit_entries(after, None, signer).await?;
+            for entry in page.entries {
+                kept.push_back(entry);
+                if kept.len() > lines {
+                    kept.pop_front();
+                }
+            }
+            match page.next {
+                Some(next) if page.more && next > after => after = next,
+                Some(_) if page.more => bail!("the CAS's audit cursor did not move forward"),
+                _ => break,
+            }
+        }
+        entries = kept.into();
+    }
+    let first = entries.len().saturating_sub(lines);
+    entries.drain(..first);
+    Ok(entries)
 }
 
 /// The last `lines` complete entries of `DIR/audit.log`.

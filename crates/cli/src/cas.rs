@@ -45,10 +45,15 @@ pub enum Command {
     /// `import: {env: NAME}` are read from this process's environment. Logs go to stderr (level
     /// info; RUST_LOG overrides) and never hold a secret.
     ///
+    /// Audit entries are read with signed requests: owners and readers see their sessions'
+    /// entries, the --auditor-key sees all; only the signed head is public.
+    ///
     /// Examples:
     ///   cloister cas init --data ./cas-data --master-key-file ./master.key
+    ///   cloister keys gen --out auditor.pem
     ///   cloister cas serve --listen 127.0.0.1:8443 --data ./cas-data \
-    ///       --master-key-file ./master.key --sim-platform-key platform.pem.pub
+    ///       --master-key-file ./master.key --sim-platform-key platform.pem.pub \
+    ///       --auditor-key auditor.pem.pub
     #[command(verbatim_doc_comment)]
     Serve(Box<ServeArgs>),
     /// Make a CAS master key file: 64 hex digits, mode 0600, never overwriting a file.
@@ -119,6 +124,11 @@ pub struct ServeArgs {
     /// Read `import: {kubernetes: {secret: S, key: K}}` secrets from DIR/S/K.
     #[arg(long, value_name = "DIR")]
     kubernetes_secrets_dir: Option<PathBuf>,
+    /// The auditor's public key (`cloister keys gen` writes it to KEY.pem.pub): its signed
+    /// requests read every audit entry and ask the CAS to verify its log. Without it, owners and
+    /// readers still read their own sessions' entries; only the signed head is public.
+    #[arg(long, value_name = "FILE.pub")]
+    auditor_key: Option<PathBuf>,
     /// The log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -268,6 +278,14 @@ fn config(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<CasConfig> {
     }
     if let Some(dir) = &args.kubernetes_secrets_dir {
         builder = builder.kubernetes_secrets_dir(dir);
+    }
+    if let Some(path) = &args.auditor_key {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the auditor key {}", path.display()))?;
+        let key = cloister_policy::PublicKey::parse(&text)
+            .with_context(|| format!("{}: not an Ed25519 public key", path.display()))?;
+        tracing::info!(auditor = %key.fingerprint(), "audit reads of every entry for this key");
+        builder = builder.auditor_key(&key);
     }
     Ok(builder.build()?)
 }

@@ -1,7 +1,7 @@
 //! What each endpoint does, as synchronous functions over [`Inner`] (called through
 //! `spawn_blocking`: the store and the audit log wait for `fsync`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -23,11 +23,11 @@ use super::nonces::IssueError;
 use super::refusals::{Decision, Failed, Key, UNKNOWN_SERVICE_RULE, rule_ids};
 use super::state::Inner;
 use crate::api::{
-    self, AttestRequest, AttestResponse, AuditEntries, AuditHead, AuditVerification, DeleteSession,
-    NonceResponse, SealedConfig, SealedFile, SessionList, SessionSummary, SessionView,
-    SignatureHeader, SignatureJson, SnpCollateral,
+    self, AttestRequest, AttestResponse, AuditEntries, AuditEntriesQuery, AuditHead,
+    AuditVerification, DeleteSession, NonceResponse, SealedConfig, SealedFile, SessionList,
+    SessionSummary, SessionView, SignatureHeader, SignatureJson, SnpCollateral,
 };
-use crate::audit::{self, AuditError, Entry, Event, EventKind, Receipt, key_digest};
+use crate::audit::{self, AuditError, Event, EventKind, Receipt, key_digest};
 use crate::secrets::{Resolved, Secrets};
 use crate::token::AttestationClaims;
 use crate::{Error, NonceRejection, Session, SessionSignature, SessionVersion, envelope};
@@ -294,6 +294,7 @@ impl Inner {
                 ),
             ));
         }
+        self.keep_audit_readers(name, &current)?;
         match self.store.delete_session(name, &head.hash) {
             Ok(_) => {}
             Err(Error::Conflict { .. }) => {
@@ -707,40 +708,130 @@ impl Inner {
         })
     }
 
-    pub fn audit_entries(
-        &self,
-        after: u64,
-        limit: Option<usize>,
-    ) -> Result<AuditEntries, ApiError> {
-        let limit = limit
-            .unwrap_or(api::MAX_AUDIT_ENTRIES)
-            .clamp(1, api::MAX_AUDIT_ENTRIES);
-        let path = self.dir.join(audit::LOG_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io("read", &path, e).into()),
-        };
-        let mut entries = Vec::new();
-        let mut more = false;
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            // A line being appended right now may be incomplete: it is skipped.
-            let Ok(entry) = serde_json::from_slice::<Entry>(line) else {
-                continue;
-            };
-            if entry.seq <= after {
-                continue;
-            }
-            if entries.len() == limit {
-                more = true;
-                break;
-            }
-            entries.push(entry);
-        }
-        Ok(AuditEntries { entries, more })
+    /// Whether `principal` is the configured auditor.
+    fn is_auditor(&self, principal: &KeyFingerprint) -> bool {
+        self.config.auditor() == Some(principal)
     }
 
-    pub fn audit_verify(&self) -> Result<AuditVerification, ApiError> {
+    /// Whether `principal` may read the audit entries of session `name`: an owner or reader of
+    /// its current policy or, for a deleted session, of its last version.
+    fn may_read_audit_of(&self, name: &str, principal: &KeyFingerprint) -> Result<bool, ApiError> {
+        if name.is_empty() || name.len() > crate::store::MAX_NAME_LEN {
+            return Ok(false);
+        }
+        if let Some((_, policy)) = self.current(name)? {
+            return Ok(authorize_read(&policy, principal).is_ok());
+        }
+        let Some(record) = self.store.kv_get(AUDIT_READERS_KV, name)? else {
+            return Ok(false);
+        };
+        let readers: Vec<String> =
+            serde_json::from_slice(record.value.expose_secret()).map_err(|_| {
+                tracing::error!(
+                    session = name,
+                    "a deleted session's audit readers do not parse"
+                );
+                ApiError::Internal
+            })?;
+        let principal = principal.to_string();
+        Ok(readers.contains(&principal))
+    }
+
+    /// Keeps who may read a session's audit entries once it is deleted: the owners and readers
+    /// of its last version (written before the deletion, so that there is no moment without).
+    fn keep_audit_readers(&self, name: &str, policy: &Policy) -> Result<(), ApiError> {
+        let access = policy.access();
+        let readers: BTreeSet<String> = access
+            .owners
+            .iter()
+            .map(|o| o.key.fingerprint().to_string())
+            .chain(access.readers.iter().map(|r| r.fingerprint.to_string()))
+            .collect();
+        let json = serde_json::to_vec(&readers).map_err(|_| ApiError::Internal)?;
+        self.store
+            .kv_put(AUDIT_READERS_KV, name, &json, crate::store::Expect::Any)?;
+        Ok(())
+    }
+
+    /// `GET /v1/audit/entries` for `principal` (authenticated): the auditor reads every entry,
+    /// anyone else the entries of the sessions they may read (see [`crate::api`]).
+    pub fn audit_entries(
+        &self,
+        principal: &KeyFingerprint,
+        query: &AuditEntriesQuery,
+    ) -> Result<AuditEntries, ApiError> {
+        let limit = query
+            .limit
+            .unwrap_or(api::MAX_AUDIT_ENTRIES)
+            .clamp(1, api::MAX_AUDIT_ENTRIES);
+        let auditor = self.is_auditor(principal);
+        if let Some(session) = &query.session
+            && !auditor
+            && !self.may_read_audit_of(session, principal)?
+        {
+            return Err(audit_read_denied(
+                "only the session's owners and readers, or the auditor, read its audit entries",
+            ));
+        }
+        // Decisions per session name, for this read only (bounded by the entries it scans).
+        let mut allowed: HashMap<String, bool> = HashMap::new();
+        let mut failure = None;
+        let page = self
+            .audit
+            .read(
+                query.after,
+                limit,
+                self.config.audit_scan_bytes(),
+                |entry| {
+                    if let Some(only) = &query.session
+                        && entry.session.as_ref() != Some(only)
+                    {
+                        return false;
+                    }
+                    if auditor {
+                        return true;
+                    }
+                    // CAS-level entries (no session) are the auditor's only.
+                    let Some(name) = &entry.session else {
+                        return false;
+                    };
+                    if let Some(decision) = allowed.get(name) {
+                        return *decision;
+                    }
+                    match self.may_read_audit_of(name, principal) {
+                        Ok(decision) => {
+                            allowed.insert(name.clone(), decision);
+                            decision
+                        }
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                            false
+                        }
+                    }
+                },
+            )
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit log unreadable");
+                ApiError::Unavailable("the audit log is unreadable".into())
+            })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(AuditEntries {
+            entries: page.entries,
+            more: page.next.is_some(),
+            next: page.next,
+        })
+    }
+
+    /// `GET /v1/audit/verify`, for the auditor only: checks the entries appended since the
+    /// previous check (see [`crate::audit::AuditLog::verify`]).
+    pub fn audit_verify(&self, principal: &KeyFingerprint) -> Result<AuditVerification, ApiError> {
+        if !self.is_auditor(principal) {
+            return Err(audit_read_denied(
+                "only the auditor key asks the CAS to verify its audit log",
+            ));
+        }
         match self.audit.verify() {
             Ok(s) => Ok(AuditVerification {
                 ok: true,
@@ -763,6 +854,16 @@ impl Inner {
                 exit_code: Some(e.exit_code()),
             }),
         }
+    }
+}
+
+/// The kv namespace holding, per deleted session, who may still read its audit entries.
+const AUDIT_READERS_KV: &str = "audit-readers";
+
+fn audit_read_denied(message: &str) -> ApiError {
+    ApiError::Forbidden {
+        rule: "audit-read",
+        message: message.to_owned(),
     }
 }
 

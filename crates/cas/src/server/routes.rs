@@ -261,33 +261,61 @@ pub async fn attest(
     blocking(&state, move |s| s.attest(req)).await.map(Json)
 }
 
-/// The audit log's signed head.
+/// The audit log's signed head (public: outside monitors pin it).
 #[utoipa::path(get, path = "/v1/audit/head", tag = "audit",
     responses((status = 200, body = AuditHead)))]
 pub async fn audit_head(State(state): State<CasState>) -> Result<Json<AuditHead>, ApiError> {
     blocking(&state, |s| s.audit_head()).await.map(Json)
 }
 
-/// Audit entries after `after`, at most `limit`.
+/// Audit entries after `after`, at most `limit`, that the signer may read: every entry for
+/// the auditor key, the entries of the sessions it owns or reads for anyone else. One read
+/// goes through a bounded part of the log; page on with `after = next` while `more`.
 #[utoipa::path(get, path = "/v1/audit/entries", tag = "audit",
     params(AuditEntriesQuery),
-    responses((status = 200, body = AuditEntries)))]
+    security(("cloister_sig" = [])),
+    responses(
+        (status = 200, body = AuditEntries),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "forbidden: rule `audit-read` (`session` names a session the signer may not read)", body = ErrorBody)))]
 pub async fn audit_entries(
     State(state): State<CasState>,
     Query(q): Query<AuditEntriesQuery>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
 ) -> Result<Json<AuditEntries>, ApiError> {
-    blocking(&state, move |s| s.audit_entries(q.after, q.limit))
-        .await
-        .map(Json)
+    let auth = authorization(&headers);
+    let path = path_and_query(&uri);
+    blocking(&state, move |s| {
+        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        s.audit_entries(&principal, &q)
+    })
+    .await
+    .map(Json)
 }
 
-/// Verify the whole audit log now.
+/// Verify the audit log entries appended since the previous check (auditor key only).
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
-    responses((status = 200, body = AuditVerification)))]
+    security(("cloister_sig" = [])),
+    responses(
+        (status = 200, body = AuditVerification),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "forbidden: rule `audit-read` (not the auditor key)", body = ErrorBody)))]
 pub async fn audit_verify(
     State(state): State<CasState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
 ) -> Result<Json<AuditVerification>, ApiError> {
-    blocking(&state, |s| s.audit_verify()).await.map(Json)
+    let auth = authorization(&headers);
+    let path = path_and_query(&uri);
+    blocking(&state, move |s| {
+        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        s.audit_verify(&principal)
+    })
+    .await
+    .map(Json)
 }
 
 struct SignedRequests;

@@ -40,6 +40,13 @@ fn signer(n: u8) -> RequestSigner {
     RequestSigner::from_owner_key(&owner(n)).unwrap()
 }
 
+/// The key every test CAS names as its auditor.
+const AUDITOR: u8 = 42;
+
+fn auditor() -> RequestSigner {
+    signer(AUDITOR)
+}
+
 /// A session `name` owned by the keys `owners` (M = `approvals`), readable by key 9, with a
 /// `driver` service pinned to [`MEASUREMENT`] whose configuration uses a generated password,
 /// an imported canary, a host argument and a certificate from the session CA.
@@ -136,6 +143,7 @@ impl Cas {
         let config = edit(
             CasConfig::builder(ISSUER)
                 .trust_sim_key(platform.public_key())
+                .auditor_key(owner(AUDITOR).public_key())
                 .clock(clock.clone())
                 .env_source(Arc::new(|name| {
                     (name == "CANARY_TOKEN").then(|| CANARY.to_owned())
@@ -196,6 +204,30 @@ impl Cas {
             svn: 1,
             ..Default::default()
         }
+    }
+
+    /// Every audit entry, read with the auditor key.
+    async fn audit_all(&self) -> Vec<cloister_cas::audit::Entry> {
+        self.client.audit_entries_all(0, &auditor()).await.unwrap()
+    }
+
+    /// `GET path` with a raw client (not the client library), signed by `signer` if given;
+    /// the status and the JSON body.
+    async fn raw_get(
+        &self,
+        path: &str,
+        signer: Option<&RequestSigner>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.raw().get(format!("{}{path}", self.url));
+        if let Some(signer) = signer {
+            request = request.header(
+                "authorization",
+                signer.header("GET", path, b"", SystemTime::now()),
+            );
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
     }
 
     /// A raw HTTP client trusting the pinned certificate, for malformed requests.
@@ -471,7 +503,7 @@ async fn sim_workload_attests_and_opens_its_configuration() {
     assert_eq!(again.config.env["DB_PASSWORD"].expose_secret(), password);
 
     // The audit log has every step, names only, and verifies.
-    let entries = cas.client.audit_entries(0, None).await.unwrap().entries;
+    let entries = cas.audit_all().await;
     let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
     for kind in [
         "key_created",
@@ -498,13 +530,17 @@ async fn sim_workload_attests_and_opens_its_configuration() {
         released.released.contains(&"secret:db_password".to_owned()),
         "{released:?}"
     );
-    let verified = cas.client.audit_verify().await.unwrap();
+    let verified = cas.client.audit_verify(&auditor()).await.unwrap();
     assert!(verified.ok);
     assert_eq!(verified.entries, entries.len() as u64);
     let head = cas.client.audit_head().await.unwrap();
     assert_eq!(head.seq, verified.head_seq);
     assert_eq!(head.hash, entries.last().unwrap().hash);
-    let page = cas.client.audit_entries(2, Some(3)).await.unwrap();
+    let page = cas
+        .client
+        .audit_entries(2, Some(3), &auditor())
+        .await
+        .unwrap();
     assert_eq!(
         page.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [3, 4, 5]
@@ -574,7 +610,7 @@ async fn a_restarted_cas_keeps_its_identity_policies_and_secrets() {
         first.config.env["DB_PASSWORD"].expose_secret()
     );
     assert_eq!(second.ca_pem, first.ca_pem);
-    assert!(cas.client.audit_verify().await.unwrap().ok);
+    assert!(cas.client.audit_verify(&auditor()).await.unwrap().ok);
 }
 
 /// Nonces live in memory: a restart forgets the outstanding ones, which are then refused like
@@ -633,7 +669,7 @@ async fn a_nonce_is_accepted_once_under_concurrency() {
         }
     }
     assert_eq!(passed, 1);
-    assert!(cas.client.audit_verify().await.unwrap().ok);
+    assert!(cas.client.audit_verify(&auditor()).await.unwrap().ok);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -749,15 +785,7 @@ async fn sessions_are_read_updated_and_deleted_by_their_principals() {
     let err = api_err(cas.client.get_session("test/app", &signer(1)).await);
     assert_eq!((err.status, err.code.as_str()), (404, "not-found"));
 
-    let kinds: Vec<String> = cas
-        .client
-        .audit_entries(0, None)
-        .await
-        .unwrap()
-        .entries
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds: Vec<String> = cas.audit_all().await.into_iter().map(|e| e.kind).collect();
     for kind in [
         "session_updated",
         "session_deleted",
@@ -1068,7 +1096,7 @@ async fn refusals_name_the_rule(
     assert!(err.rules.iter().any(|r| r == rule), "{}", err.text());
     // The details are in the audit entry the answer names.
     let seq = err.audit_seq.expect("a refusal names its audit entry");
-    let entries = cas.client.audit_entries(0, None).await.unwrap().entries;
+    let entries = cas.audit_all().await;
     let refused = entries.iter().find(|e| e.seq == seq).unwrap();
     assert_eq!(refused.kind, "attestation_refused");
     assert!(
@@ -1460,7 +1488,7 @@ async fn regression_malformed_attest_requests_are_refused_before_anything_is_log
     let seq = json["audit_seq"].as_u64().unwrap();
     let entries = cas
         .client
-        .audit_entries(seq - 1, Some(1))
+        .audit_entries(seq - 1, Some(1), &auditor())
         .await
         .unwrap()
         .entries;
@@ -1513,7 +1541,7 @@ async fn a_flood_of_identical_refusals_is_counted_not_appended() {
     }
     let entries = cas
         .client
-        .audit_entries(before, None)
+        .audit_entries(before, None, &auditor())
         .await
         .unwrap()
         .entries;
@@ -1543,7 +1571,7 @@ async fn a_flood_of_identical_refusals_is_counted_not_appended() {
     .unwrap();
     let entries = cas
         .client
-        .audit_entries(before, None)
+        .audit_entries(before, None, &auditor())
         .await
         .unwrap()
         .entries;
@@ -1583,7 +1611,7 @@ async fn a_flood_of_identical_refusals_is_counted_not_appended() {
     assert_eq!(status, 403, "{json}");
     let last = cas.client.audit_head().await.unwrap().seq;
     assert_eq!(json["audit_seq"].as_u64(), Some(last), "{json}");
-    assert!(cas.client.audit_verify().await.unwrap().ok);
+    assert!(cas.client.audit_verify(&auditor()).await.unwrap().ok);
 }
 
 /// Issue 9, finding 7: a refusal answered to anyone never carries the values another tenant's
@@ -1667,7 +1695,7 @@ async fn refusals_do_not_reveal_another_tenants_pinned_values() {
     let seq = json["audit_seq"].as_u64().unwrap();
     let entry = cas
         .client
-        .audit_entries(seq - 1, Some(1))
+        .audit_entries(seq - 1, Some(1), &auditor())
         .await
         .unwrap()
         .entries
@@ -1680,5 +1708,277 @@ async fn refusals_do_not_reveal_another_tenants_pinned_values() {
         "not pinned",
     ] {
         assert!(details.contains(needle), "{needle} not in {details}");
+    }
+}
+
+// ---- audit reads, from the attacker's side -----------------------------------------------------
+
+/// [`app_policy`] with key `reader` instead of key 9 as its reader.
+fn policy_read_by(name: &str, owner_key: u8, reader: u8) -> String {
+    app_policy(name, 1, None, "sim", &[owner_key], 1).replace(&public_b64(9), &public_b64(reader))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_reads_without_a_signature_are_refused_and_the_head_stays_public() {
+    let cas = Cas::start().await;
+    cas.client
+        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]))
+        .await
+        .unwrap();
+    for path in [
+        "/v1/audit/entries",
+        "/v1/audit/entries?after=0&limit=1000",
+        "/v1/audit/entries?session=test%2Fa",
+        "/v1/audit/verify",
+    ] {
+        let (status, body) = cas.raw_get(path, None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("unauthenticated")),
+            "{path}: {body}"
+        );
+        assert!(body.get("entries").is_none(), "{path}: {body}");
+    }
+    // A signature over another request does not open this one.
+    let header = auditor().header("GET", "/v1/audit/head", b"", SystemTime::now());
+    let r = cas
+        .raw()
+        .get(format!("{}/v1/audit/entries", cas.url))
+        .header("authorization", header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // The signed head is public, for outside monitors.
+    let (status, head) = cas.raw_get("/v1/audit/head", None).await;
+    assert_eq!(status, 200, "{head}");
+    let entries = cas.audit_all().await;
+    assert_eq!(head["seq"], entries.last().unwrap().seq);
+    assert_eq!(head["hash"], entries.last().unwrap().hash.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_entries_are_visible_to_their_sessions_owners_and_readers_only() {
+    let cas = Cas::start().await;
+    // test/a: owner 1, reader 3. test/b: owner 2, reader 4. Key 6 is nobody's.
+    cas.client
+        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]))
+        .await
+        .unwrap();
+    cas.client
+        .create_session(&signed(&policy_read_by("test/b", 2, 4), &[2]))
+        .await
+        .unwrap();
+    // A refused change of test/b (signed by a stranger) and a refused attestation of test/a.
+    let v2 = app_policy(
+        "test/b",
+        2,
+        Some(SessionHash::of(policy_read_by("test/b", 2, 4))),
+        "sim",
+        &[2],
+        1,
+    );
+    api_err(
+        cas.client
+            .update_session("test/b", &signed(&v2, &[6]))
+            .await,
+    );
+    let key = WorkloadKey::generate().unwrap();
+    let bad = cas.collector(Statement {
+        measurement: vec![0xbb; 32],
+        ..Cas::good_statement()
+    });
+    api_err(attest_workload(&cas.client, "test/a", "driver", &key, &bad, None, &[]).await);
+
+    let all = cas.audit_all().await;
+    let sessions_of = |entries: &[cloister_cas::audit::Entry]| {
+        entries
+            .iter()
+            .map(|e| e.session.clone().unwrap_or_default())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    // The auditor sees everything, the CAS's own entries (no session) included.
+    assert!(
+        all.iter()
+            .any(|e| e.kind == "key_created" && e.session.is_none())
+    );
+    assert_eq!(
+        sessions_of(&all),
+        ["", "test/a", "test/b"].map(str::to_owned).into()
+    );
+    let visible = |n: u8| {
+        let client = cas.client.clone();
+        async move { client.audit_entries_all(0, &signer(n)).await.unwrap() }
+    };
+    for (key, session) in [(1, "test/a"), (3, "test/a"), (2, "test/b"), (4, "test/b")] {
+        let entries = visible(key).await;
+        let expected: Vec<_> = all
+            .iter()
+            .filter(|e| e.session.as_deref() == Some(session))
+            .cloned()
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(
+            entries, expected,
+            "key {key} must see exactly {session}'s entries"
+        );
+    }
+    // A key that owns and reads nothing sees nothing.
+    assert!(visible(6).await.is_empty());
+    // Naming another's session, or asking the CAS to verify, is refused with the rule.
+    for (key, path) in [
+        (6, "/v1/audit/entries?session=test%2Fa"),
+        (1, "/v1/audit/entries?session=test%2Fb"),
+        (3, "/v1/audit/entries?session=test%2Fb"),
+        (6, "/v1/audit/verify"),
+        (1, "/v1/audit/verify"),
+    ] {
+        let (status, body) = cas.raw_get(path, Some(&signer(key))).await;
+        assert_eq!(
+            (status, body["rule"].as_str()),
+            (403, Some("audit-read")),
+            "key {key} {path}: {body}"
+        );
+    }
+    // Their own session by name is fine.
+    let (status, body) = cas
+        .raw_get("/v1/audit/entries?session=test%2Fa", Some(&signer(3)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body["entries"].as_array().unwrap().is_empty());
+    assert!(cas.client.audit_verify(&auditor()).await.unwrap().ok);
+
+    // Deleted, test/a's entries stay with its last owners and readers, and nobody else.
+    cas.client
+        .delete_session(
+            "test/a",
+            &SessionHash::of(policy_read_by("test/a", 1, 3)),
+            &[&owner(1)],
+        )
+        .await
+        .unwrap();
+    for key in [1, 3] {
+        let entries = visible(key).await;
+        assert!(
+            entries.iter().any(|e| e.kind == "session_deleted"),
+            "key {key}"
+        );
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.session.as_deref() == Some("test/a"))
+        );
+    }
+    assert!(visible(6).await.is_empty());
+    assert!(
+        visible(2)
+            .await
+            .iter()
+            .all(|e| e.session.as_deref() == Some("test/b"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_paging_returns_every_entry_exactly_once_over_thousands_of_entries() {
+    // A log of 3000 entries written before the CAS starts: a third for test/a, a third for
+    // test/b, a third naming no session.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let master = MasterKey::from_hex(MASTER_HEX, "test").unwrap();
+        let log = cloister_cas::audit::AuditLog::open(
+            dir.path(),
+            cloister_cas::audit::AuditSigner::from_master_key(&master).unwrap(),
+        )
+        .unwrap();
+        let events: Vec<_> = (0..3000u64)
+            .map(|i| {
+                let event = cloister_cas::audit::Event::new(
+                    cloister_cas::audit::EventKind::AttestationRefused,
+                )
+                .service("driver")
+                .reason(format!("measurement: refusal number {i}"));
+                match i % 3 {
+                    0 => event.session("test/a"),
+                    1 => event.session("test/b"),
+                    _ => event,
+                }
+            })
+            .collect();
+        for chunk in events.chunks(500) {
+            log.append_all(chunk, SystemTime::now()).unwrap();
+        }
+    }
+    // A small scan budget, so that reads stop early and hand out cursors.
+    let cas = Cas::start_with(dir, PlatformKey::generate(), |b| {
+        b.audit_scan_bytes(64 << 10)
+    })
+    .await;
+    cas.client
+        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]))
+        .await
+        .unwrap();
+    let head = cas.client.audit_head().await.unwrap();
+    assert!(head.seq > 3000);
+
+    // The auditor, page by page with the cursor: every seq once, in order.
+    let mut seqs = Vec::new();
+    let mut after = 0;
+    let mut pages = 0;
+    loop {
+        let page = cas
+            .client
+            .audit_entries(after, None, &auditor())
+            .await
+            .unwrap();
+        pages += 1;
+        seqs.extend(page.entries.iter().map(|e| e.seq));
+        if !page.more {
+            assert_eq!(page.next, None);
+            break;
+        }
+        let next = page.next.unwrap();
+        assert!(next > after);
+        after = next;
+    }
+    assert_eq!(seqs, (1..=head.seq).collect::<Vec<_>>());
+    assert!(pages > 3, "a 64 KiB budget needs several pages ({pages})");
+    let all = cas.audit_all().await;
+
+    // The owner of test/a, with small pages: exactly test/a's entries, each once.
+    for limit in [None, Some(7)] {
+        let mut mine = Vec::new();
+        let mut after = 0;
+        let mut empty_pages_with_more = 0;
+        loop {
+            let page = cas
+                .client
+                .audit_entries(after, limit, &signer(1))
+                .await
+                .unwrap();
+            assert!(page.entries.len() <= limit.unwrap_or(1000));
+            if page.entries.is_empty() && page.more {
+                empty_pages_with_more += 1;
+            }
+            mine.extend(page.entries);
+            match page.next {
+                Some(next) => {
+                    assert!(next > after);
+                    after = next;
+                }
+                None => break,
+            }
+        }
+        let expected: Vec<_> = all
+            .iter()
+            .filter(|e| e.session.as_deref() == Some("test/a"))
+            .cloned()
+            .collect();
+        assert_eq!(mine.len(), expected.len(), "limit {limit:?}");
+        assert_eq!(mine, expected, "limit {limit:?}");
+        if limit.is_none() {
+            // test/a's 1000 entries are spread over the log: the budget ends scans before the
+            // limit, and the cursor carries the read on.
+            assert_eq!(empty_pages_with_more, 0);
+        }
     }
 }

@@ -6,7 +6,8 @@
 //!   **sim** platform key — development only, no hardware protects anything;
 //! - a sim LAS signing evidence with that platform key (for the measurement each workload
 //!   claims, as a sim LAS does);
-//! - a fresh policy owner key ([`Cluster::owner_yaml`] is its `access.owners` entry).
+//! - a fresh policy owner key ([`Cluster::owner_yaml`] is its `access.owners` entry), and a
+//!   fresh auditor key the CAS lets read its whole audit log.
 //!
 //! The servers run on a small tokio runtime owned by the [`Cluster`]; they stop when it is
 //! dropped. Its methods block: use it from plain threads (`main`, `#[test]`), never from inside
@@ -45,7 +46,7 @@ use anyhow::Context as _;
 use cloister_attest::sim::{PlatformKey, Statement};
 use cloister_cas::api::SessionSummary;
 use cloister_cas::audit::Entry;
-use cloister_cas::client::CasClient;
+use cloister_cas::client::{CasClient, RequestSigner};
 use cloister_cas::las::{self, CollateralSettings, LasConfig, LasState};
 use cloister_cas::server::{self, CasState};
 use cloister_cas::{CasConfig, MasterKey};
@@ -70,6 +71,8 @@ pub struct Cluster {
     cas_cert_pem: String,
     las_url: String,
     owner: OwnerKey,
+    /// The key the CAS names as its auditor: it reads the whole audit log.
+    auditor: RequestSigner,
     client: CasClient,
     shutdown: watch::Sender<bool>,
 }
@@ -105,8 +108,10 @@ impl Cluster {
         };
 
         let platform = PlatformKey::generate();
+        let auditor = OwnerKey::generate()?;
         let config = CasConfig::builder("https://cas.cloister.local")
             .trust_sim_key(platform.public_key())
+            .auditor_key(auditor.public_key())
             .build()?;
         let state = CasState::open(&cas_dir, &MasterKey::generate(), config)?;
         let cas_cert_pem = state.certificate_pem().to_owned();
@@ -163,6 +168,7 @@ impl Cluster {
             cas_cert_pem,
             las_url,
             owner: OwnerKey::generate()?,
+            auditor: RequestSigner::from_owner_key(&auditor)?,
             client,
             shutdown,
         })
@@ -238,18 +244,11 @@ impl Cluster {
             .context("the CAS refused the policy update")
     }
 
-    /// Every entry of the CAS audit log, in order.
+    /// Every entry of the CAS audit log, in order (read with the cluster's auditor key).
     pub fn audit_entries(&self) -> anyhow::Result<Vec<Entry>> {
-        let mut entries: Vec<Entry> = Vec::new();
-        loop {
-            let after = entries.last().map_or(0, |e| e.seq);
-            let page = self.rt.block_on(self.client.audit_entries(after, None))?;
-            let more = page.more && !page.entries.is_empty();
-            entries.extend(page.entries);
-            if !more {
-                return Ok(entries);
-            }
-        }
+        Ok(self
+            .rt
+            .block_on(self.client.audit_entries_all(0, &self.auditor))?)
     }
 
     /// Run `role` as an attested workload of `session`/`service`, with evidence from the LAS

@@ -193,7 +193,7 @@ fn custodians_and_a_sim_workload_end_to_end() {
     );
 
     // The audit log verifies through the API and offline, and tells the story.
-    run(d, &cas.args(&["audit", "verify"]), 0);
+    run(d, &cas.audit_args(&["audit", "verify"]), 0);
     let out = run(
         d,
         &[
@@ -210,7 +210,7 @@ fn custodians_and_a_sim_workload_end_to_end() {
     assert_eq!(json_of(&out)["verified"], true);
     let entries = json_of(&run(
         d,
-        &cas.args(&["audit", "tail", "-n", "1000", "--json"]),
+        &cas.audit_args(&["audit", "tail", "-n", "1000", "--json"]),
         0,
     ));
     let kinds: Vec<&str> = entries
@@ -227,7 +227,51 @@ fn custodians_and_a_sim_workload_end_to_end() {
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
-    let out = run(d, &cas.args(&["audit", "tail", "-n", "2"]), 0);
+    let out = run(d, &cas.audit_args(&["audit", "tail", "-n", "2"]), 0);
+    assert!(
+        text(&out.stdout).contains("session_change_refused"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Unsigned reads are refused; an owner reads its session's entries (each verified on its
+    // own), a stranger reads none.
+    let out = run(d, &cas.args(&["audit", "tail"]), 2);
+    assert!(
+        text(&out.stderr).contains("--cas needs --key"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mine = json_of(&run(
+        d,
+        &cas.args(&[
+            "audit",
+            "tail",
+            "-n",
+            "1000",
+            "--json",
+            "--key",
+            "alice.pem",
+        ]),
+        0,
+    ));
+    let mine = mine.as_array().unwrap();
+    assert!(!mine.is_empty());
+    assert!(mine.iter().all(|e| e["session"] == "e2e/app"), "{mine:?}");
+    assert!(mine.len() < entries.as_array().unwrap().len());
+    let none = json_of(&run(
+        d,
+        &cas.args(&["audit", "tail", "--json", "--key", "stranger.pem"]),
+        0,
+    ));
+    assert_eq!(none, serde_json::json!([]));
+    let out = run(
+        d,
+        &cas.args(&["audit", "verify", "--json", "--key", "alice.pem"]),
+        0,
+    );
+    assert_eq!(json_of(&out)["scope"], "visible");
+    assert_eq!(json_of(&out)["entries"], mine.len());
+    let out = run(d, &cas.audit_args(&["audit", "tail", "-n", "2"]), 0);
     assert!(
         text(&out.stdout).contains("session_change_refused"),
         "{}",
@@ -297,7 +341,7 @@ fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     );
     assert_eq!(second.status.code(), Some(2), "{}", text(&second.stderr));
     assert!(cas.data.join("cas.addr").exists());
-    run(d, &cas.args(&["audit", "verify"]), 0);
+    run(d, &cas.audit_args(&["audit", "verify"]), 0);
 
     let status = cas.terminate();
     assert_eq!(status.code(), Some(0));

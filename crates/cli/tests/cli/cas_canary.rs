@@ -211,7 +211,11 @@ fn canaries_reach_no_file_log_or_error() {
         let out = run(d, &args, 1);
         bodies.push(out.stderr);
     }
-    let out = run(d, &cas.args(&["audit", "tail", "-n", "1000", "--json"]), 0);
+    let out = run(
+        d,
+        &cas.audit_args(&["audit", "tail", "-n", "1000", "--json"]),
+        0,
+    );
     bodies.push(out.stdout);
 
     // A clean stop flushes everything the CAS would write.

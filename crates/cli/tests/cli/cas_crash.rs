@@ -195,7 +195,7 @@ fn kill_9_mid_burst_loses_no_acknowledged_change() {
     }
     let entries = json_of(&run(
         d,
-        &cas.args(&["audit", "tail", "-n", "1000000", "--json"]),
+        &cas.audit_args(&["audit", "tail", "-n", "1000000", "--json"]),
         0,
     ));
     let entries = entries.as_array().unwrap();
@@ -218,7 +218,7 @@ fn kill_9_mid_burst_loses_no_acknowledged_change() {
             );
         }
     }
-    run(d, &cas.args(&["audit", "verify"]), 0);
+    run(d, &cas.audit_args(&["audit", "verify"]), 0);
     run(
         d,
         &[

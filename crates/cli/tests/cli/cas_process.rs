@@ -84,6 +84,7 @@ impl CasProcess {
         if platform.exists() {
             cmd.arg("--sim-platform-key").arg(&platform);
         }
+        cmd.arg("--auditor-key").arg(auditor_key(dir));
         cmd.envs(env.iter().copied()).args(extra);
         let mut child = cmd.spawn().expect("start cloister cas serve");
         let deadline = Instant::now() + START_TIMEOUT;
@@ -137,6 +138,15 @@ impl CasProcess {
         all
     }
 
+    /// `args` followed by `--key AUDITOR.pem --cas URL --cas-cert CERT`: an audit command read
+    /// with the auditor key this CAS was started with.
+    pub fn audit_args(&self, args: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--key".to_owned(), AUDITOR_FILE.to_owned()]);
+        all.extend(self.args(&[]));
+        all
+    }
+
     /// `kill -9`, and reap the process.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -174,6 +184,22 @@ impl Drop for CasProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// The auditor's private key, in the test's directory (its public key next to it, `.pub`).
+pub const AUDITOR_FILE: &str = "auditor.pem";
+
+/// Writes the auditor key pair into `dir` (once; the same key for every start) and returns
+/// the public key's path.
+fn auditor_key(dir: &Path) -> PathBuf {
+    let private = dir.join(AUDITOR_FILE);
+    let public = dir.join(format!("{AUDITOR_FILE}.pub"));
+    if !public.exists() {
+        let key = OwnerKey::from_seed(&[0xad; 32]).unwrap();
+        std::fs::write(&private, key.to_pkcs8_pem().unwrap().as_bytes()).unwrap();
+        std::fs::write(&public, key.public_key().to_pem().unwrap()).unwrap();
+    }
+    public
 }
 
 pub fn text(bytes: &[u8]) -> String {
