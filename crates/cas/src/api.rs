@@ -86,9 +86,11 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::fmt;
 use utoipa::ToSchema;
 
 use crate::envelope::Sealed;
@@ -417,11 +419,14 @@ pub struct SnpCollateral {
     pub chain: Option<String>,
 }
 
-/// The answer to a passed attestation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// The answer to a passed attestation. `Debug` leaves the token out: it is a bearer secret.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct AttestResponse {
-    /// The attestation token (ES256 JWT, keys at `/.well-known/jwks.json`).
-    pub token: String,
+    /// The attestation token (ES256 JWT, keys at `/.well-known/jwks.json`, `aud` =
+    /// `<session>/<service>`; see [`crate::token`]).
+    #[serde(with = "secret_string")]
+    #[schema(value_type = String)]
+    pub token: SecretString,
     /// The workload key's certificate from the session CA, PEM.
     pub certificate_pem: String,
     /// The session CA's certificate, PEM.
@@ -432,6 +437,34 @@ pub struct AttestResponse {
     pub expires_at: u64,
     /// The service's configuration, sealed to the workload key (JSON of [`SealedConfig`]).
     pub config: Sealed,
+}
+
+impl fmt::Debug for AttestResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttestResponse")
+            .field("token_len", &self.token.expose_secret().len())
+            .field("certificate_pem", &self.certificate_pem)
+            .field("ca_pem", &self.ca_pem)
+            .field("session_hash", &self.session_hash)
+            .field("expires_at", &self.expires_at)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// Serde for a [`SecretString`] field: the wire carries the plain string (over TLS); in memory
+/// it stays wrapped.
+mod secret_string {
+    use secrecy::{ExposeSecret as _, SecretString};
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.expose_secret())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+        String::deserialize(d).map(SecretString::from)
+    }
 }
 
 /// The plaintext of [`AttestResponse::config`].
@@ -554,6 +587,32 @@ pub const MAX_AUDIT_ENTRIES: usize = 1000;
 #[allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_attest_response_omits_the_token() {
+        let response = AttestResponse {
+            token: SecretString::from("eyJ.CANARY-token.sig"),
+            certificate_pem: "cert".into(),
+            ca_pem: "ca".into(),
+            session_hash: "ab".into(),
+            expires_at: 7,
+            config: Sealed {
+                enc: vec![1],
+                ciphertext: vec![2],
+            },
+        };
+        let debug = format!("{response:?}");
+        assert!(!debug.contains("CANARY"), "{debug}");
+        assert!(
+            debug.contains("token_len: 20") && debug.contains("ab"),
+            "{debug}"
+        );
+        // On the wire (over TLS) the token is the plain string, and it reads back.
+        let json = serde_json::to_value(&response).unwrap();
+        assert_eq!(json["token"], "eyJ.CANARY-token.sig");
+        let back: AttestResponse = serde_json::from_value(json).unwrap();
+        assert_eq!(back.token.expose_secret(), "eyJ.CANARY-token.sig");
+    }
 
     #[test]
     fn signature_header_round_trips() {

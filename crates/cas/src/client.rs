@@ -420,8 +420,8 @@ impl RequestSigner {
 
 /// What a passed attestation gives a workload.
 pub struct Attested {
-    /// The attestation token (ES256 JWT).
-    pub token: String,
+    /// The attestation token (ES256 JWT, `aud` = `<session>/<service>`): a bearer secret.
+    pub token: SecretString,
     /// The workload key's certificate, PEM.
     pub certificate_pem: String,
     /// The session CA's certificate, PEM.
@@ -437,7 +437,7 @@ pub struct Attested {
 impl fmt::Debug for Attested {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Attested")
-            .field("token_len", &self.token.len())
+            .field("token_len", &self.token.expose_secret().len())
             .field("session_hash", &self.session_hash)
             .field("expires_at", &self.expires_at)
             .field("config", &self.config)
@@ -637,6 +637,29 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("CANARY"), "{debug}");
         assert!(debug.contains("TOKEN") && debug.contains("/etc/x") && debug.contains("0400"));
+    }
+
+    #[test]
+    fn debug_attested_omits_the_token() {
+        let attested = Attested {
+            token: SecretString::from("eyJ.CANARY-token.sig"),
+            certificate_pem: "cert".into(),
+            ca_pem: "ca".into(),
+            session_hash: "ab".into(),
+            expires_at: 7,
+            config: ResolvedConfig {
+                session: "s".into(),
+                service: "driver".into(),
+                session_hash: "ab".into(),
+                command: None,
+                args: Vec::new(),
+                env: BTreeMap::new(),
+                files: Vec::new(),
+            },
+        };
+        let debug = format!("{attested:?}");
+        assert!(!debug.contains("CANARY"), "{debug}");
+        assert!(debug.contains("token_len: 20"), "{debug}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::audit::AuditError;
+use crate::token::TokenRule;
 
 /// Everything that can go wrong in the CAS storage layer.
 ///
@@ -71,6 +72,17 @@ pub enum Error {
         /// What the rule wants.
         expected: String,
         /// What it got (never a secret).
+        got: String,
+    },
+    /// An attestation token failed verification ([`crate::token::TokenVerifier`]): `rule`
+    /// names the check.
+    #[error("token refused: {rule}: expected {expected}, got {got}")]
+    TokenRefused {
+        /// The check that failed.
+        rule: TokenRule,
+        /// What the check wants.
+        expected: String,
+        /// What the token had (claims and header values, never the token itself).
         got: String,
     },
     /// A sealed configuration envelope does not open.
@@ -227,18 +239,6 @@ impl std::fmt::Display for NonceRejection {
 impl Error {
     pub(crate) fn invalid(what: &'static str, reason: &'static str) -> Self {
         Error::InvalidInput { what, reason }
-    }
-
-    pub(crate) fn rejected(
-        rule: &'static str,
-        expected: impl Into<String>,
-        got: impl Into<String>,
-    ) -> Self {
-        Error::Rejected {
-            rule,
-            expected: expected.into(),
-            got: got.into(),
-        }
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -107,8 +107,8 @@ pub enum Error {
         detail: String,
     },
 
-    /// A variable may not be substituted into SQL: its name looks like a secret, or its
-    /// value has characters that could change the statement's structure.
+    /// A variable may not be bound into SQL: its name looks like a secret, or its value is
+    /// too long, has a control character or does not fit the placeholder's type.
     #[error("variable {name:?} refused: {reason}")]
     VariableRefused {
         /// The variable.

@@ -23,8 +23,9 @@
 //! **Outputs are encrypted and all-or-nothing by default.** The [`OutputPolicy`] lets the
 //! engine write only fully encrypted Parquet unless the caller allows more ([`output`]).
 //! A [`SqlApp`] — the ordered `.sql` scripts of an app bundle — runs with
-//! [`Engine::run_app`]: statements split by DataFusion's parser, `${VAR}` placeholders filled
-//! from an allow-list that refuses anything secret-looking, and every `COPY` staged beside its
+//! [`Engine::run_app`]: statements split by DataFusion's parser, `${VAR}` placeholders bound
+//! as literals (never spliced into the SQL text) from an allow-list that refuses anything
+//! secret-looking, and every `COPY` staged beside its
 //! target and committed only when the whole app succeeded ([`app`]).
 //!
 //! **Object stores are explicit.** A [`StoreConfig`] (local directory, Azure Blob / ADLS Gen2

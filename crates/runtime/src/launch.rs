@@ -213,7 +213,7 @@ pub fn launch<R: Role>(options: Launch, role: R) -> Result<R::Output, Error> {
             key,
             certificate_pem,
             ca_pem,
-            token: SecretString::from(token),
+            token,
             token_expires_at: expires_at,
         },
     };

@@ -485,6 +485,7 @@ impl Inner {
         let token = self.token.issue(&AttestationClaims {
             iss: self.config.issuer().to_owned(),
             sub: format!("{}/{}", req.session, req.service),
+            aud: crate::token::audience(&req.session, &req.service),
             iat,
             nbf: iat,
             exp,

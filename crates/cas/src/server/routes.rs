@@ -107,6 +107,7 @@ pub async fn openid_configuration(State(state): State<CasState>) -> Json<OpenIdC
         claims_supported: [
             "iss",
             "sub",
+            "aud",
             "iat",
             "nbf",
             "exp",

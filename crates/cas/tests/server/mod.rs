@@ -15,6 +15,7 @@ use cloister_cas::client::{CasClient, RequestSigner, attest_workload, delete_req
 use cloister_cas::config::CasConfigBuilder;
 use cloister_cas::envelope::WorkloadKey;
 use cloister_cas::server::{self, CERT_FILE, CasState};
+use cloister_cas::token::{TokenRule, TokenVerifier};
 use cloister_cas::{CasConfig, Error, ManualClock, MasterKey};
 use cloister_policy::{OwnerKey, SessionHash, SignedPolicy};
 use rstest::rstest;
@@ -469,11 +470,33 @@ async fn sim_workload_attests_and_opens_its_configuration() {
     let validity = leaf.validity().time_to_expiration().unwrap();
     assert!(validity.whole_seconds() <= 3601, "{validity:?}");
 
-    // The token verifies against the published JWKS, for this key.
+    // The token verifies against the published JWKS, for this key and this workload only.
     let jwks = cas.client.jwks().await.unwrap();
-    let claims =
-        cloister_cas::token::verify(&attested.token, &jwks, ISSUER, SystemTime::now()).unwrap();
+    let verifier = TokenVerifier::new(ISSUER, jwks);
+    let token = attested.token.expose_secret();
+    let claims = verifier
+        .expect_audience("test/app", "driver")
+        .verify(token, SystemTime::now())
+        .unwrap();
     assert_eq!(claims.sub, "test/app/driver");
+    assert_eq!(claims.aud, "test/app/driver");
+    for (session, service) in [("test/other", "driver"), ("test/app", "worker")] {
+        let err = verifier
+            .expect_audience(session, service)
+            .verify(token, SystemTime::now())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TokenRefused {
+                    rule: TokenRule::Audience,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    assert!(!format!("{attested:?}").contains(token));
     assert_eq!(claims.tee, "sim");
     assert_eq!(claims.measurement, hex::encode(MEASUREMENT));
     assert_eq!(claims.session_hash, created.hash);
@@ -486,6 +509,7 @@ async fn sim_workload_attests_and_opens_its_configuration() {
         discovery.jwks_uri,
         format!("{ISSUER}/.well-known/jwks.json")
     );
+    assert!(discovery.claims_supported.iter().any(|c| c == "aud"));
 
     // The generated secret is kept: a second workload gets the same password.
     let key2 = WorkloadKey::generate().unwrap();
@@ -593,7 +617,14 @@ async fn a_restarted_cas_keeps_its_identity_policies_and_secrets() {
         "the pinned TLS certificate survives a restart"
     );
     assert_eq!(cas.client.jwks().await.unwrap(), jwks);
-    cloister_cas::token::verify(&first.token, &jwks, ISSUER, SystemTime::now()).unwrap();
+    cloister_cas::token::verify(
+        first.token.expose_secret(),
+        &jwks,
+        ISSUER,
+        "test/app/driver",
+        SystemTime::now(),
+    )
+    .unwrap();
     let second = attest_workload(
         &cas.client,
         "test/app",

@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cloister_engine::datafusion::arrow::array::AsArray as _;
+use cloister_engine::datafusion::arrow::compute::cast;
+use cloister_engine::datafusion::arrow::datatypes::DataType;
 use cloister_engine::datafusion::error::DataFusionError;
 use cloister_engine::{
     AppVars, Engine, EngineBuilder, Error, InMemoryKeyProvider, OutputPolicy, SqlApp,
@@ -379,6 +382,51 @@ async fn memory_tables_and_several_queries_per_script() {
     );
 }
 
+/// Whoever sets a variable (a host arg, another session's export) chooses a literal, never a
+/// statement: each hostile value comes back as the string it is, and the table the value
+/// tries to drop is still there.
+#[rstest::rstest]
+#[case::drop_table("x'; DROP TABLE t; --")]
+#[case::or_true("' OR 1=1 --")]
+#[case::braces_and_dollars("a}b${DAY}$c$$d")]
+#[case::unicode_quotes("\u{2019} OR \u{2018}1\u{2019}=\u{2018}1")]
+#[case::double_quote("\"; DROP TABLE t; --")]
+#[tokio::test]
+async fn regression_variable_values_are_bound_as_literals(#[case] value: &str) {
+    let app = SqlApp::from_files([
+        (
+            "01_setup.sql",
+            "CREATE TABLE t (s VARCHAR) AS VALUES ('kept');",
+        ),
+        (
+            "02_bound.sql",
+            "SELECT '${V}' AS quoted, ${V} AS bare, count(*) AS n FROM t WHERE s <> ${V};",
+        ),
+        ("03_after.sql", "SELECT s FROM t;"),
+    ])
+    .unwrap();
+    let vars = AppVars::new()
+        .with("V", value)
+        .unwrap()
+        .with("DAY", "2024-01-31")
+        .unwrap();
+    let run = engine(OutputPolicy::default())
+        .run_app(&app, &vars)
+        .await
+        .unwrap();
+    // One result per query: no statement was added.
+    let names: Vec<&str> = run.results().iter().map(|r| r.name()).collect();
+    assert_eq!(names, ["02_bound", "03_after"]);
+    let bound = &run.result("02_bound").unwrap().batches()[0];
+    for column in ["quoted", "bare"] {
+        let strings = cast(bound.column_by_name(column).unwrap(), &DataType::Utf8).unwrap();
+        let strings = strings.as_string::<i32>().value(0);
+        assert_eq!(strings, value, "{column}");
+    }
+    let after = run.result("03_after").unwrap().to_pretty_string().unwrap();
+    assert!(after.contains("kept"), "{after}");
+}
+
 #[tokio::test]
 async fn unset_variable_and_syntax_error_run_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -396,12 +444,15 @@ async fn unset_variable_and_syntax_error_run_nothing() {
     assert!(err.to_string().contains("02.sql"), "{err}");
     assert!(!out.exists());
 
-    let app = SqlApp::from_files([("01.sql", "SELECT '${MISSING}'")]).unwrap();
-    let err = engine.run_app(&app, &vars(&out)).await.unwrap_err();
-    assert!(
-        matches!(Error::find_in(&err), Some(Error::UnsetVariable { name, .. }) if name == "MISSING"),
-        "{err}"
-    );
+    for sql in ["SELECT '${MISSING}'", "SELECT ${MISSING}"] {
+        let app = SqlApp::from_files([("01.sql", sql)]).unwrap();
+        let err = engine.run_app(&app, &vars(&out)).await.unwrap_err();
+        assert!(
+            matches!(Error::find_in(&err), Some(Error::UnsetVariable { name, .. }) if name == "MISSING"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("${MISSING}"), "{err}");
+    }
 }
 
 #[tokio::test]
