@@ -139,7 +139,7 @@ fn sim_demo_end_to_end() {
 #[cfg(feature = "rego")]
 #[test]
 fn production_appraisal() {
-    use cloister_attest::TcbStatus;
+    use cloister_attest::{DcapDetails, TcbStatus};
     let policy = parse("production.yaml");
     assert_eq!(policy.access().approvals, 2);
 
@@ -156,7 +156,16 @@ fn production_appraisal() {
     sgx.svn = Some(4);
     sgx.tcb_status = TcbStatus::SwHardeningNeeded;
     sgx.advisory_ids = vec!["INTEL-SA-00615".into()];
+    sgx.dcap = Some(DcapDetails::new(17, 17));
     policy.appraise("driver", &sgx).unwrap();
+    // Collateral from before the policy's minimum TCB evaluation data number is refused.
+    let mut old = sgx.clone();
+    old.dcap = Some(DcapDetails::new(16, 17));
+    let refusal = policy.appraise("driver", &old).unwrap_err();
+    assert_eq!(
+        refusal.reasons,
+        vec!["security.min_tcb_evaluation_data_number: tcb info 16 below 17"]
+    );
     let refusal = policy.appraise("executor", &sgx).unwrap_err();
     assert!(refusal.mentions("product id 7 is not 8"), "{refusal}");
 
@@ -168,6 +177,7 @@ fn production_appraisal() {
         vec![0; 64],
     );
     tdx.tcb_status = TcbStatus::UpToDate;
+    tdx.dcap = Some(DcapDetails::new(18, 18));
     tdx.extra.insert(
         "rtmr2".into(),
         "3A4F5E6D7C8B9A0F5F3A9C0E1D2B4A6F8E7D9C0B1A2F3E4D5C6B7A8F9E0D1C2B3A4F5E6D7C8B9A0F5F3A9C0E1D2BABCD".into(),
