@@ -160,6 +160,196 @@ pub struct Claims {
     /// certificates, CRLs, collateral, the token itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// What only SEV-SNP evidence says, typed for appraisal: the reported TCB, the VMPL and the
+    /// guest policy. Set for SEV-SNP reports and MAA SEV-SNP tokens that carry them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snp: Option<SnpDetails>,
+    /// What only DCAP collateral says: the TCB evaluation data numbers of the TCB info and QE
+    /// identity the quote was appraised against. Set for DCAP quotes (SGX, TDX).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dcap: Option<DcapDetails>,
+}
+
+/// The SEV-SNP part of [`Claims`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnpDetails {
+    /// The TCB the signing key (VCEK) was derived from: what the platform vouches for.
+    pub reported_tcb: SnpTcb,
+    /// The Virtual Machine Privilege Level the report was requested at (0 is the most privileged;
+    /// a report from a higher VMPL comes from code below the guest's own firmware's control).
+    pub vmpl: u32,
+    /// The guest policy the VM was launched with.
+    pub policy: SnpGuestPolicy,
+}
+
+impl SnpDetails {
+    /// Details from their parts.
+    pub fn new(reported_tcb: SnpTcb, vmpl: u32, policy: SnpGuestPolicy) -> Self {
+        Self {
+            reported_tcb,
+            vmpl,
+            policy,
+        }
+    }
+}
+
+/// An SEV-SNP TCB version: the security patch level of each firmware component.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnpTcb {
+    /// Boot loader SPL.
+    pub bootloader: u8,
+    /// PSP OS (TEE) SPL.
+    pub tee: u8,
+    /// SNP firmware SPL.
+    pub snp: u8,
+    /// Microcode SPL.
+    pub microcode: u8,
+    /// FMC SPL, on processors whose TCB has one (Turin); `None` on Milan and Genoa.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fmc: Option<u8>,
+}
+
+impl SnpTcb {
+    /// A Milan / Genoa TCB (no FMC component).
+    pub fn new(bootloader: u8, tee: u8, snp: u8, microcode: u8) -> Self {
+        Self {
+            bootloader,
+            tee,
+            snp,
+            microcode,
+            fmc: None,
+        }
+    }
+}
+
+/// `bl=2 tee=0 snp=5 ucode=68` (with `fmc=N` first when there is one).
+impl fmt::Display for SnpTcb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(fmc) = self.fmc {
+            write!(f, "fmc={fmc} ")?;
+        }
+        write!(
+            f,
+            "bl={} tee={} snp={} ucode={}",
+            self.bootloader, self.tee, self.snp, self.microcode
+        )
+    }
+}
+
+/// The SEV-SNP guest policy (AMD 56860, "GUEST_POLICY"): what the guest owner allowed at launch.
+///
+/// `raw` is the 64-bit field when the evidence carries it (a report); an MAA token carries only
+/// the `debug`, `smt` and `migrate_ma` bits, so `raw` is `None` there and the other flags read
+/// `false`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SnpGuestPolicy {
+    /// The whole policy field, when the evidence has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<u64>,
+    /// Bits 15:8: the lowest firmware ABI major version the guest accepts.
+    pub abi_major: u8,
+    /// Bits 7:0: the lowest firmware ABI minor version the guest accepts.
+    pub abi_minor: u8,
+    /// Bit 16: simultaneous multithreading may be enabled on the host.
+    pub smt: bool,
+    /// Bit 18: the guest may be associated with a migration agent, which can read and move its
+    /// memory.
+    pub migrate_ma: bool,
+    /// Bit 19: the hypervisor may debug the guest (read its memory).
+    pub debug: bool,
+    /// Bit 20: the guest may run only on a single-socket system.
+    pub single_socket: bool,
+    /// Bit 21: CXL may be populated with guest memory.
+    pub cxl_allow: bool,
+    /// Bit 22: AES-256-XTS memory encryption is required.
+    pub mem_aes_256_xts: bool,
+    /// Bit 23: Running Average Power Limit must be disabled.
+    pub rapl_dis: bool,
+    /// Bit 24: ciphertext hiding must be enabled.
+    pub ciphertext_hiding: bool,
+    /// Bit 25: guest support for the page-swap commands is disabled.
+    pub page_swap_disable: bool,
+}
+
+impl SnpGuestPolicy {
+    /// Bit 16, SMT allowed.
+    pub const SMT: u64 = 1 << 16;
+    /// Bit 18, migration agent allowed.
+    pub const MIGRATE_MA: u64 = 1 << 18;
+    /// Bit 19, debugging allowed.
+    pub const DEBUG: u64 = 1 << 19;
+    /// Bit 20, single socket only.
+    pub const SINGLE_SOCKET: u64 = 1 << 20;
+    /// Bit 21, CXL allowed.
+    pub const CXL_ALLOW: u64 = 1 << 21;
+    /// Bit 22, AES-256-XTS required.
+    pub const MEM_AES_256_XTS: u64 = 1 << 22;
+    /// Bit 23, RAPL disabled.
+    pub const RAPL_DIS: u64 = 1 << 23;
+    /// Bit 24, ciphertext hiding.
+    pub const CIPHERTEXT_HIDING: u64 = 1 << 24;
+    /// Bit 25, page swap disabled.
+    pub const PAGE_SWAP_DISABLE: u64 = 1 << 25;
+
+    /// Decode the 64-bit guest policy of a report.
+    pub fn from_raw(raw: u64) -> Self {
+        let bit = |mask: u64| raw & mask != 0;
+        let [abi_minor, abi_major, ..] = raw.to_le_bytes();
+        Self {
+            raw: Some(raw),
+            abi_major,
+            abi_minor,
+            smt: bit(Self::SMT),
+            migrate_ma: bit(Self::MIGRATE_MA),
+            debug: bit(Self::DEBUG),
+            single_socket: bit(Self::SINGLE_SOCKET),
+            cxl_allow: bit(Self::CXL_ALLOW),
+            mem_aes_256_xts: bit(Self::MEM_AES_256_XTS),
+            rapl_dis: bit(Self::RAPL_DIS),
+            ciphertext_hiding: bit(Self::CIPHERTEXT_HIDING),
+            page_swap_disable: bit(Self::PAGE_SWAP_DISABLE),
+        }
+    }
+
+    /// What an attestation provider reports without the raw field: the three flags it has.
+    pub fn from_flags(debug: bool, smt: bool, migrate_ma: bool) -> Self {
+        Self {
+            debug,
+            smt,
+            migrate_ma,
+            ..Self::default()
+        }
+    }
+}
+
+/// The DCAP part of [`Claims`]: how recent Intel's appraisal data was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DcapDetails {
+    /// `tcbEvaluationDataNumber` of the TCB info: which of Intel's TCB recovery events the
+    /// platform's TCB levels were evaluated against (higher is newer).
+    pub tcb_evaluation_data_number: u32,
+    /// `tcbEvaluationDataNumber` of the QE identity.
+    pub qe_tcb_evaluation_data_number: u32,
+}
+
+impl DcapDetails {
+    /// Details from the two numbers.
+    pub fn new(tcb_evaluation_data_number: u32, qe_tcb_evaluation_data_number: u32) -> Self {
+        Self {
+            tcb_evaluation_data_number,
+            qe_tcb_evaluation_data_number,
+        }
+    }
+
+    /// The older of the two: what a minimum is checked against.
+    pub fn oldest(&self) -> u32 {
+        self.tcb_evaluation_data_number
+            .min(self.qe_tcb_evaluation_data_number)
+    }
 }
 
 impl Claims {
@@ -183,6 +373,8 @@ impl Claims {
             debug: false,
             report_data,
             expires_at: None,
+            snp: None,
+            dcap: None,
         }
     }
 

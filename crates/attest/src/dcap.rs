@@ -42,6 +42,11 @@
 //! .. `rtmr3`, `mrseam`, `mrconfigid`, `mrowner`, `mrownerconfig`, `td_attributes`, `xfam`,
 //! `tee_tcb_svn`, `tee_tcb_svn2` (TDX 1.5 reports, quote v5) and `fmspc`.
 //!
+//! Both: `dcap` holds the `tcbEvaluationDataNumber` of the collateral's TCB info and of its QE
+//! identity (read from the exact JSON whose signatures dcap-qvl checks), for policies that set a
+//! minimum (`min_tcb_evaluation_data_number`): an older number means appraisal data from before
+//! a TCB recovery, under which a platform that has not taken it may still look up to date.
+//!
 //! Byte strings in `extra` are lower-case hex. `expires_at` is the earliest nextUpdate / notAfter
 //! of the collateral, the trusted root and the verified PCK chain (a CRL is already expired at
 //! its nextUpdate; everything else is valid through its end).
@@ -53,7 +58,9 @@ mod fake_pki;
 mod quote;
 mod window;
 
-use crate::{Claims, Context, Error, EvidenceFormat, TcbStatus, Tee, Verified, Verifier};
+use crate::{
+    Claims, Context, DcapDetails, Error, EvidenceFormat, TcbStatus, Tee, Verified, Verifier,
+};
 use dcap_qvl::quote::Report;
 use dcap_qvl::verify::QuoteVerifier;
 use dcap_qvl::{QuoteClaims, QuoteCollateralV3};
@@ -83,6 +90,21 @@ pub struct Collateral {
     inner: QuoteCollateralV3,
     /// The dated items of the collateral, for the validity window.
     window: Vec<Validity>,
+    /// The TCB evaluation data numbers of the TCB info and the QE identity.
+    details: DcapDetails,
+}
+
+/// The `tcbEvaluationDataNumber` of a TCB info or QE identity JSON body.
+#[derive(serde::Deserialize)]
+struct Evaluation {
+    #[serde(rename = "tcbEvaluationDataNumber")]
+    number: u32,
+}
+
+fn evaluation_number(what: &'static str, json: &str) -> Result<u32, Error> {
+    serde_json::from_str::<Evaluation>(json)
+        .map(|e| e.number)
+        .map_err(|e| Error::malformed(what, e))
 }
 
 impl Collateral {
@@ -128,10 +150,21 @@ impl Collateral {
             window::pem_ders(chain.as_bytes())
                 .map_err(|e| Error::malformed("PCK certificate chain", e))?;
         }
+        let details = DcapDetails::new(
+            evaluation_number("TCB info", &inner.tcb_info)?,
+            evaluation_number("QE identity", &inner.qe_identity)?,
+        );
         Ok(Self {
             inner,
             window: items,
+            details,
         })
+    }
+
+    /// The `tcbEvaluationDataNumber`s of the TCB info and the QE identity, as the claims of every
+    /// quote verified with this collateral carry them.
+    pub fn details(&self) -> DcapDetails {
+        self.details
     }
 
     /// The start of the validity window: the latest issueDate / thisUpdate / notBefore.
@@ -242,6 +275,7 @@ impl Verifier for DcapVerifier {
             })?;
 
         let mut claims = claims(&verified, &layout)?;
+        claims.dcap = Some(self.collateral.details);
         claims.expire_no_later_than(window_end);
         claims.expire_no_later_than(verified.earliest_expiration_date);
         Verified::new(claims, ctx)
@@ -425,6 +459,54 @@ mod tests {
 
     fn hex_of(s: &str) -> Vec<u8> {
         hex::decode(s).unwrap()
+    }
+
+    /// The claims carry the collateral's TCB evaluation data numbers, as an independent reading
+    /// of the collateral JSON (the signed `tcb_info` and `qe_identity` strings) gives them, and as
+    /// the fixture READMEs' files hold them (17 for the SGX and TDX v4 samples, 18 for TDX v5).
+    #[rstest]
+    #[case::sgx(Sample::Sgx, 17)]
+    #[case::tdx(Sample::Tdx, 17)]
+    #[case::tdx5(Sample::Tdx5, 18)]
+    fn claims_carry_the_tcb_evaluation_data_numbers(#[case] sample: Sample, #[case] want: u32) {
+        let json: serde_json::Value = serde_json::from_slice(sample.collateral_json()).unwrap();
+        let number = |key: &str| {
+            let body: serde_json::Value =
+                serde_json::from_str(json[key].as_str().unwrap()).unwrap();
+            u32::try_from(body["tcbEvaluationDataNumber"].as_u64().unwrap()).unwrap()
+        };
+        let (tcb_info, qe_identity) = (number("tcb_info"), number("qe_identity"));
+        assert_eq!((tcb_info, qe_identity), (want, want));
+        assert_eq!(
+            sample.collateral().details(),
+            DcapDetails::new(tcb_info, qe_identity)
+        );
+        if let Sample::Tdx5 = sample {
+            // Its platform is below every TCB level of this collateral: not verifiable here
+            // (the fake PKI test covers its claims).
+            return;
+        }
+        let claims = sample.verify(sample.quote()).unwrap().into_claims();
+        let dcap = claims.dcap.expect("DCAP details");
+        assert_eq!(dcap.tcb_evaluation_data_number, tcb_info);
+        assert_eq!(dcap.qe_tcb_evaluation_data_number, qe_identity);
+        assert_eq!(dcap.oldest(), want);
+    }
+
+    #[test]
+    fn collateral_without_an_evaluation_number_is_malformed() {
+        let mut v: serde_json::Value = serde_json::from_slice(SGX_COLLATERAL).unwrap();
+        let body = v["qe_identity"].as_str().unwrap().replacen(
+            "\"tcbEvaluationDataNumber\"",
+            "\"tcbEvaluationDataNumbr\"",
+            1,
+        );
+        v["qe_identity"] = body.into();
+        let err = Collateral::from_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Malformed { what, .. } if *what == "QE identity"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -47,7 +47,9 @@ pub mod maa;
 pub mod sim;
 pub mod snp;
 
-pub use claims::{Claims, EvidenceFormat, TcbStatus, Tee};
+pub use claims::{
+    Claims, DcapDetails, EvidenceFormat, SnpDetails, SnpGuestPolicy, SnpTcb, TcbStatus, Tee,
+};
 pub use error::{Error, Fault, rfc3339};
 
 use std::time::SystemTime;

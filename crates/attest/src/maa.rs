@@ -28,7 +28,7 @@
 //! | `x-ms-attestation-type` | [`Claims`] |
 //! | --- | --- |
 //! | `sgx` | tee `sgx`; measurement `x-ms-sgx-mrenclave`; signer `x-ms-sgx-mrsigner`; product id, svn, debug; report_data `x-ms-sgx-report-data`; extra `ehd` (hex of the base64url `x-ms-sgx-ehd`, the runtime data MAA bound to report_data), `tcb_identifier`, `quote_hash` |
-//! | `sevsnpvm` | tee `sev-snp`; measurement `x-ms-sevsnpvm-launchmeasurement`; signer the author key digest; svn the guest SVN; report_data `x-ms-sevsnpvm-reportdata`; extra `host_data`, `vmpl`, `guest_svn`, `microcode_svn`, `snpfw_svn`, `bootloader_svn`, `tee_svn`, `id_key_digest`, `family_id`, `image_id`, `report_id`, `smt_allowed`, `migration_allowed` |
+//! | `sevsnpvm` | tee `sev-snp`; measurement `x-ms-sevsnpvm-launchmeasurement`; signer the author key digest; svn the guest SVN; report_data `x-ms-sevsnpvm-reportdata`; extra `host_data`, `vmpl`, `guest_svn`, `microcode_svn`, `snpfw_svn`, `bootloader_svn`, `tee_svn`, `id_key_digest`, `family_id`, `image_id`, `report_id`, `smt_allowed`, `migration_allowed`; `snp` the typed reported TCB (the four SVNs), the VMPL and the debug / SMT / migration-agent flags of the guest policy, when the token has all of them |
 //!
 //! Confidential-VM tokens (`azurevm`) carry the TEE claims nested in `x-ms-isolation-tee`; they are
 //! mapped the same way, with extra `attestation_type` (the outer type) and `compliance_status`.
@@ -50,7 +50,10 @@
 //! match). The `x5c` certificate is used only as a container for the key: its chain and validity are
 //! not checked, because the JWKS itself is the trust anchor.
 
-use crate::{Claims, Context, Error, EvidenceFormat, TcbStatus, Tee, Verified, Verifier};
+use crate::{
+    Claims, Context, Error, EvidenceFormat, SnpDetails, SnpGuestPolicy, SnpTcb, TcbStatus, Tee,
+    Verified, Verifier,
+};
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::DecodePaddingMode;
@@ -665,7 +668,39 @@ fn snp_claims(m: &Map<String, Value>) -> Result<Claims, Error> {
                 .insert(key.to_owned(), bool_claim(m, claim)?.to_string());
         }
     }
+    claims.snp = snp_details(m, claims.debug)?;
     Ok(claims)
+}
+
+/// The typed SEV-SNP details, when the token has every part: the four TCB SVNs, the VMPL and the
+/// SMT and migration flags. Without them policies that need them refuse the token.
+fn snp_details(m: &Map<String, Value>, debug: bool) -> Result<Option<SnpDetails>, Error> {
+    const NEEDED: [&str; 7] = [
+        "x-ms-sevsnpvm-bootloader-svn",
+        "x-ms-sevsnpvm-tee-svn",
+        "x-ms-sevsnpvm-snpfw-svn",
+        "x-ms-sevsnpvm-microcode-svn",
+        "x-ms-sevsnpvm-vmpl",
+        "x-ms-sevsnpvm-smt-allowed",
+        "x-ms-sevsnpvm-migration-allowed",
+    ];
+    if !NEEDED.iter().all(|c| m.contains_key(*c)) {
+        return Ok(None);
+    }
+    let spl = |name: &str| int_claim::<u8>(m, name);
+    let tcb = SnpTcb::new(
+        spl("x-ms-sevsnpvm-bootloader-svn")?,
+        spl("x-ms-sevsnpvm-tee-svn")?,
+        spl("x-ms-sevsnpvm-snpfw-svn")?,
+        spl("x-ms-sevsnpvm-microcode-svn")?,
+    );
+    let vmpl: u32 = int_claim(m, "x-ms-sevsnpvm-vmpl")?;
+    let policy = SnpGuestPolicy::from_flags(
+        debug,
+        bool_claim(m, "x-ms-sevsnpvm-smt-allowed")?,
+        bool_claim(m, "x-ms-sevsnpvm-migration-allowed")?,
+    );
+    Ok(Some(SnpDetails::new(tcb, vmpl, policy)))
 }
 
 fn missing(name: &str) -> Error {
@@ -1121,6 +1156,18 @@ mod tests {
         assert_eq!(c.extra["bootloader_svn"], "3");
         assert_eq!(c.extra["smt_allowed"], "true");
         assert_eq!(c.extra["migration_allowed"], "false");
+        let snp = c.snp.as_ref().expect("typed SEV-SNP details");
+        assert_eq!(snp.reported_tcb.to_string(), "bl=3 tee=0 snp=8 ucode=115");
+        assert_eq!(snp.vmpl, 0);
+        assert_eq!(
+            (
+                snp.policy.raw,
+                snp.policy.smt,
+                snp.policy.migrate_ma,
+                snp.policy.debug
+            ),
+            (None, true, false, false)
+        );
         assert_eq!(c.extra["issuer"], SNP_ISSUER);
         assert_eq!(c.svn, Some(2));
         assert_eq!(c.signer, Some(vec![0; 48]));

@@ -19,7 +19,9 @@
 //! `tee` is `sev-snp`, `format` `snp-report`, `measurement` the 48-byte launch measurement,
 //! `signer` the author key digest (none when zero), `svn` the guest SVN, `tcb_status`
 //! `NotReported` (SNP has no vendor status; policies compare TCB versions), `debug` bit 19 of the
-//! guest policy, `expires_at` the earliest notAfter of VCEK, ASK and ARK. `extra` holds, as
+//! guest policy, `expires_at` the earliest notAfter of VCEK, ASK and ARK. `snp` holds the typed
+//! reported TCB (boot loader, TEE, SNP, microcode; no FMC on Milan and Genoa), the VMPL and the
+//! decoded guest policy, which policies appraise. `extra` holds, as
 //! lower-case hex unless said otherwise: `host_data`, `id_key_digest`, `report_id`, `chip_id`,
 //! `family_id`, `image_id`, `vmpl` (decimal), `policy` and `platform_info` (`0x`-prefixed hex
 //! u64), `product` (`Milan` or `Genoa`), and `reported_tcb`, `current_tcb`, `committed_tcb`,
@@ -28,14 +30,18 @@
 //! # Not covered
 //!
 //! VLEK-signed reports, Turin (whose TCB layout differs), CRLs of the ASK/ARK, and policy on the
-//! TCB level or guest policy bits beyond reporting them: that is the policy crate's job.
+//! TCB level, VMPL or guest policy bits beyond reporting them: that is the policy crate's job
+//! (`min_tcb`, `max_vmpl`, the `snp-*` tolerations).
 //!
 //! [`Context::now`]: crate::Context::now
 
 mod chain;
 mod report;
 
-use crate::{Claims, Context, Error, EvidenceFormat, TcbStatus, Tee, Verified, Verifier};
+use crate::{
+    Claims, Context, Error, EvidenceFormat, SnpDetails, SnpGuestPolicy, TcbStatus, Tee, Verified,
+    Verifier,
+};
 use chain::{Cert, Chain};
 use report::Report;
 use std::fmt;
@@ -207,6 +213,11 @@ impl SnpVerifier {
         claims.svn = Some(report.guest_svn());
         claims.tcb_status = TcbStatus::NotReported;
         claims.debug = report.policy() & report::POLICY_DEBUG != 0;
+        claims.snp = Some(SnpDetails::new(
+            report.reported_tcb().into(),
+            report.vmpl(),
+            SnpGuestPolicy::from_raw(report.policy()),
+        ));
         claims.expire_no_later_than(self.chain.expires_at());
         let extra = [
             ("host_data", hex::encode(report.host_data())),
@@ -340,6 +351,66 @@ mod tests {
         assert_eq!(x["reported_tcb"], "bl=3 tee=0 snp=8 ucode=115");
         // 2030-04-03T19:23:43Z.
         assert_eq!(claims.expires_at, Some(1_901_474_623));
+    }
+
+    /// The typed SEV-SNP claims against an independent reading of the report bytes at the
+    /// offsets AMD documents (56860, ATTESTATION_REPORT): guest policy u64 at 0x08, VMPL u32 at
+    /// 0x30, reported TCB u64 at 0x180 with the boot loader in byte 0, the TEE in byte 1, SNP in
+    /// byte 6 and microcode in byte 7; and against the fixture README's values.
+    #[rstest]
+    #[case::go_sev_guest(GO_VCEK, GO_REPORT, 0xb0000, (2, 0, 5, 68), (true, false, true))]
+    #[case::virtee(VIRTEE_VCEK, VIRTEE_REPORT, 0x30000, (3, 0, 8, 115), (true, false, false))]
+    fn snp_details_are_the_report_fields(
+        #[case] vcek: &[u8],
+        #[case] evidence: &[u8],
+        #[case] readme_policy: u64,
+        #[case] readme_tcb: (u8, u8, u8, u8),
+        #[case] smt_migrate_debug: (bool, bool, bool),
+    ) {
+        let raw = if evidence.len() == 0x4A0 {
+            evidence.to_vec()
+        } else {
+            let digits: Vec<u8> = evidence
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            hex::decode(digits).unwrap()
+        };
+        let le64 = |at: usize| u64::from_le_bytes(raw[at..at + 8].try_into().unwrap());
+        let policy = le64(0x08);
+        let vmpl = u32::from_le_bytes(raw[0x30..0x34].try_into().unwrap());
+        let tcb = &raw[0x180..0x188];
+        assert_eq!(policy, readme_policy);
+        assert_eq!((tcb[0], tcb[1], tcb[6], tcb[7]), readme_tcb);
+
+        let claims = SnpVerifier::new(vcek.to_vec(), None)
+            .unwrap()
+            .verify(evidence, &Context::new(now()))
+            .unwrap()
+            .into_claims();
+        let snp = claims.snp.expect("SEV-SNP details");
+        assert_eq!(snp.vmpl, vmpl);
+        assert_eq!(snp.vmpl, 0);
+        let t = snp.reported_tcb;
+        assert_eq!((t.bootloader, t.tee, t.snp, t.microcode), readme_tcb);
+        assert_eq!(t.fmc, None);
+        let p = snp.policy;
+        assert_eq!(p.raw, Some(policy));
+        assert_eq!((p.smt, p.migrate_ma, p.debug), smt_migrate_debug);
+        assert_eq!(
+            (p.smt, p.migrate_ma, p.debug, p.single_socket),
+            (
+                policy >> 16 & 1 == 1,
+                policy >> 18 & 1 == 1,
+                policy >> 19 & 1 == 1,
+                policy >> 20 & 1 == 1
+            )
+        );
+        assert_eq!((p.abi_major, p.abi_minor), (0, 0));
+        assert_eq!(p.debug, claims.debug);
+        // The typed TCB and the `extra` string say the same.
+        assert_eq!(claims.extra["reported_tcb"], t.to_string());
     }
 
     #[rstest]

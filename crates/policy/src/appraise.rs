@@ -1,8 +1,8 @@
 //! Appraisal: do verified claims satisfy a service of the policy? Deny by default.
 
 use crate::doc::Tolerate;
-use crate::model::{AttestationVariant, Pin, Policy, Service};
-use cloister_attest::{Claims, TcbStatus};
+use crate::model::{AttestationVariant, Pin, Policy, Security, Service};
+use cloister_attest::{Claims, TcbStatus, Tee};
 use std::fmt;
 
 /// Why claims were refused: every violated rule, as `path: what`, in a stable order (platform
@@ -104,7 +104,7 @@ impl fmt::Display for Refusal {
 impl std::error::Error for Refusal {}
 
 /// The tolerations a TCB status needs; `UpToDate` and `NotReported` need none (SEV-SNP reports
-/// carry no vendor status: pin svn ranges or use Rego on `reported_tcb` there).
+/// carry no vendor status: their TCB is appraised against `min_tcb` instead, see [`snp_reasons`]).
 fn needed(status: TcbStatus) -> &'static [Tolerate] {
     match status {
         TcbStatus::UpToDate | TcbStatus::NotReported => &[],
@@ -126,7 +126,10 @@ impl Policy {
     ///
     /// Rules: the TEE kind is in `security.tees` (`sim` only when listed); debug mode only when
     /// `debug` is tolerated; a TCB status other than `UpToDate`/`NotReported` only when its
-    /// toleration is listed; every advisory is ignored explicitly; at least one attestation
+    /// toleration is listed; every advisory is ignored explicitly; SEV-SNP: the reported TCB
+    /// at or above `min_tcb` (unless `snp-any-tcb`), the VMPL at most `max_vmpl` (default 0),
+    /// no migration agent unless `snp-migration-agent`; SGX / TDX: collateral not older than
+    /// `min_tcb_evaluation_data_number` when set; at least one attestation
     /// variant of the service matches (all its pins and extra claims); the Rego rule, if any,
     /// denies nothing. Every check runs, so the refusal is complete.
     pub fn appraise(&self, service: &str, claims: &Claims) -> Result<&Service, Refusal> {
@@ -166,6 +169,11 @@ impl Policy {
                 reasons.push(format!("security.ignore_advisories: {id} not ignored"));
             }
         }
+        match claims.tee {
+            Tee::SevSnp => snp_reasons(sec, claims, &mut reasons),
+            Tee::Sgx | Tee::Tdx => dcap_reasons(sec, claims, &mut reasons),
+            Tee::Sim => {}
+        }
 
         let failures: Vec<Vec<String>> = svc
             .attestation
@@ -196,6 +204,72 @@ impl Policy {
             Ok(svc)
         } else {
             Err(refuse(reasons))
+        }
+    }
+}
+
+/// SEV-SNP: the reported TCB at or above `min_tcb` in every component (unless `snp-any-tcb`),
+/// the VMPL at most `max_vmpl`, and no migration agent unless `snp-migration-agent`. Evidence
+/// without the typed details is refused: nothing is assumed about what it does not say.
+fn snp_reasons(sec: &Security, claims: &Claims, reasons: &mut Vec<String>) {
+    let any_tcb = sec.tolerate.contains(&Tolerate::SnpAnyTcb);
+    let Some(snp) = &claims.snp else {
+        if !any_tcb {
+            reasons.push("security.min_tcb: the evidence reports no TCB".to_owned());
+        }
+        reasons.push("security.max_vmpl: the evidence reports no VMPL".to_owned());
+        return;
+    };
+    if !any_tcb {
+        match &sec.min_tcb {
+            None => reasons.push("security.min_tcb: no TCB floor for sev-snp".to_owned()),
+            Some(min) => {
+                let got = snp.reported_tcb;
+                for (name, got, min) in [
+                    ("bootloader", got.bootloader, min.bootloader),
+                    ("tee", got.tee, min.tee),
+                    ("snp", got.snp, min.snp),
+                    ("microcode", got.microcode, min.microcode),
+                ] {
+                    if got < min {
+                        reasons.push(format!(
+                            "security.min_tcb: {name} component {got} below {min}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if snp.vmpl > sec.max_vmpl {
+        reasons.push(format!(
+            "security.max_vmpl: vmpl {} above {}",
+            snp.vmpl, sec.max_vmpl
+        ));
+    }
+    if snp.policy.migrate_ma && !sec.tolerate.contains(&Tolerate::SnpMigrationAgent) {
+        reasons.push("security.tolerate: snp-migration-agent not tolerated".to_owned());
+    }
+}
+
+/// SGX / TDX: collateral at least as recent as `min_tcb_evaluation_data_number`, for both the
+/// TCB info and the QE identity.
+fn dcap_reasons(sec: &Security, claims: &Claims, reasons: &mut Vec<String>) {
+    let Some(min) = sec.min_tcb_evaluation_data_number else {
+        return;
+    };
+    let rule = "security.min_tcb_evaluation_data_number";
+    let Some(dcap) = &claims.dcap else {
+        reasons.push(format!(
+            "{rule}: the evidence reports no tcbEvaluationDataNumber"
+        ));
+        return;
+    };
+    for (what, got) in [
+        ("tcb info", dcap.tcb_evaluation_data_number),
+        ("qe identity", dcap.qe_tcb_evaluation_data_number),
+    ] {
+        if got < min {
+            reasons.push(format!("{rule}: {what} {got} below {min}"));
         }
     }
 }
@@ -263,10 +337,11 @@ fn variant_failures(variant: &AttestationVariant, claims: &Claims) -> Vec<String
 mod tests {
     use super::*;
     use crate::fixtures::{MEASUREMENT, public_b64, sim_claims};
-    use cloister_attest::{EvidenceFormat, Tee};
+    use cloister_attest::{DcapDetails, EvidenceFormat, SnpDetails, SnpGuestPolicy, SnpTcb};
     use rstest::rstest;
 
     const SIGNER: &str = "5151515151515151515151515151515151515151515151515151515151515151";
+    const DIGEST: &str = "0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d";
 
     fn policy(tees: &str) -> Policy {
         let mut yaml = format!(
@@ -281,7 +356,8 @@ mod tests {
         }
         yaml.push_str(&format!(
             "services:\n  - name: driver\n    attestation:\n      - measurements: [{MEASUREMENT}]\n      \
-             - tee: sgx\n        signer: {SIGNER}\n        product_id: 7\n        svn: {{min: 3, max: 20}}\n"
+             - tee: sgx\n        signer: {SIGNER}\n        product_id: 7\n        svn: {{min: 3, max: 20}}\n    \
+             env:\n      CLOISTER_BUNDLE_DIGEST: {DIGEST}\n"
         ));
         Policy::parse(&yaml).unwrap_or_else(|p| panic!("{p}"))
     }
@@ -374,6 +450,146 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A hardware policy: SEV-SNP, SGX and TDX, with `security` appended to its security section
+    /// (which must hold the SEV-SNP floor or its toleration).
+    fn hardware_policy(security: &str) -> Policy {
+        let yaml = format!(
+            "name: test/hardware\nversion: 1\naccess:\n  owners:\n    - name: a\n      key: {}\n\
+             security:\n  tees: [sev-snp, sgx, tdx]\n{security}services:\n  - name: driver\n    \
+             attestation:\n      - measurements: [{MEASUREMENT}]\n    env:\n      \
+             CLOISTER_BUNDLE_DIGEST: {DIGEST}\n",
+            public_b64(1)
+        );
+        Policy::parse(&yaml).unwrap_or_else(|p| panic!("{p}\n{yaml}"))
+    }
+
+    /// The platform the SEV-SNP cases start from: TCB bl=3 tee=1 snp=8 ucode=115, VMPL 0,
+    /// guest policy 0x30000 (SMT allowed, the reserved bit 17, nothing risky).
+    fn snp_claims() -> Claims {
+        let mut c = sim_claims();
+        c.tee = Tee::SevSnp;
+        c.format = EvidenceFormat::SnpReport;
+        c.tcb_status = TcbStatus::NotReported;
+        c.snp = Some(SnpDetails::new(
+            SnpTcb::new(3, 1, 8, 115),
+            0,
+            SnpGuestPolicy::from_raw(0x30000),
+        ));
+        c
+    }
+
+    fn snp(c: &mut Claims) -> &mut SnpDetails {
+        c.snp.as_mut().unwrap()
+    }
+
+    /// The floor every SEV-SNP case uses unless it says otherwise: exactly the start platform.
+    const FLOOR: &str = "  min_tcb: {bootloader: 3, tee: 1, snp: 8, microcode: 115}\n";
+
+    #[rstest]
+    #[case::at_the_floor(FLOOR, |_: &mut Claims| {}, &[])]
+    #[case::above_the_floor(FLOOR, |c: &mut Claims| snp(c).reported_tcb = SnpTcb::new(4, 2, 9, 116), &[])]
+    #[case::bootloader_below(FLOOR, |c: &mut Claims| snp(c).reported_tcb.bootloader = 2, &[
+        "security.min_tcb: bootloader component 2 below 3",
+    ])]
+    #[case::tee_below(FLOOR, |c: &mut Claims| snp(c).reported_tcb.tee = 0, &[
+        "security.min_tcb: tee component 0 below 1",
+    ])]
+    #[case::snp_below(FLOOR, |c: &mut Claims| snp(c).reported_tcb.snp = 3, &[
+        "security.min_tcb: snp component 3 below 8",
+    ])]
+    #[case::microcode_below(FLOOR, |c: &mut Claims| snp(c).reported_tcb.microcode = 114, &[
+        "security.min_tcb: microcode component 114 below 115",
+    ])]
+    #[case::one_above_does_not_make_up_for_one_below(FLOOR, |c: &mut Claims| {
+        snp(c).reported_tcb = SnpTcb::new(9, 9, 7, 200);
+    }, &["security.min_tcb: snp component 7 below 8"])]
+    #[case::every_component_below(FLOOR, |c: &mut Claims| snp(c).reported_tcb = SnpTcb::new(2, 0, 5, 68), &[
+        "security.min_tcb: bootloader component 2 below 3",
+        "security.min_tcb: tee component 0 below 1",
+        "security.min_tcb: snp component 5 below 8",
+        "security.min_tcb: microcode component 68 below 115",
+    ])]
+    #[case::below_with_any_tcb_tolerated("  tolerate: [snp-any-tcb]\n", |c: &mut Claims| {
+        snp(c).reported_tcb = SnpTcb::new(0, 0, 0, 0);
+    }, &[])]
+    #[case::vmpl_1_refused(FLOOR, |c: &mut Claims| snp(c).vmpl = 1, &["security.max_vmpl: vmpl 1 above 0"])]
+    #[case::vmpl_1_allowed(&format!("{FLOOR}  max_vmpl: 1\n"), |c: &mut Claims| snp(c).vmpl = 1, &[])]
+    #[case::vmpl_2_above_max_1(&format!("{FLOOR}  max_vmpl: 1\n"), |c: &mut Claims| snp(c).vmpl = 2, &[
+        "security.max_vmpl: vmpl 2 above 1",
+    ])]
+    #[case::migration_agent_refused(FLOOR, |c: &mut Claims| {
+        snp(c).policy = SnpGuestPolicy::from_raw(0x30000 | SnpGuestPolicy::MIGRATE_MA);
+    }, &["security.tolerate: snp-migration-agent not tolerated"])]
+    #[case::migration_agent_tolerated(&format!("{FLOOR}  tolerate: [snp-migration-agent]\n"), |c: &mut Claims| {
+        snp(c).policy = SnpGuestPolicy::from_raw(0x30000 | SnpGuestPolicy::MIGRATE_MA);
+    }, &[])]
+    #[case::migration_agent_from_maa_flags(FLOOR, |c: &mut Claims| {
+        snp(c).policy = SnpGuestPolicy::from_flags(false, true, true);
+    }, &["security.tolerate: snp-migration-agent not tolerated"])]
+    #[case::debug_refused(FLOOR, |c: &mut Claims| {
+        snp(c).policy = SnpGuestPolicy::from_raw(0x30000 | SnpGuestPolicy::DEBUG);
+        c.debug = true;
+    }, &["security.tolerate: debug not tolerated"])]
+    #[case::no_details(FLOOR, |c: &mut Claims| c.snp = None, &[
+        "security.min_tcb: the evidence reports no TCB",
+        "security.max_vmpl: the evidence reports no VMPL",
+    ])]
+    #[case::no_details_any_tcb("  tolerate: [snp-any-tcb]\n", |c: &mut Claims| c.snp = None, &[
+        "security.max_vmpl: the evidence reports no VMPL",
+    ])]
+    fn snp_appraisal(
+        #[case] security: &str,
+        #[case] edit: fn(&mut Claims),
+        #[case] expected: &[&str],
+    ) {
+        let mut claims = snp_claims();
+        edit(&mut claims);
+        let policy = hardware_policy(security);
+        let reasons = policy
+            .appraise("driver", &claims)
+            .err()
+            .map(|r| r.reasons)
+            .unwrap_or_default();
+        assert_eq!(reasons, expected);
+    }
+
+    fn dcap_claims(tee: Tee, tcb_info: u32, qe_identity: u32) -> Claims {
+        let mut c = sim_claims();
+        c.tee = tee;
+        c.format = EvidenceFormat::DcapQuote;
+        c.dcap = Some(DcapDetails::new(tcb_info, qe_identity));
+        c
+    }
+
+    const MIN_17: &str = "  min_tcb_evaluation_data_number: 17\n";
+
+    #[rstest]
+    #[case::sgx_at_the_minimum(MIN_17, dcap_claims(Tee::Sgx, 17, 17), &[])]
+    #[case::tdx_above_the_minimum(MIN_17, dcap_claims(Tee::Tdx, 18, 19), &[])]
+    #[case::tcb_info_below(MIN_17, dcap_claims(Tee::Sgx, 16, 17), &[
+        "security.min_tcb_evaluation_data_number: tcb info 16 below 17",
+    ])]
+    #[case::qe_identity_below(MIN_17, dcap_claims(Tee::Tdx, 18, 16), &[
+        "security.min_tcb_evaluation_data_number: qe identity 16 below 17",
+    ])]
+    #[case::both_below(MIN_17, dcap_claims(Tee::Tdx, 1, 2), &[
+        "security.min_tcb_evaluation_data_number: tcb info 1 below 17",
+        "security.min_tcb_evaluation_data_number: qe identity 2 below 17",
+    ])]
+    #[case::no_number_in_the_evidence(MIN_17, { let mut c = dcap_claims(Tee::Sgx, 0, 0); c.dcap = None; c }, &[
+        "security.min_tcb_evaluation_data_number: the evidence reports no tcbEvaluationDataNumber",
+    ])]
+    #[case::no_minimum_accepts_old_collateral("", dcap_claims(Tee::Sgx, 1, 1), &[])]
+    fn dcap_appraisal(#[case] security: &str, #[case] claims: Claims, #[case] expected: &[&str]) {
+        let policy = hardware_policy(&format!("{FLOOR}{security}"));
+        let reasons = policy
+            .appraise("driver", &claims)
+            .err()
+            .map(|r| r.reasons)
+            .unwrap_or_default();
+        assert_eq!(reasons, expected);
     }
 
     #[cfg(feature = "rego")]

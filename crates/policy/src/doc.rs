@@ -105,6 +105,34 @@ pub struct SecurityDoc {
     /// its messages. Its `input` is `{"claims": …, "service": "<name>"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rego: Option<String>,
+    /// SEV-SNP: the lowest accepted platform TCB, per component of the report's `reported_tcb`.
+    /// Required whenever `tees` lists `sev-snp`, unless `snp-any-tcb` is tolerated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tcb: Option<SnpTcbDoc>,
+    /// SEV-SNP: the highest Virtual Machine Privilege Level a report may come from, 0 to 3.
+    /// Default 0: a report requested from VMPL 1 or above (code beneath the guest's own
+    /// firmware, e.g. a paravisor's guest) is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_vmpl: Option<u32>,
+    /// SGX and TDX: the lowest accepted `tcbEvaluationDataNumber` of the DCAP collateral (both its
+    /// TCB info and its QE identity). Collateral from before that TCB recovery is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tcb_evaluation_data_number: Option<u32>,
+}
+
+/// A minimum SEV-SNP TCB: the lowest security patch level accepted for each component. Every
+/// component is given, so that a forgotten one cannot silently accept any level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnpTcbDoc {
+    /// Boot loader SPL.
+    pub bootloader: u8,
+    /// PSP OS (TEE) SPL.
+    pub tee: u8,
+    /// SNP firmware SPL.
+    pub snp: u8,
+    /// Microcode SPL.
+    pub microcode: u8,
 }
 
 /// A TEE kind (the names `cloister-attest` uses).
@@ -138,6 +166,11 @@ pub enum Tolerate {
     /// The platform configuration needs changing (`ConfigurationNeeded`, and the combined
     /// statuses).
     ConfigurationNeeded,
+    /// SEV-SNP without a TCB floor: any reported TCB is accepted (instead of `min_tcb`).
+    SnpAnyTcb,
+    /// SEV-SNP guests whose policy allows a migration agent (which can read and move the
+    /// guest's memory).
+    SnpMigrationAgent,
 }
 
 impl Tolerate {
@@ -148,6 +181,8 @@ impl Tolerate {
             Tolerate::OutdatedTcb => "outdated-tcb",
             Tolerate::SwHardeningNeeded => "sw-hardening-needed",
             Tolerate::ConfigurationNeeded => "configuration-needed",
+            Tolerate::SnpAnyTcb => "snp-any-tcb",
+            Tolerate::SnpMigrationAgent => "snp-migration-agent",
         }
     }
 }

@@ -4,7 +4,7 @@ use crate::doc::{KeyAlgorithm, Tolerate};
 use crate::sign::{KeyFingerprint, PublicKey, SessionHash};
 use crate::template::{Lookup, ValueShape, resolve, resolve_arg};
 use crate::{Error, doc};
-use cloister_attest::Tee;
+use cloister_attest::{SnpTcb, Tee};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -155,6 +155,13 @@ pub struct Security {
     pub ignore_advisories: Advisories,
     /// The optional Rego appraisal rule.
     pub rego: Option<crate::rego::RegoRule>,
+    /// SEV-SNP: the lowest accepted reported TCB per component (`None` only with `snp-any-tcb`
+    /// tolerated or without `sev-snp` accepted).
+    pub min_tcb: Option<SnpTcb>,
+    /// SEV-SNP: the highest accepted VMPL (default 0).
+    pub max_vmpl: u32,
+    /// SGX / TDX: the lowest accepted `tcbEvaluationDataNumber` of the collateral.
+    pub min_tcb_evaluation_data_number: Option<u32>,
 }
 
 /// Which advisories are ignored.

@@ -56,6 +56,13 @@ pub enum Rule {
     RegoSyntax,
     /// The policy has a `rego` rule but this build has no Rego support.
     RegoUnsupported,
+    /// `tees` lists `sev-snp` without `min_tcb` and without `snp-any-tcb` tolerated; or
+    /// `min_tcb` is given together with `snp-any-tcb`, or without `sev-snp` in `tees`.
+    SnpMinTcb,
+    /// `max_vmpl` is above 3, or given without `sev-snp` in `tees`.
+    SnpVmpl,
+    /// `min_tcb_evaluation_data_number` is given without `sgx` or `tdx` in `tees`.
+    TcbEvaluationDataNumber,
     // ----- services -----
     /// A service name is not lower-case letters, digits and `-`.
     ServiceName,
@@ -73,6 +80,10 @@ pub enum Rule {
     SvnRange,
     /// A pinned extra claim has an empty name or value.
     ExtraClaim,
+    /// A service that hardware evidence can match does not pin its app bundle: on a hardware
+    /// TEE the measurement covers the launched image, not the bundle, so `env` must set
+    /// `CLOISTER_BUNDLE_DIGEST` to the bundle's digest (64 hex digits).
+    BundleDigest,
     /// An environment variable name is not `[A-Za-z_][A-Za-z0-9_]*`.
     EnvName,
     /// An injected file path is not absolute, or has `..` or NUL.
@@ -143,6 +154,9 @@ impl Rule {
             Rule::AdvisoryId => "advisory-id",
             Rule::RegoSyntax => "rego-syntax",
             Rule::RegoUnsupported => "rego-unsupported",
+            Rule::SnpMinTcb => "snp-min-tcb",
+            Rule::SnpVmpl => "snp-vmpl",
+            Rule::TcbEvaluationDataNumber => "tcb-evaluation-data-number",
             Rule::ServiceName => "service-name",
             Rule::DuplicateService => "duplicate-service",
             Rule::AttestationRequired => "attestation-required",
@@ -151,6 +165,7 @@ impl Rule {
             Rule::SignerHex => "signer-hex",
             Rule::SvnRange => "svn-range",
             Rule::ExtraClaim => "extra-claim",
+            Rule::BundleDigest => "bundle-digest",
             Rule::EnvName => "env-name",
             Rule::FilePath => "file-path",
             Rule::FileMode => "file-mode",

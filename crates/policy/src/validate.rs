@@ -13,7 +13,7 @@ use crate::rego::RegoRule;
 use crate::sign::{KeyFingerprint, PublicKey, SessionHash, spki_der};
 use crate::template::{Format, Piece, ValueShape, scan};
 use crate::yaml::{self, Node, Seg};
-use cloister_attest::Tee;
+use cloister_attest::{SnpTcb, Tee};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
 
@@ -26,6 +26,9 @@ pub const MAX_SECRET_SIZE: u32 = 4096;
 const DEFAULT_CA_DAYS: u32 = 365;
 const DEFAULT_CERT_DAYS: u32 = 90;
 const MAX_VALIDITY_DAYS: u32 = 36_500;
+/// The service `env` variable that pins the app bundle's plaintext digest (the runtime's
+/// `cloister_runtime::BUNDLE_DIGEST_ENV`; this crate does not depend on the runtime).
+pub const BUNDLE_DIGEST_ENV: &str = "CLOISTER_BUNDLE_DIGEST";
 
 impl Policy {
     /// Parse and validate a policy version. The session hash is taken over `yaml`'s bytes.
@@ -164,7 +167,8 @@ impl Validator<'_> {
                 .entry(s.name.as_str())
                 .or_insert_with(|| s.kind.shape());
         }
-        let services = self.services(&doc.services, &shapes);
+        let hardware = security.tees.iter().any(|t| *t != Tee::Sim);
+        let services = self.services(&doc.services, &shapes, hardware);
         let exports = self.exports(&doc.export, &secrets);
 
         Policy {
@@ -345,6 +349,18 @@ impl Validator<'_> {
                     None
                 }
             });
+        let (min_tcb, max_vmpl) = self.snp_rules(sec, &tees, &tolerate);
+        if sec.min_tcb_evaluation_data_number.is_some()
+            && !tees.contains(&Tee::Sgx)
+            && !tees.contains(&Tee::Tdx)
+        {
+            self.report(
+                at!["security", "min_tcb_evaluation_data_number"],
+                Rule::TcbEvaluationDataNumber,
+                "min_tcb_evaluation_data_number applies to DCAP collateral, but `tees` lists \
+                 neither `sgx` nor `tdx`",
+            );
+        }
         Security {
             tees,
             tolerate,
@@ -354,13 +370,82 @@ impl Validator<'_> {
                 Advisories::Only(ids)
             },
             rego,
+            min_tcb,
+            max_vmpl,
+            min_tcb_evaluation_data_number: sec.min_tcb_evaluation_data_number,
         }
     }
 
+    /// The SEV-SNP rules: a TCB floor whenever `sev-snp` is accepted (or `snp-any-tcb` said
+    /// out loud), and a VMPL bound of 0 to 3 (default 0).
+    fn snp_rules(
+        &mut self,
+        sec: &doc::SecurityDoc,
+        tees: &BTreeSet<Tee>,
+        tolerate: &BTreeSet<Tolerate>,
+    ) -> (Option<SnpTcb>, u32) {
+        let snp = tees.contains(&Tee::SevSnp);
+        let any_tcb = tolerate.contains(&Tolerate::SnpAnyTcb);
+        match (&sec.min_tcb, snp, any_tcb) {
+            (None, true, false) => {
+                let i = sec
+                    .tees
+                    .iter()
+                    .position(|t| *t == TeeName::SevSnp)
+                    .unwrap_or(0);
+                self.report(
+                    at!["security", "tees", i],
+                    Rule::SnpMinTcb,
+                    "accepting `sev-snp` needs a platform TCB floor: set `min_tcb` (bootloader, \
+                     tee, snp, microcode), or tolerate `snp-any-tcb` to accept any TCB",
+                );
+            }
+            (Some(_), _, true) => self.report(
+                at!["security", "min_tcb"],
+                Rule::SnpMinTcb,
+                "`min_tcb` and the `snp-any-tcb` toleration contradict each other; keep one",
+            ),
+            (Some(_), false, _) => self.report(
+                at!["security", "min_tcb"],
+                Rule::SnpMinTcb,
+                "min_tcb applies to SEV-SNP reports, but `tees` does not list `sev-snp`",
+            ),
+            _ => {}
+        }
+        let min_tcb = sec
+            .min_tcb
+            .map(|t| SnpTcb::new(t.bootloader, t.tee, t.snp, t.microcode));
+        let max_vmpl = match sec.max_vmpl {
+            None => 0,
+            Some(v) if v > 3 => {
+                self.report(
+                    at!["security", "max_vmpl"],
+                    Rule::SnpVmpl,
+                    format!("max_vmpl {v} is not a VMPL (0 to 3)"),
+                );
+                0
+            }
+            Some(v) => {
+                if !snp {
+                    self.report(
+                        at!["security", "max_vmpl"],
+                        Rule::SnpVmpl,
+                        "max_vmpl applies to SEV-SNP reports, but `tees` does not list `sev-snp`",
+                    );
+                }
+                v
+            }
+        };
+        (min_tcb, max_vmpl)
+    }
+
+    /// The services; `hardware`: the policy accepts a hardware TEE, so every service that
+    /// hardware evidence can match must pin its app bundle.
     fn services(
         &mut self,
         docs: &[doc::ServiceDoc],
         shapes: &HashMap<&str, ValueShape>,
+        hardware: bool,
     ) -> Vec<Service> {
         let mut services = Vec::new();
         let mut names = BTreeSet::new();
@@ -395,6 +480,11 @@ impl Validator<'_> {
                 .enumerate()
                 .filter_map(|(j, a)| self.variant(i, j, a))
                 .collect();
+            let sim_only = !s.attestation.is_empty()
+                && s.attestation.iter().all(|a| a.tee == Some(TeeName::Sim));
+            if hardware && !sim_only {
+                self.bundle_pin(i, s);
+            }
 
             if let Some(command) = &s.command {
                 self.template(at!["services", i, "command"], command, false, shapes);
@@ -462,6 +552,31 @@ impl Validator<'_> {
             });
         }
         services
+    }
+
+    /// On hardware the TEE measures the launched image, not the app bundle: the service pins
+    /// the bundle with `env.CLOISTER_BUNDLE_DIGEST`, which the runtime checks before it runs it.
+    fn bundle_pin(&mut self, i: usize, s: &doc::ServiceDoc) {
+        match s.env.get(BUNDLE_DIGEST_ENV) {
+            None => self.report(
+                at!["services", i, "env", BUNDLE_DIGEST_ENV],
+                Rule::BundleDigest,
+                format!(
+                    "the policy accepts a hardware TEE, whose measurement does not cover the app \
+                     bundle: set env `{BUNDLE_DIGEST_ENV}` to the bundle's digest (`cloister \
+                     measure --json` prints it), or restrict the service to `tee: sim`"
+                ),
+            ),
+            Some(v) if !is_bundle_digest(v) => self.report(
+                at!["services", i, "env", BUNDLE_DIGEST_ENV],
+                Rule::BundleDigest,
+                format!(
+                    "`{}` is not a bundle digest (64 hex digits, written out: no placeholder)",
+                    short(v)
+                ),
+            ),
+            Some(_) => {}
+        }
     }
 
     fn variant(
@@ -1021,6 +1136,12 @@ fn short(s: &str) -> String {
     }
 }
 
+/// A bundle digest as the runtime reads it: SHA-256, 64 hex digits.
+fn is_bundle_digest(s: &str) -> bool {
+    let s = s.trim();
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Hex of a 32- or 48-byte digest.
 fn digest_hex(s: &str) -> Option<Vec<u8>> {
     hex::decode(s.trim())
@@ -1413,6 +1534,122 @@ mod tests {
             (path, line, column),
             "{p}"
         );
+    }
+
+    const DIGEST: &str = "0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d";
+    const FLOOR: &str = "  min_tcb: {bootloader: 3, tee: 0, snp: 8, microcode: 115}\n";
+
+    /// The base policy accepting `tees`, with `security` appended to its security section and
+    /// `env` to the driver's environment.
+    /// A `tolerate` line in `security` replaces the base's.
+    fn hardware(tees: &str, security: &str, env: &str) -> String {
+        let mut yaml = mutate("  tees: [sim]\n", &format!("  tees: [{tees}]\n{security}"));
+        if security.contains("  tolerate:") {
+            yaml = yaml.replacen("  tolerate: [debug]\n", "", 1);
+        }
+        yaml.replacen(
+            "      TOKEN: $$cloister:token$$\n",
+            &format!("      TOKEN: $$cloister:token$$\n{env}"),
+            1,
+        )
+    }
+
+    fn pinned() -> String {
+        format!("      CLOISTER_BUNDLE_DIGEST: {DIGEST}\n")
+    }
+
+    /// The platform rules for hardware TEEs: which documents validate, and for those that do
+    /// not, the rule and the path of the first problem with it.
+    #[rstest]
+    #[case::snp_with_floor("sim, sev-snp", FLOOR, pinned(), None)]
+    #[case::snp_without_floor("sim, sev-snp", "", pinned(), Some((Rule::SnpMinTcb, "security.tees[1]")))]
+    #[case::snp_any_tcb_tolerated("sev-snp", "  tolerate: [debug, snp-any-tcb]\n", pinned(), None)]
+    #[case::floor_and_any_tcb("sev-snp", &format!("{FLOOR}  tolerate: [debug, snp-any-tcb]\n"), pinned(), Some((Rule::SnpMinTcb, "security.min_tcb")))]
+    #[case::floor_without_snp("sgx", FLOOR, pinned(), Some((Rule::SnpMinTcb, "security.min_tcb")))]
+    #[case::floor_missing_a_component("sev-snp", "  min_tcb: {bootloader: 3, tee: 0, snp: 8}\n", pinned(), Some((Rule::MissingField, "security.min_tcb")))]
+    #[case::floor_component_above_255("sev-snp", "  min_tcb: {bootloader: 3, tee: 0, snp: 8, microcode: 256}\n", pinned(), Some((Rule::Type, "security.min_tcb.microcode")))]
+    #[case::max_vmpl_1("sev-snp", &format!("{FLOOR}  max_vmpl: 1\n"), pinned(), None)]
+    #[case::max_vmpl_4("sev-snp", &format!("{FLOOR}  max_vmpl: 4\n"), pinned(), Some((Rule::SnpVmpl, "security.max_vmpl")))]
+    #[case::max_vmpl_without_snp("sgx", "  max_vmpl: 1\n", pinned(), Some((Rule::SnpVmpl, "security.max_vmpl")))]
+    #[case::evaluation_number_sgx("sgx", "  min_tcb_evaluation_data_number: 17\n", pinned(), None)]
+    #[case::evaluation_number_tdx(
+        "tdx, sim",
+        "  min_tcb_evaluation_data_number: 17\n",
+        pinned(),
+        None
+    )]
+    #[case::evaluation_number_without_dcap("sev-snp", &format!("{FLOOR}  min_tcb_evaluation_data_number: 17\n"), pinned(), Some((Rule::TcbEvaluationDataNumber, "security.min_tcb_evaluation_data_number")))]
+    #[case::sgx_without_bundle_pin("sgx", "", String::new(), Some((Rule::BundleDigest, "services[driver].env")))]
+    #[case::tdx_without_bundle_pin("sim, tdx", "", String::new(), Some((Rule::BundleDigest, "services[driver].env")))]
+    #[case::snp_without_bundle_pin("sev-snp", FLOOR, String::new(), Some((Rule::BundleDigest, "services[driver].env")))]
+    #[case::bundle_pin_placeholder("sgx", "", "      CLOISTER_BUNDLE_DIGEST: $$cloister:token$$\n".into(), Some((Rule::BundleDigest, "services[driver].env.CLOISTER_BUNDLE_DIGEST")))]
+    #[case::bundle_pin_short("sgx", "", format!("      CLOISTER_BUNDLE_DIGEST: {}\n", &DIGEST[..62]), Some((Rule::BundleDigest, "services[driver].env.CLOISTER_BUNDLE_DIGEST")))]
+    #[case::sim_only_needs_no_bundle_pin("sim", "", String::new(), None)]
+    fn hardware_rules(
+        #[case] tees: &str,
+        #[case] security: &str,
+        #[case] env: String,
+        #[case] want: Option<(Rule, &str)>,
+    ) {
+        let yaml = hardware(tees, security, &env);
+        match (Policy::parse(&yaml), want) {
+            (Ok(_), None) => {}
+            (Ok(_), Some((rule, _))) => panic!("validated; expected {rule}:\n{yaml}"),
+            (Err(problems), None) => panic!("{problems}\n{yaml}"),
+            (Err(problems), Some((rule, path))) => {
+                let p = problems
+                    .find(rule)
+                    .unwrap_or_else(|| panic!("no {rule} problem in:\n{problems}"));
+                assert_eq!(p.path, path, "{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn hardware_rules_are_located() {
+        let problems = Policy::parse(&hardware("sim, sev-snp", "", String::new().as_str()))
+            .unwrap_err()
+            .with_source_name("p.yaml");
+        let text = problems.to_string();
+        assert!(
+            text.contains(
+                "p.yaml:12:15: security.tees[1]: accepting `sev-snp` needs a platform TCB floor"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("[rule: snp-min-tcb]"), "{text}");
+        let bundle = problems.find(Rule::BundleDigest).unwrap();
+        assert_eq!((bundle.line, bundle.column), (23, 7), "{bundle}");
+        assert!(text.contains("[rule: bundle-digest]"), "{text}");
+    }
+
+    #[test]
+    fn security_carries_the_snp_and_dcap_rules() {
+        let policy = Policy::parse(&hardware(
+            "sev-snp, tdx",
+            &format!("{FLOOR}  max_vmpl: 2\n  min_tcb_evaluation_data_number: 18\n"),
+            &pinned(),
+        ))
+        .unwrap_or_else(|p| panic!("{p}"));
+        let sec = policy.security();
+        assert_eq!(sec.min_tcb, Some(SnpTcb::new(3, 0, 8, 115)));
+        assert_eq!(sec.max_vmpl, 2);
+        assert_eq!(sec.min_tcb_evaluation_data_number, Some(18));
+        let defaults = Policy::parse(&base()).unwrap();
+        assert_eq!(defaults.security().max_vmpl, 0);
+        assert_eq!(defaults.security().min_tcb, None);
+    }
+
+    /// A service only sim evidence can match needs no bundle pin, even in a policy that also
+    /// accepts hardware: the sim measurement covers the bundle.
+    #[test]
+    fn a_sim_only_service_needs_no_bundle_pin() {
+        let yaml = hardware("sim, sgx", "", "").replacen(
+            &format!("      - measurements:\n          - {MEASUREMENT}\n"),
+            &format!("      - tee: sim\n        measurements:\n          - {MEASUREMENT}\n"),
+            1,
+        );
+        Policy::parse(&yaml).unwrap_or_else(|p| panic!("{p}"));
     }
 
     #[test]

@@ -139,7 +139,7 @@ fn sim_demo_end_to_end() {
 #[cfg(feature = "rego")]
 #[test]
 fn production_appraisal() {
-    use cloister_attest::TcbStatus;
+    use cloister_attest::{DcapDetails, TcbStatus};
     let policy = parse("production.yaml");
     assert_eq!(policy.access().approvals, 2);
 
@@ -156,7 +156,16 @@ fn production_appraisal() {
     sgx.svn = Some(4);
     sgx.tcb_status = TcbStatus::SwHardeningNeeded;
     sgx.advisory_ids = vec!["INTEL-SA-00615".into()];
+    sgx.dcap = Some(DcapDetails::new(17, 17));
     policy.appraise("driver", &sgx).unwrap();
+    // Collateral from before the policy's minimum TCB evaluation data number is refused.
+    let mut old = sgx.clone();
+    old.dcap = Some(DcapDetails::new(16, 17));
+    let refusal = policy.appraise("driver", &old).unwrap_err();
+    assert_eq!(
+        refusal.reasons,
+        vec!["security.min_tcb_evaluation_data_number: tcb info 16 below 17"]
+    );
     let refusal = policy.appraise("executor", &sgx).unwrap_err();
     assert!(refusal.mentions("product id 7 is not 8"), "{refusal}");
 
@@ -168,6 +177,7 @@ fn production_appraisal() {
         vec![0; 64],
     );
     tdx.tcb_status = TcbStatus::UpToDate;
+    tdx.dcap = Some(DcapDetails::new(18, 18));
     tdx.extra.insert(
         "rtmr2".into(),
         "3A4F5E6D7C8B9A0F5F3A9C0E1D2B4A6F8E7D9C0B1A2F3E4D5C6B7A8F9E0D1C2B3A4F5E6D7C8B9A0F5F3A9C0E1D2BABCD".into(),
@@ -317,4 +327,58 @@ fn validate(root: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String
         }
     }
     errors
+}
+
+/// Recorded SEV-SNP reports, verified by `cloister-attest`, against a policy whose TCB floor is
+/// the newer report's TCB. From the attacker's side: a platform that has not taken AMD's
+/// firmware updates (the go-sev-guest report: bl=2 snp=5 ucode=68, and a debug guest) is refused
+/// with every component below the floor named; the patched platform (virtee: bl=3 tee=0 snp=8
+/// ucode=115) passes. Without the `min_tcb` rule the old platform would only fail on debug.
+#[rstest]
+#[case::unpatched_platform_refused(
+    "go-sev-guest/attestation.bin",
+    "go-sev-guest/vcek.der",
+    &[
+        "security.tolerate: debug not tolerated",
+        "security.min_tcb: bootloader component 2 below 3",
+        "security.min_tcb: snp component 5 below 8",
+        "security.min_tcb: microcode component 68 below 115",
+    ]
+)]
+#[case::patched_platform_at_the_floor("virtee-sev/report_milan.hex", "virtee-sev/vcek_milan.der", &[])]
+fn recorded_snp_reports_against_a_tcb_floor(
+    #[case] report: &str,
+    #[case] vcek: &str,
+    #[case] expected: &[&str],
+) {
+    use cloister_attest::{Context, Verifier as _, snp::SnpVerifier};
+    let dir = format!(
+        "{}/../../testdata/tee-evidence/sev-snp",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let read = |name: &str| std::fs::read(format!("{dir}/{name}")).unwrap();
+    // 2025-01-01T00:00:00Z, inside both VCEKs' windows.
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_735_689_600);
+    let claims = SnpVerifier::new(read(vcek), None)
+        .unwrap()
+        .verify(&read(report), &Context::new(now))
+        .unwrap()
+        .into_claims();
+    let yaml = format!(
+        "name: test/snp\nversion: 1\naccess:\n  owners:\n    - name: o\n      key: {}\n\
+         security:\n  tees: [sev-snp]\n  min_tcb: {{bootloader: 3, tee: 0, snp: 8, microcode: 115}}\n\
+         services:\n  - name: job\n    attestation:\n      - tee: sev-snp\n        measurements:\n\
+         \x20         - b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01\n\
+         \x20         - 7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f\n\
+         \x20   env:\n      CLOISTER_BUNDLE_DIGEST: {}\n",
+        "MCowBQYDK2VwAyEAiojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=",
+        "0d".repeat(32)
+    );
+    let policy = Policy::parse(&yaml).unwrap_or_else(|p| panic!("{p}"));
+    let reasons = policy
+        .appraise("job", &claims)
+        .err()
+        .map(|r| r.reasons)
+        .unwrap_or_default();
+    assert_eq!(reasons, expected);
 }

@@ -13,7 +13,9 @@
 //!    opened with the workload key and kept in memory only.
 //! 5. The bundle key comes from the configuration's env [`BUNDLE_KEY_ENV`] (removed from the env
 //!    the role sees); the bundle is authenticated, decrypted and unpacked in memory. When the
-//!    configuration pins a digest ([`BUNDLE_DIGEST_ENV`]) the bundle must have it.
+//!    configuration pins a digest ([`BUNDLE_DIGEST_ENV`]) the bundle must have it, and a launch
+//!    without a bundle is refused. Policies that accept a hardware TEE must pin it (the policy
+//!    rule `bundle-digest`): the hardware measurement does not cover the bundle.
 //! 6. Injected files are kept in memory and written to a private directory (see [`crate::files`]).
 //! 7. The role runs with the [`RoleContext`]; the files go when it is dropped.
 //!
@@ -195,6 +197,7 @@ pub fn launch<R: Role>(options: Launch, role: R) -> Result<R::Output, Error> {
         Some(sealed) => Some(open_bundle(&sealed, &mut env)?),
         None => {
             env.remove(BUNDLE_KEY_ENV);
+            refuse_pin_without_bundle(&env)?;
             None
         }
     };
@@ -220,6 +223,21 @@ pub fn launch<R: Role>(options: Launch, role: R) -> Result<R::Output, Error> {
     let name = role.name().to_owned();
     role.run(ctx)
         .map_err(|source| Error::Role { role: name, source })
+}
+
+/// A configuration that pins a bundle digest is for that bundle: launching without any bundle
+/// would run the service's role (and hand it the service's secrets) with no app the custodian
+/// pinned.
+fn refuse_pin_without_bundle(
+    env: &std::collections::BTreeMap<String, SecretString>,
+) -> Result<(), Error> {
+    match env.get(BUNDLE_DIGEST_ENV) {
+        Some(pinned) => Err(Error::BundleNotPinned {
+            expected: pinned.expose_secret().trim().to_owned(),
+            got: "no bundle".to_owned(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Open the bundle with the key from the configuration, and check its pinned digest.
@@ -366,4 +384,29 @@ fn attest(
     let attested = rt.block_on(cas.attest(&request, key))?;
     drop(cas);
     Ok(attested)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A configuration that pins a bundle refuses a launch without one: on hardware the
+    /// measurement does not cover the bundle, so a missing bundle must not pass for the pinned
+    /// one.
+    #[test]
+    fn a_pinned_digest_without_a_bundle_is_refused() {
+        let mut env = BTreeMap::new();
+        refuse_pin_without_bundle(&env).unwrap();
+        env.insert(
+            BUNDLE_DIGEST_ENV.to_owned(),
+            SecretString::from("0d".repeat(32)),
+        );
+        let err = refuse_pin_without_bundle(&env).unwrap_err();
+        assert!(
+            matches!(&err, Error::BundleNotPinned { got, .. } if got == "no bundle"),
+            "{err:?}"
+        );
+        assert!(err.is_refusal());
+    }
 }

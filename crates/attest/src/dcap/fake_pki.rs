@@ -342,6 +342,27 @@ mod tests {
         }
     }
 
+    /// A TCB info re-signed with another evaluation data number: the claims carry the new one
+    /// for the TCB info and the unchanged QE identity's.
+    #[test]
+    fn claims_carry_a_changed_tcb_evaluation_data_number() {
+        let claims = verify_sgx(Options {
+            tcb_info: Some(|t| t["tcbEvaluationDataNumber"] = 19.into()),
+            ..Options::default()
+        })
+        .unwrap()
+        .into_claims();
+        let dcap = claims.dcap.unwrap();
+        assert_eq!(
+            (
+                dcap.tcb_evaluation_data_number,
+                dcap.qe_tcb_evaluation_data_number,
+                dcap.oldest()
+            ),
+            (19, 17, 17)
+        );
+    }
+
     /// The level the SGX sample's platform matches becomes `Revoked`.
     fn revoke_sgx_level(tcb_info: &mut Value) {
         for level in tcb_info["tcbLevels"].as_array_mut().unwrap() {

@@ -262,6 +262,12 @@ impl Tcb {
     }
 }
 
+impl From<Tcb> for crate::SnpTcb {
+    fn from(t: Tcb) -> Self {
+        crate::SnpTcb::new(t.bootloader, t.tee, t.snp, t.microcode)
+    }
+}
+
 /// `bl=2 tee=0 snp=5 ucode=68`: the form used in claims and error messages.
 impl fmt::Display for Tcb {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -2,6 +2,7 @@
 
 use super::{DiffArgs, PolicyFile};
 use crate::{EXIT_REFUSED, output};
+use cloister_attest::SnpTcb;
 use cloister_policy::{
     Advisories, AttestationVariant, Pin, Policy, SecretKind, SessionHash, doc::Tolerate,
 };
@@ -361,6 +362,30 @@ fn security(out: &mut Changes, old: &Policy, new: &Policy) {
             format!("no longer ignores every advisory; ignores {}", list(ids)),
         ),
     }
+    let floor = |t: Option<SnpTcb>| t.map_or_else(|| "none".to_string(), |t| t.to_string());
+    if o.min_tcb != n.min_tcb {
+        out.changed(
+            "security.min_tcb",
+            format!("{} → {}", floor(o.min_tcb), floor(n.min_tcb)),
+        );
+    }
+    if o.max_vmpl != n.max_vmpl {
+        out.changed(
+            "security.max_vmpl",
+            format!("{} → {}", o.max_vmpl, n.max_vmpl),
+        );
+    }
+    if o.min_tcb_evaluation_data_number != n.min_tcb_evaluation_data_number {
+        let number = |v: Option<u32>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
+        out.changed(
+            "security.min_tcb_evaluation_data_number",
+            format!(
+                "{} → {}",
+                number(o.min_tcb_evaluation_data_number),
+                number(n.min_tcb_evaluation_data_number)
+            ),
+        );
+    }
     let rego = |p: &Policy| p.security().rego.as_ref().map(|r| r.source().to_string());
     match (rego(old), rego(new)) {
         (None, Some(_)) => out.added("security.rego", "Rego rule added"),
@@ -561,7 +586,15 @@ mod tests {
         Policy::parse(&yaml).unwrap()
     }
 
+    /// A `web` service; it pins its app bundle, as every service of a policy accepting
+    /// hardware must.
     fn service(pins: &str, extra: &str) -> String {
+        let pin = format!("      CLOISTER_BUNDLE_DIGEST: {}\n", "0d".repeat(32));
+        let extra = if extra.contains("    env:\n") {
+            extra.replacen("    env:\n", &format!("    env:\n{pin}"), 1)
+        } else {
+            format!("{extra}    env:\n{pin}")
+        };
         format!("services:\n  - name: web\n    attestation:\n{pins}{extra}")
     }
 
@@ -649,6 +682,25 @@ mod tests {
                 "~ secrets[k]: ascii parameters changed",
                 "+ secrets[new]: secret added (import from env TOKEN)",
                 "- secrets[old]: secret removed (aes256)",
+            ]
+        );
+    }
+
+    #[test]
+    fn platform_floors() {
+        let a = policy(
+            "security:\n  tees: [sev-snp, sgx]\n  min_tcb: {bootloader: 3, tee: 0, snp: 8, microcode: 115}\n",
+        );
+        let b = policy(
+            "security:\n  tees: [sev-snp, sgx]\n  min_tcb: {bootloader: 3, tee: 0, snp: 5, microcode: 115}\n  \
+             max_vmpl: 1\n  min_tcb_evaluation_data_number: 17\n",
+        );
+        assert_eq!(
+            details(&changes(&a, &b)),
+            [
+                "~ security.min_tcb: bl=3 tee=0 snp=8 ucode=115 → bl=3 tee=0 snp=5 ucode=115",
+                "~ security.max_vmpl: 0 → 1",
+                "~ security.min_tcb_evaluation_data_number: none → 17",
             ]
         );
     }

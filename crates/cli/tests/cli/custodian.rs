@@ -38,6 +38,8 @@ fn gen_key(dir: &Path, file: &str) -> (String, String) {
 
 const M1: &str = "5f3a9c0e1d2b4a6f8e7d9c0b1a2f3e4d5c6b7a8f9e0d1c2b3a4f5e6d7c8b9a0f";
 const M2: &str = "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1";
+/// The app bundle digest the SGX policy pins (every service of a hardware policy pins one).
+const BUNDLE: &str = "0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d";
 
 /// A valid version-1 policy owned by `owners` (name, base64 key), `approvals` of them needed.
 fn policy_v1(owners: &[(&str, &str)], approvals: usize) -> String {
@@ -50,6 +52,7 @@ fn policy_v1(owners: &[(&str, &str)], approvals: usize) -> String {
          security:\n  tees: [sgx]\n\
          services:\n  - name: driver\n    attestation:\n      - measurements: [{M1}]\n\
          \x20   env:\n      SPILL_KEY: $$cloister:spill_key:base64$$\n\
+         \x20     CLOISTER_BUNDLE_DIGEST: {BUNDLE}\n\
          secrets:\n  - name: spill_key\n    kind: aes256\n"
     ));
     yaml
