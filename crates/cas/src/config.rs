@@ -12,6 +12,10 @@
 //!   tests); the AMD roots are bundled in `cloister-attest`. Collateral comes with each request
 //!   and is checked against these roots.
 //!
+//! Host imports are the operator's decision: [`ImportRules`] lists, per namespace, what policies
+//! may import from files, environment variables and Kubernetes Secrets of the CAS host; the
+//! default is nothing (see [`crate::imports`]).
+//!
 //! The clock is injectable ([`Clock`], [`ManualClock`]) so that expiry is tested without
 //! sleeping.
 
@@ -24,6 +28,7 @@ use cloister_attest::maa::MaaVerifier;
 use cloister_attest::sim;
 
 use crate::Error;
+use crate::imports::ImportRules;
 
 /// Where the CAS reads the time.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -98,6 +103,8 @@ pub struct CasConfig {
     tls_names: Vec<String>,
     kubernetes_secrets_dir: Option<PathBuf>,
     env: EnvSource,
+    imports: Arc<ImportRules>,
+    data_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for CasConfig {
@@ -126,6 +133,8 @@ impl fmt::Debug for CasConfig {
             .field("signature_window", &self.signature_window)
             .field("tls_names", &self.tls_names)
             .field("kubernetes_secrets_dir", &self.kubernetes_secrets_dir)
+            .field("imports", &self.imports)
+            .field("data_dir", &self.data_dir)
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +158,7 @@ impl CasConfig {
             tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             kubernetes_secrets_dir: None,
             env: Arc::new(|name| std::env::var(name).ok()),
+            imports: ImportRules::none(),
         }
     }
 
@@ -222,16 +232,52 @@ impl CasConfig {
         self.kubernetes_secrets_dir.as_deref()
     }
 
-    /// Reads an environment variable of the CAS process (or the configured stand-in).
+    /// Reads an environment variable of the CAS process (or the configured stand-in). Whether
+    /// a policy may import it is [`CasConfig::imports`]' decision.
     pub fn env_var(&self, name: &str) -> Option<String> {
         (self.env)(name)
     }
+
+    /// What policies may import from this host.
+    pub fn imports(&self) -> &ImportRules {
+        &self.imports
+    }
+
+    /// The CAS data directory, once [`CasConfig::with_data_dir`] named it: never importable.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref()
+    }
+
+    /// This configuration for a CAS whose data directory is `dir`: the import rules are checked
+    /// again, so that neither `dir` nor a directory above it is importable. (The CAS server
+    /// calls this when it opens its data directory.)
+    pub fn with_data_dir(mut self, dir: &Path) -> Result<Self, Error> {
+        self.imports.validate(Some(dir))?;
+        check_kubernetes_dir(self.kubernetes_secrets_dir.as_deref(), Some(dir))?;
+        self.data_dir = Some(dir.to_owned());
+        Ok(self)
+    }
+}
+
+/// The Kubernetes secrets directory may not be (inside or above) a never-importable one.
+fn check_kubernetes_dir(dir: Option<&Path>, data_dir: Option<&Path>) -> Result<(), Error> {
+    let Some(dir) = dir else { return Ok(()) };
+    ImportRules::none()
+        .allow_files("kubernetes", dir)
+        .validate(data_dir)
+        .map_err(|e| match e {
+            Error::ImportRules(m) => Error::ImportRules(m.replace(
+                "namespace `kubernetes`: files from",
+                "Kubernetes secrets directory",
+            )),
+            other => other,
+        })
 }
 
 /// Builds a [`CasConfig`]. Defaults: no sim keys, no MAA, the Intel SGX root, the system
 /// clock, nonces valid 60 s, tokens and certificates 1 h, requests time out after 30 s, bodies
 /// up to 1 MiB, signed requests within ±300 s, TLS names `localhost`, `127.0.0.1`, `::1`, no
-/// Kubernetes secrets, the process environment.
+/// Kubernetes secrets, the process environment, no host imports.
 #[must_use]
 pub struct CasConfigBuilder {
     issuer: String,
@@ -248,6 +294,7 @@ pub struct CasConfigBuilder {
     tls_names: Vec<String>,
     kubernetes_secrets_dir: Option<PathBuf>,
     env: EnvSource,
+    imports: ImportRules,
 }
 
 impl fmt::Debug for CasConfigBuilder {
@@ -331,6 +378,13 @@ impl CasConfigBuilder {
         self
     }
 
+    /// Lets policies import what `rules` allow from this host (default: nothing). Checked by
+    /// [`CasConfigBuilder::build`].
+    pub fn imports(mut self, rules: ImportRules) -> Self {
+        self.imports = rules;
+        self
+    }
+
     /// Reads `import: {env: NAME}` from `source` instead of the process environment (tests;
     /// Rust 2024 makes changing the process environment `unsafe`, which this workspace forbids).
     pub fn env_source(mut self, source: EnvSource) -> Self {
@@ -406,6 +460,8 @@ impl CasConfigBuilder {
                 })?))
             }
         };
+        self.imports.validate(None)?;
+        check_kubernetes_dir(self.kubernetes_secrets_dir.as_deref(), None)?;
         Ok(CasConfig {
             issuer,
             sim_keys: self.sim_keys,
@@ -423,6 +479,8 @@ impl CasConfigBuilder {
             tls_names: self.tls_names,
             kubernetes_secrets_dir: self.kubernetes_secrets_dir,
             env: self.env,
+            imports: Arc::new(self.imports),
+            data_dir: None,
         })
     }
 }
@@ -465,6 +523,35 @@ mod tests {
             refused(CasConfig::builder("https://cas").maa("https://maa", b"{}".to_vec())),
             "MAA trust"
         );
+    }
+
+    #[test]
+    fn import_rules_are_checked_with_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let opened = |rules: ImportRules| {
+            CasConfig::builder("https://cas")
+                .imports(rules)
+                .build()?
+                .with_data_dir(&data)
+        };
+        let ok = opened(ImportRules::none().allow_files("t", dir.path().join("imports"))).unwrap();
+        assert_eq!(ok.data_dir(), Some(data.as_path()));
+        assert!(ok.imports().namespace("t").is_some());
+        for bad in [
+            ImportRules::none().allow_files("t", &data),
+            ImportRules::none().allow_files("t", dir.path()),
+            ImportRules::none().allow_env("t", "CLOISTER_MASTER_KEY"),
+        ] {
+            assert!(
+                matches!(opened(bad), Err(Error::ImportRules(_))),
+                "accepted"
+            );
+        }
+        let k8s_in_proc = CasConfig::builder("https://cas")
+            .kubernetes_secrets_dir("/proc/self")
+            .build();
+        assert!(matches!(k8s_in_proc, Err(Error::ImportRules(m)) if m.contains("Kubernetes")));
     }
 
     #[test]
