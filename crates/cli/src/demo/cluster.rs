@@ -495,7 +495,7 @@ mod tests {
         write_app(&d.join("other"), &[("q.sql", "SELECT 2".into())]).unwrap();
         let other = package_app(
             &d.join("other"),
-            &d.join("app.key"),
+            &keys.join("app.key"),
             &d.join("other.bundle"),
         )
         .unwrap();
