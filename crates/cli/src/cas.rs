@@ -323,10 +323,6 @@ fn reexec_without_master_key_env() -> anyhow::Error {
         Ok(None) => return anyhow::anyhow!("{MASTER_KEY_ENV} vanished"),
         Err(e) => return e.into(),
     };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return anyhow::Error::new(e).context("cannot find this program to re-execute"),
-    };
     let (reader, mut writer) = match std::io::pipe() {
         Ok(pipe) => pipe,
         Err(e) => return anyhow::Error::new(e).context("cannot make a pipe for the master key"),
@@ -337,8 +333,12 @@ fn reexec_without_master_key_env() -> anyhow::Error {
         return anyhow::Error::new(e).context("cannot hand the master key over");
     }
     drop(writer);
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
+    // /proc/self/exe is this very program, even if its file was replaced or removed since.
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| "cloister".into());
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(argv0)
+        .args(args)
         .arg("--master-key-stdin")
         .env_remove(MASTER_KEY_ENV)
         .stdin(reader)
