@@ -12,6 +12,10 @@
 //!   tests); the AMD roots are bundled in `cloister-attest`. Collateral comes with each request
 //!   and is checked against these roots.
 //!
+//! Host imports are the operator's decision: [`ImportRules`] lists, per namespace, what policies
+//! may import from files, environment variables and Kubernetes Secrets of the CAS host; the
+//! default is nothing (see [`crate::imports`]).
+//!
 //! The clock is injectable ([`Clock`], [`ManualClock`]) so that expiry is tested without
 //! sleeping.
 
@@ -25,6 +29,7 @@ use cloister_attest::sim;
 use cloister_policy::{KeyFingerprint, PublicKey};
 
 use crate::Error;
+use crate::imports::ImportRules;
 
 /// Where the CAS reads the time.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -101,6 +106,8 @@ pub struct CasConfig {
     env: EnvSource,
     auditor: Option<KeyFingerprint>,
     audit_scan_bytes: u64,
+    imports: Arc<ImportRules>,
+    data_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for CasConfig {
@@ -131,6 +138,8 @@ impl fmt::Debug for CasConfig {
             .field("kubernetes_secrets_dir", &self.kubernetes_secrets_dir)
             .field("auditor", &self.auditor)
             .field("audit_scan_bytes", &self.audit_scan_bytes)
+            .field("imports", &self.imports)
+            .field("data_dir", &self.data_dir)
             .finish_non_exhaustive()
     }
 }
@@ -156,6 +165,7 @@ impl CasConfig {
             env: Arc::new(|name| std::env::var(name).ok()),
             auditor: None,
             audit_scan_bytes: 4 << 20,
+            imports: ImportRules::none(),
         }
     }
 
@@ -229,7 +239,8 @@ impl CasConfig {
         self.kubernetes_secrets_dir.as_deref()
     }
 
-    /// Reads an environment variable of the CAS process (or the configured stand-in).
+    /// Reads an environment variable of the CAS process (or the configured stand-in). Whether
+    /// a policy may import it is [`CasConfig::imports`]' decision.
     pub fn env_var(&self, name: &str) -> Option<String> {
         (self.env)(name)
     }
@@ -244,13 +255,47 @@ impl CasConfig {
     pub fn audit_scan_bytes(&self) -> u64 {
         self.audit_scan_bytes
     }
+    /// What policies may import from this host.
+    pub fn imports(&self) -> &ImportRules {
+        &self.imports
+    }
+
+    /// The CAS data directory, once [`CasConfig::with_data_dir`] named it: never importable.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref()
+    }
+
+    /// This configuration for a CAS whose data directory is `dir`: the import rules are checked
+    /// again, so that neither `dir` nor a directory above it is importable. (The CAS server
+    /// calls this when it opens its data directory.)
+    pub fn with_data_dir(mut self, dir: &Path) -> Result<Self, Error> {
+        self.imports.validate(Some(dir))?;
+        check_kubernetes_dir(self.kubernetes_secrets_dir.as_deref(), Some(dir))?;
+        self.data_dir = Some(dir.to_owned());
+        Ok(self)
+    }
+}
+
+/// The Kubernetes secrets directory may not be (inside or above) a never-importable one.
+fn check_kubernetes_dir(dir: Option<&Path>, data_dir: Option<&Path>) -> Result<(), Error> {
+    let Some(dir) = dir else { return Ok(()) };
+    ImportRules::none()
+        .allow_files("kubernetes", dir)
+        .validate(data_dir)
+        .map_err(|e| match e {
+            Error::ImportRules(m) => Error::ImportRules(m.replace(
+                "namespace `kubernetes`: files from",
+                "Kubernetes secrets directory",
+            )),
+            other => other,
+        })
 }
 
 /// Builds a [`CasConfig`]. Defaults: no sim keys, no MAA, the Intel SGX root, the system
 /// clock, nonces valid 60 s, tokens and certificates 1 h, requests time out after 30 s, bodies
 /// up to 1 MiB, signed requests within ±300 s, TLS names `localhost`, `127.0.0.1`, `::1`, no
-/// Kubernetes secrets, the process environment, no auditor key, audit reads through at most
-/// 4 MiB of the log.
+/// Kubernetes secrets, the process environment, no host imports, no auditor key, audit reads
+/// through at most 4 MiB of the log.
 #[must_use]
 pub struct CasConfigBuilder {
     issuer: String,
@@ -269,6 +314,7 @@ pub struct CasConfigBuilder {
     env: EnvSource,
     auditor: Option<KeyFingerprint>,
     audit_scan_bytes: u64,
+    imports: ImportRules,
 }
 
 impl fmt::Debug for CasConfigBuilder {
@@ -349,6 +395,13 @@ impl CasConfigBuilder {
     /// Reads `import: {kubernetes: {secret: S, key: K}}` from `DIR/S/K`.
     pub fn kubernetes_secrets_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.kubernetes_secrets_dir = Some(dir.into());
+        self
+    }
+
+    /// Lets policies import what `rules` allow from this host (default: nothing). Checked by
+    /// [`CasConfigBuilder::build`].
+    pub fn imports(mut self, rules: ImportRules) -> Self {
+        self.imports = rules;
         self
     }
 
@@ -447,6 +500,8 @@ impl CasConfigBuilder {
                 })?))
             }
         };
+        self.imports.validate(None)?;
+        check_kubernetes_dir(self.kubernetes_secrets_dir.as_deref(), None)?;
         Ok(CasConfig {
             issuer,
             sim_keys: self.sim_keys,
@@ -466,6 +521,8 @@ impl CasConfigBuilder {
             env: self.env,
             auditor: self.auditor,
             audit_scan_bytes: self.audit_scan_bytes,
+            imports: Arc::new(self.imports),
+            data_dir: None,
         })
     }
 }
@@ -512,6 +569,35 @@ mod tests {
             refused(CasConfig::builder("https://cas").maa("https://maa", b"{}".to_vec())),
             "MAA trust"
         );
+    }
+
+    #[test]
+    fn import_rules_are_checked_with_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let opened = |rules: ImportRules| {
+            CasConfig::builder("https://cas")
+                .imports(rules)
+                .build()?
+                .with_data_dir(&data)
+        };
+        let ok = opened(ImportRules::none().allow_files("t", dir.path().join("imports"))).unwrap();
+        assert_eq!(ok.data_dir(), Some(data.as_path()));
+        assert!(ok.imports().namespace("t").is_some());
+        for bad in [
+            ImportRules::none().allow_files("t", &data),
+            ImportRules::none().allow_files("t", dir.path()),
+            ImportRules::none().allow_env("t", "CLOISTER_MASTER_KEY"),
+        ] {
+            assert!(
+                matches!(opened(bad), Err(Error::ImportRules(_))),
+                "accepted"
+            );
+        }
+        let k8s_in_proc = CasConfig::builder("https://cas")
+            .kubernetes_secrets_dir("/proc/self")
+            .build();
+        assert!(matches!(k8s_in_proc, Err(Error::ImportRules(m)) if m.contains("Kubernetes")));
     }
 
     #[test]

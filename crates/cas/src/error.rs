@@ -38,6 +38,10 @@ pub enum Error {
         /// Its permission bits.
         mode: u32,
     },
+    /// The operator's import rules (`cas serve --imports`) are not acceptable: a path that is
+    /// never importable, a relative path, an unknown field, a `CLOISTER_*` variable, ….
+    #[error("import rules: {0}")]
+    ImportRules(String),
     /// A name or value given to the store is not acceptable.
     #[error("invalid {what}: {reason}")]
     InvalidInput {

@@ -57,6 +57,7 @@ pub mod client;
 pub mod config;
 pub mod envelope;
 mod error;
+pub mod imports;
 pub mod las;
 pub mod master_key;
 pub mod secrets;
@@ -67,6 +68,7 @@ pub mod token;
 pub use audit::AuditError;
 pub use config::{CasConfig, Clock, ManualClock, SystemClock};
 pub use error::{Error, NonceRejection, RefusedRules};
+pub use imports::ImportRules;
 pub use master_key::{KeyPurpose, MASTER_KEY_ENV, MasterKey};
 pub use store::file::FileStore;
 pub use store::{

@@ -18,9 +18,11 @@
 //!   group nor others can access (mode `0600` or stricter); anything else is refused with
 //!   [`Error::MasterKeyPermissions`]. [`MasterKey::write_new_file`] writes such a file.
 //! - The environment variable `CLOISTER_MASTER_KEY` (64 hex digits), for platforms that inject
-//!   secrets as environment variables (a Kubernetes `Secret` with `env.valueFrom`). The variable is
-//!   left in the process environment: Rust 2024 makes removing it `unsafe`, which this workspace
-//!   forbids, so run the CAS in its own process.
+//!   secrets as environment variables (a Kubernetes `Secret` with `env.valueFrom`). Rust 2024
+//!   makes removing a variable `unsafe`, which this workspace forbids, so `cloister cas serve`
+//!   reads it once and re-executes itself (same pid) without it, handing the key over on a
+//!   pipe ([`MasterKey::write_hex`]): the running CAS's `/proc/PID/environ` does not hold it, and
+//!   no policy can import it (`CLOISTER_*` variables are never importable either).
 //!
 //! A key file wins over the environment ([`MasterKey::load`]). The key never comes from a command
 //! line argument, where `ps` would show it.
@@ -202,14 +204,23 @@ impl MasterKey {
         let mut file = options
             .open(path)
             .map_err(|e| Error::io("create master key file", path, e))?;
-        let mut text = Zeroizing::new([0u8; 2 * KEY_LEN + 1]);
-        hex::encode_to_slice(self.0.as_ref(), &mut text[..2 * KEY_LEN])
-            .map_err(|_| Error::Internal("hex buffer is exactly twice the key length"))?;
-        text[2 * KEY_LEN] = b'\n';
-        file.write_all(text.as_ref())
+        self.write_hex(&mut file)
             .and_then(|()| file.sync_all())
             .map_err(|e| Error::io("write master key file", path, e))?;
         Ok(())
+    }
+
+    /// Writes the key as 64 hex digits and a newline to `out` (a `0600` file, or a pipe to
+    /// this same program), leaving no copy behind in memory.
+    pub fn write_hex(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut text = Zeroizing::new([0u8; 2 * KEY_LEN + 1]);
+        for (i, byte) in self.0.iter().enumerate() {
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            text[2 * i] = DIGITS[usize::from(byte >> 4)];
+            text[2 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        text[2 * KEY_LEN] = b'\n';
+        out.write_all(text.as_ref())
     }
 
     /// The subkey for `purpose` (HKDF-SHA256, no salt, the purpose's label as `info`).
@@ -274,6 +285,16 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn hex_round_trips_through_a_writer() {
+        let key = MasterKey::from_bytes(Zeroizing::new([0xa5; 32]));
+        let mut out = Vec::new();
+        key.write_hex(&mut out).unwrap();
+        assert_eq!(out, format!("{}\n", "a5".repeat(32)).into_bytes());
+        let back = MasterKey::from_hex(std::str::from_utf8(&out).unwrap(), "test").unwrap();
+        assert_eq!(back.0.as_ref(), key.0.as_ref());
     }
 
     #[test]

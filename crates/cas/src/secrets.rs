@@ -27,16 +27,27 @@
 //!
 //! # Imported secrets
 //!
-//! Imports are read at each use and never stored, so a rotated source is picked up:
+//! Imports are read at each use and never stored, so a rotated source is picked up. Host
+//! imports are allowed only where the operator's [`ImportRules`](crate::ImportRules) let the
+//! session's namespace (see [`crate::imports`]):
 //!
-//! - `file: PATH`: the file's bytes (at most [`MAX_IMPORT_LEN`], UTF-8), exactly, with no
-//!   trailing newline removed;
-//! - `env: NAME`: the CAS process's environment variable (see [`CasConfig::env_var`]);
+//! - `file: PATH`: the file's bytes (at most [`MAX_IMPORT_LEN`]), exactly, with no trailing
+//!   newline removed: text when they are UTF-8, else binary (placed with `:hex` or `:base64`);
+//!   opened beneath an allowed directory with no symlink or `..` escape;
+//! - `env: NAME`: the CAS process's environment variable (see [`CasConfig::env_var`]), never a
+//!   `CLOISTER_*` one;
 //! - `kubernetes: {secret: S, key: K}`: the file `K` in `S`'s directory under
-//!   [`CasConfig::kubernetes_secrets_dir`] (how a Secret volume is mounted);
+//!   [`CasConfig::kubernetes_secrets_dir`] (how a Secret volume is mounted), text or binary;
 //! - `session: {session, secret, session_hash}`: the exporter's secret, after
-//!   [`cloister_policy::authorize_import`] against the exporter's *current* version and hash; a
-//!   refusal is [`Error::ImportRefused`] naming the rule.
+//!   [`cloister_policy::authorize_import`] against the exporter's *current* version and hash
+//!   and the importer's identity (its version history and its namespace's owners, see
+//!   [`importer_owners`]).
+//!
+//! Every refused or failed import is [`Error::ImportRefused`] naming the rule (`export`,
+//! `export-identity`, `import-hash`, `import-not-allowed`, `import-escape`, `import-missing`,
+//! `import-too-large`, …) with a message that names no host path and no value: the CAS server
+//! records it in the audit log as the attestation's refusal, where the policy's owners read it;
+//! the host path is only in the CAS log.
 //!
 //! # Encoding in the store
 //!
@@ -49,13 +60,12 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Read as _;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use cloister_policy::{
-    ImportSource, KeyAlgorithm, Policy, ResolvedService, SecretKind, SecretValue, Service,
+    ImportSource, Importer, KeyAlgorithm, KeyFingerprint, Policy, ResolvedService, SecretKind,
+    SecretValue, Service, SessionHash,
 };
 use rand_core::{OsRng, RngCore};
 use rcgen::{
@@ -66,13 +76,12 @@ use zeroize::Zeroizing;
 
 use crate::ca::SessionCa;
 use crate::config::CasConfig;
+pub use crate::imports::MAX_IMPORT_LEN;
+use crate::imports::Refusal;
 use crate::{Error, SecretBytes, Store, StoredSecret};
 
 /// The reserved secret name of the implicit session CA.
 pub const IMPLICIT_SESSION_CA: &str = ".session-ca";
-
-/// The largest imported value, in bytes.
-pub const MAX_IMPORT_LEN: usize = 64 * 1024;
 
 const FORMAT_V1: u8 = 1;
 const TAG_TEXT: u8 = 1;
@@ -397,8 +406,22 @@ impl<'a> Secrets<'a> {
                 .get(name)
                 .and_then(|b| decode(b.expose_secret()).ok())
         };
+        let service = service.resolve(host_args, &lookup).map_err(|e| match e {
+            // Only an imported value's shape is unknown until now: a binary file placed raw.
+            cloister_policy::Error::FormatNotApplicable { name, format, kind } => {
+                Error::ImportRefused {
+                    message: format!(
+                        "the value is {kind}; format `{format}` does not apply (binary values \
+                         are placed with :hex or :base64)"
+                    ),
+                    secret: name,
+                    rule: "placeholder-format",
+                }
+            }
+            other => other.into(),
+        })?;
         Ok(Resolved {
-            service: service.resolve(host_args, &lookup)?,
+            service,
             released: wanted.into_iter().collect(),
         })
     }
@@ -545,16 +568,16 @@ impl<'a> Secrets<'a> {
         name: &str,
         source: &ImportSource,
     ) -> Result<SecretBytes, Error> {
+        let not_a_key = || Error::ImportRefused {
+            secret: name.to_owned(),
+            rule: "import-format",
+            message: "not an RSA private key PEM of 2048 bits or more".into(),
+        };
         let SecretValue::Text(pem) = decode(self.import(policy, name, source)?.expose_secret())?
         else {
-            return Err(Error::Internal("an imported value is not text"));
+            return Err(not_a_key());
         };
-        let unavailable = |reason: &str| Error::ImportUnavailable {
-            secret: name.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let cmk = cloister_colenc::Cmk::from_pem(pem.expose_secret())
-            .map_err(|_| unavailable("not an RSA private key PEM of 2048 bits or more"))?;
+        let cmk = cloister_colenc::Cmk::from_pem(pem.expose_secret()).map_err(|_| not_a_key())?;
         let pkcs8 = cmk
             .to_pkcs8_pem()
             .map_err(|_| Error::Internal("PKCS#8 encoding of a column master key failed"))?;
@@ -571,44 +594,59 @@ impl<'a> Secrets<'a> {
         name: &str,
         source: &ImportSource,
     ) -> Result<SecretBytes, Error> {
-        let unavailable = |reason: String| Error::ImportUnavailable {
-            secret: name.to_owned(),
-            reason,
-        };
-        let text = match source {
-            ImportSource::File(path) => read_import(path).map_err(unavailable)?,
-            ImportSource::Env(var) => self
-                .config
-                .env_var(var)
-                .ok_or_else(|| unavailable(format!("environment variable {var} is not set")))?,
-            ImportSource::Kubernetes { secret, key } => {
-                let dir = self.config.kubernetes_secrets_dir().ok_or_else(|| {
-                    unavailable("this CAS has no Kubernetes secrets directory".into())
-                })?;
-                for (what, part) in [("secret", secret), ("key", key)] {
-                    let ok = !part.is_empty()
-                        && !part.starts_with('.')
-                        && part
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-                    if !ok {
-                        return Err(unavailable(format!(
-                            "Kubernetes {what} name `{part}` is not a plain name"
-                        )));
-                    }
-                }
-                read_import(&dir.join(secret).join(key)).map_err(unavailable)?
+        let refused = |r: Refusal| {
+            // The details (a host path) for the operator; the rule and message for everyone.
+            tracing::warn!(rule = r.rule, detail = %r.detail, "import refused");
+            Error::ImportRefused {
+                secret: name.to_owned(),
+                rule: r.rule,
+                message: r.message,
             }
-            ImportSource::Session(import) => {
-                let exporter = (self.policies)(&import.session)?.ok_or_else(|| {
-                    unavailable(format!("session `{}` does not exist", import.session))
+        };
+        let rules = self.config.imports();
+        let session = policy.name();
+        let data_dir = self.config.data_dir();
+        let value = match source {
+            ImportSource::File(path) => {
+                host_value(rules.read_file(session, path, data_dir).map_err(refused)?)
+            }
+            ImportSource::Env(var) => {
+                rules.check_env(session, var).map_err(refused)?;
+                let value = self.config.env_var(var).ok_or_else(|| {
+                    refused(Refusal::new(
+                        "import-missing",
+                        format!("environment variable `{var}` is not set"),
+                        "",
+                    ))
                 })?;
-                cloister_policy::authorize_import(policy, import, &exporter, &exporter.hash())
-                    .map_err(|e| Error::ImportRefused {
+                SecretValue::text(value)
+            }
+            ImportSource::Kubernetes { secret, key } => host_value(
+                rules
+                    .read_kubernetes(
+                        session,
+                        self.config.kubernetes_secrets_dir(),
+                        secret,
+                        key,
+                        data_dir,
+                    )
+                    .map_err(refused)?,
+            ),
+            ImportSource::Session(import) => {
+                let exporter =
+                    (self.policies)(&import.session)?.ok_or_else(|| Error::ImportUnavailable {
                         secret: name.to_owned(),
-                        rule: e.rule(),
-                        message: e.to_string(),
+                        reason: format!("session `{}` does not exist", import.session),
                     })?;
+                let history = self.history(policy)?;
+                let owners = importer_owners(policy);
+                let importer = Importer::new(policy, &history, &owners);
+                cloister_policy::authorize_import(&importer, import, &exporter, &exporter.hash())
+                    .map_err(|e| Error::ImportRefused {
+                    secret: name.to_owned(),
+                    rule: e.rule(),
+                    message: e.to_string(),
+                })?;
                 return match exporter.secret(&import.secret).map(|s| &s.kind) {
                     Some(kind) if !kind.is_imported() => self.value(&exporter, &import.secret),
                     _ => Err(Error::ImportRefused {
@@ -622,12 +660,53 @@ impl<'a> Secrets<'a> {
                 };
             }
             _ => {
-                return Err(unavailable(
-                    "an import source this CAS does not know".into(),
-                ));
+                return Err(refused(Refusal::new(
+                    "import-not-allowed",
+                    "an import source this CAS does not know",
+                    "",
+                )));
             }
         };
-        encode(&SecretValue::text(text))
+        encode(&value)
+    }
+
+    /// The hashes of every stored version of `policy`'s session, and `policy`'s own.
+    fn history(&self, policy: &Policy) -> Result<Vec<SessionHash>, Error> {
+        let mut hashes: Vec<SessionHash> = self
+            .store
+            .session(policy.name())?
+            .map(|s| {
+                s.versions
+                    .iter()
+                    .map(|v| SessionHash::from_bytes(v.hash.0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        hashes.push(policy.hash());
+        Ok(hashes)
+    }
+}
+
+/// The owners of the importing session's namespace, whom an export may name instead of a
+/// version of the importer.
+///
+/// Until the CAS keeps a registry of namespace owners, the importing session's own policy
+/// owners stand in: a session created under the importer's name by anyone else has other
+/// owners (the export requires every one of them to be named), so it still gets nothing.
+pub fn importer_owners(policy: &Policy) -> BTreeSet<KeyFingerprint> {
+    policy
+        .access()
+        .owners
+        .iter()
+        .map(|o| o.key.fingerprint())
+        .collect()
+}
+
+/// A host import's bytes: text when they are UTF-8, else binary.
+fn host_value(bytes: Zeroizing<Vec<u8>>) -> SecretValue {
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => SecretValue::text(text),
+        Err(_) => SecretValue::Bytes(secret_box(&bytes)),
     }
 }
 
@@ -668,21 +747,6 @@ fn ca_from_value(value: &SecretValue) -> Result<SessionCa, Error> {
 
 fn days(n: u32) -> Duration {
     Duration::from_secs(u64::from(n) * 86_400)
-}
-
-fn read_import(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_IMPORT_LEN as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() > MAX_IMPORT_LEN {
-        return Err(format!(
-            "{} is larger than {MAX_IMPORT_LEN} bytes",
-            path.display()
-        ));
-    }
-    String::from_utf8(bytes.to_vec()).map_err(|_| format!("{} is not UTF-8 text", path.display()))
 }
 
 fn random_bytes(n: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
@@ -762,21 +826,47 @@ mod tests {
     }
 
     fn with_secrets<T>(f: impl FnOnce(&Secrets<'_>, &dyn Store) -> T) -> T {
+        with_secrets_in(|secrets, store, _| f(secrets, store))
+    }
+
+    /// Secrets over a store in `DIR/data`; namespace `t` may import the files beneath the
+    /// directory passed to `f`, `DB_PASSWORD` and `UNSET_VAR`, and Kubernetes Secret `db`.
+    fn with_secrets_in<T>(f: impl FnOnce(&Secrets<'_>, &dyn Store, &std::path::Path) -> T) -> T {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path(), &MasterKey::generate()).unwrap();
+        let data = dir.path().join("data");
+        let imports = dir.path().join("imports");
+        std::fs::create_dir_all(&imports).unwrap();
+        let store = FileStore::open(&data, &MasterKey::generate()).unwrap();
+        let rules = crate::ImportRules::none()
+            .allow_files("t", &imports)
+            .allow_env("t", "DB_PASSWORD")
+            .allow_env("t", "UNSET_VAR")
+            .allow_kubernetes_secret("t", "db");
         let config = CasConfig::builder("https://cas.test")
             .env_source(Arc::new(|name| {
-                (name == "DB_PASSWORD").then(|| "env-pw".into())
+                (name == "DB_PASSWORD" || name == "HOME").then(|| "env-pw".into())
             }))
             .kubernetes_secrets_dir(dir.path().join("k8s"))
+            .imports(rules)
             .build()
+            .unwrap()
+            .with_data_dir(&data)
             .unwrap();
         std::fs::create_dir_all(dir.path().join("k8s/db")).unwrap();
         std::fs::write(dir.path().join("k8s/db/password"), "k8s-pw").unwrap();
-        std::fs::write(dir.path().join("file-secret"), "file-pw\n").unwrap();
+        std::fs::write(imports.join("file-secret"), "file-pw\n").unwrap();
+        std::fs::write(imports.join("binary"), [0xff, 0x00, 0xfe]).unwrap();
         let none = |_: &str| Ok(None);
         let secrets = Secrets::new(&store, &config, &none, SystemTime::now());
-        f(&secrets, &store)
+        f(&secrets, &store, &imports)
+    }
+
+    fn refused_rule(r: Result<SecretBytes, Error>) -> &'static str {
+        match r {
+            Err(Error::ImportRefused { rule, .. }) => rule,
+            Err(other) => panic!("expected a refusal, got {other:?}"),
+            Ok(_) => panic!("expected a refusal, got a value"),
+        }
     }
 
     #[test]
@@ -933,45 +1023,104 @@ mod tests {
 
     #[test]
     fn imports_are_read_at_use() {
-        let p = policy(
-            "t/imp",
-            "  - name: f\n    kind: import\n    from:\n      file: /nonexistent/x\n\
-             \x20 - name: e\n    kind: import\n    from:\n      env: DB_PASSWORD\n\
-             \x20 - name: missing\n    kind: import\n    from:\n      env: NOT_SET\n\
-             \x20 - name: k\n    kind: import\n    from:\n      kubernetes:\n        secret: db\n        key: password\n",
-            "      E: $$cloister:e$$\n      K: $$cloister:k$$\n",
-            "",
-        );
-        with_secrets(|secrets, store| {
+        with_secrets_in(|secrets, store, imports| {
+            let p = policy(
+                "t/imp",
+                &format!(
+                    "  - name: f\n    kind: import\n    from:\n      file: {f}\n\
+                     \x20 - name: bin\n    kind: import\n    from:\n      file: {b}\n\
+                     \x20 - name: e\n    kind: import\n    from:\n      env: DB_PASSWORD\n\
+                     \x20 - name: missing\n    kind: import\n    from:\n      env: UNSET_VAR\n\
+                     \x20 - name: k\n    kind: import\n    from:\n      kubernetes:\n        secret: db\n        key: password\n",
+                    f = imports.join("file-secret").display(),
+                    b = imports.join("binary").display(),
+                ),
+                "      E: $$cloister:e$$\n      K: $$cloister:k$$\n      F: $$cloister:f$$\n\
+                 \x20     B: $$cloister:bin:hex$$\n      B64: $$cloister:bin:base64$$\n",
+                "",
+            );
             let r = secrets.resolve(&p, p.service("app").unwrap(), &[]).unwrap();
             assert_eq!(r.service.env["E"].expose_secret(), "env-pw");
             assert_eq!(r.service.env["K"].expose_secret(), "k8s-pw");
+            // Exactly the file's bytes: the newline stays.
+            assert_eq!(r.service.env["F"].expose_secret(), "file-pw\n");
+            // Binary files are bytes, rendered by :hex and :base64.
+            assert_eq!(r.service.env["B"].expose_secret(), "ff00fe");
+            assert_eq!(r.service.env["B64"].expose_secret(), "/wD+");
             assert!(
                 store.secret_names("t/imp").unwrap().is_empty(),
                 "imports are not stored"
             );
-            let err = secrets.value(&p, "missing").unwrap_err();
-            assert!(
-                matches!(&err, Error::ImportUnavailable { secret, .. } if secret == "missing"),
-                "{err:?}"
-            );
-            assert!(matches!(
-                secrets.value(&p, "f"),
-                Err(Error::ImportUnavailable { .. })
-            ));
+            assert_eq!(refused_rule(secrets.value(&p, "missing")), "import-missing");
         });
     }
 
     #[test]
-    fn file_imports_keep_their_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s");
-        std::fs::write(&path, "pw\n").unwrap();
-        assert_eq!(read_import(&path).unwrap(), "pw\n");
-        std::fs::write(&path, [0xff, 0xfe]).unwrap();
-        assert!(read_import(&path).unwrap_err().contains("not UTF-8"));
-        std::fs::write(&path, vec![b'a'; MAX_IMPORT_LEN + 1]).unwrap();
-        assert!(read_import(&path).unwrap_err().contains("larger"));
+    fn a_binary_import_placed_raw_is_refused_by_rule() {
+        with_secrets_in(|secrets, _, imports| {
+            let p = policy(
+                "t/raw",
+                &format!(
+                    "  - name: bin\n    kind: import\n    from:\n      file: {}\n",
+                    imports.join("binary").display()
+                ),
+                "      B: $$cloister:bin$$\n",
+                "",
+            );
+            let err = secrets
+                .resolve(&p, p.service("app").unwrap(), &[])
+                .unwrap_err();
+            match err {
+                Error::ImportRefused {
+                    secret,
+                    rule,
+                    message,
+                } => {
+                    assert_eq!((secret.as_str(), rule), ("bin", "placeholder-format"));
+                    assert!(message.contains(":hex or :base64"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        });
+    }
+
+    /// What an attacker's policy may ask for: each refused by rule, naming no host path.
+    #[rstest::rstest]
+    #[case::proc_environ("file: /proc/self/environ", "import-not-allowed")]
+    #[case::etc_shadow("file: /etc/shadow", "import-not-allowed")]
+    #[case::symlink_out("file: IMPORTS/link", "import-escape")]
+    #[case::data_dir("file: DATA/cas.redb", "import-not-allowed")]
+    #[case::master_key("env: CLOISTER_MASTER_KEY", "import-not-allowed")]
+    #[case::env_not_allowed("env: HOME", "import-not-allowed")]
+    #[case::kubernetes_not_allowed(
+        "kubernetes: {secret: other, key: password}",
+        "import-not-allowed"
+    )]
+    fn host_imports_not_allowed_are_refused(#[case] from: &str, #[case] rule: &str) {
+        with_secrets_in(|secrets, _, imports| {
+            let root = imports.parent().unwrap();
+            std::os::unix::fs::symlink("/etc/passwd", imports.join("link")).unwrap();
+            let from = from
+                .replace("IMPORTS", &imports.display().to_string())
+                .replace("DATA", &root.join("data").display().to_string());
+            let p = policy(
+                "t/attack",
+                &format!("  - name: x\n    kind: import\n    from:\n      {from}\n"),
+                "      X: $$cloister:x:hex$$\n",
+                "",
+            );
+            let err = secrets
+                .resolve(&p, p.service("app").unwrap(), &[])
+                .unwrap_err();
+            let Error::ImportRefused {
+                rule: got, message, ..
+            } = &err
+            else {
+                panic!("{err:?}")
+            };
+            assert_eq!(*got, rule, "{message}");
+            assert!(!message.contains(&root.display().to_string()), "{message}");
+        });
     }
 
     #[test]
@@ -981,7 +1130,10 @@ mod tests {
             "  - name: CMK1\n    kind: cmk\n  - name: CEK1\n    kind: cek\n    cmk: CMK1\n",
             "      CLOISTER_CMK_CMK1: $$cloister:CMK1:pem$$\n      CLOISTER_CEK_CEK1: $$cloister:CEK1:hex$$\n\
              \x20     RAW: $$cloister:CEK1:key$$\n",
-            "export:\n  - secret: CEK1\n    to: [t/payroll]\n",
+            &format!(
+                "export:\n  - secret: CEK1\n    to:\n      - session: t/payroll\n        owners: [{}]\n",
+                OwnerKey::from_seed(&[1; 32]).unwrap().fingerprint()
+            ),
         ));
         let importer = |hash: &str| {
             policy(
@@ -1050,15 +1202,22 @@ mod tests {
 
     #[test]
     fn imported_cmk_pem_wraps_ceks() {
-        let dir = tempfile::tempdir().unwrap();
+        with_secrets_in(imported_cmk_pem_wraps_ceks_in);
+    }
+
+    fn imported_cmk_pem_wraps_ceks_in(
+        secrets: &Secrets<'_>,
+        store: &dyn Store,
+        dir: &std::path::Path,
+    ) {
         let pem = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../testdata/always-encrypted/swisscom/always-encrypted.pem"
         ))
         .unwrap();
-        let path = dir.path().join("cmk.pem");
+        let path = dir.join("cmk.pem");
         std::fs::write(&path, &pem).unwrap();
-        std::fs::write(dir.path().join("bad.pem"), "not a key").unwrap();
+        std::fs::write(dir.join("bad.pem"), "not a key").unwrap();
         let p = policy(
             "t/imported",
             &format!(
@@ -1066,23 +1225,21 @@ mod tests {
                  \x20 - name: BAD\n    kind: cmk\n    from:\n      file: {}\n\
                  \x20 - name: CEK2\n    kind: cek\n    cmk: CMK2\n",
                 path.display(),
-                dir.path().join("bad.pem").display()
+                dir.join("bad.pem").display()
             ),
             "      CEK: $$cloister:CEK2:hex$$\n",
             "",
         );
-        with_secrets(|secrets, store| {
-            let r = secrets.resolve(&p, p.service("app").unwrap(), &[]).unwrap();
-            let wrapped = hex::decode(r.service.env["CEK"].expose_secret()).unwrap();
-            let cmk = cloister_colenc::Cmk::from_pem(&pem).unwrap();
-            cloister_colenc::unwrap_cek(&wrapped, &cmk, "CMK2").unwrap();
-            // The imported CMK itself is never stored; the CEK is.
-            assert_eq!(store.secret_names("t/imported").unwrap(), vec!["CEK2"]);
-            let err = secrets.value(&p, "BAD").unwrap_err();
-            assert!(
-                matches!(&err, Error::ImportUnavailable { secret, .. } if secret == "BAD"),
-                "{err:?}"
-            );
-        });
+        let r = secrets.resolve(&p, p.service("app").unwrap(), &[]).unwrap();
+        let wrapped = hex::decode(r.service.env["CEK"].expose_secret()).unwrap();
+        let cmk = cloister_colenc::Cmk::from_pem(&pem).unwrap();
+        cloister_colenc::unwrap_cek(&wrapped, &cmk, "CMK2").unwrap();
+        // The imported CMK itself is never stored; the CEK is.
+        assert_eq!(store.secret_names("t/imported").unwrap(), vec!["CEK2"]);
+        let err = secrets.value(&p, "BAD").unwrap_err();
+        assert!(
+            matches!(&err, Error::ImportRefused { secret, rule: "import-format", .. } if secret == "BAD"),
+            "{err:?}"
+        );
     }
 }

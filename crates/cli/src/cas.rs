@@ -9,7 +9,7 @@ use crate::{EXIT_ERROR, LogStyle};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use cloister_cas::server::{self, CERT_FILE, CasState};
-use cloister_cas::{CasConfig, MASTER_KEY_ENV, MasterKey};
+use cloister_cas::{CasConfig, ImportRules, MASTER_KEY_ENV, MasterKey};
 use sha2::Digest as _;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -25,7 +25,9 @@ pub enum Command {
     ///
     /// The master key, which protects everything in DIR, comes from --master-key-file (a 0600
     /// file of 64 hex digits, as `cas init` writes it) or from the environment variable
-    /// CLOISTER_MASTER_KEY (64 hex digits), never from the command line.
+    /// CLOISTER_MASTER_KEY (64 hex digits), never from the command line. A key found in the
+    /// environment is read once; then the process re-executes itself (same pid) without the
+    /// variable, handing the key over on a pipe, so /proc/PID/environ no longer holds it.
     ///
     /// On first start the CAS makes its token signing key and a self-signed TLS certificate for
     /// the --tls-name names (default localhost, 127.0.0.1, ::1) and writes the certificate to
@@ -41,12 +43,26 @@ pub enum Command {
     /// finish, DIR/cas.addr is removed, exit 0.
     ///
     /// Trust is explicit: sim evidence only from the platform keys given (and only for policies
-    /// listing `sim`), Azure Attestation tokens only from --maa-issuer. Secrets imported with
-    /// `import: {env: NAME}` are read from this process's environment. Logs go to stderr (level
+    /// listing `sim`), Azure Attestation tokens only from --maa-issuer. Logs go to stderr (level
     /// info; RUST_LOG overrides) and never hold a secret.
     ///
     /// Audit entries are read with signed requests: owners and readers see their sessions'
     /// entries, the --auditor-key sees all; only the signed head is public.
+    /// Host imports are the operator's decision: a policy's `import: {file|env|kubernetes}`
+    /// secrets are read only where --imports FILE allows the policy's namespace (the part of
+    /// its name before `/`); without it nothing is importable. FILE is YAML, or TOML when it
+    /// ends in .toml:
+    ///
+    ///   namespaces:
+    ///     contoso:
+    ///       files: [/etc/cloister/imports/contoso]  # directories; files beneath them
+    ///       env: [CONTOSO_DB_PASSWORD]              # this process's environment
+    ///       kubernetes: [contoso-db]                # Secrets under --kubernetes-secrets-dir
+    ///
+    /// /proc, /sys, /dev, DIR and CLOISTER_* variables are never importable: rules naming them
+    /// (or a directory above them) are refused at start. Files are opened beneath their
+    /// directory with no symlink or `..` escape; a refused import is refused by rule
+    /// (import-not-allowed, import-escape, …) and recorded in the audit log.
     ///
     /// Examples:
     ///   cloister cas init --data ./cas-data --master-key-file ./master.key
@@ -54,6 +70,7 @@ pub enum Command {
     ///   cloister cas serve --listen 127.0.0.1:8443 --data ./cas-data \
     ///       --master-key-file ./master.key --sim-platform-key platform.pem.pub \
     ///       --auditor-key auditor.pem.pub
+    ///       --imports imports.yaml
     #[command(verbatim_doc_comment)]
     Serve(Box<ServeArgs>),
     /// Make a CAS master key file: 64 hex digits, mode 0600, never overwriting a file.
@@ -121,7 +138,8 @@ pub struct ServeArgs {
     /// The JWK set (JSON file) of --maa-issuer's signing keys.
     #[arg(long, value_name = "FILE", requires = "maa_issuer")]
     maa_jwks: Option<PathBuf>,
-    /// Read `import: {kubernetes: {secret: S, key: K}}` secrets from DIR/S/K.
+    /// Read `import: {kubernetes: {secret: S, key: K}}` secrets from DIR/S/K (for the Secret
+    /// names --imports allows).
     #[arg(long, value_name = "DIR")]
     kubernetes_secrets_dir: Option<PathBuf>,
     /// The auditor's public key (`cloister keys gen` writes it to KEY.pem.pub): its signed
@@ -129,6 +147,14 @@ pub struct ServeArgs {
     /// readers still read their own sessions' entries; only the signed head is public.
     #[arg(long, value_name = "FILE.pub")]
     auditor_key: Option<PathBuf>,
+    /// What policies may import from this host, per namespace (YAML, or TOML for *.toml).
+    /// Default: nothing. See the long help (--help) for the format.
+    #[arg(long, value_name = "FILE")]
+    imports: Option<PathBuf>,
+    /// Internal: the master key (64 hex digits) arrives on stdin, from this same process
+    /// before it re-executed itself without CLOISTER_MASTER_KEY in its environment.
+    #[arg(long, hide = true, conflicts_with = "master_key_file")]
+    master_key_stdin: bool,
     /// The log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -211,7 +237,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_ERROR));
     }
-    let master = MasterKey::load(args.master_key_file.as_deref())?;
+    let master = if args.master_key_stdin {
+        master_key_from_stdin()?
+    } else if args.master_key_file.is_none() && std::env::var_os(MASTER_KEY_ENV).is_some() {
+        // Read once, then gone from the environment: this returns only on failure.
+        return Err(reexec_without_master_key_env());
+    } else {
+        MasterKey::load(args.master_key_file.as_deref())?
+    };
     tracing::info!(master_key = %master.fingerprint(), "master key loaded");
 
     create_private_dir(&args.data)?;
@@ -287,7 +320,61 @@ fn config(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<CasConfig> {
         tracing::info!(auditor = %key.fingerprint(), "audit reads of every entry for this key");
         builder = builder.auditor_key(&key);
     }
+    if let Some(file) = &args.imports {
+        let rules = ImportRules::load(file)?;
+        tracing::info!(imports = %file.display(), "host imports allowed by the import rules");
+        builder = builder.imports(rules);
+    }
     Ok(builder.build()?)
+}
+
+/// Reads `CLOISTER_MASTER_KEY`, then re-executes this program (`exec`: same pid, same
+/// arguments plus `--master-key-stdin`) with the variable removed from its environment and the
+/// key on a pipe as its stdin. Rust 2024 makes `remove_var` unsafe, which this workspace
+/// forbids; a new program image gets a new environment block, so `/proc/PID/environ` no
+/// longer shows the key. Returns only on failure.
+fn reexec_without_master_key_env() -> anyhow::Error {
+    use std::os::unix::process::CommandExt as _;
+    let key = match MasterKey::from_env() {
+        Ok(Some(key)) => key,
+        Ok(None) => return anyhow::anyhow!("{MASTER_KEY_ENV} vanished"),
+        Err(e) => return e.into(),
+    };
+    let (reader, mut writer) = match std::io::pipe() {
+        Ok(pipe) => pipe,
+        Err(e) => return anyhow::Error::new(e).context("cannot make a pipe for the master key"),
+    };
+    // 65 bytes fit in any pipe buffer: written before `exec`, read by the new image. The
+    // writing end is close-on-exec, so the reader sees end of file after the key.
+    if let Err(e) = key.write_hex(&mut writer) {
+        return anyhow::Error::new(e).context("cannot hand the master key over");
+    }
+    drop(writer);
+    // /proc/self/exe is this very program, even if its file was replaced or removed since.
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| "cloister".into());
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(argv0)
+        .args(args)
+        .arg("--master-key-stdin")
+        .env_remove(MASTER_KEY_ENV)
+        .stdin(reader)
+        .exec();
+    anyhow::Error::new(err).context("cannot re-execute without the master key in the environment")
+}
+
+/// The master key handed over by [`reexec_without_master_key_env`] on stdin.
+fn master_key_from_stdin() -> anyhow::Result<MasterKey> {
+    use std::io::Read as _;
+    if std::env::var_os(MASTER_KEY_ENV).is_some() {
+        bail!("--master-key-stdin is internal: {MASTER_KEY_ENV} must be gone by now");
+    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .take(1024)
+        .read_to_string(&mut text)
+        .context("cannot read the master key from stdin")?;
+    Ok(MasterKey::from_hex(&text, "stdin")?)
 }
 
 /// The address clients connect to: an unspecified listen address (`0.0.0.0`, `::`) becomes

@@ -2,8 +2,9 @@
 //! and print the measurement a policy pins.
 //!
 //! Bundle keys are read from files (never from the command line). The packager holds the key
-//! before the CAS does: the policy imports the same key file (`kind: import, from: {file: …}`)
-//! and hands it to the workload as `CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$`.
+//! before the CAS does: the policy imports the same key file (`kind: import, from: {file: …}`,
+//! from a directory the CAS's `--imports` rules allow its namespace) and hands it to the
+//! workload as `CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$`.
 
 use crate::output;
 use anyhow::{Context as _, bail};
@@ -50,6 +51,9 @@ enum PackageCommand {
     ///     - name: bundle_key
     ///       kind: import
     ///       from: {file: /etc/cloister/keys/app.key}
+    ///
+    /// (the CAS reads it only where its --imports rules let the policy's namespace read
+    /// /etc/cloister/keys).
     ///
     /// Example: cloister package keygen --out app.key
     #[command(verbatim_doc_comment)]

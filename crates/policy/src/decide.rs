@@ -1,7 +1,7 @@
 //! The CAS's decisions about policies, as pure functions: create, update, read, import.
 
 use crate::Error;
-use crate::model::{Access, Policy, SessionImport};
+use crate::model::{Access, ImporterIdentity, Policy, SessionImport};
 use crate::sign::{KeyFingerprint, SessionHash, SignedPolicy};
 use std::collections::BTreeSet;
 
@@ -112,15 +112,55 @@ pub fn authorize_read(policy: &Policy, principal: &KeyFingerprint) -> Result<(),
     }
 }
 
+/// What the CAS knows of an importing session's identity, beyond its name.
+#[derive(Clone, Copy, Debug)]
+pub struct Importer<'a> {
+    policy: &'a Policy,
+    history: &'a [SessionHash],
+    namespace_owners: &'a BTreeSet<KeyFingerprint>,
+}
+
+impl<'a> Importer<'a> {
+    /// The importing session in force, `policy`; the hashes of all its versions (`history`,
+    /// the current one included); and the key fingerprints of its namespace's owners.
+    pub fn new(
+        policy: &'a Policy,
+        history: &'a [SessionHash],
+        namespace_owners: &'a BTreeSet<KeyFingerprint>,
+    ) -> Self {
+        Self {
+            policy,
+            history,
+            namespace_owners,
+        }
+    }
+
+    /// Whether this session is the one `identity` names.
+    fn is(&self, identity: &ImporterIdentity) -> bool {
+        match identity {
+            ImporterIdentity::SessionHash(pin) => {
+                self.policy.hash() == *pin || self.history.contains(pin)
+            }
+            ImporterIdentity::Owners(named) => {
+                !self.namespace_owners.is_empty() && self.namespace_owners.is_subset(named)
+            }
+        }
+    }
+}
+
 /// May `importer` import `import` (one of its [`Policy::session_imports`]) from `exporter`,
-/// whose current session hash is `exporter_hash`? The import must name the exporter, pin its
-/// current hash, and the exporter's `export` must list the secret for the importer's name.
+/// whose current session hash is `exporter_hash`? The import must name the exporter and pin its
+/// current hash; the exporter's `export` must list the secret for the importer's name
+/// ([`Error::ImportNotExported`]) *and* identity ([`Error::ExportIdentity`]): a version of the
+/// importer whose hash it pins, or the owners of the importer's namespace, every one of them
+/// named. A session created under the importer's name by someone else gets nothing.
 pub fn authorize_import(
-    importer: &Policy,
+    importer: &Importer<'_>,
     import: &SessionImport,
     exporter: &Policy,
     exporter_hash: &SessionHash,
 ) -> Result<(), Error> {
+    let name = importer.policy.name();
     if import.session != exporter.name() {
         return Err(Error::ImportWrongSession {
             expected: import.session.clone(),
@@ -133,15 +173,25 @@ pub fn authorize_import(
             current: *exporter_hash,
         });
     }
-    let exported = exporter
+    let mut targets = exporter
         .exports()
         .iter()
-        .any(|e| e.secret == import.secret && e.to.iter().any(|to| to == importer.name()));
-    if !exported {
+        .filter(|e| e.secret == import.secret)
+        .flat_map(|e| &e.to)
+        .filter(|to| to.session == name)
+        .peekable();
+    if targets.peek().is_none() {
         return Err(Error::ImportNotExported {
             exporter: exporter.name().to_owned(),
             secret: import.secret.clone(),
-            importer: importer.name().to_owned(),
+            importer: name.to_owned(),
+        });
+    }
+    if !targets.any(|to| importer.is(&to.identity)) {
+        return Err(Error::ExportIdentity {
+            exporter: exporter.name().to_owned(),
+            secret: import.secret.clone(),
+            importer: name.to_owned(),
         });
     }
     Ok(())
@@ -342,7 +392,12 @@ mod tests {
         assert!(authorize_read(&p, &key(4).fingerprint()).is_ok());
     }
 
-    fn exporter(version: u64, predecessor: Option<SessionHash>) -> Policy {
+    /// Exports `k` to `test/importer` owned by key 2 (and, when given, to the version `pin`).
+    fn exporter_with(
+        version: u64,
+        predecessor: Option<SessionHash>,
+        pin: Option<SessionHash>,
+    ) -> Policy {
         let mut yaml = format!("name: test/exporter\nversion: {version}\n");
         if let Some(p) = predecessor {
             yaml.push_str(&format!("predecessor: {p}\n"));
@@ -350,19 +405,39 @@ mod tests {
         yaml.push_str(&format!(
             "access:\n  owners:\n    - name: a\n      key: {}\nsecurity:\n  tees: [sim]\n\
              secrets:\n  - name: k\n    kind: aes256\n  - name: private\n    kind: aes256\n\
-             export:\n  - secret: k\n    to: [test/importer]\n",
-            public_b64(1)
+             export:\n  - secret: k\n    to:\n      - session: test/importer\n        owners: [{}]\n",
+            public_b64(1),
+            key(2).fingerprint(),
         ));
+        if let Some(pin) = pin {
+            yaml.push_str(&format!(
+                "      - session: test/pinned\n        session_hash: {pin}\n"
+            ));
+        }
         Policy::parse(&yaml).unwrap_or_else(|p| panic!("{p}"))
     }
 
+    fn exporter(version: u64, predecessor: Option<SessionHash>) -> Policy {
+        exporter_with(version, predecessor, None)
+    }
+
     fn importer(name: &str, secret: &str, pinned: SessionHash) -> Policy {
+        importer_owned(name, secret, pinned, &[2])
+    }
+
+    fn importer_owned(name: &str, secret: &str, pinned: SessionHash, owners: &[u8]) -> Policy {
+        let mut keys = String::new();
+        for n in owners {
+            keys.push_str(&format!(
+                "    - name: o{n}\n      key: {}\n",
+                public_b64(*n)
+            ));
+        }
         let yaml = format!(
-            "name: {name}\nversion: 1\naccess:\n  owners:\n    - name: b\n      key: {}\nsecurity:\n  tees: [sim]\n\
+            "name: {name}\nversion: 1\naccess:\n  owners:\n{keys}security:\n  tees: [sim]\n\
              services:\n  - name: app\n    attestation: [{{measurements: [{MEASUREMENT}]}}]\n    env:\n      K: $$cloister:imported:hex$$\n\
              secrets:\n  - name: imported\n    kind: import\n    from:\n      session:\n        session: test/exporter\n\
-             \x20       secret: {secret}\n        session_hash: {pinned}\n",
-            public_b64(2)
+             \x20       secret: {secret}\n        session_hash: {pinned}\n"
         );
         Policy::parse(&yaml).unwrap_or_else(|p| panic!("{p}"))
     }
@@ -371,18 +446,31 @@ mod tests {
         p.session_imports().next().unwrap().1
     }
 
+    /// `importer` with its own owners standing for its namespace's, and no earlier version.
+    fn authorize(importer: &Policy, exporter: &Policy) -> Result<(), Error> {
+        let owners = importer
+            .access()
+            .owners
+            .iter()
+            .map(|o| o.key.fingerprint())
+            .collect();
+        let history = [importer.hash()];
+        let who = Importer::new(importer, &history, &owners);
+        authorize_import(&who, import_of(importer), exporter, &exporter.hash())
+    }
+
     #[test]
     fn import_allowed() {
         let exp = exporter(1, None);
         let imp = importer("test/importer", "k", exp.hash());
-        authorize_import(&imp, import_of(&imp), &exp, &exp.hash()).unwrap();
+        authorize(&imp, &exp).unwrap();
     }
 
     #[test]
     fn import_not_exported_to_the_importer() {
         let exp = exporter(1, None);
         let imp = importer("test/stranger", "k", exp.hash());
-        let err = authorize_import(&imp, import_of(&imp), &exp, &exp.hash()).unwrap_err();
+        let err = authorize(&imp, &exp).unwrap_err();
         assert!(
             matches!(err, Error::ImportNotExported { ref importer, .. } if importer == "test/stranger"),
             "{err}"
@@ -393,7 +481,7 @@ mod tests {
     fn import_of_a_secret_that_is_not_exported() {
         let exp = exporter(1, None);
         let imp = importer("test/importer", "private", exp.hash());
-        let err = authorize_import(&imp, import_of(&imp), &exp, &exp.hash()).unwrap_err();
+        let err = authorize(&imp, &exp).unwrap_err();
         assert!(
             matches!(err, Error::ImportNotExported { ref secret, .. } if secret == "private"),
             "{err}"
@@ -405,7 +493,7 @@ mod tests {
         let v1 = exporter(1, None);
         let imp = importer("test/importer", "k", v1.hash());
         let v2 = exporter(2, Some(v1.hash()));
-        let err = authorize_import(&imp, import_of(&imp), &v2, &v2.hash()).unwrap_err();
+        let err = authorize(&imp, &v2).unwrap_err();
         match err {
             Error::ImportHashMismatch { pinned, current } => {
                 assert_eq!((pinned, current), (v1.hash(), v2.hash()))
@@ -419,7 +507,52 @@ mod tests {
         let exp = exporter(1, None);
         let imp = importer("test/importer", "k", exp.hash());
         let other = Policy::parse(&policy("test/other", 1, None, &[1], 1, &[])).unwrap();
-        let err = authorize_import(&imp, import_of(&imp), &other, &other.hash()).unwrap_err();
+        let err = authorize(&imp, &other).unwrap_err();
         assert!(matches!(err, Error::ImportWrongSession { .. }), "{err}");
+    }
+
+    #[rstest]
+    #[case::the_named_owners(&[2], true)]
+    #[case::a_squatter_with_its_own_key(&[3], false)]
+    #[case::a_squatter_naming_the_owner_beside_itself(&[2, 3], false)]
+    fn exports_follow_the_owners_not_the_name(#[case] owners: &[u8], #[case] allowed: bool) {
+        let exp = exporter(1, None);
+        let imp = importer_owned("test/importer", "k", exp.hash(), owners);
+        match authorize(&imp, &exp) {
+            Ok(()) => assert!(allowed),
+            Err(e) => {
+                assert!(!allowed, "{e}");
+                assert!(matches!(e, Error::ExportIdentity { .. }), "{e}");
+                assert_eq!(e.rule(), "export-identity");
+            }
+        }
+    }
+
+    #[test]
+    fn exports_follow_a_pinned_version_and_its_successors() {
+        let exp0 = exporter(1, None);
+        // The legitimate importer, version 1, then version 2 pinning the exporter that pins v1.
+        let v1 = importer_owned("test/pinned", "k", exp0.hash(), &[3]);
+        let exp = exporter_with(2, Some(exp0.hash()), Some(v1.hash()));
+        let v2 = importer_owned("test/pinned", "k", exp.hash(), &[3]);
+        let owners = BTreeSet::new();
+        let history = [v1.hash(), v2.hash()];
+        authorize_import(
+            &Importer::new(&v2, &history, &owners),
+            import_of(&v2),
+            &exp,
+            &exp.hash(),
+        )
+        .unwrap();
+        // A squatter's session of that name has another history.
+        let squat = importer_owned("test/pinned", "k", exp.hash(), &[4]);
+        let err = authorize_import(
+            &Importer::new(&squat, &[squat.hash()], &owners),
+            import_of(&squat),
+            &exp,
+            &exp.hash(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::ExportIdentity { .. }), "{err}");
     }
 }

@@ -387,8 +387,25 @@ pub struct SessionImportDoc {
 pub struct ExportDoc {
     /// The name of a secret this policy defines (generated, not imported).
     pub secret: String,
-    /// The sessions (`namespace/name`) that may import it.
-    pub to: Vec<String>,
+    /// The sessions that may import it, each named with what identifies it.
+    pub to: Vec<ExportTargetDoc>,
+}
+
+/// A session that may import an exported secret, bound to its identity rather than its name
+/// (anyone may create a session name first): exactly one of `session_hash` and `owners`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportTargetDoc {
+    /// The importing session's `namespace/name`.
+    pub session: String,
+    /// The hash of a version of the importing session (lower-case hex SHA-256 of its YAML): the
+    /// export holds while that version is the session's current one or one of its predecessors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_hash: Option<String>,
+    /// The key fingerprints (lower-case hex SHA-256 of the SPKI DER) of the owners of the
+    /// importing session's namespace: the export holds while every one of them is listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
 }
 
 /// The JSON Schema of the policy language (draft 2020-12), as `cloister policy schema` prints it.

@@ -134,6 +134,21 @@ pub enum Error {
         /// The importing session.
         importer: String,
     },
+    /// The exporter exports the secret to a session of the importer's name, but the importer is
+    /// not the session meant: its history holds no pinned hash, or its namespace has an owner
+    /// the export does not name (a squatter on the name gets nothing).
+    #[error(
+        "session `{exporter}` exports secret `{secret}` to a session named `{importer}` with \
+         another identity (pinned session hash or namespace owners)"
+    )]
+    ExportIdentity {
+        /// The exporting session.
+        exporter: String,
+        /// The secret.
+        secret: String,
+        /// The importing session.
+        importer: String,
+    },
     /// The import pins another version of the exporter than the current one.
     #[error("the import pins exporter hash {pinned}, but the exporter's current hash is {current}")]
     ImportHashMismatch {
@@ -181,6 +196,7 @@ impl Error {
             Error::ReadDenied { .. } => "read",
             Error::ImportWrongSession { .. } => "import-session",
             Error::ImportNotExported { .. } => "export",
+            Error::ExportIdentity { .. } => "export-identity",
             Error::ImportHashMismatch { .. } => "import-hash",
             Error::Unavailable { .. } => "unavailable",
         }

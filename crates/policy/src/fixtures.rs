@@ -65,10 +65,13 @@ secrets:
     sans: [driver.local]
 export:
   - secret: token
-    to: [test/other]
+    to:
+      - session: test/other
+        owners: [{fp2}]
 "#,
         k1 = public_b64(1),
         k2 = public_b64(2),
+        fp2 = key(2).fingerprint(),
     )
 }
 

@@ -64,13 +64,13 @@ mod validate;
 mod yaml;
 
 pub use appraise::{MAX_RULE_ID_LEN, Refusal, rule_id};
-pub use decide::{authorize_create, authorize_import, authorize_read, authorize_update};
+pub use decide::{Importer, authorize_create, authorize_import, authorize_read, authorize_update};
 pub use doc::{KeyAlgorithm, Tolerate, json_schema};
 pub use error::Error;
 pub use model::{
-    Access, Advisories, AttestationVariant, Export, ImportSource, InjectedFile, Owner, Pin, Policy,
-    Reader, ResolvedFile, ResolvedService, Secret, SecretKind, Security, Service, SessionImport,
-    SvnRange,
+    Access, Advisories, AttestationVariant, Export, ExportTarget, ImportSource, ImporterIdentity,
+    InjectedFile, Owner, Pin, Policy, Reader, ResolvedFile, ResolvedService, Secret, SecretKind,
+    Security, Service, SessionImport, SvnRange,
 };
 pub use problem::{Problem, Problems, Rule};
 pub use sign::{KeyFingerprint, OwnerKey, PublicKey, SessionHash, Signature, SignedPolicy};

@@ -514,8 +514,29 @@ pub struct SessionImport {
 pub struct Export {
     /// The secret.
     pub secret: String,
-    /// The sessions allowed to import it.
-    pub to: Vec<String>,
+    /// The sessions allowed to import it, with their identities.
+    pub to: Vec<ExportTarget>,
+}
+
+/// A session allowed to import an exported secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportTarget {
+    /// The importing session's `namespace/name`.
+    pub session: String,
+    /// What the importing session must be, beyond its name.
+    pub identity: ImporterIdentity,
+}
+
+/// What identifies an importing session: a name alone can be taken by anyone first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImporterIdentity {
+    /// A version of the session: its current version or one of its predecessors has this hash
+    /// (each later version was approved by the owners of the one before).
+    SessionHash(SessionHash),
+    /// The owners of the session's namespace: every one of them is in this set.
+    Owners(BTreeSet<KeyFingerprint>),
 }
 
 #[cfg(test)]

@@ -126,6 +126,9 @@ pub enum Rule {
     ExportSecret,
     /// An export's importer is not a valid session name.
     ExportSession,
+    /// An export's importer is not bound to an identity: it needs exactly one of
+    /// `session_hash` and `owners` (fingerprints).
+    ExportIdentity,
 }
 
 impl Rule {
@@ -185,6 +188,7 @@ impl Rule {
             Rule::PlaceholderFormat => "placeholder-format",
             Rule::ExportSecret => "export-secret",
             Rule::ExportSession => "export-session",
+            Rule::ExportIdentity => "export-identity",
         }
     }
 }

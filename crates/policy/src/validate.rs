@@ -5,8 +5,9 @@ use crate::doc::{
     self, ImportSourceDoc, KeyAlgorithm, PolicyDoc, SecretDoc, SecretKindName, TeeName, Tolerate,
 };
 use crate::model::{
-    Access, Advisories, AttestationVariant, Export, ImportSource, InjectedFile, Owner, Pin, Policy,
-    Reader, Secret, SecretKind, Security, Service, SessionImport, SvnRange,
+    Access, Advisories, AttestationVariant, Export, ExportTarget, ImportSource, ImporterIdentity,
+    InjectedFile, Owner, Pin, Policy, Reader, Secret, SecretKind, Security, Service, SessionImport,
+    SvnRange,
 };
 use crate::problem::{Problem, Problems, Rule};
 use crate::rego::RegoRule;
@@ -1054,6 +1055,72 @@ impl Validator<'_> {
         }
     }
 
+    /// What identifies an export's importer: exactly one of a session hash and a non-empty
+    /// list of owner fingerprints.
+    fn importer_identity(
+        &mut self,
+        i: usize,
+        j: usize,
+        target: &doc::ExportTargetDoc,
+    ) -> Option<ImporterIdentity> {
+        match (&target.session_hash, target.owners.is_empty()) {
+            (Some(hash), true) => match hash.parse::<SessionHash>() {
+                Ok(h) => Some(ImporterIdentity::SessionHash(h)),
+                Err(_) => {
+                    self.report(
+                        at!["export", i, "to", j, "session_hash"],
+                        Rule::ExportIdentity,
+                        format!("`{hash}` is not a session hash (64 hex digits)"),
+                    );
+                    None
+                }
+            },
+            (None, false) => {
+                let mut owners = BTreeSet::new();
+                for (k, fp) in target.owners.iter().enumerate() {
+                    match fp.parse::<KeyFingerprint>() {
+                        Ok(f) => {
+                            if !owners.insert(f) {
+                                self.report(
+                                    at!["export", i, "to", j, "owners", k],
+                                    Rule::ExportIdentity,
+                                    format!("owner `{fp}` is named twice"),
+                                );
+                            }
+                        }
+                        Err(_) => self.report(
+                            at!["export", i, "to", j, "owners", k],
+                            Rule::ExportIdentity,
+                            format!("`{fp}` is not a key fingerprint (64 hex digits)"),
+                        ),
+                    }
+                }
+                Some(ImporterIdentity::Owners(owners))
+            }
+            (Some(_), false) => {
+                self.report(
+                    at!["export", i, "to", j],
+                    Rule::ExportIdentity,
+                    "name the importer by `session_hash` or by `owners`, not both",
+                );
+                None
+            }
+            (None, true) => {
+                self.report(
+                    at!["export", i, "to", j],
+                    Rule::ExportIdentity,
+                    format!(
+                        "an importer is named with its identity: `session_hash` (a version of \
+                         `{}`) or `owners` (fingerprints of its namespace's owners); a name \
+                         alone can be taken by anyone first",
+                        target.session
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     fn exports(&mut self, docs: &[doc::ExportDoc], secrets: &[Secret]) -> Vec<Export> {
         let mut exports = Vec::new();
         for (i, e) in docs.iter().enumerate() {
@@ -1080,18 +1147,28 @@ impl Validator<'_> {
                     "an export names at least one importing session",
                 );
             }
-            for (j, to) in e.to.iter().enumerate() {
-                if !is_session_name(to) {
+            let mut to = Vec::new();
+            for (j, target) in e.to.iter().enumerate() {
+                if !is_session_name(&target.session) {
                     self.report(
-                        at!["export", i, "to", j],
+                        at!["export", i, "to", j, "session"],
                         Rule::ExportSession,
-                        format!("`{to}` is not a session name (namespace/name)"),
+                        format!(
+                            "`{}` is not a session name (namespace/name)",
+                            target.session
+                        ),
                     );
+                }
+                if let Some(identity) = self.importer_identity(i, j, target) {
+                    to.push(ExportTarget {
+                        session: target.session.clone(),
+                        identity,
+                    });
                 }
             }
             exports.push(Export {
                 secret: e.secret.clone(),
-                to: e.to.clone(),
+                to,
             });
         }
         exports
@@ -1440,12 +1517,36 @@ mod tests {
         13
     )]
     #[case::export_to_bad_session(
-        "to: [test/other]",
-        "to: [other]",
+        "session: test/other",
+        "session: other",
         Rule::ExportSession,
+        "export[0].to[0].session",
+        40,
+        18
+    )]
+    #[case::export_to_a_name_alone(
+        "      - session: test/other\n",
+        "      - session: test/third\n      - session: test/other\n",
+        Rule::ExportIdentity,
         "export[0].to[0]",
-        39,
-        10
+        40,
+        9
+    )]
+    #[case::export_bad_owner(
+        "        owners: [",
+        "        owners: [zz, ",
+        Rule::ExportIdentity,
+        "export[0].to[0].owners[0]",
+        41,
+        18
+    )]
+    #[case::export_both_identities(
+        "        owners: [",
+        "        session_hash: 1234\n        owners: [",
+        Rule::ExportIdentity,
+        "export[0].to[0]",
+        40,
+        9
     )]
     #[case::secret_field_not_for_kind(
         "    kind: ascii\n",
@@ -1815,7 +1916,11 @@ mod tests {
         )
         .replacen(
             "export:\n",
-            "export:\n  - secret: CMK3\n    to: [test/other]\n",
+            &format!(
+                "export:\n  - secret: CMK3\n    to:\n      - session: test/other\n        \
+                 owners: [{}]\n",
+                crate::fixtures::key(2).fingerprint()
+            ),
             1,
         );
         let problems = Policy::parse(&yaml).expect_err("must not validate");

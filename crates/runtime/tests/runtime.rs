@@ -46,6 +46,7 @@ impl Cas {
             .env_source(Arc::new(move |name| {
                 (name == "BUNDLE_KEY").then(|| bundle_key_hex.clone())
             }))
+            .imports(cloister_cas::ImportRules::none().allow_env("demo", "BUNDLE_KEY"))
             .build()
             .unwrap();
         let state = CasState::open(dir.path(), &MasterKey::generate(), config).unwrap();

@@ -74,6 +74,8 @@ impl CasState {
     /// A CAS over any [`Store`] backend and an open audit log; `cas.crt` is written to the
     /// log's directory.
     pub fn new(store: Arc<dyn Store>, audit: AuditLog, config: CasConfig) -> Result<Self, Error> {
+        // The data directory is never importable: the import rules are checked against it.
+        let config = config.with_data_dir(audit.dir())?;
         let now = config.now();
         let token_key = load_or_create(&*store, &audit, TOKEN_KEY_ID, now, || {
             let signer = TokenSigner::generate()?;

@@ -16,12 +16,14 @@ use cloister_cas::config::CasConfigBuilder;
 use cloister_cas::envelope::WorkloadKey;
 use cloister_cas::server::{self, CERT_FILE, CasState};
 use cloister_cas::token::{TokenRule, TokenVerifier};
-use cloister_cas::{CasConfig, Error, ManualClock, MasterKey};
+use cloister_cas::{CasConfig, Error, ImportRules, ManualClock, MasterKey};
 use cloister_policy::{OwnerKey, SessionHash, SignedPolicy};
 use rstest::rstest;
 use secrecy::ExposeSecret as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+mod imports;
 
 const ISSUER: &str = "https://cas.test";
 const MEASUREMENT: [u8; 32] = [0xaa; 32];
@@ -154,7 +156,8 @@ impl Cas {
                 .clock(clock.clone())
                 .env_source(Arc::new(|name| {
                     (name == "CANARY_TOKEN").then(|| CANARY.to_owned())
-                })),
+                }))
+                .imports(ImportRules::none().allow_env("test", "CANARY_TOKEN")),
         )
         .build()
         .unwrap();
@@ -851,6 +854,8 @@ enum Refusal {
     ReadByUnauthorisedPrincipal,
     ImportNotExported,
     ImportPinnedToOldExporterHash,
+    /// Someone else creates the importer's name first, pinning their own TEE.
+    ExportSquatted,
 }
 
 /// Sets up `case` on a fresh CAS and returns the refusal.
@@ -949,6 +954,22 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
         Refusal::ReadByUnauthorisedPrincipal => {
             api_err(cas.client.get_session("test/app", &signer(5)).await)
         }
+        Refusal::ExportSquatted => {
+            let exporter = exporter_policy(1, None, "test/importer");
+            cas.client
+                .create_session(&signed(&exporter, &[1]))
+                .await
+                .unwrap();
+            // The squatter's own key owns the name; the exporter's hash is public (audit log).
+            let squat = importer_policy_owned(SessionHash::of(&exporter), 7);
+            cas.client
+                .create_session(&signed(&squat, &[7]))
+                .await
+                .unwrap();
+            let collector = cas.collector(Cas::good_statement());
+            let req = request_with(cas, "test/importer", &collector, &key, &key).await;
+            api_err(cas.client.attest(&req, &key).await)
+        }
         Refusal::ImportNotExported | Refusal::ImportPinnedToOldExporterHash => {
             let to = if matches!(case, Refusal::ImportNotExported) {
                 "test/someone-else"
@@ -988,20 +1009,26 @@ fn exporter_policy(version: u64, predecessor: Option<SessionHash>, to: &str) -> 
         "access:\n  owners:\n    - name: o\n      key: {k}\nsecurity:\n  tees: [sim]\n\
          services:\n  - name: driver\n    attestation:\n      - measurements: [\"{m}\"]\n    \
          env:\n      KEY: $$cloister:trips_key:hex$$\nsecrets:\n  - name: trips_key\n    kind: aes256\n\
-         export:\n  - secret: trips_key\n    to: [{to}]\n",
+         export:\n  - secret: trips_key\n    to:\n      - session: {to}\n        owners: [{fp}]\n",
         k = public_b64(1),
         m = hex::encode(MEASUREMENT),
+        fp = owner(1).fingerprint(),
     ));
     y
 }
 
 fn importer_policy(exporter_hash: SessionHash) -> String {
+    importer_policy_owned(exporter_hash, 1)
+}
+
+/// `test/importer`, owned by key `owner`, importing `trips_key` from `test/exporter`.
+fn importer_policy_owned(exporter_hash: SessionHash, owner: u8) -> String {
     format!(
         "name: test/importer\nversion: 1\naccess:\n  owners:\n    - name: o\n      key: {k}\n\
          security:\n  tees: [sim]\nservices:\n  - name: driver\n    attestation:\n      - measurements: [\"{m}\"]\n    \
          env:\n      KEY: $$cloister:shared:hex$$\nsecrets:\n  - name: shared\n    kind: import\n    from:\n      \
          session:\n        session: test/exporter\n        secret: trips_key\n        session_hash: {exporter_hash}\n",
-        k = public_b64(1),
+        k = public_b64(owner),
         m = hex::encode(MEASUREMENT),
     )
 }
@@ -1099,6 +1126,12 @@ fn importer_policy(exporter_hash: SessionHash) -> String {
     "attestation-refused",
     "secrets[shared].import-hash",
     "secrets[shared]: import-hash:"
+)]
+#[case::export_squatted(
+    Refusal::ExportSquatted,
+    403,
+    "attestation-refused",
+    "secrets[shared]: export-identity:"
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_name_the_rule(

@@ -673,7 +673,8 @@ const SESSION: &str = "bench/nyc-taxi";
 /// and releases them only to this process once it attested — here a CAS and a sim LAS on
 /// loopback ([`Cluster`]), stopped again once the keys are in memory.
 fn attested_master_keys(dir: &Path) -> anyhow::Result<Arc<InMemoryKeyProvider>> {
-    let cluster = Cluster::start(dir)?;
+    // The bench's policy imports nothing from the host.
+    let cluster = Cluster::start(dir, crate::demo::cluster::ImportRules::none())?;
     let mut env = String::new();
     let mut secrets = String::new();
     for (id, _) in TRIP_KEYS {

@@ -3,7 +3,9 @@
 //! [`Cluster::start`] brings up, on 127.0.0.1 with ports chosen by the OS:
 //!
 //! - a CAS (HTTPS, its own data directory, a fresh master key) that trusts one freshly made
-//!   **sim** platform key — development only, no hardware protects anything;
+//!   **sim** platform key — development only, no hardware protects anything — and lets
+//!   policies import from this host exactly what the caller's [`ImportRules`] allow (the
+//!   demos: the directory of their bundle keys, for their own namespace);
 //! - a sim LAS signing evidence with that platform key (for the measurement each workload
 //!   claims, as a sim LAS does);
 //! - a fresh policy owner key ([`Cluster::owner_yaml`] is its `access.owners` entry), and a
@@ -25,10 +27,11 @@
 //!    who attested and what was released to whom.
 //!
 //! ```text
-//! let cluster = Cluster::start(dir.join("cluster"))?;
-//! make_bundle_key(&dir.join("app.key"))?;
+//! let keys = dir.join("keys");
+//! let cluster = Cluster::start(dir.join("cluster"), ImportRules::none().allow_files("demo", &keys))?;
+//! make_bundle_key(&keys.join("app.key"))?;
 //! write_app(&dir.join("app"), &[("q.sql", "SELECT 1 AS one".into())])?;
-//! let app = package_app(&dir.join("app"), &dir.join("app.key"), &dir.join("app.bundle"))?;
+//! let app = package_app(&dir.join("app"), &keys.join("app.key"), &dir.join("app.bundle"))?;
 //! cluster.push_policy(&policy_yaml_pinning(app.measurement))?;
 //! let report = cluster.run_job("demo/x", "job", &app.path, JobOptions::default())?;
 //! ```
@@ -44,6 +47,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use cloister_attest::sim::{PlatformKey, Statement};
+pub use cloister_cas::ImportRules;
 use cloister_cas::api::SessionSummary;
 use cloister_cas::audit::Entry;
 use cloister_cas::client::{CasClient, RequestSigner};
@@ -89,8 +93,9 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Start the CAS (data in `dir/cas`) and the sim LAS, and make an owner key.
-    pub fn start(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
+    /// Start the CAS (data in `dir/cas`; policies may import from this host what `imports`
+    /// allows, nothing else) and the sim LAS, and make an owner key.
+    pub fn start(dir: impl Into<PathBuf>, imports: ImportRules) -> anyhow::Result<Self> {
         let dir = dir.into();
         let cas_dir = dir.join("cas");
         std::fs::create_dir_all(&cas_dir)
@@ -112,6 +117,7 @@ impl Cluster {
         let config = CasConfig::builder("https://cas.cloister.local")
             .trust_sim_key(platform.public_key())
             .auditor_key(auditor.public_key())
+            .imports(imports)
             .build()?;
         let state = CasState::open(&cas_dir, &MasterKey::generate(), config)?;
         let cas_cert_pem = state.certificate_pem().to_owned();
@@ -197,6 +203,11 @@ impl Cluster {
     /// The policy owner's key.
     pub fn owner(&self) -> &OwnerKey {
         &self.owner
+    }
+
+    /// The owner's key fingerprint (what an export names importers' owners by).
+    pub fn owner_fingerprint(&self) -> String {
+        self.owner.fingerprint().to_string()
     }
 
     /// The owner's public key as a policy writes it (base64 SPKI DER).
@@ -437,8 +448,14 @@ mod tests {
     fn a_cluster_runs_an_attested_job_and_audits_it() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let cluster = Cluster::start(d.join("cluster")).unwrap();
-        make_bundle_key(&d.join("app.key")).unwrap();
+        let keys = d.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let cluster = Cluster::start(
+            d.join("cluster"),
+            ImportRules::none().allow_files("test", &keys),
+        )
+        .unwrap();
+        make_bundle_key(&keys.join("app.key")).unwrap();
         write_app(
             &d.join("app"),
             &[(
@@ -447,13 +464,14 @@ mod tests {
             )],
         )
         .unwrap();
-        let app = package_app(&d.join("app"), &d.join("app.key"), &d.join("app.bundle")).unwrap();
+        let app =
+            package_app(&d.join("app"), &keys.join("app.key"), &d.join("app.bundle")).unwrap();
         let policy = format!(
             "name: test/cluster\nversion: 1\n{}security:\n  tees: [sim]\nservices:\n  - name: job\n    attestation:\n      - measurements: [\"{}\"]\n    env:\n      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$\n      CLOISTER_KEY_K1: $$cloister:k1:hex$$\n      CLOISTER_APP_VARS: GREETING\n      GREETING: hello\n      CLOISTER_PRINT_RESULTS: \"true\"\n  - name: quiet\n    attestation:\n      - measurements: [\"{}\"]\n    env:\n      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$\n      CLOISTER_APP_VARS: GREETING\n      GREETING: hello\nsecrets:\n  - name: bundle_key\n    kind: import\n    from:\n      file: {}\n  - name: k1\n    kind: aes256\n",
             cluster.owner_yaml().unwrap(),
             app.measurement,
             app.measurement,
-            d.join("app.key").display()
+            keys.join("app.key").display()
         );
         cluster.push_policy(&policy).unwrap();
         let report = cluster
@@ -476,7 +494,7 @@ mod tests {
         write_app(&d.join("other"), &[("q.sql", "SELECT 2".into())]).unwrap();
         let other = package_app(
             &d.join("other"),
-            &d.join("app.key"),
+            &keys.join("app.key"),
             &d.join("other.bundle"),
         )
         .unwrap();

@@ -40,9 +40,10 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use serde::Serialize;
 
-use super::cluster::{AuditRow, Cluster, audit_summary, measurement_without_bundle};
+use super::cluster::{AuditRow, Cluster, ImportRules, audit_summary, measurement_without_bundle};
 use crate::job::JobSettings;
 use crate::output;
+use cloister_cas::imports::namespace_of;
 
 /// The exporting session.
 pub const HR_SESSION: &str = "contoso/hr";
@@ -190,7 +191,31 @@ pub fn run_flow(options: &Options) -> anyhow::Result<Report> {
         .prefix("cloister-contoso-cluster-")
         .tempdir()
         .context("create a temporary directory")?;
-    let cluster = Cluster::start(dir.path().join("cluster"))?;
+    // The CAS imports CMK1 (with --cmk-pem) from a copy in `imports/`, the only host import
+    // its rules allow, for `contoso/*` only.
+    let imports = dir.path().join("imports");
+    let mut rules = ImportRules::none();
+    let copied;
+    let options = match &options.cmk_pem {
+        Some(pem) => {
+            std::fs::create_dir_all(&imports)
+                .with_context(|| format!("cannot create {}", imports.display()))?;
+            let bytes = zeroize::Zeroizing::new(
+                std::fs::read(pem).with_context(|| format!("cannot read {}", pem.display()))?,
+            );
+            super::cluster::write_private(&imports.join("cmk1.pem"), &bytes)?;
+            // Canonical, as `flow` names the file.
+            rules = rules.allow_files(namespace_of(HR_SESSION), imports.canonicalize()?);
+            copied = Options {
+                cmk_pem: Some(imports.join("cmk1.pem")),
+                database: options.database.clone(),
+                csv: options.csv.clone(),
+            };
+            &copied
+        }
+        None => options,
+    };
+    let cluster = Cluster::start(dir.path().join("cluster"), rules)?;
     flow(&cluster, options)
 }
 
@@ -206,8 +231,10 @@ pub fn flow(cluster: &Cluster, options: &Options) -> anyhow::Result<Report> {
         None => None,
     };
     let mut sessions = Vec::new();
+    let owner = cluster.owner_fingerprint();
     let hr_v1 = session_row(cluster.push_policy(&hr_policy(
         &access,
+        &owner,
         &measurement,
         cmk_pem.as_deref(),
         None,
@@ -291,7 +318,13 @@ pub fn flow(cluster: &Cluster, options: &Options) -> anyhow::Result<Report> {
     )?);
     let hr_v2 = cluster.update_policy(
         HR_SESSION,
-        &hr_policy(&access, &measurement, cmk_pem.as_deref(), Some(&hr_v1.hash)),
+        &hr_policy(
+            &access,
+            &owner,
+            &measurement,
+            cmk_pem.as_deref(),
+            Some(&hr_v1.hash),
+        ),
     )?;
     sessions.push(session_row(hr_v2));
     refusals.push(expect_refusal(cluster, PAYROLL_SESSION, "report", read)?);
@@ -451,9 +484,12 @@ async fn read_statistics(engine: &Engine) -> anyhow::Result<Vec<Statistic>> {
     Ok(out)
 }
 
-/// `contoso/hr`: CMK1 and CEK1, the loader and the statistics app, CEK1 exported to payroll.
+/// `contoso/hr`: CMK1 and CEK1, the loader and the statistics app, CEK1 exported to payroll,
+/// whose namespace's owner has key fingerprint `payroll_owner` (a session someone else
+/// creates under that name gets nothing).
 fn hr_policy(
     access: &str,
+    payroll_owner: &str,
     measurement: &str,
     cmk_pem: Option<&Path>,
     predecessor: Option<&str>,
@@ -480,7 +516,8 @@ fn hr_policy(
         "name: {HR_SESSION}\nversion: {version}\n{history}\
          description: ContosoHR employees, SSN and Salary encrypted under CEK1 (version {version})\n\
          {access}security:\n  tees: [sim]\nservices:\n{loader}{stats}secrets:\n{cmk}  - name: CEK1\n    kind: cek\n    cmk: CMK1\n\
-         export:\n  - secret: CEK1\n    to: [{PAYROLL_SESSION}]\n",
+         export:\n  - secret: CEK1\n    to:\n      - session: {PAYROLL_SESSION}\n        \
+         owners: [{payroll_owner}]\n",
         loader = service("loader"),
         stats = service("stats"),
     )
@@ -650,10 +687,12 @@ mod tests {
             .collect();
         let access = format!("access:\n  owners:\n    - name: o\n      key: {key}\n");
         let m = "ab".repeat(48);
-        let hr = hr_policy(&access, &m, None, None);
+        let fp = owner.fingerprint().to_string();
+        let hr = hr_policy(&access, &fp, &m, None, None);
         let p = cloister_policy::Policy::parse(&hr).unwrap_or_else(|e| panic!("{e}\n{hr}"));
         let v2 = hr_policy(
             &access,
+            &fp,
             &m,
             Some(Path::new("/etc/cmk.pem")),
             Some(&p.hash().to_string()),

@@ -36,6 +36,7 @@ use serde::Serialize;
 use super::cluster::{self, AuditRow, Cluster, PackagedApp};
 use crate::job::{JobOptions, JobSettings, OutputJson, ResultJson, SpillJson};
 use crate::output;
+use cloister_cas::imports::namespace_of;
 
 /// The demo's session.
 pub const SESSION: &str = "demo/nyc-taxi";
@@ -396,12 +397,14 @@ pub fn run(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
 
     steps.begin("start a CAS and a sim LAS on 127.0.0.1, make an owner key");
-    let cluster = Cluster::start(dir.join("cluster"))?;
+    // The CAS's import rules: the policy imports the bundle keys from `keys/`, nothing else.
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys)?;
+    let imports = cluster::ImportRules::none().allow_files(namespace_of(SESSION), &keys);
+    let cluster = Cluster::start(dir.join("cluster"), imports)?;
     steps.end();
 
     steps.begin("package the analytics and report apps into encrypted bundles");
-    let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys)?;
     let apps = dir.join("apps");
     let mut packaged = Vec::new();
     for (name, files) in [("analytics", analytics_app()), ("report", report_app())] {

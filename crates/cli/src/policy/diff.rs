@@ -4,7 +4,8 @@ use super::{DiffArgs, PolicyFile};
 use crate::{EXIT_REFUSED, output};
 use cloister_attest::SnpTcb;
 use cloister_policy::{
-    Advisories, AttestationVariant, Pin, Policy, SecretKind, SessionHash, doc::Tolerate,
+    Advisories, AttestationVariant, ImporterIdentity, Pin, Policy, SecretKind, SessionHash,
+    doc::Tolerate,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -559,7 +560,19 @@ fn exports(out: &mut Changes, old: &Policy, new: &Policy) {
     let pairs = |p: &Policy| -> BTreeSet<(String, String)> {
         p.exports()
             .iter()
-            .flat_map(|e| e.to.iter().map(|to| (e.secret.clone(), to.clone())))
+            .flat_map(|e| {
+                e.to.iter().map(|to| {
+                    let who = match &to.identity {
+                        ImporterIdentity::SessionHash(h) => format!("version {h}"),
+                        ImporterIdentity::Owners(owners) => {
+                            let fps: Vec<String> = owners.iter().map(|f| f.to_string()).collect();
+                            format!("owners {}", fps.join(", "))
+                        }
+                        _ => "an identity this build does not know".to_owned(),
+                    };
+                    (e.secret.clone(), format!("{} ({who})", to.session))
+                })
+            })
             .collect()
     };
     out.sets("export", &pairs(old), &pairs(new), |(secret, to), k| {

@@ -400,3 +400,35 @@ fn serve_refuses_a_master_key_on_the_command_line() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+/// A key from `CLOISTER_MASTER_KEY` is read once: the serving process (the same pid, re-executed)
+/// no longer has it in `/proc/PID/environ`, and it opens the store that key protects.
+#[test]
+fn serve_removes_the_master_key_from_its_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let mut cas = CasProcess::start_keyed(d, &[], &[], false);
+    let hex = std::fs::read_to_string(d.join("master.key")).unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", cas.pid())).unwrap();
+    assert!(
+        !contains(&environ, b"CLOISTER_MASTER_KEY"),
+        "still in the environment"
+    );
+    assert!(
+        !contains(&environ, hex.trim().as_bytes()),
+        "the key is in the environment"
+    );
+    // The rest of the environment stays, and the process is the one started.
+    assert!(contains(&environ, b"CANARY_TOKEN="));
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", cas.pid())).unwrap();
+    assert!(contains(&cmdline, b"--master-key-stdin"));
+    runtime().block_on(cas.client().nonce()).unwrap();
+    assert_eq!(cas.terminate().code(), Some(0));
+    // The store it made opens with the key file: the key handed over was the right one.
+    let cas = CasProcess::start(d, &[], &[]);
+    runtime().block_on(cas.client().nonce()).unwrap();
+    // The internal flag with nothing on stdin is an error, not a CAS without a key.
+    let out = super::cloister(&["cas", "serve", "--data", "data", "--master-key-stdin"], d);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}

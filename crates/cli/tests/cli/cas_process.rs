@@ -15,14 +15,18 @@ use std::time::{Duration, Instant};
 pub const MEASUREMENT: [u8; 32] = [0xab; 32];
 /// The value of `CANARY_TOKEN` in every test CAS's environment: the imported secret.
 pub const CANARY: &str = "CANARY-5d1f0c9a7e2b-imported-api-token";
+/// The namespaces the process tests' policies import host secrets in.
+pub const IMPORTING_NAMESPACES: [&str; 4] = ["canary", "e2e", "burst", "demo"];
 /// How long a CAS gets to come up (a debug build on a loaded 2-core machine).
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A running `cloister cas serve`, killed (SIGKILL) when dropped.
 ///
 /// Layout under the test's directory `dir`: `data/` (the CAS data directory), `master.key`
-/// (made with `cas init` on first start), `platform.pem.pub` (trusted when present), and the
-/// child's output appended to `cas.stdout.log` and `cas.stderr.log`.
+/// (made with `cas init` on first start), `platform.pem.pub` (trusted when present),
+/// `imports.yaml` (the import rules: the namespaces of [`IMPORTING_NAMESPACES`] may import
+/// `CANARY_TOKEN` and the files beneath `imports/`), and the child's output appended to
+/// `cas.stdout.log` and `cas.stderr.log`.
 pub struct CasProcess {
     child: Option<Child>,
     /// The URL from `data/cas.addr`.
@@ -41,8 +45,23 @@ impl CasProcess {
     /// Starts a CAS in `dir` with extra environment variables and `serve` arguments, and
     /// waits until it has written `data/cas.addr`.
     pub fn start(dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Self {
+        Self::start_keyed(dir, env, extra, true)
+    }
+
+    /// The same; with `key_file` false, the master key comes from `CLOISTER_MASTER_KEY` (the
+    /// contents of `master.key`) instead of `--master-key-file`.
+    pub fn start_keyed(dir: &Path, env: &[(&str, &str)], extra: &[&str], key_file: bool) -> Self {
         let data = dir.join("data");
         let key = dir.join("master.key");
+        std::fs::create_dir_all(dir.join("imports")).unwrap();
+        let mut rules = String::from("namespaces:\n");
+        for ns in IMPORTING_NAMESPACES {
+            rules.push_str(&format!(
+                "  {ns}:\n    env: [CANARY_TOKEN]\n    files: [\"{}\"]\n",
+                dir.join("imports").display()
+            ));
+        }
+        std::fs::write(dir.join("imports.yaml"), rules).unwrap();
         if !key.exists() {
             let out = cloister(
                 &[
@@ -71,8 +90,7 @@ impl CasProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloister"));
         cmd.args(["cas", "serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(&data)
-            .arg("--master-key-file")
-            .arg(&key)
+            .args(["--imports", "imports.yaml"])
             .current_dir(dir)
             .env_remove("RUST_LOG")
             .env_remove("CLOISTER_MASTER_KEY")
@@ -85,6 +103,12 @@ impl CasProcess {
             cmd.arg("--sim-platform-key").arg(&platform);
         }
         cmd.arg("--auditor-key").arg(auditor_key(dir));
+        if key_file {
+            cmd.arg("--master-key-file").arg(&key);
+        } else {
+            let hex = std::fs::read_to_string(&key).unwrap();
+            cmd.env("CLOISTER_MASTER_KEY", hex.trim());
+        }
         cmd.envs(env.iter().copied()).args(extra);
         let mut child = cmd.spawn().expect("start cloister cas serve");
         let deadline = Instant::now() + START_TIMEOUT;
@@ -118,6 +142,11 @@ impl CasProcess {
             stdout_log,
             stderr_log,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap()
     }
 
     /// A client pinned to this CAS's certificate.

@@ -464,7 +464,10 @@ fn diff_shows_text_and_the_changes_that_matter() {
         .replace(M1, M2)
         .replace(
             "    kind: aes256\n",
-            "    kind: aes256\n  - name: token\n    kind: ascii\nexport:\n  - secret: spill_key\n    to: [demo/reports]\n",
+            &format!(
+                "    kind: aes256\n  - name: token\n    kind: ascii\nexport:\n  - secret: spill_key\n    \
+                 to:\n      - session: demo/reports\n        owners: [{bob_fp}]\n"
+            ),
         );
     std::fs::write(d.join("v2.yaml"), &v2).unwrap();
     run(d, &["policy", "lint", "v2.yaml"], 0);

@@ -118,8 +118,10 @@ impl Cas {
         );
         let dir = tempfile::tempdir().unwrap();
         let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
+        // The policies import their key files from the test's directory.
         let config = CasConfig::builder("https://cas.test")
             .trust_sim_key(platform.public_key())
+            .imports(cloister_cas::ImportRules::none().allow_files("test", d))
             .build()
             .unwrap();
         let state = CasState::open(dir.path(), &MasterKey::generate(), config).unwrap();

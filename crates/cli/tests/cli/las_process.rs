@@ -133,7 +133,9 @@ fn a_workload_attests_with_evidence_from_a_las_process_and_sigterm_stops_it() {
     std::fs::write(d.join("platform.pem.pub"), platform.public_key().to_pem()).unwrap();
 
     // The app: a bundle, its key, its measurement.
-    run(d, &["package", "keygen", "--out", "bundle.key"], 0);
+    // The bundle key is imported by the CAS from `imports/`, where its rules allow.
+    std::fs::create_dir_all(d.join("imports")).unwrap();
+    run(d, &["package", "keygen", "--out", "imports/bundle.key"], 0);
     std::fs::create_dir_all(d.join("app")).unwrap();
     std::fs::write(d.join("app/query.sql"), "SELECT 1;\n").unwrap();
     run(
@@ -144,7 +146,7 @@ fn a_workload_attests_with_evidence_from_a_las_process_and_sigterm_stops_it() {
             "--out",
             "app.bundle",
             "--key-file",
-            "bundle.key",
+            "imports/bundle.key",
         ],
         0,
     );
@@ -153,7 +155,7 @@ fn a_workload_attests_with_evidence_from_a_las_process_and_sigterm_stops_it() {
 
     let cas = CasProcess::start(d, &[], &[]);
     let (owner_key, owner_public) = owner(d, "owner.pem", 9);
-    let policy = job_policy(&owner_public, &measurement, &d.join("bundle.key"));
+    let policy = job_policy(&owner_public, &measurement, &d.join("imports/bundle.key"));
     runtime()
         .block_on(cas.client().create_session(&signed(&policy, &[&owner_key])))
         .unwrap();
@@ -208,7 +210,8 @@ fn a_workload_attests_with_evidence_from_a_las_process_and_sigterm_stops_it() {
         text(&out.stderr)
     );
 
-    // A LAS whose platform claims a debug TEE: the CAS refuses, naming the rule.
+    // A LAS whose platform claims a debug TEE: the CAS refuses, naming the rule (the detail,
+    // "debug not tolerated", is for the session's owners in the audit log).
     let mut debug = LasProcess::start(
         d,
         "las-debug",
@@ -218,7 +221,7 @@ fn a_workload_attests_with_evidence_from_a_las_process_and_sigterm_stops_it() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("refused") && stderr.contains("debug"),
+        stderr.contains("refused") && stderr.contains("security.tolerate"),
         "{stderr}"
     );
     assert!(debug.terminate().success());

@@ -114,6 +114,7 @@ impl Setup {
         let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
         let config = CasConfig::builder("https://cas.test")
             .trust_sim_key(platform.public_key())
+            .imports(cloister_cas::ImportRules::none().allow_files("demo", d))
             .build()
             .unwrap();
         let state = CasState::open(cas_dir.path(), &MasterKey::generate(), config).unwrap();
