@@ -150,13 +150,7 @@ async fn host_imports_the_operator_did_not_allow_are_refused(
             assert!(!err.text().contains(leak), "{leak} in {}", err.text());
         }
         // The policy's owners read why in the audit log; nothing was released.
-        let entries = host
-            .cas
-            .client
-            .audit_entries(0, None)
-            .await
-            .unwrap()
-            .entries;
+        let entries = host.cas.audit_all().await;
         let refused = entries
             .iter()
             .rfind(|e| e.kind == "attestation_refused")

@@ -1131,6 +1131,7 @@ fn importer_policy_owned(exporter_hash: SessionHash, owner: u8) -> String {
     Refusal::ExportSquatted,
     403,
     "attestation-refused",
+    "secrets[shared].export-identity",
     "secrets[shared]: export-identity:"
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
