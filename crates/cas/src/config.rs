@@ -25,6 +25,9 @@ use cloister_attest::sim;
 
 use crate::Error;
 
+mod limits;
+pub use limits::{Limits, RateLimit};
+
 /// Where the CAS reads the time.
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current time.
@@ -98,6 +101,7 @@ pub struct CasConfig {
     tls_names: Vec<String>,
     kubernetes_secrets_dir: Option<PathBuf>,
     env: EnvSource,
+    limits: Limits,
 }
 
 impl fmt::Debug for CasConfig {
@@ -126,6 +130,7 @@ impl fmt::Debug for CasConfig {
             .field("signature_window", &self.signature_window)
             .field("tls_names", &self.tls_names)
             .field("kubernetes_secrets_dir", &self.kubernetes_secrets_dir)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +154,7 @@ impl CasConfig {
             tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             kubernetes_secrets_dir: None,
             env: Arc::new(|name| std::env::var(name).ok()),
+            limits: Limits::default(),
         }
     }
 
@@ -226,12 +232,17 @@ impl CasConfig {
     pub fn env_var(&self, name: &str) -> Option<String> {
         (self.env)(name)
     }
+
+    /// Rate limits, the used-nonce capacity and the transport limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
 }
 
 /// Builds a [`CasConfig`]. Defaults: no sim keys, no MAA, the Intel SGX root, the system
 /// clock, nonces valid 60 s, tokens and certificates 1 h, requests time out after 30 s, bodies
 /// up to 1 MiB, signed requests within ±300 s, TLS names `localhost`, `127.0.0.1`, `::1`, no
-/// Kubernetes secrets, the process environment.
+/// Kubernetes secrets, the process environment, and the [`Limits::default`] resource limits.
 #[must_use]
 pub struct CasConfigBuilder {
     issuer: String,
@@ -248,6 +259,7 @@ pub struct CasConfigBuilder {
     tls_names: Vec<String>,
     kubernetes_secrets_dir: Option<PathBuf>,
     env: EnvSource,
+    limits: Limits,
 }
 
 impl fmt::Debug for CasConfigBuilder {
@@ -338,6 +350,13 @@ impl CasConfigBuilder {
         self
     }
 
+    /// Sets the resource limits: per-client rates, used-nonce capacity, transport timeouts and
+    /// the connection cap (each checked against the range its field documents).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Checks the configuration and freezes it.
     pub fn build(self) -> Result<CasConfig, Error> {
         let issuer = self.issuer.trim_end_matches('/').to_owned();
@@ -396,6 +415,7 @@ impl CasConfigBuilder {
                 "at least one DNS name or IP address",
             ));
         }
+        self.limits.check()?;
         rcgen::CertificateParams::new(self.tls_names.clone())
             .map_err(|_| Error::invalid("TLS names", "not DNS names or IP addresses"))?;
         let maa = match self.maa {
@@ -423,6 +443,7 @@ impl CasConfigBuilder {
             tls_names: self.tls_names,
             kubernetes_secrets_dir: self.kubernetes_secrets_dir,
             env: self.env,
+            limits: self.limits,
         })
     }
 }

@@ -22,6 +22,8 @@ use secrecy::ExposeSecret as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod limits;
+
 const ISSUER: &str = "https://cas.test";
 const MEASUREMENT: [u8; 32] = [0xaa; 32];
 const CANARY: &str = "CANARY-7f3e9b2c-imported-api-token";
@@ -120,6 +122,7 @@ struct Cas {
     dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     join: Option<JoinHandle<Result<(), Error>>>,
+    state: CasState,
 }
 
 impl Cas {
@@ -152,7 +155,7 @@ impl Cas {
         );
         let tls = state.tls_config().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let join = tokio::spawn(server::run(listener, tls, state, async move {
+        let join = tokio::spawn(server::run(listener, tls, state.clone(), async move {
             let _ = rx.await;
         }));
         let cert_pem = std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap();
@@ -166,6 +169,7 @@ impl Cas {
             dir,
             stop: Some(tx),
             join: Some(join),
+            state,
         }
     }
 
