@@ -91,6 +91,9 @@ pub struct Limits {
     /// The most connections served at once (1 to 1,000,000), including those still in their
     /// handshake; a connection beyond it is closed at once, before TLS. Default 1,024.
     pub max_connections: usize,
+    /// The most connections one client (peer IP address, IPv6 by /64) holds at once (1 to
+    /// `max_connections`), so that one client cannot hold every slot. Default 128.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +106,7 @@ impl Default for Limits {
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_client: 128,
         }
     }
 }
@@ -118,6 +122,7 @@ impl Limits {
             session_rate: high,
             max_used_nonces: 16 << 20,
             max_connections: 65_536,
+            max_connections_per_client: 65_536,
             ..Self::default()
         }
     }
@@ -143,6 +148,12 @@ impl Limits {
             return Err(Error::invalid(
                 "connection cap",
                 "must be 1 to 1,000,000 connections",
+            ));
+        }
+        if !(1..=self.max_connections).contains(&self.max_connections_per_client) {
+            return Err(Error::invalid(
+                "per-client connection cap",
+                "must be 1 to the connection cap",
             ));
         }
         Ok(())

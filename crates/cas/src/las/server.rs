@@ -262,7 +262,10 @@ pub async fn run(
         stopper.graceful_shutdown(None);
     });
     let mut server = axum_server::Server::from_listener(listener)
-        .acceptor(crate::server::transport::Capped::new(MAX_CONNECTIONS))
+        .acceptor(crate::server::transport::Capped::new(
+            MAX_CONNECTIONS,
+            MAX_CONNECTIONS,
+        ))
         .handle(handle);
     server
         .http_builder()

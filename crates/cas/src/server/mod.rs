@@ -19,8 +19,9 @@
 //! - **Transport** ([`run`]): the TLS handshake must finish within `tls_handshake_timeout`; a
 //!   request head must arrive within `header_read_timeout` of the connection becoming ready for
 //!   one (after the handshake or the previous response), which also closes idle keep-alive
-//!   connections; at most `max_connections` connections are open at once, and one beyond the
-//!   cap is closed at once (existing connections keep working).
+//!   connections; at most `max_connections` connections are open at once, and at most
+//!   `max_connections_per_client` from one client; one beyond a cap is closed at once (existing
+//!   connections keep working).
 //!
 //! [`Limits`]: crate::config::Limits
 //! [`CasConfig::limits`]: crate::config::CasConfig::limits
@@ -151,7 +152,10 @@ pub async fn run(
     .map_err(io("listen on"))?
     .map(|tls| {
         tls.handshake_timeout(limits.tls_handshake_timeout)
-            .acceptor(transport::Capped::new(limits.max_connections))
+            .acceptor(transport::Capped::new(
+                limits.max_connections,
+                limits.max_connections_per_client,
+            ))
     })
     .handle(handle);
     // axum-server installs hyper's timer; the header timer runs from the moment a connection

@@ -67,7 +67,7 @@ impl Limiter {
 }
 
 /// The key of a client: its IPv4 address, or the /64 prefix of its IPv6 address.
-fn client_key(peer: IpAddr) -> IpAddr {
+pub(super) fn client_key(peer: IpAddr) -> IpAddr {
     match peer.to_canonical() {
         IpAddr::V4(ip) => IpAddr::V4(ip),
         IpAddr::V6(ip) => {

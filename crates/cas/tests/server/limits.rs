@@ -210,6 +210,7 @@ async fn connections_beyond_the_cap_are_closed_and_honest_clients_are_served_aft
     const CAP: usize = 4;
     let cas = start(|l| {
         l.max_connections = CAP;
+        l.max_connections_per_client = CAP;
         l.header_read_timeout = Duration::from_secs(30);
     })
     .await;
@@ -256,6 +257,38 @@ async fn connections_beyond_the_cap_are_closed_and_honest_clients_are_served_aft
         served,
         "an honest client was not served after the others closed"
     );
+}
+
+/// One client holding its share of connections cannot take the rest: its next connection is
+/// closed while another client (127.0.0.2) is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_hold_every_connection() {
+    const PER_CLIENT: usize = 3;
+    let cas = start(|l| {
+        l.max_connections = 16;
+        l.max_connections_per_client = PER_CLIENT;
+        l.header_read_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let dialer = cas.dialer();
+    let held = tokio::task::spawn_blocking(move || {
+        let held: Vec<_> = (0..PER_CLIENT).map(|_| dialer.tls_connect()).collect();
+        let mut over = TcpStream::connect(dialer.addr).unwrap();
+        over.set_read_timeout(Some(CLOSED_WITHIN)).unwrap();
+        let (waited, got) = wait_for_close(&mut over);
+        assert!(got.is_empty() && waited < CLOSED_WITHIN);
+        held
+    })
+    .await
+    .unwrap();
+    let other = cas.raw_from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    let r = other
+        .get(format!("{}/v1/health", cas.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(held);
 }
 
 /// One client floods `POST /v1/nonce` and gets 429 with `Retry-After`; meanwhile health answers
