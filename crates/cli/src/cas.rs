@@ -156,6 +156,10 @@ pub struct ServeArgs {
     /// below the open-file limit (ulimit -n).
     #[arg(long, value_name = "N", help_heading = "Limits")]
     max_connections: Option<usize>,
+    /// The most connections one client (peer IP address, IPv6: /64) holds at once, so that one
+    /// client cannot take every slot (default 128).
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    max_connections_per_client: Option<usize>,
 }
 
 #[derive(Args)]
@@ -330,6 +334,9 @@ fn limits(args: &ServeArgs) -> Limits {
     }
     if let Some(n) = args.max_connections {
         limits.max_connections = n;
+    }
+    if let Some(n) = args.max_connections_per_client {
+        limits.max_connections_per_client = n;
     }
     limits
 }
