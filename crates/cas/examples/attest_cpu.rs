@@ -108,6 +108,7 @@ fn main() {
     let platform = PlatformKey::generate();
     let config = CasConfig::builder(&url)
         .trust_sim_key(platform.public_key())
+        .limits(cloister_cas::config::Limits::bench())
         .build()
         .unwrap();
     let state = CasState::open(dir.path(), &MasterKey::generate(), config).unwrap();

@@ -78,7 +78,7 @@
 //! request presented, with associated data [`config_aad`]:
 //!
 //! ```text
-//! "cloister-attest-v1" 0x00 ‖ session 0x00 ‖ service 0x00 ‖ nonce (the 32 raw bytes)
+//! "cloister-attest-v1" 0x00 ‖ session 0x00 ‖ service 0x00 ‖ nonce (its raw bytes)
 //! ```
 //!
 //! Session and service names cannot contain a zero byte, so the encoding is unambiguous. The
@@ -229,7 +229,8 @@ impl SignatureHeader {
 /// | 413 | `payload-too-large` | the body is over the limit (1 MiB by default) |
 /// | 422 | `invalid-policy` | the policy breaks the language's rules; `reasons` has each problem |
 /// | 422 | `unresolvable-configuration` | the service's configuration cannot be resolved (`rule`: `host-arg`, `placeholder-format`, …) |
-/// | 503 | `unavailable` | storage or an import source is unavailable |
+/// | 429 | `rate-limited` | this client (peer IP address) sent too many nonce, attest or session requests; `Retry-After` says when to retry (`rule: rate-limit`) |
+/// | 503 | `unavailable` | storage or an import source is unavailable, or too many recent attestations to remember their nonces |
 /// | 500 | `internal` | a bug; details only in the CAS log |
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
@@ -363,7 +364,8 @@ pub struct DeleteSession {
 /// `POST /v1/nonce`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NonceResponse {
-    /// 32 random bytes, base64. Single use.
+    /// 56 bytes, base64: issue time, randomness and the CAS's MAC over both (opaque to
+    /// clients). Single use, valid until `expires_at`.
     pub nonce: String,
     /// When it expires (seconds since the Unix epoch).
     pub expires_at: u64,

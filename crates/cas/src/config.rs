@@ -31,6 +31,9 @@ use cloister_policy::{KeyFingerprint, PublicKey};
 use crate::Error;
 use crate::imports::ImportRules;
 
+mod limits;
+pub use limits::{Limits, RateLimit};
+
 /// Where the CAS reads the time.
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current time.
@@ -108,6 +111,7 @@ pub struct CasConfig {
     audit_scan_bytes: u64,
     imports: Arc<ImportRules>,
     data_dir: Option<PathBuf>,
+    limits: Limits,
 }
 
 impl fmt::Debug for CasConfig {
@@ -140,6 +144,7 @@ impl fmt::Debug for CasConfig {
             .field("audit_scan_bytes", &self.audit_scan_bytes)
             .field("imports", &self.imports)
             .field("data_dir", &self.data_dir)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -166,6 +171,7 @@ impl CasConfig {
             auditor: None,
             audit_scan_bytes: 4 << 20,
             imports: ImportRules::none(),
+            limits: Limits::default(),
         }
     }
 
@@ -245,6 +251,10 @@ impl CasConfig {
         (self.env)(name)
     }
 
+    /// Rate limits, the used-nonce capacity and the transport limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
     /// The fingerprint of the auditor key, which may read every audit entry and ask the CAS to
     /// verify its log; `None`: no auditor (owners and readers still read their sessions').
     pub fn auditor(&self) -> Option<&KeyFingerprint> {
@@ -295,7 +305,7 @@ fn check_kubernetes_dir(dir: Option<&Path>, data_dir: Option<&Path>) -> Result<(
 /// clock, nonces valid 60 s, tokens and certificates 1 h, requests time out after 30 s, bodies
 /// up to 1 MiB, signed requests within ±300 s, TLS names `localhost`, `127.0.0.1`, `::1`, no
 /// Kubernetes secrets, the process environment, no host imports, no auditor key, audit reads
-/// through at most 4 MiB of the log.
+/// through at most 4 MiB of the log, and the [`Limits::default`] resource limits.
 #[must_use]
 pub struct CasConfigBuilder {
     issuer: String,
@@ -315,6 +325,7 @@ pub struct CasConfigBuilder {
     auditor: Option<KeyFingerprint>,
     audit_scan_bytes: u64,
     imports: ImportRules,
+    limits: Limits,
 }
 
 impl fmt::Debug for CasConfigBuilder {
@@ -426,6 +437,13 @@ impl CasConfigBuilder {
         self
     }
 
+    /// Sets the resource limits: per-client rates, used-nonce capacity, transport timeouts and
+    /// the connection cap (each checked against the range its field documents).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Checks the configuration and freezes it.
     pub fn build(self) -> Result<CasConfig, Error> {
         let issuer = self.issuer.trim_end_matches('/').to_owned();
@@ -490,6 +508,7 @@ impl CasConfigBuilder {
                 "at least one DNS name or IP address",
             ));
         }
+        self.limits.check()?;
         rcgen::CertificateParams::new(self.tls_names.clone())
             .map_err(|_| Error::invalid("TLS names", "not DNS names or IP addresses"))?;
         let maa = match self.maa {
@@ -523,6 +542,7 @@ impl CasConfigBuilder {
             audit_scan_bytes: self.audit_scan_bytes,
             imports: Arc::new(self.imports),
             data_dir: None,
+            limits: self.limits,
         })
     }
 }

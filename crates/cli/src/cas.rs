@@ -8,6 +8,7 @@
 use crate::{EXIT_ERROR, LogStyle};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use cloister_cas::config::{Limits, RateLimit};
 use cloister_cas::server::{self, CERT_FILE, CasState};
 use cloister_cas::{CasConfig, ImportRules, MASTER_KEY_ENV, MasterKey};
 use sha2::Digest as _;
@@ -15,6 +16,7 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// The file in the data directory holding the URL of the running CAS.
 pub const ADDR_FILE: &str = "cas.addr";
@@ -41,6 +43,10 @@ pub enum Command {
     /// (with --log-format json, one JSON object with "url", "certificate", "certificate_sha256"
     /// and "audit_public_key"). SIGTERM or SIGINT stops it: requests in flight get 10 s to
     /// finish, DIR/cas.addr is removed, exit 0.
+    ///
+    /// Each client (peer IP address) is rate limited on nonces, attestations and session
+    /// requests (429 with Retry-After beyond); slow handshakes and request heads are cut off and
+    /// connections are capped: see the Limits flags.
     ///
     /// Trust is explicit: sim evidence only from the platform keys given (and only for policies
     /// listing `sim`), Azure Attestation tokens only from --maa-issuer. Logs go to stderr (level
@@ -158,6 +164,38 @@ pub struct ServeArgs {
     /// The log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    // ---- resource limits (docs/defaults.md says why each default) ----
+    /// Per-client limit on POST /v1/nonce: requests per second, and the burst allowed after a
+    /// pause (default 50,500). Clients are told apart by peer IP address (IPv6: /64).
+    #[arg(long, value_name = "RATE[,BURST]", help_heading = "Limits")]
+    nonce_rate: Option<RateLimit>,
+    /// Per-client limit on POST /v1/attest (default 50,500).
+    #[arg(long, value_name = "RATE[,BURST]", help_heading = "Limits")]
+    attest_rate: Option<RateLimit>,
+    /// Per-client limit on every /v1/sessions request (default 10,100).
+    #[arg(long, value_name = "RATE[,BURST]", help_heading = "Limits")]
+    session_rate: Option<RateLimit>,
+    /// The most used nonces remembered until they expire; when full, new attestations get 503
+    /// (default 1048576, about 50 MB).
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    max_used_nonces: Option<usize>,
+    /// How long a client has to finish the TLS handshake (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+        help_heading = "Limits")]
+    tls_handshake_timeout: Option<Duration>,
+    /// How long a connection may take to send a request head, counted from the handshake or the
+    /// previous response: also the idle keep-alive timeout (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+        help_heading = "Limits")]
+    header_read_timeout: Option<Duration>,
+    /// The most connections open at once; one more is closed at once (default 1024). Keep it
+    /// below the open-file limit (ulimit -n).
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    max_connections: Option<usize>,
+    /// The most connections one client (peer IP address, IPv6: /64) holds at once, so that one
+    /// client cannot take every slot (default 128).
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    max_connections_per_client: Option<usize>,
 }
 
 #[derive(Args)]
@@ -325,7 +363,38 @@ fn config(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<CasConfig> {
         tracing::info!(imports = %file.display(), "host imports allowed by the import rules");
         builder = builder.imports(rules);
     }
+    builder = builder.limits(limits(args));
     Ok(builder.build()?)
+}
+
+/// The resource limits: the defaults, with the flags given.
+fn limits(args: &ServeArgs) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(rate) = args.nonce_rate {
+        limits.nonce_rate = rate;
+    }
+    if let Some(rate) = args.attest_rate {
+        limits.attest_rate = rate;
+    }
+    if let Some(rate) = args.session_rate {
+        limits.session_rate = rate;
+    }
+    if let Some(n) = args.max_used_nonces {
+        limits.max_used_nonces = n;
+    }
+    if let Some(t) = args.tls_handshake_timeout {
+        limits.tls_handshake_timeout = t;
+    }
+    if let Some(t) = args.header_read_timeout {
+        limits.header_read_timeout = t;
+    }
+    if let Some(n) = args.max_connections {
+        limits.max_connections = n;
+    }
+    if let Some(n) = args.max_connections_per_client {
+        limits.max_connections_per_client = n;
+    }
+    limits
 }
 
 /// Reads `CLOISTER_MASTER_KEY`, then re-executes this program (`exec`: same pid, same

@@ -233,7 +233,16 @@ pub fn router(state: LasState) -> Router {
         .with_state(state)
 }
 
+/// How long a connection may take to send a request head (from its start or the previous
+/// response: also the idle keep-alive timeout).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most connections served at once; one more is closed at once.
+const MAX_CONNECTIONS: usize = 1024;
+
 /// Serve the LAS on `listener` until `shutdown` completes, then finish the requests in flight.
+///
+/// Connections are bounded like the CAS's: a request head must arrive within 10 s (slow headers
+/// and idle keep-alive connections are closed), and at most 1,024 connections are open at once.
 pub async fn run(
     listener: TcpListener,
     state: LasState,
@@ -246,8 +255,24 @@ pub async fn run(
         source = ?state.inner.health.source,
         "LAS listening"
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let handle = axum_server::Handle::<std::net::SocketAddr>::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(None);
+    });
+    let mut server = axum_server::Server::from_listener(listener)
+        .acceptor(crate::server::transport::Capped::new(
+            MAX_CONNECTIONS,
+            MAX_CONNECTIONS,
+        ))
+        .handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    server
+        .serve(router(state).into_make_service())
         .await
         .map_err(LasError::Serve)
 }

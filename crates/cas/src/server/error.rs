@@ -68,6 +68,11 @@ pub enum ApiError {
         /// What it says.
         message: String,
     },
+    /// 429 `rate-limited`, with `Retry-After`.
+    RateLimited {
+        /// How long until the client's next request is admitted.
+        retry_after: std::time::Duration,
+    },
     /// 503 `unavailable`.
     Unavailable(String),
     /// 500 `internal`.
@@ -181,6 +186,18 @@ impl ApiError {
                     vec![],
                 ),
             ),
+            ApiError::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                body(
+                    "rate-limited",
+                    format!(
+                        "too many requests from this client; retry in {} s",
+                        retry_seconds(*retry_after)
+                    ),
+                    Some("rate-limit"),
+                    vec![],
+                ),
+            ),
             ApiError::Unavailable(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 body("unavailable", m.clone(), None, vec![]),
@@ -272,6 +289,11 @@ impl From<Error> for ApiError {
     }
 }
 
+/// Whole seconds to wait, rounded up, at least 1 (`Retry-After` has no fractions).
+fn retry_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = self.parts();
@@ -287,6 +309,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let ApiError::RateLimited { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_seconds(retry_after).into());
+        }
         response
     }
 }
@@ -391,6 +418,32 @@ mod tests {
                 (status, code, Some(rule))
             );
         }
+    }
+
+    #[test]
+    fn rate_limited_answers_say_when_to_retry() {
+        use std::time::Duration;
+        let r = ApiError::RateLimited {
+            retry_after: Duration::from_millis(1500),
+        }
+        .into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        for (wait, secs) in [(0, 1), (1, 1), (1000, 1), (1001, 2), (60_000, 60)] {
+            assert_eq!(
+                retry_seconds(Duration::from_millis(wait)),
+                secs,
+                "{wait} ms"
+            );
+        }
+        let (_, body) = ApiError::RateLimited {
+            retry_after: Duration::ZERO,
+        }
+        .parts();
+        assert_eq!(
+            (body.code.as_str(), body.rule.as_deref()),
+            ("rate-limited", Some("rate-limit"))
+        );
     }
 
     #[tokio::test]

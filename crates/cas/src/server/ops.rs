@@ -19,7 +19,7 @@ use secrecy::ExposeSecret as _;
 use zeroize::Zeroizing;
 
 use super::error::ApiError;
-use super::nonces::IssueError;
+use super::nonces::TakeError;
 use super::refusals::{Decision, Failed, Key, UNKNOWN_SERVICE_RULE, rule_ids};
 use super::state::Inner;
 use crate::api::{
@@ -379,16 +379,11 @@ impl Inner {
 
     pub fn nonce(&self) -> Result<NonceResponse, ApiError> {
         let now = self.config.now();
-        let ttl = self.config.nonce_ttl();
-        let nonce = self.nonces.issue(now, ttl).map_err(|e| match e {
-            IssueError::Full => {
-                ApiError::Unavailable("too many outstanding nonces; retry in a minute".into())
-            }
-            IssueError::Random => ApiError::Internal,
-        })?;
+        // Stateless: nothing is stored, so issuing never runs out.
+        let nonce = self.nonces.issue(now).map_err(|_| ApiError::Internal)?;
         Ok(NonceResponse {
             nonce: B64.encode(nonce),
-            expires_at: unix(now + ttl),
+            expires_at: unix(self.nonces.expires(now)),
         })
     }
 
@@ -426,13 +421,18 @@ impl Inner {
         let mut failed = Vec::new();
         match self.nonces.take(&nonce, now) {
             Ok(()) => {}
-            Err(NonceRejection::Expired) => {
+            Err(TakeError::Full) => {
+                return Err(ApiError::Unavailable(
+                    "too many recent attestations to remember their nonces; retry shortly".into(),
+                ));
+            }
+            Err(TakeError::Rejected(NonceRejection::Expired)) => {
                 failed.push(Failed::caller(
                     "nonce",
                     "expired; get a fresh one from POST /v1/nonce",
                 ));
             }
-            Err(_) => {
+            Err(TakeError::Rejected(_)) => {
                 failed.push(Failed::caller(
                     "nonce",
                     "unknown or already used (nonces are single use)",

@@ -88,6 +88,8 @@ impl CasState {
         let dir = audit.dir().to_owned();
         let tls_cert_pem = crate::ca::pem(&tls.public_key);
         write_cert_file(&dir, &tls_cert_pem)?;
+        let nonces = Nonces::new(config.nonce_ttl(), config.limits().max_used_nonces)
+            .map_err(|_| Error::Internal("the OS random generator failed"))?;
         Ok(Self(Arc::new(Inner {
             sim: SimVerifier::new(config.sim_keys().iter().cloned()),
             store,
@@ -100,7 +102,7 @@ impl CasState {
             tls_key: tls.private_key,
             policies: Mutex::new(HashMap::new()),
             session_cas: crate::secrets::SessionCaCache::default(),
-            nonces: Nonces::default(),
+            nonces,
             refusals: RefusalLog::default(),
         })))
     }
@@ -123,6 +125,11 @@ impl CasState {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.0.dir
+    }
+
+    /// How many used nonces the CAS remembers (until they expire). Issuing adds none.
+    pub fn used_nonces(&self) -> usize {
+        self.0.nonces.used()
     }
 
     /// A rustls server configuration with the CAS's TLS identity (TLS 1.3, ring, HTTP/1.1).

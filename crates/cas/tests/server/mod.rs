@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 mod imports;
+mod limits;
 
 const ISSUER: &str = "https://cas.test";
 const MEASUREMENT: [u8; 32] = [0xaa; 32];
@@ -136,6 +137,7 @@ struct Cas {
     dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     join: Option<JoinHandle<Result<(), Error>>>,
+    state: CasState,
 }
 
 impl Cas {
@@ -170,7 +172,7 @@ impl Cas {
         );
         let tls = state.tls_config().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let join = tokio::spawn(server::run(listener, tls, state, async move {
+        let join = tokio::spawn(server::run(listener, tls, state.clone(), async move {
             let _ = rx.await;
         }));
         let cert_pem = std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap();
@@ -184,6 +186,7 @@ impl Cas {
             dir,
             stop: Some(tx),
             join: Some(join),
+            state,
         }
     }
 
@@ -1577,7 +1580,13 @@ async fn regression_malformed_attest_requests_are_refused_before_anything_is_log
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_identical_refusals_is_counted_not_appended() {
     const FLOOD: u64 = 1000;
-    let cas = Arc::new(Cas::start().await);
+    // Without per-client rate limits: this floods the audit log, not the rate limiter.
+    let cas = Arc::new(
+        Cas::start_with(tempfile::tempdir().unwrap(), PlatformKey::generate(), |b| {
+            b.limits(cloister_cas::config::Limits::bench())
+        })
+        .await,
+    );
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
         .create_session(&signed(&yaml, &[1]))

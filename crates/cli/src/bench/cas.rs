@@ -12,6 +12,7 @@ use anyhow::{Context as _, bail};
 use cloister_attest::collect::SimCollector;
 use cloister_attest::sim::{PlatformKey, Statement};
 use cloister_cas::client::{CasClient, attest_workload};
+use cloister_cas::config::Limits;
 use cloister_cas::envelope::WorkloadKey;
 use cloister_cas::server::{self, CasState};
 use cloister_cas::{CasConfig, MasterKey};
@@ -509,8 +510,11 @@ impl InProcess {
         let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
         let url = format!("https://{}", listener.local_addr()?);
         let platform = PlatformKey::generate();
+        // The bench's clients all come from this host: per-client limits sized for many
+        // hosts would measure the limiter, not the CAS.
         let config = CasConfig::builder(&url)
             .trust_sim_key(platform.public_key())
+            .limits(Limits::bench())
             .build()?;
         let state = CasState::open(dir.path(), &MasterKey::generate(), config)?;
         let tls = state.tls_config()?;
