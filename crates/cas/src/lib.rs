@@ -50,6 +50,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod ca;
@@ -59,6 +60,7 @@ pub mod envelope;
 mod error;
 pub mod las;
 pub mod master_key;
+pub mod names;
 pub mod secrets;
 pub mod server;
 pub mod store;
@@ -70,8 +72,8 @@ pub use error::{Error, NonceRejection};
 pub use master_key::{KeyPurpose, MASTER_KEY_ENV, MasterKey};
 pub use store::file::FileStore;
 pub use store::{
-    CasKey, Expect, KeyAlgorithm, SecretBytes, Session, SessionHash, SessionSignature,
-    SessionVersion, Store, StoredSecret, Versioned,
+    CasKey, Expect, KeyAlgorithm, Namespace, NamespaceOwner, SecretBytes, Session, SessionHash,
+    SessionSignature, SessionVersion, Store, StoredSecret, Tombstone, Versioned,
 };
 
 pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {

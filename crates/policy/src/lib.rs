@@ -63,7 +63,9 @@ mod validate;
 mod yaml;
 
 pub use appraise::Refusal;
-pub use decide::{authorize_create, authorize_import, authorize_read, authorize_update};
+pub use decide::{
+    authorize_create, authorize_import, authorize_read, authorize_recreate, authorize_update,
+};
 pub use doc::{KeyAlgorithm, Tolerate, json_schema};
 pub use error::Error;
 pub use model::{

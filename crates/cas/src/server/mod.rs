@@ -16,8 +16,10 @@
 //! [`CasConfig::request_timeout`]: crate::config::CasConfig::request_timeout
 
 mod error;
+mod namespaces;
 mod nonces;
 mod ops;
+mod replay;
 mod routes;
 mod state;
 
@@ -53,6 +55,16 @@ pub fn router(state: CasState) -> Router {
             get(routes::openid_configuration),
         )
         .route("/.well-known/jwks.json", get(routes::jwks))
+        .route(
+            "/v1/namespaces",
+            post(routes::create_namespace).get(routes::list_namespaces),
+        )
+        .route(
+            "/v1/namespaces/{ns}",
+            get(routes::read_namespace)
+                .put(routes::update_namespace)
+                .delete(routes::delete_namespace),
+        )
         .route(
             "/v1/sessions",
             post(routes::create_session).get(routes::list_sessions),

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use cloister_attest::collect::{Collector as _, SimCollector};
 use cloister_attest::sim::{PlatformKey, Statement};
 use cloister_attest::{EvidenceKind, TcbStatus, binding};
-use cloister_cas::api::AttestRequest;
+use cloister_cas::api::{AttestRequest, CreateNamespace, NamespaceOwnerJson};
 use cloister_cas::client::{CasClient, RequestSigner, attest_workload, delete_request};
 use cloister_cas::config::CasConfigBuilder;
 use cloister_cas::envelope::WorkloadKey;
@@ -21,6 +21,8 @@ use rstest::rstest;
 use secrecy::ExposeSecret as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+mod namespaces;
 
 const ISSUER: &str = "https://cas.test";
 const MEASUREMENT: [u8; 32] = [0xaa; 32];
@@ -38,6 +40,29 @@ fn public_b64(n: u8) -> String {
 
 fn signer(n: u8) -> RequestSigner {
     RequestSigner::from_owner_key(&owner(n)).unwrap()
+}
+
+/// The operator's admin key of every test CAS.
+const ADMIN: u8 = 200;
+
+/// The SPKI DER of owner key `n`.
+fn spki(n: u8) -> Vec<u8> {
+    signer(n).spki_der().to_vec()
+}
+
+/// A namespace `name` owned by the keys `owners`.
+fn namespace(name: &str, owners: &[u8], quota: Option<u64>) -> CreateNamespace {
+    CreateNamespace {
+        name: name.to_owned(),
+        owners: owners
+            .iter()
+            .map(|n| NamespaceOwnerJson {
+                name: format!("ns-owner{n}"),
+                public_key: public_b64(*n),
+            })
+            .collect(),
+        session_quota: quota,
+    }
 }
 
 /// A session `name` owned by the keys `owners` (M = `approvals`), readable by key 9, with a
@@ -132,6 +157,17 @@ impl Cas {
         platform: PlatformKey,
         edit: impl FnOnce(CasConfigBuilder) -> CasConfigBuilder,
     ) -> Self {
+        Self::start_opts(dir, platform, true, edit).await
+    }
+
+    /// Starts a CAS; with `admin`, sets [`ADMIN`] as its admin key and creates the namespace
+    /// `test` owned by keys 1 and 2.
+    async fn start_opts(
+        dir: tempfile::TempDir,
+        platform: PlatformKey,
+        admin: bool,
+        edit: impl FnOnce(CasConfigBuilder) -> CasConfigBuilder,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
         let config = edit(
             CasConfig::builder(ISSUER)
@@ -145,6 +181,9 @@ impl Cas {
         .unwrap();
         let master = MasterKey::from_hex(MASTER_HEX, "test").unwrap();
         let state = CasState::open(dir.path(), &master, config).unwrap();
+        if admin {
+            state.init_admin(&spki(ADMIN)).unwrap();
+        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!(
             "https://127.0.0.1:{}",
@@ -157,6 +196,17 @@ impl Cas {
         }));
         let cert_pem = std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap();
         let client = CasClient::new(&url, &cert_pem).unwrap();
+        // The namespace of every test session, owned by keys 1 and 2 (already there after a
+        // restart).
+        if admin {
+            match client
+                .create_namespace(&namespace("test", &[1, 2], None), &signer(ADMIN))
+                .await
+            {
+                Ok(_) | Err(Error::Api { status: 409, .. }) => {}
+                Err(e) => panic!("cannot create the test namespace: {e}"),
+            }
+        }
         Cas {
             url,
             client,
@@ -353,7 +403,7 @@ async fn sim_workload_attests_and_opens_its_configuration() {
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     let created = cas
         .client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     assert_eq!(created.version, 1);
@@ -515,7 +565,7 @@ async fn a_restarted_cas_keeps_its_identity_policies_and_secrets() {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
@@ -569,7 +619,7 @@ async fn a_restarted_cas_refuses_nonces_issued_before_the_restart() {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
@@ -598,7 +648,7 @@ async fn a_nonce_is_accepted_once_under_concurrency() {
     let cas = Arc::new(Cas::start().await);
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = Arc::new(WorkloadKey::generate().unwrap());
@@ -626,7 +676,10 @@ async fn sessions_are_read_updated_and_deleted_by_their_principals() {
     let cas = Cas::start().await;
     let v1 = app_policy("test/app", 1, None, "sim", &[1], 1);
     let h1 = SessionHash::of(&v1);
-    cas.client.create_session(&signed(&v1, &[1])).await.unwrap();
+    cas.client
+        .create_session(&signed(&v1, &[1]), &signer(1))
+        .await
+        .unwrap();
 
     // Owner and reader may read; the view has the YAML but no generated secret.
     let key = WorkloadKey::generate().unwrap();
@@ -787,7 +840,7 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
     };
     if !matches!(case, Refusal::SimNotAccepted | Refusal::OneOfTwoApprovals) {
         cas.client
-            .create_session(&signed(&yaml, &[1]))
+            .create_session(&signed(&yaml, &[1]), &signer(1))
             .await
             .unwrap();
     }
@@ -802,7 +855,7 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
         Refusal::SimNotAccepted => {
             let sgx = app_policy("test/app", 1, None, "sgx", &[1], 1);
             cas.client
-                .create_session(&signed(&sgx, &[1]))
+                .create_session(&signed(&sgx, &[1]), &signer(1))
                 .await
                 .unwrap();
             api_err(attest(Cas::good_statement()).await)
@@ -864,7 +917,11 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
         }
         Refusal::OneOfTwoApprovals => {
             let two = app_policy("test/app", 1, None, "sim", &[1, 2], 2);
-            api_err(cas.client.create_session(&signed(&two, &[2])).await)
+            api_err(
+                cas.client
+                    .create_session(&signed(&two, &[2]), &signer(1))
+                    .await,
+            )
         }
         Refusal::ReadByUnauthorisedPrincipal => {
             api_err(cas.client.get_session("test/app", &signer(5)).await)
@@ -877,12 +934,12 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
             };
             let exporter = exporter_policy(1, None, to);
             cas.client
-                .create_session(&signed(&exporter, &[1]))
+                .create_session(&signed(&exporter, &[1]), &signer(1))
                 .await
                 .unwrap();
             let importer = importer_policy(SessionHash::of(&exporter));
             cas.client
-                .create_session(&signed(&importer, &[1]))
+                .create_session(&signed(&importer, &[1]), &signer(1))
                 .await
                 .unwrap();
             if matches!(case, Refusal::ImportPinnedToOldExporterHash) {
@@ -1030,11 +1087,14 @@ async fn an_exported_secret_reaches_the_importer() {
     let cas = Cas::start().await;
     let exporter = exporter_policy(1, None, "test/importer");
     cas.client
-        .create_session(&signed(&exporter, &[1]))
+        .create_session(&signed(&exporter, &[1]), &signer(1))
         .await
         .unwrap();
     cas.client
-        .create_session(&signed(&importer_policy(SessionHash::of(&exporter)), &[1]))
+        .create_session(
+            &signed(&importer_policy(SessionHash::of(&exporter)), &[1]),
+            &signer(1),
+        )
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
@@ -1071,7 +1131,7 @@ async fn sim_evidence_from_an_untrusted_platform_is_refused() {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
@@ -1167,6 +1227,7 @@ async fn malformed_oversized_and_unknown_requests_get_stable_codes() {
     .await;
     assert_eq!((status, code.as_str()), (401, "unauthenticated"));
     let stale = signer(1).header(
+        &cas.client.cas_id(),
         "GET",
         "/v1/sessions",
         b"",
@@ -1179,7 +1240,13 @@ async fn malformed_oversized_and_unknown_requests_get_stable_codes() {
         .await
         .unwrap();
     assert_eq!(body(r).await.0, 401);
-    let wrong_path = signer(1).header("GET", "/v1/sessions/x", b"", SystemTime::now());
+    let wrong_path = signer(1).header(
+        &cas.client.cas_id(),
+        "GET",
+        "/v1/sessions/x",
+        b"",
+        SystemTime::now(),
+    );
     let r = http
         .get(format!("{}/v1/sessions", cas.url))
         .header("authorization", wrong_path)
@@ -1191,7 +1258,10 @@ async fn malformed_oversized_and_unknown_requests_get_stable_codes() {
     // An invalid policy lists every problem.
     let err = api_err(
         cas.client
-            .create_session(&SignedPolicy::new("name: Bad Name\nversion: 1\n"))
+            .create_session(
+                &SignedPolicy::new("name: Bad Name\nversion: 1\n"),
+                &signer(1),
+            )
             .await,
     );
     assert_eq!(
@@ -1204,10 +1274,10 @@ async fn malformed_oversized_and_unknown_requests_get_stable_codes() {
 
     // A missing host argument is an unresolvable configuration, named by its rule.
     cas.client
-        .create_session(&signed(
-            &app_policy("test/app", 1, None, "sim", &[1], 1),
-            &[1],
-        ))
+        .create_session(
+            &signed(&app_policy("test/app", 1, None, "sim", &[1], 1), &[1]),
+            &signer(1),
+        )
         .await
         .unwrap();
     let err = api_err(
@@ -1245,6 +1315,11 @@ async fn openapi_documents_every_route() {
         ("/v1/openapi.json", "get"),
         ("/.well-known/openid-configuration", "get"),
         ("/.well-known/jwks.json", "get"),
+        ("/v1/namespaces", "post"),
+        ("/v1/namespaces", "get"),
+        ("/v1/namespaces/{ns}", "get"),
+        ("/v1/namespaces/{ns}", "put"),
+        ("/v1/namespaces/{ns}", "delete"),
         ("/v1/sessions", "post"),
         ("/v1/sessions", "get"),
         ("/v1/sessions/{name}", "get"),
@@ -1261,7 +1336,7 @@ async fn openapi_documents_every_route() {
             "{method} {path} undocumented; have {paths:?}"
         );
     }
-    assert_eq!(paths.len(), 11, "{paths:?}");
+    assert_eq!(paths.len(), 13, "{paths:?}");
     for schema in [
         "AttestRequest",
         "AttestResponse",
@@ -1284,8 +1359,14 @@ async fn deletion_signatures_do_not_transfer() {
     let cas = Cas::start().await;
     let a = app_policy("test/app", 1, None, "sim", &[1], 1);
     let b = app_policy("test/other", 1, None, "sim", &[1], 1);
-    cas.client.create_session(&signed(&a, &[1])).await.unwrap();
-    cas.client.create_session(&signed(&b, &[1])).await.unwrap();
+    cas.client
+        .create_session(&signed(&a, &[1]), &signer(1))
+        .await
+        .unwrap();
+    cas.client
+        .create_session(&signed(&b, &[1]), &signer(1))
+        .await
+        .unwrap();
     // Owner 1 approved deleting test/app; the approval replayed against test/other fails.
     let approval = delete_request("test/app", &SessionHash::of(&a), &[&owner(1)]);
     let mut replay = approval.clone();

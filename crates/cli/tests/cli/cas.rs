@@ -50,7 +50,32 @@ fn custodians_and_a_sim_workload_end_to_end() {
     assert!(stderr.contains("cloister: certificate "), "{stderr}");
 
     // One approval of the two the policy asks for: refused, naming the rule.
-    let out = run(d, &cas.args(&["policy", "push", "v1.json"]), 1);
+    // The operator makes the namespace, owned by alice, with the admin key.
+    run(
+        d,
+        &cas.args(&[
+            "namespace",
+            "create",
+            "e2e",
+            "--owner",
+            "alice=alice.pem.pub",
+            "--key",
+            "admin.pem",
+        ]),
+        0,
+    );
+    // Without a namespace owner's approval, a creation is refused here.
+    let out = run(d, &cas.args(&["policy", "push", "v1.json"]), 2);
+    assert!(
+        text(&out.stderr).contains("--key NSOWNER.pem"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        d,
+        &cas.args(&["policy", "push", "v1.json", "--key", "alice.pem"]),
+        1,
+    );
     let err = text(&out.stderr);
     assert!(
         err.starts_with("cloister: refused by the CAS (403 session-refused, rule approvals)"),
@@ -64,7 +89,11 @@ fn custodians_and_a_sim_workload_end_to_end() {
         &["policy", "sign", "v1.json", "--key", "bob.pem", "--append"],
         0,
     );
-    let out = run(d, &cas.args(&["policy", "push", "v1.json", "--json"]), 0);
+    let out = run(
+        d,
+        &cas.args(&["policy", "push", "v1.json", "--key", "alice.pem", "--json"]),
+        0,
+    );
     let pushed = json_of(&out);
     let h1 = SessionHash::of(&v1);
     assert_eq!(pushed["action"], "created");
