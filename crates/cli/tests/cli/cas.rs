@@ -98,6 +98,69 @@ fn custodians_and_a_sim_workload_end_to_end() {
     let h1 = SessionHash::of(&v1);
     assert_eq!(pushed["action"], "created");
     assert_eq!(pushed["version"], 1);
+
+    // The namespace: its owner reads it; only the admin key changes it, and not while it
+    // holds a session.
+    let shown = json_of(&run(
+        d,
+        &cas.args(&["namespace", "show", "e2e", "--key", "alice.pem", "--json"]),
+        0,
+    ));
+    assert_eq!(
+        (shown["sessions"].as_u64(), shown["version"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let out = run(
+        d,
+        &cas.args(&[
+            "namespace",
+            "create",
+            "mine",
+            "--owner",
+            "bob=bob.pem.pub",
+            "--key",
+            "bob.pem",
+        ]),
+        1,
+    );
+    assert!(
+        text(&out.stderr).contains("rule unauthorised"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        d,
+        &cas.args(&["namespace", "delete", "e2e", "--key", "admin.pem"]),
+        1,
+    );
+    assert!(
+        text(&out.stderr).contains("rule not-empty"),
+        "{}",
+        text(&out.stderr)
+    );
+    let updated = json_of(&run(
+        d,
+        &cas.args(&[
+            "namespace",
+            "update",
+            "e2e",
+            "--quota",
+            "5",
+            "--key",
+            "admin.pem",
+            "--json",
+        ]),
+        0,
+    ));
+    assert_eq!(updated["session_quota"], 5);
+    let listed = json_of(&run(
+        d,
+        &cas.args(&["namespace", "list", "--key", "admin.pem", "--json"]),
+        0,
+    ));
+    assert_eq!(listed["namespaces"][0]["name"], "e2e");
+    let help = text(&run(d, &["namespace", "create", "--help"], 0).stdout);
+    assert!(help.contains("Example:"), "{help}");
     assert_eq!(pushed["hash"], h1.to_string());
 
     // Owners read back the exact bytes they signed; others see nothing.
