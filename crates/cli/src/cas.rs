@@ -165,7 +165,12 @@ fn init(args: InitArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .data
         .join(cloister_cas::store::file::STORE_FILE)
         .exists();
-    if existing {
+    // A data directory made by `cas init` without --admin-key has a master key but no store
+    // yet: setting the admin key later opens (creates) the store with that key.
+    let key_made = admin.is_some()
+        && args.data.is_dir()
+        && args.master_key_file.as_ref().is_some_and(|f| f.exists());
+    if existing || key_made {
         let Some(admin) = admin else {
             bail!(
                 "{} already holds a CAS store, which can only be opened with the master key it \

@@ -438,6 +438,31 @@ fn serve_refuses_a_master_key_on_the_command_line() {
         2,
     );
     assert_eq!(std::fs::read(dir.path().join("k")).unwrap(), before);
+    // The admin key is set later with the same key file; setting it again changes nothing.
+    gen_key(dir.path(), "admin.pem");
+    let init_admin = [
+        "cas",
+        "init",
+        "--data",
+        "data",
+        "--master-key-file",
+        "k",
+        "--admin-key",
+        "admin.pem.pub",
+    ];
+    let out = run(dir.path(), &init_admin, 0);
+    assert!(
+        text(&out.stderr).contains("cloister: set the admin key, fingerprint "),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(dir.path(), &init_admin, 0);
+    assert!(
+        text(&out.stderr).contains("admin key unchanged"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(dir.path().join("k")).unwrap(), before);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
