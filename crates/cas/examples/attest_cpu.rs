@@ -112,6 +112,9 @@ fn main() {
         .build()
         .unwrap();
     let state = CasState::open(dir.path(), &MasterKey::generate(), config).unwrap();
+    let owner = OwnerKey::generate().unwrap();
+    let approver = cloister_cas::client::RequestSigner::from_owner_key(&owner).unwrap();
+    state.init_admin(approver.spki_der()).unwrap();
     let tls = state.tls_config().unwrap();
     let cert = state.certificate_pem().to_owned();
     server_rt.spawn(server::run(
@@ -121,10 +124,17 @@ fn main() {
         std::future::pending::<()>(),
     ));
 
-    let owner = OwnerKey::generate().unwrap();
     let signed = SignedPolicy::new(policy(&owner)).signed_by(&owner);
     client_rt
-        .block_on(CasClient::new(&url, &cert).unwrap().create_session(&signed))
+        .block_on(async {
+            let client = CasClient::new(&url, &cert).unwrap();
+            let ns = SESSION.split('/').next().unwrap();
+            client
+                .create_namespace_owned_by(ns, &owner, &owner)
+                .await
+                .unwrap();
+            client.create_session(&signed, &approver).await
+        })
         .unwrap();
     let collector = Arc::new(SimCollector::new(
         platform,

@@ -12,7 +12,12 @@
 //! | `GET /v1/openapi.json` | → the OpenAPI document | anyone |
 //! | `GET /.well-known/openid-configuration` | → [`OpenIdConfiguration`] | anyone |
 //! | `GET /.well-known/jwks.json` | → the token signing keys (JWK set) | anyone |
-//! | `POST /v1/sessions` | signed policy → [`SessionSummary`] (201) | owners' signatures in the body |
+//! | `POST /v1/namespaces` | [`CreateNamespace`] → [`NamespaceView`] (201) | [signed request](#signed-requests) by the admin key |
+//! | `GET /v1/namespaces/{ns}` | → [`NamespaceView`] | signed request by the admin key or an owner of `ns` |
+//! | `GET /v1/namespaces` | → [`NamespaceList`] (those the signer may read) | signed request |
+//! | `PUT /v1/namespaces/{ns}` | [`UpdateNamespace`] → [`NamespaceView`] | signed request by the admin key |
+//! | `DELETE /v1/namespaces/{ns}` | → [`NamespaceView`] (the deleted one) | signed request by the admin key; only when it holds no session |
+//! | `POST /v1/sessions` | signed policy → [`SessionSummary`] (201) | owners' signatures in the body, and a [signed request](#signed-requests) by an owner of the namespace |
 //! | `PUT /v1/sessions/{name}` | signed policy → [`SessionSummary`] | owners of the current version |
 //! | `GET /v1/sessions/{name}` | → [`SessionView`] | [signed request](#signed-requests) by an owner or reader |
 //! | `GET /v1/sessions` | → [`SessionList`] (those the signer may read) | signed request |
@@ -23,8 +28,8 @@
 //! | `GET /v1/audit/entries?after=N&limit=M&session=S` | → [`AuditEntries`] | signed request: the auditor (all entries), owners and readers (their sessions' entries) |
 //! | `GET /v1/audit/verify` | → [`AuditVerification`] | signed request by the auditor |
 //!
-//! Session names contain a `/` (`namespace/name`); they go into the path as they are
-//! (`/v1/sessions/demo/nyc-taxi`).
+//! Session names are exactly `namespace/name`, each segment `[a-z0-9][a-z0-9._-]{0,62}` (see
+//! [`crate::names`]); they go into the path as they are (`/v1/sessions/demo/nyc-taxi`).
 //!
 //! # Reading the audit log
 //!
@@ -52,19 +57,54 @@
 //!
 //! # Signed requests
 //!
-//! Reads of sessions and of the audit log are authenticated by an Ed25519 signature of the
-//! principal (an owner or a `read` principal of the policy, or the auditor) over the request:
+//! Reads of sessions, namespaces and the audit log, every namespace change and the namespace
+//! owner's approval of a session's creation are authenticated by an Ed25519 signature of the
+//! principal over the request, **bound to this CAS**:
 //!
 //! ```text
 //! Authorization: Cloister-Sig key=<base64 SPKI DER>,ts=<unix seconds>,sig=<base64 64 bytes>
-//! signed message = "cloister-req-v1" 0x00 ‖ METHOD 0x00 ‖ PATH?QUERY 0x00 ‖ ts (decimal) 0x00 ‖ SHA-256(body)
+//! signed message = "cloister-req-v2" 0x00 ‖ CAS id (32 bytes) ‖ METHOD 0x00 ‖ PATH?QUERY 0x00
+//!                  ‖ ts (decimal) 0x00 ‖ SHA-256(body)
 //! ```
+//!
+//! The CAS id ([`CasId`]) is the SHA-256 of the SubjectPublicKeyInfo of the CAS's TLS
+//! certificate: the client computes it from the certificate it pins (no round trip, nothing an
+//! attacker could substitute), and `GET /v1/health` shows it (`cas_id`). A request signed for
+//! one CAS therefore does not verify at another, even one sharing keys and names.
 //!
 //! The key is carried so that readers listed by fingerprint only can be verified; the CAS
 //! re-encodes it and takes SHA-256 of the DER as the principal's fingerprint. `ts` must be within
-//! the configured window (±300 s) of the CAS's clock. A signed read can be replayed within that
-//! window by whoever saw it, which only repeats a read over TLS to the same party; changes
-//! (create, update, delete) are authorised by owner signatures over hashes instead.
+//! the configured window (±300 s) of the CAS's clock. A signed *read* can be replayed within
+//! that window by whoever saw it, which only repeats a read over TLS to the same party. A
+//! signed request that *changes state* (`POST`, `PUT`, `DELETE`) is accepted once: the CAS
+//! remembers its signature until its timestamp leaves the window (in memory, at most
+//! [`MAX_REMEMBERED_SIGNATURES`]; when full it answers 503 rather than forget one), and refuses
+//! a second use with rule `replay`.
+//!
+//! # Namespaces
+//!
+//! The first segment of a session name is its namespace. The operator's admin key (set with
+//! `cloister cas init --admin-key`) creates namespaces and names their owners and session
+//! quota ([`DEFAULT_SESSION_QUOTA`] by default). Creating session `ns/name` needs, besides the
+//! policy's own owner signatures, a signed request (`POST /v1/sessions` with the header above)
+//! by an owner of `ns`. The approval is the signed request rather than a signature inside the
+//! policy so that it is fresh (a timestamp, accepted once) and bound to this CAS: a policy
+//! JSON, which lives in git, can never carry it to another CAS or into the future. Updates and
+//! deletions stay with the session's owners.
+//!
+//! # No resurrection
+//!
+//! Deleting a session leaves a tombstone (its last version and hash). Creating that name
+//! again needs a version above the tombstone's whose `predecessor` is the tombstone's hash, so
+//! the owners sign a document that names the deletion, plus a fresh namespace owner approval.
+//! Re-pushing the old signed policy is refused with rule `resurrection`.
+//!
+//! Refusal rules of session and namespace changes: `name` (not `namespace/name`), `namespace`
+//! (no such namespace), `unauthorised` (no approval by an owner of the namespace, or not the
+//! admin key), `quota` (the namespace is full), `resurrection` (a deleted name without a
+//! version above its tombstone naming it), `admin-key` (no admin key is set), `not-empty`
+//! (deleting a namespace that holds sessions), and for the signature header itself `signature`,
+//! `timestamp`, `replay`.
 //!
 //! # Deleting a session
 //!
@@ -99,7 +139,63 @@ use crate::envelope::Sealed;
 pub const AUTH_SCHEME: &str = "Cloister-Sig";
 
 /// The domain-separation prefix of signed requests.
-pub const REQUEST_CONTEXT: &[u8] = b"cloister-req-v1\0";
+pub const REQUEST_CONTEXT: &[u8] = b"cloister-req-v2\0";
+
+/// How many state-changing request signatures the CAS remembers at most (see
+/// [signed requests](self#signed-requests)).
+pub const MAX_REMEMBERED_SIGNATURES: usize = 100_000;
+
+/// The session quota of a namespace created without one.
+pub const DEFAULT_SESSION_QUOTA: u64 = 1000;
+
+/// The most owners a namespace may have.
+pub const MAX_NAMESPACE_OWNERS: usize = 64;
+
+/// The identity of one CAS that request signatures are bound to: SHA-256 of the
+/// SubjectPublicKeyInfo DER of its TLS certificate.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CasId(pub [u8; 32]);
+
+impl CasId {
+    /// The id of the CAS whose TLS certificate is `cert_der`; `None` if it does not parse.
+    pub fn of_certificate_der(cert_der: &[u8]) -> Option<Self> {
+        use x509_cert::der::{Decode as _, Encode as _};
+        let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
+        let spki = cert.tbs_certificate.subject_public_key_info.to_der().ok()?;
+        Some(CasId(Sha256::digest(&spki).into()))
+    }
+
+    /// The id from the first certificate of a PEM (a pinned `cas.crt`).
+    pub fn of_certificate_pem(pem_text: &str) -> Option<Self> {
+        let first = pem::parse_many(pem_text)
+            .ok()?
+            .into_iter()
+            .find(|p| p.tag() == "CERTIFICATE")?;
+        Self::of_certificate_der(first.contents())
+    }
+}
+
+impl std::fmt::Display for CasId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for CasId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CasId({self})")
+    }
+}
+
+impl std::str::FromStr for CasId {
+    type Err = hex::FromHexError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(s.trim(), &mut b)?;
+        Ok(CasId(b))
+    }
+}
 
 /// The domain-separation prefix of the sealed configuration's associated data.
 pub const CONFIG_AAD_CONTEXT: &[u8] = b"cloister-attest-v1\0";
@@ -107,15 +203,18 @@ pub const CONFIG_AAD_CONTEXT: &[u8] = b"cloister-attest-v1\0";
 /// The domain-separation prefix of a deletion's hash.
 pub const DELETE_CONTEXT: &[u8] = b"cloister-delete-v1\0";
 
-/// The message a principal signs for a request (see the [module docs](self#signed-requests)).
+/// The message a principal signs for a request to the CAS `cas` (see the
+/// [module docs](self#signed-requests)).
 pub fn request_signing_message(
+    cas: &CasId,
     method: &str,
     path_and_query: &str,
     ts: u64,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut m = Vec::with_capacity(REQUEST_CONTEXT.len() + path_and_query.len() + 64);
+    let mut m = Vec::with_capacity(REQUEST_CONTEXT.len() + path_and_query.len() + 96);
     m.extend_from_slice(REQUEST_CONTEXT);
+    m.extend_from_slice(&cas.0);
     m.extend_from_slice(method.as_bytes());
     m.push(0);
     m.extend_from_slice(path_and_query.as_bytes());
@@ -218,9 +317,10 @@ impl SignatureHeader {
 /// | status | code | when |
 /// | --- | --- | --- |
 /// | 400 | `bad-request` | malformed JSON, base64, key or header; a session or service name that breaks the name syntax; evidence over 64 KiB; too many or too long host arguments |
-/// | 401 | `unauthenticated` | a read without a valid signed-request header |
-/// | 403 | `forbidden` | the signer may not read the session (`rule: read`) |
-/// | 403 | `session-refused` | a create, update or delete is not authorised (`rule`: `unsigned`, `approvals`, `bad-signature`, `version`, `name`) |
+/// | 401 | `unauthenticated` | a request without a valid signed-request header (`rule`: `signature`, `timestamp`, `replay`) |
+/// | 403 | `forbidden` | the signer may not read the session (`rule: read`) or these audit entries (`rule: audit-read`) |
+/// | 403 | `session-refused` | a create, update or delete is not authorised (`rule`: `unsigned`, `approvals`, `bad-signature`, `version`, `name`, `namespace`, `unauthorised`, `quota`, `resurrection`) |
+/// | 403 | `namespace-refused` | a namespace change is not authorised (`rule`: `admin-key`, `unauthorised`, `name`, `owners`, `not-empty`) |
 /// | 403 | `attestation-refused` | evidence, nonce, appraisal or an import failed, or the session has no such service; `rules` names each rule, `audit_seq` the entry with the details |
 /// | 404 | `not-found` | no such session, or no such route |
 /// | 405 | `method-not-allowed` | the route exists for another method |
@@ -266,6 +366,12 @@ pub struct Health {
     pub issuer: String,
     /// The audit log's public key (SEC1 compressed P-256 point, hex).
     pub audit_public_key: String,
+    /// The CAS id that request signatures are bound to ([`CasId`], hex).
+    #[serde(default)]
+    pub cas_id: String,
+    /// Whether an admin key is set (namespaces can be created).
+    #[serde(default)]
+    pub admin_key_set: bool,
 }
 
 /// `GET /.well-known/openid-configuration`: where relying parties find the token keys.
@@ -283,6 +389,92 @@ pub struct OpenIdConfiguration {
     pub response_types_supported: Vec<String>,
     /// The claims of attestation tokens.
     pub claims_supported: Vec<String>,
+}
+
+// ---- namespaces -------------------------------------------------------------------------------
+
+/// A namespace owner in a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceOwnerJson {
+    /// A name for people (1 to 64 printable characters).
+    pub name: String,
+    /// The owner's Ed25519 public key: SPKI DER, base64 (or PEM).
+    pub public_key: String,
+}
+
+impl NamespaceOwnerJson {
+    /// The owner `name` with `key` (a policy owner's public key, as `cloister keys gen` makes).
+    pub fn of(name: &str, key: &cloister_policy::PublicKey) -> Result<Self, crate::Error> {
+        Ok(Self {
+            name: name.to_owned(),
+            public_key: key.to_pem()?,
+        })
+    }
+}
+
+/// A namespace owner in an answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NamespaceOwnerView {
+    /// The owner's name.
+    pub name: String,
+    /// The owner's public key, SPKI DER, base64.
+    pub public_key: String,
+    /// SHA-256 of that DER, hex: how the audit log names the owner.
+    pub fingerprint: String,
+}
+
+/// `POST /v1/namespaces`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNamespace {
+    /// The namespace, one name segment.
+    pub name: String,
+    /// Its owners (1 to [`MAX_NAMESPACE_OWNERS`]).
+    pub owners: Vec<NamespaceOwnerJson>,
+    /// How many sessions it may hold (default [`DEFAULT_SESSION_QUOTA`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_quota: Option<u64>,
+}
+
+/// `PUT /v1/namespaces/{ns}`: what changes; absent fields stay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNamespace {
+    /// The version being updated (`conflict` if it moved).
+    pub version: u64,
+    /// The new owners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owners: Option<Vec<NamespaceOwnerJson>>,
+    /// The new session quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_quota: Option<u64>,
+}
+
+/// A namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NamespaceView {
+    /// The namespace.
+    pub name: String,
+    /// Its owners.
+    pub owners: Vec<NamespaceOwnerView>,
+    /// How many sessions it may hold.
+    pub session_quota: u64,
+    /// How many it holds.
+    pub sessions: u64,
+    /// Its version (1 when created).
+    pub version: u64,
+    /// When it was created (RFC 3339).
+    pub created: String,
+    /// When it last changed (RFC 3339).
+    pub updated: String,
+}
+
+/// `GET /v1/namespaces`: the namespaces the signer may read, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NamespaceList {
+    /// The namespaces, sorted by name.
+    pub namespaces: Vec<NamespaceView>,
 }
 
 // ---- sessions ---------------------------------------------------------------------------------
@@ -646,10 +838,24 @@ mod tests {
 
     #[test]
     fn signed_message_separates_its_fields() {
-        let a = request_signing_message("GET", "/v1/sessions/a", 1, b"");
-        assert_ne!(a, request_signing_message("GET", "/v1/sessions/a", 1, b"x"));
-        assert_ne!(a, request_signing_message("GET", "/v1/sessions/a", 2, b""));
-        assert_ne!(a, request_signing_message("PUT", "/v1/sessions/a", 1, b""));
+        let cas = CasId([1; 32]);
+        let a = request_signing_message(&cas, "GET", "/v1/sessions/a", 1, b"");
+        assert_ne!(
+            a,
+            request_signing_message(&cas, "GET", "/v1/sessions/a", 1, b"x")
+        );
+        assert_ne!(
+            a,
+            request_signing_message(&cas, "GET", "/v1/sessions/a", 2, b"")
+        );
+        assert_ne!(
+            a,
+            request_signing_message(&cas, "PUT", "/v1/sessions/a", 1, b"")
+        );
+        assert_ne!(
+            a,
+            request_signing_message(&CasId([2; 32]), "GET", "/v1/sessions/a", 1, b"")
+        );
         assert!(a.starts_with(REQUEST_CONTEXT));
     }
 

@@ -145,6 +145,16 @@ pub enum EventKind {
     SecretReleased,
     /// The CAS created one of its own signing keys.
     KeyCreated,
+    /// The operator set the admin key (`cas init --admin-key`); `principal` is its digest.
+    AdminKeySet,
+    /// A namespace was created (by the admin key, or by the migration of an older store).
+    NamespaceCreated,
+    /// A namespace's owners or quota changed.
+    NamespaceUpdated,
+    /// An empty namespace was deleted.
+    NamespaceDeleted,
+    /// A namespace change was refused.
+    NamespaceChangeRefused,
 }
 
 impl EventKind {
@@ -161,6 +171,11 @@ impl EventKind {
             EventKind::SecretGenerated => "secret_generated",
             EventKind::SecretReleased => "secret_released",
             EventKind::KeyCreated => "key_created",
+            EventKind::AdminKeySet => "admin_key_set",
+            EventKind::NamespaceCreated => "namespace_created",
+            EventKind::NamespaceUpdated => "namespace_updated",
+            EventKind::NamespaceDeleted => "namespace_deleted",
+            EventKind::NamespaceChangeRefused => "namespace_change_refused",
         }
     }
 }
@@ -2121,6 +2136,11 @@ mod tests {
             EventKind::SecretGenerated,
             EventKind::SecretReleased,
             EventKind::KeyCreated,
+            EventKind::AdminKeySet,
+            EventKind::NamespaceCreated,
+            EventKind::NamespaceUpdated,
+            EventKind::NamespaceDeleted,
+            EventKind::NamespaceChangeRefused,
         ] {
             assert_eq!(
                 serde_json::to_string(&kind).unwrap(),

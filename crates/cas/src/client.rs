@@ -1,10 +1,12 @@
 //! The CAS client library: what the runtime and the CLI use to talk to a CAS.
 //!
 //! [`CasClient`] speaks HTTPS (reqwest, rustls with the ring provider, TLS 1.3) and trusts
-//! exactly one certificate: the CAS's own, pinned from `DIR/cas.crt` (no system roots). Session
-//! and audit reads are signed with a [`RequestSigner`] (see [`crate::api`] for the scheme);
-//! creates and updates carry owner signatures in the body; deletions are approved by owners
-//! over [`api::deletion_hash`].
+//! exactly one certificate: the CAS's own, pinned from `DIR/cas.crt` (no system roots). Signed
+//! requests ([`RequestSigner`], see [`crate::api`] for the scheme) are bound to that CAS: the
+//! client computes the CAS id from the pinned certificate. Session, namespace and audit reads,
+//! namespace changes (the admin key) and the namespace owner's approval of a session's
+//! creation are signed requests; creates and updates carry owner signatures in the body;
+//! deletions are approved by owners over [`api::deletion_hash`].
 //!
 //! A workload attests with [`attest_workload`]: nonce → `report_data` bound to its key →
 //! evidence from its collector → `POST /v1/attest` → the sealed configuration opened with its
@@ -46,8 +48,9 @@ use serde::{Deserialize, Deserializer};
 use crate::Error;
 use crate::api::{
     self, AttestRequest, AttestResponse, AuditEntries, AuditEntriesQuery, AuditHead,
-    AuditVerification, DeleteSession, ErrorBody, Health, NonceResponse, OpenIdConfiguration,
-    SealedConfig, SessionList, SessionSummary, SessionView, SignatureHeader, SignatureJson,
+    AuditVerification, CasId, CreateNamespace, DeleteSession, ErrorBody, Health, NamespaceList,
+    NamespaceView, NonceResponse, OpenIdConfiguration, SealedConfig, SessionList, SessionSummary,
+    SessionView, SignatureHeader, SignatureJson, UpdateNamespace,
 };
 use crate::envelope::WorkloadKey;
 
@@ -56,6 +59,7 @@ use crate::envelope::WorkloadKey;
 pub struct CasClient {
     base: String,
     http: reqwest::Client,
+    cas_id: CasId,
 }
 
 impl fmt::Debug for CasClient {
@@ -101,6 +105,8 @@ impl CasClient {
                 "no CERTIFICATE in the PEM",
             ));
         }
+        let cas_id = CasId::of_certificate_pem(pinned_cert_pem)
+            .ok_or_else(|| Error::invalid("pinned CAS certificate", "not an X.509 certificate"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -118,12 +124,17 @@ impl CasClient {
                 url: base.clone(),
                 reason: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(Self { base, http })
+        Ok(Self { base, http, cas_id })
     }
 
     /// The CAS's base URL.
     pub fn url(&self) -> &str {
         &self.base
+    }
+
+    /// The id of the pinned CAS, which signed requests are bound to.
+    pub fn cas_id(&self) -> CasId {
+        self.cas_id
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -168,9 +179,38 @@ impl CasClient {
     }
 
     fn signed(&self, method: Method, path: &str, signer: &RequestSigner) -> RequestBuilder {
-        let header = signer.header(method.as_str(), path, b"", SystemTime::now());
-        self.request(method, path)
-            .header(reqwest::header::AUTHORIZATION, header)
+        self.signed_with_body(method, path, signer, Vec::new())
+    }
+
+    /// A request with a JSON `body`, signed over exactly those bytes.
+    fn signed_with_body(
+        &self,
+        method: Method,
+        path: &str,
+        signer: &RequestSigner,
+        body: Vec<u8>,
+    ) -> RequestBuilder {
+        let header = signer.header(
+            &self.cas_id,
+            method.as_str(),
+            path,
+            &body,
+            SystemTime::now(),
+        );
+        let request = self
+            .request(method, path)
+            .header(reqwest::header::AUTHORIZATION, header);
+        if body.is_empty() {
+            request
+        } else {
+            request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+        }
+    }
+
+    fn json_bytes(value: &impl serde::Serialize) -> Result<Vec<u8>, Error> {
+        serde_json::to_vec(value).map_err(|_| Error::Internal("a request body always serialises"))
     }
 
     /// `GET /v1/health`.
@@ -224,9 +264,80 @@ impl CasClient {
         Attested::open(response, key, &req.session, &req.service, &nonce)
     }
 
-    /// `POST /v1/sessions`.
-    pub async fn create_session(&self, signed: &SignedPolicy) -> Result<SessionSummary, Error> {
-        self.send(self.request(Method::POST, "/v1/sessions").json(signed))
+    /// `POST /v1/sessions`, approved by `approver`, an owner of the session's namespace.
+    pub async fn create_session(
+        &self,
+        signed: &SignedPolicy,
+        approver: &RequestSigner,
+    ) -> Result<SessionSummary, Error> {
+        let body = Self::json_bytes(signed)?;
+        self.send(self.signed_with_body(Method::POST, "/v1/sessions", approver, body))
+            .await
+    }
+
+    /// `POST /v1/namespaces`, signed by the admin key.
+    pub async fn create_namespace(
+        &self,
+        create: &CreateNamespace,
+        admin: &RequestSigner,
+    ) -> Result<NamespaceView, Error> {
+        let body = Self::json_bytes(create)?;
+        self.send(self.signed_with_body(Method::POST, "/v1/namespaces", admin, body))
+            .await
+    }
+
+    /// Creates namespace `ns` owned by `owner` alone (default quota), signed by `admin`: the
+    /// first step on a fresh CAS in tests and in-process deployments.
+    pub async fn create_namespace_owned_by(
+        &self,
+        ns: &str,
+        owner: &OwnerKey,
+        admin: &OwnerKey,
+    ) -> Result<NamespaceView, Error> {
+        let create = CreateNamespace {
+            name: ns.to_owned(),
+            owners: vec![api::NamespaceOwnerJson::of("owner", owner.public_key())?],
+            session_quota: None,
+        };
+        self.create_namespace(&create, &RequestSigner::from_owner_key(admin)?)
+            .await
+    }
+
+    /// `GET /v1/namespaces/{ns}`, signed by the admin key or an owner of `ns`.
+    pub async fn get_namespace(
+        &self,
+        ns: &str,
+        signer: &RequestSigner,
+    ) -> Result<NamespaceView, Error> {
+        self.send(self.signed(Method::GET, &format!("/v1/namespaces/{ns}"), signer))
+            .await
+    }
+
+    /// `GET /v1/namespaces`: those `signer` may read.
+    pub async fn list_namespaces(&self, signer: &RequestSigner) -> Result<NamespaceList, Error> {
+        self.send(self.signed(Method::GET, "/v1/namespaces", signer))
+            .await
+    }
+
+    /// `PUT /v1/namespaces/{ns}`, signed by the admin key.
+    pub async fn update_namespace(
+        &self,
+        ns: &str,
+        update: &UpdateNamespace,
+        admin: &RequestSigner,
+    ) -> Result<NamespaceView, Error> {
+        let body = Self::json_bytes(update)?;
+        self.send(self.signed_with_body(Method::PUT, &format!("/v1/namespaces/{ns}"), admin, body))
+            .await
+    }
+
+    /// `DELETE /v1/namespaces/{ns}`, signed by the admin key.
+    pub async fn delete_namespace(
+        &self,
+        ns: &str,
+        admin: &RequestSigner,
+    ) -> Result<NamespaceView, Error> {
+        self.send(self.signed(Method::DELETE, &format!("/v1/namespaces/{ns}"), admin))
             .await
     }
 
@@ -396,9 +507,15 @@ impl RequestSigner {
         KeyFingerprint::of_spki_der(&self.spki_der)
     }
 
-    /// The `Authorization` header value for a request at time `now`.
+    /// The key's SubjectPublicKeyInfo DER.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
+    /// The `Authorization` header value for a request to the CAS `cas` at time `now`.
     pub fn header(
         &self,
+        cas: &CasId,
         method: &str,
         path_and_query: &str,
         body: &[u8],
@@ -408,7 +525,7 @@ impl RequestSigner {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let message = api::request_signing_message(method, path_and_query, ts, body);
+        let message = api::request_signing_message(cas, method, path_and_query, ts, body);
         SignatureHeader {
             spki_der: self.spki_der.clone(),
             ts,
@@ -608,10 +725,11 @@ mod tests {
         let signer =
             RequestSigner::from_owner_key(&OwnerKey::from_seed(&[4; 32]).unwrap()).unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let header = signer.header("GET", "/v1/sessions/a/b", b"", now);
+        let cas = CasId([3; 32]);
+        let header = signer.header(&cas, "GET", "/v1/sessions/a/b", b"", now);
         let parsed = SignatureHeader::parse(&header).unwrap();
         assert_eq!(parsed.ts, 1_800_000_000);
-        let message = api::request_signing_message("GET", "/v1/sessions/a/b", parsed.ts, b"");
+        let message = api::request_signing_message(&cas, "GET", "/v1/sessions/a/b", parsed.ts, b"");
         signer
             .key
             .verifying_key()

@@ -50,6 +50,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod ca;
@@ -60,6 +61,8 @@ mod error;
 pub mod imports;
 pub mod las;
 pub mod master_key;
+/// The name syntax of namespaces, sessions and services (one rule, in the policy crate).
+pub use cloister_policy::names;
 pub mod secrets;
 pub mod server;
 pub mod store;
@@ -72,8 +75,8 @@ pub use imports::ImportRules;
 pub use master_key::{KeyPurpose, MASTER_KEY_ENV, MasterKey};
 pub use store::file::FileStore;
 pub use store::{
-    CasKey, Expect, KeyAlgorithm, SecretBytes, Session, SessionHash, SessionSignature,
-    SessionVersion, Store, StoredSecret, Versioned,
+    CasKey, Expect, KeyAlgorithm, Namespace, NamespaceOwner, SecretBytes, Session, SessionHash,
+    SessionSignature, SessionVersion, Store, StoredSecret, Tombstone, Versioned,
 };
 
 pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -639,7 +639,7 @@ impl<'a> Secrets<'a> {
                         reason: format!("session `{}` does not exist", import.session),
                     })?;
                 let history = self.history(policy)?;
-                let owners = importer_owners(policy);
+                let owners = importer_owners(self.store, policy)?;
                 let importer = Importer::new(policy, &history, &owners);
                 cloister_policy::authorize_import(&importer, import, &exporter, &exporter.hash())
                     .map_err(|e| Error::ImportRefused {
@@ -688,18 +688,37 @@ impl<'a> Secrets<'a> {
 }
 
 /// The owners of the importing session's namespace, whom an export may name instead of a
-/// version of the importer.
+/// version of the importer: the namespace's owners in the CAS's registry (set by the operator's
+/// admin key), so that only whom the operator appointed can put a session under that name.
 ///
-/// Until the CAS keeps a registry of namespace owners, the importing session's own policy
-/// owners stand in: a session created under the importer's name by anyone else has other
-/// owners (the export requires every one of them to be named), so it still gets nothing.
-pub fn importer_owners(policy: &Policy) -> BTreeSet<KeyFingerprint> {
-    policy
+/// A store made before namespaces existed has sessions in namespaces with no record until the
+/// operator runs `cloister cas init --admin-key` (which creates one for each); until then the
+/// importing session's own policy owners stand in, and a session created under the importer's
+/// name by anyone else has other owners (the export names every one), so it still gets nothing.
+pub fn importer_owners(
+    store: &dyn Store,
+    policy: &Policy,
+) -> Result<BTreeSet<KeyFingerprint>, Error> {
+    let namespace = cloister_policy::names::split_session(policy.name())
+        .ok()
+        .map(|(ns, _)| ns);
+    if let Some(ns) = namespace
+        .map(|ns| store.namespace(ns))
+        .transpose()?
+        .flatten()
+    {
+        return Ok(ns
+            .owners
+            .iter()
+            .map(|o| KeyFingerprint::of_spki_der(&o.public_key))
+            .collect());
+    }
+    Ok(policy
         .access()
         .owners
         .iter()
         .map(|o| o.key.fingerprint())
-        .collect()
+        .collect())
 }
 
 /// A host import's bytes: text when they are UTF-8, else binary.

@@ -9,6 +9,9 @@
 //! | nonces | nonce bytes | expiry | [`Store::insert_nonce`], [`Store::take_nonce`] (atomic, single use), [`Store::purge_expired_nonces`] |
 //! | CAS keys | key id | the CAS's own signing keys (token, session CA) | [`Store::cas_key`], [`Store::insert_cas_key`], [`Store::cas_key_ids`], [`Store::delete_cas_key`] |
 //! | kv | (namespace, key) | versioned bytes | [`Store::kv_get`], [`Store::kv_put`] (compare-and-swap on the version), [`Store::kv_delete`] |
+//! | namespaces | namespace name | its owners, session quota and version | [`Store::namespace`], [`Store::put_namespace`] (compare-and-swap on the version), [`Store::delete_namespace`], [`Store::namespace_names`] |
+//! | tombstones | session name | the last version and hash of a deleted session | [`Store::tombstone`] (written by [`Store::delete_session`] in the same transaction) |
+//! | meta | `admin_key` | the operator's admin key (SPKI DER) | [`Store::admin_key`], [`Store::set_admin_key`] |
 //!
 //! The HTTPS server keeps its attestation nonces in memory, not in the nonces table: they are
 //! single use and short lived, and forgetting them on a restart only refuses them (see
@@ -197,6 +200,47 @@ impl std::fmt::Debug for CasKey {
     }
 }
 
+/// One owner of a namespace: may approve the creation of sessions in it and read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceOwner {
+    /// A name for people.
+    pub name: String,
+    /// The owner's Ed25519 public key, SubjectPublicKeyInfo DER.
+    #[serde(with = "hex::serde")]
+    pub public_key: Vec<u8>,
+}
+
+/// A namespace: the first segment of session names, created by the operator's admin key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespace {
+    /// The namespace's name (one name segment, no `/`).
+    pub name: String,
+    /// Who approves the creation of sessions in it.
+    pub owners: Vec<NamespaceOwner>,
+    /// How many sessions it may hold.
+    pub session_quota: u64,
+    /// 1 when created, one more on each update (compare-and-swap).
+    pub version: u64,
+    /// When it was created.
+    pub created: SystemTime,
+    /// When it last changed.
+    pub updated: SystemTime,
+}
+
+/// What a deleted session leaves: its name may be created again only with a version above
+/// `version` naming `hash` as its predecessor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The session's name.
+    pub name: String,
+    /// The version in force when it was deleted.
+    pub version: u64,
+    /// That version's hash.
+    pub hash: SessionHash,
+    /// When it was deleted.
+    pub deleted: SystemTime,
+}
+
 /// A value in the generic key-value table, with its version (1 for the first write).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Versioned {
@@ -241,8 +285,44 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), Error>;
 
     /// Deletes session `name` with all its versions and secrets, if its head is `expected_head`
-    /// (else [`Error::Conflict`]). Returns whether it existed.
-    fn delete_session(&self, name: &str, expected_head: &SessionHash) -> Result<bool, Error>;
+    /// (else [`Error::Conflict`]), and leaves a [`Tombstone`] of its head dated `at`, in the
+    /// same transaction. Returns whether it existed.
+    fn delete_session(
+        &self,
+        name: &str,
+        expected_head: &SessionHash,
+        at: SystemTime,
+    ) -> Result<bool, Error>;
+
+    /// The tombstone of session `name` (the last deletion), or `None`. Tombstones are never
+    /// removed: a later deletion of the same name replaces it.
+    fn tombstone(&self, name: &str) -> Result<Option<Tombstone>, Error>;
+
+    // ---- namespaces and the admin key ----
+
+    /// The operator's admin key (Ed25519 SPKI DER), or `None` if none was set.
+    fn admin_key(&self) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Sets (or replaces) the admin key.
+    fn set_admin_key(&self, spki_der: &[u8]) -> Result<(), Error>;
+
+    /// The namespace `name`, or `None`.
+    fn namespace(&self, name: &str) -> Result<Option<Namespace>, Error>;
+
+    /// The names of all namespaces, sorted.
+    fn namespace_names(&self) -> Result<Vec<String>, Error>;
+
+    /// Writes `namespace` if the stored one has version `expected_version` (`None`: none may
+    /// exist), else [`Error::Conflict`]. The caller sets `namespace.version`.
+    fn put_namespace(
+        &self,
+        namespace: Namespace,
+        expected_version: Option<u64>,
+    ) -> Result<(), Error>;
+
+    /// Deletes namespace `name` if its version is `expected_version` (else
+    /// [`Error::Conflict`]). Returns whether it existed.
+    fn delete_namespace(&self, name: &str, expected_version: u64) -> Result<bool, Error>;
 
     // ---- generated secrets, per session ----
 
@@ -412,11 +492,31 @@ pub(crate) mod conformance {
         store.put_secret("a", "k", secret(b"ka")).unwrap();
         store.put_secret("b", "k", secret(b"kb")).unwrap();
         assert!(matches!(
-            store.delete_session("a", &SessionHash([1; 32])),
+            store.delete_session("a", &SessionHash([1; 32]), t0()),
             Err(Error::Conflict { .. })
         ));
-        assert!(store.delete_session("a", &SessionHash([2; 32])).unwrap());
-        assert!(!store.delete_session("a", &SessionHash([2; 32])).unwrap());
+        assert_eq!(store.tombstone("a").unwrap(), None);
+        let gone = t0() + Duration::from_secs(99);
+        assert!(
+            store
+                .delete_session("a", &SessionHash([2; 32]), gone)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .delete_session("a", &SessionHash([2; 32]), gone)
+                .unwrap()
+        );
+        assert_eq!(
+            store.tombstone("a").unwrap(),
+            Some(Tombstone {
+                name: "a".into(),
+                version: 2,
+                hash: SessionHash([2; 32]),
+                deleted: gone,
+            })
+        );
+        assert_eq!(store.tombstone("b").unwrap(), None);
         assert_eq!(store.session("a").unwrap(), None);
         assert_eq!(store.secret("a", "k").unwrap(), None);
         assert_eq!(store.secret("b", "k").unwrap(), Some(secret(b"kb")));
@@ -428,6 +528,58 @@ pub(crate) mod conformance {
                 what: "session name",
                 ..
             })
+        ));
+    }
+
+    pub fn namespace(name: &str, version: u64) -> Namespace {
+        Namespace {
+            name: name.to_owned(),
+            owners: vec![NamespaceOwner {
+                name: "alice".into(),
+                public_key: vec![0x30, version as u8],
+            }],
+            session_quota: 10 * version,
+            version,
+            created: t0(),
+            updated: t0() + Duration::from_secs(version),
+        }
+    }
+
+    pub fn namespaces(store: &dyn Store) {
+        assert_eq!(store.admin_key().unwrap(), None);
+        store.set_admin_key(&[0x30, 1, 2]).unwrap();
+        assert_eq!(store.admin_key().unwrap(), Some(vec![0x30, 1, 2]));
+        store.set_admin_key(&[0x30, 9]).unwrap();
+        assert_eq!(store.admin_key().unwrap(), Some(vec![0x30, 9]));
+
+        assert_eq!(store.namespace("demo").unwrap(), None);
+        store.put_namespace(namespace("demo", 1), None).unwrap();
+        // Creating it again fails; so does an update naming a stale version.
+        assert!(matches!(
+            store.put_namespace(namespace("demo", 1), None),
+            Err(Error::Conflict {
+                table: "namespaces",
+                ..
+            })
+        ));
+        assert!(matches!(
+            store.put_namespace(namespace("demo", 3), Some(2)),
+            Err(Error::Conflict { .. })
+        ));
+        store.put_namespace(namespace("demo", 2), Some(1)).unwrap();
+        store.put_namespace(namespace("acme", 1), None).unwrap();
+        assert_eq!(store.namespace("demo").unwrap(), Some(namespace("demo", 2)));
+        assert_eq!(store.namespace_names().unwrap(), vec!["acme", "demo"]);
+        assert!(matches!(
+            store.delete_namespace("demo", 1),
+            Err(Error::Conflict { .. })
+        ));
+        assert!(store.delete_namespace("demo", 2).unwrap());
+        assert!(!store.delete_namespace("demo", 2).unwrap());
+        assert_eq!(store.namespace_names().unwrap(), vec!["acme"]);
+        assert!(matches!(
+            store.namespace(""),
+            Err(Error::InvalidInput { .. })
         ));
     }
 

@@ -79,13 +79,27 @@ pub enum Command {
     ///       --imports imports.yaml
     #[command(verbatim_doc_comment)]
     Serve(Box<ServeArgs>),
-    /// Make a CAS master key file: 64 hex digits, mode 0600, never overwriting a file.
+    /// Make a CAS master key file and set the operator's admin key.
     ///
-    /// Also creates the data directory (0700) if it is missing. Keep the key file safe and
-    /// backed up apart from the data: without it, nothing in DIR can be read. Prints the key's
-    /// public fingerprint (also logged by the CAS), never the key.
+    /// A new data directory: writes a master key file (64 hex digits, mode 0600, never
+    /// overwriting a file), creates DIR (0700) and, with --admin-key, the store holding the
+    /// admin key. Keep the key file safe and backed up apart from the data: without it, nothing
+    /// in DIR can be read. Prints the key's public fingerprint (also logged by the CAS), never
+    /// the key.
     ///
-    /// Example: cloister cas init --data ./cas-data --master-key-file ./master.key
+    /// The admin key (an Ed25519 public key, as `cloister keys gen` writes it to `<key>.pub`)
+    /// creates namespaces and names their owners (`cloister namespace create`); without one
+    /// the CAS serves its existing sessions but refuses every namespace change.
+    ///
+    /// An existing data directory (stop its CAS first): --admin-key sets or replaces the admin
+    /// key, opening the store with the existing --master-key-file (or CLOISTER_MASTER_KEY), and
+    /// creates a namespace record for every namespace that already has sessions, owned by the
+    /// owners of those sessions' current policies. Both are audited.
+    ///
+    /// Examples:
+    ///   cloister keys gen --out admin.pem
+    ///   cloister cas init --data ./cas-data --master-key-file ./master.key --admin-key admin.pem.pub
+    ///   cloister cas init --data ./old-data --master-key-file ./old.key --admin-key admin.pem.pub
     #[command(verbatim_doc_comment)]
     Init(InitArgs),
 }
@@ -203,9 +217,13 @@ pub struct InitArgs {
     /// The data directory to create (0700) if missing.
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
-    /// Where to write the new master key (created 0600; an existing file is never replaced).
+    /// Where to write the new master key (created 0600; an existing file is never replaced);
+    /// for an existing DIR, the master key it was made with (default: $CLOISTER_MASTER_KEY).
     #[arg(long, value_name = "FILE")]
-    master_key_file: PathBuf,
+    master_key_file: Option<PathBuf>,
+    /// The operator's admin key: an Ed25519 public key file (`keys gen` writes `<key>.pub`).
+    #[arg(long, value_name = "PUBFILE")]
+    admin_key: Option<PathBuf>,
 }
 
 pub fn run(cmd: Command, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -216,39 +234,107 @@ pub fn run(cmd: Command, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn init(args: InitArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    if args.master_key_file.exists() {
-        bail!(
-            "{} exists; refusing to overwrite a master key (the data it protects would be lost)",
-            args.master_key_file.display()
-        );
-    }
-    if args
+    let admin = args.admin_key.as_deref().map(read_admin_key).transpose()?;
+    let existing = args
         .data
         .join(cloister_cas::store::file::STORE_FILE)
-        .exists()
-    {
+        .exists();
+    // A data directory made by `cas init` without --admin-key has a master key but no store
+    // yet: setting the admin key later opens (creates) the store with that key.
+    let key_made = admin.is_some()
+        && args.data.is_dir()
+        && args.master_key_file.as_ref().is_some_and(|f| f.exists());
+    if existing || key_made {
+        let Some(admin) = admin else {
+            bail!(
+                "{} already holds a CAS store, which can only be opened with the master key it \
+                 was made with (to set its admin key, add --admin-key)",
+                args.data.display()
+            );
+        };
+        let master = MasterKey::load(args.master_key_file.as_deref())?;
+        let done = cloister_cas::admin::init_admin_in(
+            &args.data,
+            &master,
+            &admin,
+            std::time::SystemTime::now(),
+        )
+        .with_context(|| format!("cannot set the admin key of {}", args.data.display()))?;
+        if !quiet {
+            report_admin(&done);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(master_key_file) = &args.master_key_file else {
+        bail!("--master-key-file FILE: where to write the new master key");
+    };
+    if master_key_file.exists() {
         bail!(
-            "{} already holds a CAS store, which can only be opened with the master key it was \
-             made with",
-            args.data.display()
+            "{} exists; refusing to overwrite a master key (the data it protects would be lost)",
+            master_key_file.display()
         );
     }
     create_private_dir(&args.data)?;
     let key = MasterKey::generate();
-    key.write_new_file(&args.master_key_file)?;
+    key.write_new_file(master_key_file)?;
     if !quiet {
         eprintln!(
             "cloister: wrote {} (0600), master key fingerprint {}",
-            args.master_key_file.display(),
+            master_key_file.display(),
             key.fingerprint()
         );
+    }
+    if let Some(admin) = admin {
+        let done = cloister_cas::admin::init_admin_in(
+            &args.data,
+            &key,
+            &admin,
+            std::time::SystemTime::now(),
+        )
+        .with_context(|| format!("cannot create the CAS store in {}", args.data.display()))?;
+        if !quiet {
+            report_admin(&done);
+        }
+    }
+    if !quiet {
         eprintln!(
             "cloister: next: cloister cas serve --data {} --master-key-file {}",
             args.data.display(),
-            args.master_key_file.display()
+            master_key_file.display()
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The SPKI DER of the admin public key file (PEM or base64 DER).
+fn read_admin_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin key {}", path.display()))?;
+    let key = cloister_policy::PublicKey::parse(&text).with_context(|| {
+        format!(
+            "{}: not an Ed25519 public key (make one with `cloister keys gen`)",
+            path.display()
+        )
+    })?;
+    Ok(cloister_cas::admin::owner_der(&key)?)
+}
+
+fn report_admin(done: &cloister_cas::admin::AdminInit) {
+    let what = if done.unchanged {
+        "admin key unchanged"
+    } else if done.replaced {
+        "replaced the admin key"
+    } else {
+        "set the admin key"
+    };
+    eprintln!("cloister: {what}, fingerprint {}", done.fingerprint);
+    for (ns, sessions) in &done.migrated {
+        eprintln!(
+            "cloister: created namespace {ns} for its {sessions} existing session{}, owned by \
+             their policies' owners",
+            if *sessions == 1 { "" } else { "s" }
+        );
+    }
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ mod generate;
 mod job;
 mod keys;
 mod las;
+mod namespace;
 mod output;
 mod package;
 mod policy;
@@ -78,6 +79,9 @@ enum Command {
     /// Lint, hash, sign and compare policies offline; push, read, list and delete them on a CAS.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// Create, show, list, update and delete namespaces on a CAS (the operator's admin key).
+    #[command(subcommand)]
+    Namespace(namespace::Command),
     /// Verify and read the CAS audit log, offline or through the CAS API.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
         Command::Gen(cmd) => generate::run(cmd, quiet),
         Command::Keys(cmd) => keys::run(cmd, quiet),
         Command::Policy(cmd) => policy::run(cmd, quiet),
+        Command::Namespace(cmd) => namespace::run(cmd, quiet),
         Command::Audit(cmd) => audit::run(cmd, quiet),
         Command::Cas(cmd) => cas::run(cmd, quiet),
         Command::Las(cmd) => las::run(cmd),

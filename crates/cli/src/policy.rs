@@ -92,11 +92,18 @@ pub enum Command {
     /// session's policy is version 1 and is approved by its own owners; a new version names
     /// the current one's hash as `predecessor` and is approved by the current version's owners.
     ///
+    /// Creating a session (a name the CAS does not hold) also needs the approval of an owner of
+    /// its namespace: --key signs the request with that owner's key, for this CAS only and
+    /// once. A deleted name is created again only by a version above the deleted one that names
+    /// it as `predecessor` (`policy get` showed its hash; the audit log has it).
+    ///
     /// The policy is linted first (an invalid one is refused here, exit 1). If the CAS refuses
     /// the change (unsigned, too few approvals, a stale predecessor, another version accepted
-    /// first) it exits 1 and prints the CAS's reasons, one per line.
+    /// first, no namespace approval, the namespace's quota, a resurrection) it exits 1 and
+    /// prints the CAS's rule and reasons, one per line.
     ///
     /// Examples:
+    ///   cloister policy push v1.signed.json --key nsowner.pem --cas https://cas:8443 --cas-cert cas.crt
     ///   cloister policy sign v2.yaml --key alice.pem --out v2.signed.json
     ///   cloister policy sign v2.signed.json --key bob.pem --append
     ///   cloister policy push v2.signed.json --cas https://cas:8443 --cas-cert cas.crt

@@ -20,6 +20,37 @@ pub fn authorize_create(signed: &SignedPolicy) -> Result<Policy, Error> {
     Ok(policy)
 }
 
+/// Accept a policy re-creating a deleted session whose last version was `version` with hash
+/// `hash` (its tombstone): its version must be above `version` and its `predecessor` must be
+/// `hash`, so its owners signed a document naming the deletion (an old signed policy, replayed,
+/// cannot qualify); and it carries valid signatures of at least M distinct owners named in it.
+/// The CAS asks a fresh approval of the namespace's owner besides.
+pub fn authorize_recreate(
+    name: &str,
+    version: u64,
+    hash: &SessionHash,
+    signed: &SignedPolicy,
+) -> Result<Policy, Error> {
+    let policy = Policy::parse(&signed.yaml).map_err(Error::Invalid)?;
+    if policy.name() != name {
+        return Err(Error::NameMismatch {
+            expected: name.to_owned(),
+            got: policy.name().to_owned(),
+        });
+    }
+    if policy.version() <= version || policy.predecessor() != Some(*hash) {
+        return Err(Error::Resurrection {
+            name: name.to_owned(),
+            version,
+            hash: *hash,
+            got_version: policy.version(),
+            got_predecessor: policy.predecessor(),
+        });
+    }
+    check_approvals(policy.access(), &policy.hash(), signed)?;
+    Ok(policy)
+}
+
 /// Accept `new` as the successor of `current` (whose session hash is `current_hash`): same
 /// name, the next version, `predecessor == current_hash`, and valid signatures of at least M
 /// distinct owners of the **current** version (M = the current `access.update.approvals`), so a
@@ -262,6 +293,35 @@ mod tests {
         assert_eq!(
             outcome(authorize_create(&signed(&invalid, &[1]))),
             Outcome::Invalid
+        );
+    }
+
+    /// A deleted session at version 3 with hash `tomb`: only a later version naming `tomb`
+    /// re-creates it; the replayed version 1 (no predecessor) is a resurrection.
+    #[test]
+    fn recreate_needs_a_later_version_naming_the_tombstone() {
+        let tomb = SessionHash::of("v3");
+        let replayed = policy("test/p", 1, None, &[1], 1, &[]);
+        let err = authorize_recreate("test/p", 3, &tomb, &signed(&replayed, &[1])).unwrap_err();
+        assert_eq!(err.rule(), "resurrection", "{err}");
+        let stale = policy("test/p", 3, Some(tomb), &[1], 1, &[]);
+        let err = authorize_recreate("test/p", 3, &tomb, &signed(&stale, &[1])).unwrap_err();
+        assert_eq!(err.rule(), "resurrection", "{err}");
+        let other = policy("test/p", 4, Some(SessionHash::of("v2")), &[1], 1, &[]);
+        let err = authorize_recreate("test/p", 3, &tomb, &signed(&other, &[1])).unwrap_err();
+        assert_eq!(err.rule(), "resurrection", "{err}");
+        let good = policy("test/p", 4, Some(tomb), &[1], 1, &[]);
+        assert_eq!(
+            outcome(authorize_recreate("test/p", 3, &tomb, &signed(&good, &[]))),
+            Outcome::Unsigned
+        );
+        assert_eq!(
+            outcome(authorize_recreate("test/q", 3, &tomb, &signed(&good, &[1]))),
+            Outcome::Name
+        );
+        assert_eq!(
+            outcome(authorize_recreate("test/p", 3, &tomb, &signed(&good, &[1]))),
+            Outcome::Ok
         );
     }
 

@@ -108,6 +108,21 @@ pub enum Error {
         /// The update's `predecessor`.
         got: Option<SessionHash>,
     },
+    /// A deleted session's name is created again without a version above its tombstone
+    /// naming the tombstone's hash as predecessor (a replayed old policy, say).
+    #[error("session `{name}` was deleted at version {version} ({hash}); creating it again needs version {} or above with predecessor {hash}, the policy has version {got_version} and predecessor {}", version.saturating_add(1), got_predecessor.map_or_else(|| "none".to_owned(), |h| h.to_string()))]
+    Resurrection {
+        /// The session.
+        name: String,
+        /// The tombstone's version.
+        version: u64,
+        /// The tombstone's hash.
+        hash: SessionHash,
+        /// The new policy's version.
+        got_version: u64,
+        /// The new policy's predecessor.
+        got_predecessor: Option<SessionHash>,
+    },
     /// The principal is neither an owner nor a read principal.
     #[error("principal {principal} may not read policy `{policy}`")]
     ReadDenied {
@@ -193,6 +208,7 @@ impl Error {
             Error::WrongVersion { .. } => "version",
             Error::NameMismatch { .. } => "name",
             Error::StalePredecessor { .. } => "predecessor",
+            Error::Resurrection { .. } => "resurrection",
             Error::ReadDenied { .. } => "read",
             Error::ImportWrongSession { .. } => "import-session",
             Error::ImportNotExported { .. } => "export",

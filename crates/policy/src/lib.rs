@@ -64,7 +64,10 @@ mod validate;
 mod yaml;
 
 pub use appraise::{MAX_RULE_ID_LEN, Refusal, rule_id};
-pub use decide::{Importer, authorize_create, authorize_import, authorize_read, authorize_update};
+pub use decide::{
+    Importer, authorize_create, authorize_import, authorize_read, authorize_recreate,
+    authorize_update,
+};
 pub use doc::{KeyAlgorithm, Tolerate, json_schema};
 pub use error::Error;
 pub use model::{

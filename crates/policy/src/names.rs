@@ -88,6 +88,18 @@ pub fn check_session_name(name: &str) -> Result<(), NameError> {
     check_segment(ns).and_then(|()| check_segment(rest))
 }
 
+/// Checks a namespace name: one segment of a session name, `[a-z0-9][a-z0-9._-]{0,62}`.
+pub fn check_namespace(name: &str) -> Result<(), NameError> {
+    check_segment(name)
+}
+
+/// Checks a session name and splits it into its namespace and its name.
+pub fn split_session(name: &str) -> Result<(&str, &str), NameError> {
+    check_session_name(name)?;
+    name.split_once('/')
+        .ok_or(NameError::Syntax(SESSION_SYNTAX))
+}
+
 /// Checks a service name: `[a-z0-9][a-z0-9-]{0,62}`.
 pub fn check_service_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use cloister_attest::sim::PlatformKey;
-use cloister_cas::client::CasClient;
+use cloister_cas::client::{CasClient, RequestSigner};
 use cloister_cas::server::{self, CERT_FILE, CasState};
 use cloister_cas::{CasConfig, MasterKey};
 use cloister_policy::{OwnerKey, SignedPolicy};
@@ -50,6 +50,10 @@ impl Cas {
             .build()
             .unwrap();
         let state = CasState::open(dir.path(), &MasterKey::generate(), config).unwrap();
+        let owner = OwnerKey::from_seed(&[1; 32]).unwrap();
+        state
+            .init_admin(RequestSigner::from_owner_key(&owner).unwrap().spki_der())
+            .unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
@@ -76,9 +80,19 @@ impl Cas {
             let _entered = self.rt.enter();
             CasClient::new(&self.url, &self.cert_pem).unwrap()
         };
-        self.rt
-            .block_on(client.create_session(&SignedPolicy::new(yaml).signed_by(&owner)))
-            .unwrap();
+        self.rt.block_on(async {
+            // Once per CAS; a second push finds the namespace there.
+            let _ = client
+                .create_namespace_owned_by("demo", &owner, &owner)
+                .await;
+            client
+                .create_session(
+                    &SignedPolicy::new(yaml).signed_by(&owner),
+                    &RequestSigner::from_owner_key(&owner).unwrap(),
+                )
+                .await
+                .unwrap()
+        });
     }
 
     fn launch_options(&self, service: &str, bundle: &Path, files: FilesMode) -> Launch {

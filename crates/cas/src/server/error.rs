@@ -17,6 +17,21 @@ pub enum ApiError {
     BadRequest(String),
     /// 401 `unauthenticated`.
     Unauthenticated(String),
+    /// 401 `unauthenticated`, naming the rule the signature header broke (`signature`,
+    /// `timestamp`, `replay`).
+    SignatureRefused {
+        /// The rule.
+        rule: &'static str,
+        /// What it says.
+        message: String,
+    },
+    /// 403 `namespace-refused`.
+    NamespaceRefused {
+        /// The rule.
+        rule: &'static str,
+        /// What it says.
+        message: String,
+    },
     /// 403 `forbidden`.
     Forbidden {
         /// The rule.
@@ -99,6 +114,19 @@ impl ApiError {
             ApiError::Unauthenticated(m) => (
                 StatusCode::UNAUTHORIZED,
                 body("unauthenticated", m.clone(), None, vec![]),
+            ),
+            ApiError::SignatureRefused { rule, message } => (
+                StatusCode::UNAUTHORIZED,
+                body("unauthenticated", message.clone(), Some(rule), vec![]),
+            ),
+            ApiError::NamespaceRefused { rule, message } => (
+                StatusCode::FORBIDDEN,
+                body(
+                    "namespace-refused",
+                    message.clone(),
+                    Some(rule),
+                    vec![format!("{rule}: {message}")],
+                ),
             ),
             ApiError::Forbidden { rule, message } => (
                 StatusCode::FORBIDDEN,

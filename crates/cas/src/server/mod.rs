@@ -35,10 +35,12 @@
 //! [`CasConfig::request_timeout`]: crate::config::CasConfig::request_timeout
 
 mod error;
+mod namespaces;
 mod nonces;
 mod ops;
 mod rate;
 mod refusals;
+mod replay;
 mod routes;
 mod state;
 pub(crate) mod transport;
@@ -78,6 +80,16 @@ pub fn router(state: CasState) -> Router {
     };
     let sessions = limited(
         Router::new()
+            .route(
+                "/v1/namespaces",
+                post(routes::create_namespace).get(routes::list_namespaces),
+            )
+            .route(
+                "/v1/namespaces/{ns}",
+                get(routes::read_namespace)
+                    .put(routes::update_namespace)
+                    .delete(routes::delete_namespace),
+            )
             .route(
                 "/v1/sessions",
                 post(routes::create_session).get(routes::list_sessions),

@@ -12,13 +12,14 @@ use cloister_attest::snp::SnpVerifier;
 use cloister_attest::{Claims, Context, EvidenceKind, Fault, Verifier as _, binding};
 use cloister_policy::{
     KeyFingerprint, Policy, SecretKind, SignedPolicy, authorize_create, authorize_read,
-    authorize_update, names,
+    authorize_recreate, authorize_update, names,
 };
 use ed25519_dalek::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
 use secrecy::ExposeSecret as _;
 use zeroize::Zeroizing;
 
 use super::error::ApiError;
+use super::namespaces::SignedRequest;
 use super::nonces::TakeError;
 use super::refusals::{Decision, Failed, Key, UNKNOWN_SERVICE_RULE, rule_ids};
 use super::state::Inner;
@@ -118,7 +119,9 @@ impl Inner {
 
     // ---- signed requests ----------------------------------------------------------------------
 
-    /// Checks a signed-request header; returns the signer's key fingerprint.
+    /// Checks a signed-request header bound to this CAS; returns the signer's key fingerprint.
+    /// A request that changes state (`POST`, `PUT`, `DELETE`) is accepted once: its signature
+    /// is remembered until its timestamp leaves the window (rule `replay`).
     pub fn authenticate(
         &self,
         header: Option<&str>,
@@ -127,6 +130,8 @@ impl Inner {
         body: &[u8],
     ) -> Result<KeyFingerprint, ApiError> {
         let unauthenticated = |m: &str| ApiError::Unauthenticated(m.to_owned());
+        let refused =
+            |rule: &'static str, message: String| ApiError::SignatureRefused { rule, message };
         let header = header.ok_or_else(|| {
             unauthenticated(
                 "this request must be signed: Authorization: Cloister-Sig key=…,ts=…,sig=…",
@@ -140,27 +145,141 @@ impl Inner {
         let now = unix(self.config.now());
         let window = self.config.signature_window().as_secs();
         if parsed.ts.abs_diff(now) > window {
-            return Err(unauthenticated(&format!(
-                "the signature's timestamp is more than {window} s from the CAS's clock"
-            )));
+            return Err(refused(
+                "timestamp",
+                format!("the signature's timestamp is more than {window} s from the CAS's clock"),
+            ));
         }
-        let message = api::request_signing_message(method, path_and_query, parsed.ts, body);
+        let message =
+            api::request_signing_message(&self.cas_id, method, path_and_query, parsed.ts, body);
         let sig = ed25519_dalek::Signature::from_bytes(&parsed.sig);
-        key.verify_strict(&message, &sig)
-            .map_err(|_| unauthenticated("the request signature does not verify"))?;
+        key.verify_strict(&message, &sig).map_err(|_| {
+            refused(
+                "signature",
+                format!(
+                    "the request signature does not verify for this CAS (id {}; sign the \
+                     method, path, time and body for it)",
+                    self.cas_id
+                ),
+            )
+        })?;
+        if matches!(method, "POST" | "PUT" | "DELETE") {
+            let expires = parsed.ts.saturating_add(window);
+            match self.used_signatures.remember(&parsed.sig, expires, now) {
+                Ok(()) => {}
+                Err(super::replay::Refused::Replayed) => {
+                    return Err(refused(
+                        "replay",
+                        "this signed request was accepted before; sign it again".into(),
+                    ));
+                }
+                Err(super::replay::Refused::Full) => {
+                    return Err(ApiError::Unavailable(
+                        "too many signed changes in the last minutes; retry later".into(),
+                    ));
+                }
+            }
+        }
         let der = key.to_public_key_der().map_err(|_| ApiError::Internal)?;
         Ok(KeyFingerprint::of_spki_der(der.as_bytes()))
     }
 
     // ---- sessions -----------------------------------------------------------------------------
 
+    /// Creates a session: the namespace owner's approval (the signed request), the policy's
+    /// own owner signatures, the namespace, the tombstone and the quota, in that order; see
+    /// the API docs ("Namespaces", "No resurrection").
     #[tracing::instrument(skip_all)]
-    pub fn create_session(&self, signed: SignedPolicy) -> Result<SessionSummary, ApiError> {
-        let policy = authorize_create(&signed).map_err(|e| {
+    pub fn create_session(
+        &self,
+        signed: SignedPolicy,
+        request: &SignedRequest,
+    ) -> Result<SessionSummary, ApiError> {
+        // The approval first: an unsigned request is refused before its policy is parsed or
+        // anything about it is logged.
+        if request.header.is_none() {
+            return Err(ApiError::SessionRefused {
+                rule: "unauthorised",
+                message: "creating a session needs the approval of an owner of its namespace: \
+                          sign the request (Authorization: Cloister-Sig …) with a namespace \
+                          owner's key (`cloister policy push --key`)"
+                    .into(),
+            });
+        }
+        let approver = self.authenticate(
+            request.header.as_deref(),
+            "POST",
+            &request.path,
+            &request.body,
+        )?;
+        let parsed = Policy::parse(&signed.yaml).map_err(|problems| {
+            let e = cloister_policy::Error::Invalid(problems);
             self.record_session_refusal(None, e.rule(), &first_line(&e.to_string()));
             ApiError::from_policy(e)
         })?;
-        let name = policy.name().to_owned();
+        let name = parsed.name().to_owned();
+        let Ok((ns, _)) = names::split_session(&name) else {
+            // The policy layer validates names too; nothing unvalidated reaches the log.
+            self.record_session_refusal(None, "name", "the session name is not `namespace/name`");
+            return Err(ApiError::SessionRefused {
+                rule: "name",
+                message: "the session name must be `namespace/name`, each 1 to 63 of a-z 0-9 . _ -"
+                    .into(),
+            });
+        };
+        let refuse = |rule: &'static str, message: String| {
+            self.record_session_refusal(
+                Some(&name),
+                rule,
+                &format!("{message} (signer {approver})"),
+            );
+            ApiError::SessionRefused { rule, message }
+        };
+        let _guard = self
+            .namespace_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(namespace) = self.store.namespace(ns)? else {
+            return Err(refuse(
+                "namespace",
+                format!(
+                    "there is no namespace `{ns}`; the CAS operator creates it (`cloister \
+                     namespace create {ns} --owner …`)"
+                ),
+            ));
+        };
+        let Some(ns_owner) = namespace
+            .owners
+            .iter()
+            .find(|o| KeyFingerprint::of_spki_der(&o.public_key) == approver)
+        else {
+            return Err(refuse(
+                "unauthorised",
+                format!(
+                    "the request is signed by key {approver}, which is not an owner of \
+                     namespace `{ns}`"
+                ),
+            ));
+        };
+        let tombstone = self.store.tombstone(&name)?;
+        let decided = match &tombstone {
+            None => authorize_create(&signed),
+            Some(t) => authorize_recreate(&name, t.version, &policy_hash(&t.hash), &signed),
+        };
+        let policy = decided.map_err(|e| {
+            self.record_session_refusal(Some(&name), e.rule(), &first_line(&e.to_string()));
+            ApiError::from_policy(e)
+        })?;
+        let held = self.sessions_in(ns)?;
+        if held >= namespace.session_quota && self.store.session(&name)?.is_none() {
+            return Err(refuse(
+                "quota",
+                format!(
+                    "namespace `{ns}` holds {held} sessions, its quota; delete one or ask the \
+                     operator to raise the quota"
+                ),
+            ));
+        }
         let version = self.new_version(&policy, &signed);
         match self
             .store
@@ -178,15 +297,35 @@ impl Inner {
             }
             Err(e) => return Err(e.into()),
         }
-        self.record(
-            &Event::new(EventKind::SessionCreated)
-                .session(&name)
-                .version(version.version)
-                .session_hash(version.hash)
-                .principal(owner_signers(&policy, &signed.signatures)),
-        )?;
+        let mut event = Event::new(EventKind::SessionCreated)
+            .session(&name)
+            .version(version.version)
+            .session_hash(version.hash)
+            .principal(owner_signers(&policy, &signed.signatures))
+            .reason(format!(
+                "approved-by: namespace owner `{}` {approver}",
+                ns_owner.name
+            ));
+        if let Some(t) = &tombstone {
+            event = event.reason(format!(
+                "recreates: deleted version {} {}",
+                t.version, t.hash
+            ));
+        }
+        self.record(&event)?;
         tracing::info!(session = %name, hash = %version.hash, "session created");
         Ok(summary(&name, &version))
+    }
+
+    /// How many sessions namespace `ns` holds.
+    pub(super) fn sessions_in(&self, ns: &str) -> Result<u64, ApiError> {
+        let prefix = format!("{ns}/");
+        Ok(self
+            .store
+            .session_names()?
+            .iter()
+            .filter(|n| n.starts_with(&prefix))
+            .count() as u64)
     }
 
     #[tracing::instrument(skip_all, fields(session = name))]
@@ -295,7 +434,10 @@ impl Inner {
             ));
         }
         self.keep_audit_readers(name, &current)?;
-        match self.store.delete_session(name, &head.hash) {
+        match self
+            .store
+            .delete_session(name, &head.hash, self.config.now())
+        {
             Ok(_) => {}
             Err(Error::Conflict { .. }) => {
                 return Err(ApiError::Conflict {
@@ -311,7 +453,12 @@ impl Inner {
                 .session(name)
                 .version(head.version)
                 .session_hash(head.hash)
-                .principal(principals.join(",")),
+                .principal(principals.join(","))
+                .reason(format!(
+                    "tombstone: re-creating needs version {} or above with predecessor {}",
+                    head.version.saturating_add(1),
+                    head.hash
+                )),
         )?;
         tracing::info!("session deleted");
         Ok(summary(name, head))
@@ -354,6 +501,11 @@ impl Inner {
     }
 
     fn current_or_404(&self, name: &str) -> Result<(Session, Arc<Policy>), ApiError> {
+        if names::split_session(name).is_err() {
+            return Err(ApiError::NotFound(
+                "no such session (names are `namespace/name`)".into(),
+            ));
+        }
         self.current(name)?
             .ok_or_else(|| ApiError::NotFound(format!("no session `{name}`")))
     }

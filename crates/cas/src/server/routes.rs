@@ -10,11 +10,13 @@ use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 
 use super::error::ApiError;
+use super::namespaces::SignedRequest;
 use super::state::{CasState, Inner};
 use crate::api::{
     AttestRequest, AttestResponse, AuditEntries, AuditEntriesQuery, AuditHead, AuditVerification,
-    DeleteSession, ErrorBody, Health, NonceResponse, OpenIdConfiguration, SessionList,
-    SessionSummary, SessionView, SignatureJson, SignedPolicyJson, SnpCollateral,
+    CreateNamespace, DeleteSession, ErrorBody, Health, NamespaceList, NamespaceOwnerJson,
+    NamespaceOwnerView, NamespaceView, NonceResponse, OpenIdConfiguration, SessionList,
+    SessionSummary, SessionView, SignatureJson, SignedPolicyJson, SnpCollateral, UpdateNamespace,
 };
 use crate::envelope::Sealed;
 
@@ -26,27 +28,45 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest("the request body could not be read".into())
-            }
-        })?;
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            let what = match e.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    "is not well-formed JSON"
-                }
-                _ => "does not have the expected fields and types",
-            };
-            ApiError::BadRequest(format!(
-                "the request body {what} (line {}, column {}); see /v1/openapi.json",
-                e.line(),
-                e.column()
-            ))
-        })
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// The body's bytes, read within the body limit (for signed requests, which sign them).
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|r| {
+                if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::BadRequest("the request body could not be read".into())
+                }
+            })
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                "is not well-formed JSON"
+            }
+            _ => "does not have the expected fields and types",
+        };
+        ApiError::BadRequest(format!(
+            "the request body {what} (line {}, column {}); see /v1/openapi.json",
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -83,6 +103,8 @@ pub async fn health(State(state): State<CasState>) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION").into(),
         issuer: state.config().issuer().to_owned(),
         audit_public_key: state.audit_public_key().to_hex(),
+        cas_id: state.cas_id().to_string(),
+        admin_key_set: matches!(state.0.store.admin_key(), Ok(Some(_))),
     })
 }
 
@@ -133,21 +155,162 @@ pub async fn jwks(State(state): State<CasState>) -> impl IntoResponse {
     Json(state.0.token.jwks())
 }
 
-/// Create a session from a policy signed by its owners (M of N).
+/// Create a session from a policy signed by its owners (M of N), approved by an owner of its
+/// namespace through the signed request (bound to this CAS, accepted once).
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions",
     request_body = SignedPolicyJson,
+    security(("cloister_sig" = [])),
     responses(
         (status = 201, body = SessionSummary),
         (status = 400, description = "bad-request: malformed JSON, base64 or signature", body = ErrorBody),
-        (status = 403, description = "session-refused (unsigned, approvals, bad-signature, version)", body = ErrorBody),
+        (status = 401, description = "unauthenticated: the approval's signature (rule signature, timestamp, replay)", body = ErrorBody),
+        (status = 403, description = "session-refused (unauthorised, namespace, quota, resurrection, unsigned, approvals, bad-signature, version)", body = ErrorBody),
         (status = 409, description = "conflict: the session exists", body = ErrorBody),
         (status = 422, description = "invalid-policy", body = ErrorBody)))]
 pub async fn create_session(
     State(state): State<CasState>,
-    ApiJson(signed): ApiJson<SignedPolicy>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<SessionSummary>), ApiError> {
-    let summary = blocking(&state, move |s| s.create_session(signed)).await?;
+    let signed: SignedPolicy = parse_json(&body)?;
+    let request = SignedRequest {
+        header: authorization(&headers),
+        path: path_and_query(&uri),
+        body: body.to_vec(),
+    };
+    let summary = blocking(&state, move |s| s.create_session(signed, &request)).await?;
     Ok((StatusCode::CREATED, Json(summary)))
+}
+
+/// Create a namespace (the admin key).
+#[utoipa::path(post, path = "/v1/namespaces", tag = "namespaces",
+    request_body = CreateNamespace,
+    security(("cloister_sig" = [])),
+    responses(
+        (status = 201, body = NamespaceView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "namespace-refused (admin-key, unauthorised, name, owners)", body = ErrorBody),
+        (status = 409, description = "conflict: the namespace exists", body = ErrorBody)))]
+pub async fn create_namespace(
+    State(state): State<CasState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<(StatusCode, Json<NamespaceView>), ApiError> {
+    let auth = authorization(&headers);
+    let path = path_and_query(&uri);
+    let view = blocking(&state, move |s| {
+        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, &body)?;
+        let create: CreateNamespace = parse_json(&body)?;
+        s.create_namespace(&principal, create)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// List the namespaces the signer may read (the admin key: all; an owner: its own).
+#[utoipa::path(get, path = "/v1/namespaces", tag = "namespaces",
+    security(("cloister_sig" = [])),
+    responses((status = 200, body = NamespaceList), (status = 401, body = ErrorBody)))]
+pub async fn list_namespaces(
+    State(state): State<CasState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Json<NamespaceList>, ApiError> {
+    let auth = authorization(&headers);
+    let path = path_and_query(&uri);
+    blocking(&state, move |s| {
+        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        s.list_namespaces(&principal)
+    })
+    .await
+    .map(Json)
+}
+
+/// Read a namespace (the admin key or an owner of it).
+#[utoipa::path(get, path = "/v1/namespaces/{ns}", tag = "namespaces",
+    params(("ns" = String, Path, description = "The namespace")),
+    security(("cloister_sig" = [])),
+    responses(
+        (status = 200, body = NamespaceView),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "no such namespace, or not the signer's to read", body = ErrorBody)))]
+pub async fn read_namespace(
+    State(state): State<CasState>,
+    Path(ns): Path<String>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Json<NamespaceView>, ApiError> {
+    let auth = authorization(&headers);
+    let path = path_and_query(&uri);
+    blocking(&state, move |s| {
+        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        s.read_namespace(&principal, &ns)
+    })
+    .await
+    .map(Json)
+}
+
+/// Change a namespace's owners or session quota (the admin key).
+#[utoipa::path(put, path = "/v1/namespaces/{ns}", tag = "namespaces",
+    params(("ns" = String, Path, description = "The namespace")),
+    request_body = UpdateNamespace,
+    security(("cloister_sig" = [])),
+    responses(
+        (status = 200, body = NamespaceView),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "conflict: the version moved", body = ErrorBody)))]
+pub async fn update_namespace(
+    State(state): State<CasState>,
+    Path(ns): Path<String>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<NamespaceView>, ApiError> {
+    let auth = authorization(&headers);
+    let path = path_and_query(&uri);
+    blocking(&state, move |s| {
+        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, &body)?;
+        let update: UpdateNamespace = parse_json(&body)?;
+        s.update_namespace(&principal, &ns, update)
+    })
+    .await
+    .map(Json)
+}
+
+/// Delete an empty namespace (the admin key).
+#[utoipa::path(delete, path = "/v1/namespaces/{ns}", tag = "namespaces",
+    params(("ns" = String, Path, description = "The namespace")),
+    security(("cloister_sig" = [])),
+    responses(
+        (status = 200, description = "The deleted namespace", body = NamespaceView),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "namespace-refused (unauthorised, not-empty)", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn delete_namespace(
+    State(state): State<CasState>,
+    Path(ns): Path<String>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Json<NamespaceView>, ApiError> {
+    let auth = authorization(&headers);
+    let path = path_and_query(&uri);
+    blocking(&state, move |s| {
+        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        s.delete_namespace(&principal, &ns)
+    })
+    .await
+    .map(Json)
 }
 
 /// Replace a session's policy with its next version, signed by owners of the current one.
@@ -330,7 +493,9 @@ impl utoipa::Modify for SignedRequests {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "Authorization",
                 "Cloister-Sig key=<base64 SPKI DER>,ts=<unix>,sig=<base64 Ed25519 over \
-                 \"cloister-req-v1\\0\" ‖ METHOD \\0 ‖ PATH?QUERY \\0 ‖ ts \\0 ‖ SHA-256(body)>",
+                 \"cloister-req-v2\\0\" ‖ CAS id (32 bytes: SHA-256 of the TLS certificate's \
+                 SPKI, `cas_id` in /v1/health) ‖ METHOD \\0 ‖ PATH?QUERY \\0 ‖ ts \\0 ‖ \
+                 SHA-256(body)>; state-changing requests are accepted once",
             ))),
         );
     }
@@ -344,19 +509,22 @@ impl utoipa::Modify for SignedRequests {
         description = "Policies (sessions), attestation of TEE workloads, secret release and the audit log."
     ),
     paths(
-        health, openapi_json, openid_configuration, jwks, create_session, update_session,
+        health, openapi_json, openid_configuration, jwks, create_namespace, list_namespaces,
+        read_namespace, update_namespace, delete_namespace, create_session, update_session,
         read_session, list_sessions, delete_session, nonce, attest, audit_head, audit_entries,
         audit_verify
     ),
     components(schemas(
         ErrorBody, Health, OpenIdConfiguration, SignedPolicyJson, SignatureJson, SessionSummary,
         SessionView, SessionList, DeleteSession, NonceResponse, AttestRequest, SnpCollateral,
-        AttestResponse, Sealed, AuditHead, AuditEntries, AuditVerification
+        AttestResponse, Sealed, AuditHead, AuditEntries, AuditVerification, CreateNamespace,
+        UpdateNamespace, NamespaceView, NamespaceList, NamespaceOwnerJson, NamespaceOwnerView
     )),
     modifiers(&SignedRequests),
     tags(
         (name = "meta", description = "Health and this document"),
         (name = "tokens", description = "Where attestation tokens are verified"),
+        (name = "namespaces", description = "Namespaces, created by the operator's admin key"),
         (name = "sessions", description = "Policies, signed by their owners"),
         (name = "attestation", description = "Nonces and attestation"),
         (name = "audit", description = "The append-only, hash-chained audit log")
@@ -376,6 +544,8 @@ mod tests {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
         for (path, method) in [
             ("/v1/sessions", "post"),
+            ("/v1/namespaces", "post"),
+            ("/v1/namespaces/{ns}", "put"),
             ("/v1/sessions/{name}", "put"),
             ("/v1/sessions/{name}", "delete"),
         ] {

@@ -14,6 +14,8 @@ use rcgen::{
 
 use super::nonces::Nonces;
 use super::refusals::RefusalLog;
+use super::replay::UsedSignatures;
+use crate::api::{CasId, MAX_REMEMBERED_SIGNATURES};
 use crate::audit::{AuditLog, AuditPublicKey, AuditSigner, Event, EventKind};
 use crate::config::CasConfig;
 use crate::token::TokenSigner;
@@ -60,6 +62,13 @@ pub(crate) struct Inner {
     pub nonces: Nonces,
     /// Refused attestations being counted instead of appended (see `refusals.rs`).
     pub refusals: RefusalLog,
+    /// What request signatures are bound to: SHA-256 of the TLS certificate's SPKI.
+    pub cas_id: CasId,
+    /// Signatures of state-changing requests already accepted.
+    pub used_signatures: UsedSignatures,
+    /// Held while a session is created or a namespace changes, so that the namespace, quota
+    /// and tombstone checks and the write are one step.
+    pub namespace_lock: Mutex<()>,
 }
 
 impl CasState {
@@ -90,6 +99,9 @@ impl CasState {
         write_cert_file(&dir, &tls_cert_pem)?;
         let nonces = Nonces::new(config.nonce_ttl(), config.limits().max_used_nonces)
             .map_err(|_| Error::Internal("the OS random generator failed"))?;
+        let cas_id = CasId::of_certificate_der(&tls.public_key).ok_or(Error::Internal(
+            "the CAS's own TLS certificate does not parse",
+        ))?;
         Ok(Self(Arc::new(Inner {
             sim: SimVerifier::new(config.sim_keys().iter().cloned()),
             store,
@@ -104,7 +116,32 @@ impl CasState {
             session_cas: crate::secrets::SessionCaCache::default(),
             nonces,
             refusals: RefusalLog::default(),
+            cas_id,
+            used_signatures: UsedSignatures::new(MAX_REMEMBERED_SIGNATURES),
+            namespace_lock: Mutex::new(()),
         })))
+    }
+
+    /// The CAS id request signatures are bound to (also in `GET /v1/health`).
+    pub fn cas_id(&self) -> CasId {
+        self.0.cas_id
+    }
+
+    /// Sets the operator's admin key (Ed25519 SPKI DER) and creates namespace records for
+    /// existing sessions: what `cloister cas init --admin-key` does, for a CAS already open
+    /// (in-process deployments and tests). See [`crate::admin`].
+    pub fn init_admin(&self, admin_spki_der: &[u8]) -> Result<crate::admin::AdminInit, Error> {
+        let _guard = self
+            .0
+            .namespace_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        crate::admin::init_admin(
+            &*self.0.store,
+            &self.0.audit,
+            admin_spki_der,
+            self.0.config.now(),
+        )
     }
 
     /// The CAS's TLS certificate (PEM): what clients pin. Also in `DIR/cas.crt`.

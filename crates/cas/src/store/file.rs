@@ -7,7 +7,7 @@
 //! its last committed transaction. It locks its file, so a second CAS process on the same data
 //! directory is refused ([`Error::Locked`]).
 //!
-//! # On-disk format (version 1)
+//! # On-disk format (version 2)
 //!
 //! The data directory (created with mode `0700` if missing) holds `store.redb`, plus the audit
 //! log's files (see [`crate::audit`]). `store.redb` has these tables, every key and value a byte
@@ -15,14 +15,21 @@
 //!
 //! | table | key | sealed plaintext |
 //! | --- | --- | --- |
-//! | `meta` | `format` | *(not sealed)* format version, `u32` big-endian, `1` |
+//! | `meta` | `format` | *(not sealed)* format version, `u32` big-endian, `2` |
 //! | `meta` | `key_check` | the ASCII string `cloister-cas key check v1` |
+//! | `meta` | `admin_key` | the operator's admin key, Ed25519 SPKI DER (absent until `cas init --admin-key`) |
 //! | `sessions` | `H("sessions", name)` | JSON: `{name, versions: [{version, yaml, signatures: [{signer, signature}], hash, created}]}` |
 //! | `secrets` | `H("secrets/session", session) ‖ H("secrets/name", session, name)` | fields: session, name, created, value |
 //! | `nonces` | `H("nonces", nonce)` | fields: expiry |
 //! | `cas_keys` | `H("cas_keys", id)` | fields: id, algorithm, public key, created, not-after, private key |
 //! | `kv` | `H("kv", namespace, key)` | fields: namespace, key, version, value |
+//! | `namespaces` | `H("namespaces", name)` | JSON: `{name, owners: [{name, public_key}], session_quota, version, created, updated}` |
+//! | `tombstones` | `H("tombstones", name)` | JSON: `{name, version, hash, deleted}` |
 //!
+//! Version 1 (before namespaces) had neither the `namespaces` and `tombstones` tables nor
+//! `admin_key`; opening a version-1 store creates the tables and writes format 2 in one
+//! transaction. Its sessions then belong to no namespace record until the operator runs
+//! `cloister cas init --admin-key` (see `CasState::init_admin`).//!
 //! - `H(label, parts…)` is HMAC-SHA256 under the [`KeyPurpose::StoreKeyHashing`] subkey over
 //!   `label ‖ 0x00` followed by each part as a 4-byte big-endian length and its bytes. Names and
 //!   nonces therefore never appear on disk; lookups hash the name, listings decrypt values (which
@@ -58,8 +65,8 @@ use zeroize::Zeroizing;
 use crate::error::storage;
 use crate::master_key::{KeyPurpose, MasterKey, Subkey};
 use crate::store::{
-    CasKey, Expect, KeyAlgorithm, SecretBytes, Session, SessionHash, SessionVersion, Store,
-    StoredSecret, Versioned, check_name,
+    CasKey, Expect, KeyAlgorithm, Namespace, SecretBytes, Session, SessionHash, SessionVersion,
+    Store, StoredSecret, Tombstone, Versioned, check_name,
 };
 use crate::{Error, NonceRejection};
 
@@ -67,7 +74,10 @@ use crate::{Error, NonceRejection};
 pub const STORE_FILE: &str = "store.redb";
 
 /// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format this build opens (and migrates to [`FORMAT_VERSION`]).
+const OLDEST_FORMAT: u32 = 1;
 
 type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -77,6 +87,8 @@ const SECRETS: &str = "secrets";
 const NONCES: &str = "nonces";
 const CAS_KEYS: &str = "cas_keys";
 const KV: &str = "kv";
+const NAMESPACES: &str = "namespaces";
+const TOMBSTONES: &str = "tombstones";
 
 const KEY_CHECK: &[u8] = b"cloister-cas key check v1";
 const SEAL_VERSION: u8 = 1;
@@ -157,7 +169,7 @@ impl FileStore {
                             table: "meta",
                             reason: "format is not a 4-byte integer",
                         })?;
-                    if found != FORMAT_VERSION {
+                    if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&found) {
                         return Err(Error::UnsupportedFormat {
                             found,
                             supported: FORMAT_VERSION,
@@ -171,6 +183,15 @@ impl FileStore {
                             });
                         }
                     }
+                    if found < FORMAT_VERSION {
+                        // Version 1 → 2: the new tables are created below, in this transaction.
+                        meta.insert(
+                            b"format".as_slice(),
+                            FORMAT_VERSION.to_be_bytes().as_slice(),
+                        )
+                        .map_err(storage)?;
+                        tracing::info!(from = found, to = FORMAT_VERSION, "store migrated");
+                    }
                 }
                 _ => {
                     return Err(Error::Corrupt {
@@ -179,7 +200,9 @@ impl FileStore {
                     });
                 }
             }
-            for table in [SESSIONS, SECRETS, NONCES, CAS_KEYS, KV] {
+            for table in [
+                SESSIONS, SECRETS, NONCES, CAS_KEYS, KV, NAMESPACES, TOMBSTONES,
+            ] {
                 txn.open_table(def(table)).map_err(storage)?;
             }
         }
@@ -390,7 +413,12 @@ impl Store for FileStore {
     }
 
     #[tracing::instrument(skip_all, fields(session = name))]
-    fn delete_session(&self, name: &str, expected_head: &SessionHash) -> Result<bool, Error> {
+    fn delete_session(
+        &self,
+        name: &str,
+        expected_head: &SessionHash,
+        at: SystemTime,
+    ) -> Result<bool, Error> {
         check_name("session name", name)?;
         let key = self.session_key(name);
         let prefix = self.secret_prefix(name);
@@ -415,6 +443,24 @@ impl Store for FileStore {
                 });
             }
             t.remove(key.as_slice()).map_err(storage)?;
+            let head = session.head().ok_or(Error::Corrupt {
+                table: "sessions",
+                reason: "a session record without versions",
+            })?;
+            let tombstone = Tombstone {
+                name: name.to_owned(),
+                version: head.version,
+                hash: head.hash,
+                deleted: at,
+            };
+            let row = self.sealer.hash("tombstones", &[name.as_bytes()]);
+            let plain = serde_json::to_vec(&tombstone)
+                .map_err(|_| Error::Internal("a tombstone always serialises"))?;
+            let sealed = self.sealer.seal(TOMBSTONES, &row, &plain)?;
+            txn.open_table(def(TOMBSTONES))
+                .map_err(storage)?
+                .insert(row.as_slice(), sealed.as_slice())
+                .map_err(storage)?;
             let mut secrets = txn.open_table(def(SECRETS)).map_err(storage)?;
             let mut doomed = Vec::new();
             for row in secrets.range(prefix.as_slice()..).map_err(storage)? {
@@ -427,6 +473,131 @@ impl Store for FileStore {
             for k in doomed {
                 secrets.remove(k.as_slice()).map_err(storage)?;
             }
+        }
+        txn.commit().map_err(storage)?;
+        Ok(true)
+    }
+
+    fn tombstone(&self, name: &str) -> Result<Option<Tombstone>, Error> {
+        check_name("session name", name)?;
+        let row = self.sealer.hash("tombstones", &[name.as_bytes()]);
+        let Some(plain) = self.read_row(TOMBSTONES, &row)? else {
+            return Ok(None);
+        };
+        let t: Tombstone = serde_json::from_slice(&plain).map_err(|_| Error::Corrupt {
+            table: "tombstones",
+            reason: "undecodable tombstone record",
+        })?;
+        if t.name != name {
+            return Err(Error::Corrupt {
+                table: "tombstones",
+                reason: "record names another session",
+            });
+        }
+        Ok(Some(t))
+    }
+
+    fn admin_key(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .read_row(META, b"admin_key")?
+            .map(|plain| plain.to_vec()))
+    }
+
+    fn set_admin_key(&self, spki_der: &[u8]) -> Result<(), Error> {
+        if spki_der.is_empty() || spki_der.len() > MAX_KEY_LEN {
+            return Err(Error::InvalidInput {
+                what: "admin key",
+                reason: "must be 1 to 1024 bytes of SPKI DER",
+            });
+        }
+        let sealed = self.sealer.seal(META, b"admin_key", spki_der)?;
+        let txn = self.db.begin_write().map_err(storage)?;
+        txn.open_table(def(META))
+            .map_err(storage)?
+            .insert(b"admin_key".as_slice(), sealed.as_slice())
+            .map_err(storage)?;
+        txn.commit().map_err(storage)
+    }
+
+    fn namespace(&self, name: &str) -> Result<Option<Namespace>, Error> {
+        check_name("namespace name", name)?;
+        let row = self.sealer.hash("namespaces", &[name.as_bytes()]);
+        self.read_row(NAMESPACES, &row)?
+            .map(|plain| decode_namespace(Some(name), &plain))
+            .transpose()
+    }
+
+    fn namespace_names(&self) -> Result<Vec<String>, Error> {
+        let mut names = Vec::new();
+        for plain in self.read_prefix(NAMESPACES, &[])? {
+            names.push(decode_namespace(None, &plain)?.name);
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    #[tracing::instrument(skip_all, fields(namespace = namespace.name, version = namespace.version))]
+    fn put_namespace(
+        &self,
+        namespace: Namespace,
+        expected_version: Option<u64>,
+    ) -> Result<(), Error> {
+        check_name("namespace name", &namespace.name)?;
+        let row = self.sealer.hash("namespaces", &[namespace.name.as_bytes()]);
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut t = txn.open_table(def(NAMESPACES)).map_err(storage)?;
+            let current = t
+                .get(row.as_slice())
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            let found = current
+                .map(|sealed| self.sealer.open(NAMESPACES, &row, &sealed))
+                .transpose()?
+                .map(|plain| decode_namespace(Some(&namespace.name), &plain))
+                .transpose()?
+                .map(|n| n.version);
+            if found != expected_version {
+                let show =
+                    |v: Option<u64>| v.map_or_else(|| "absent".into(), |v| format!("version {v}"));
+                return Err(Error::Conflict {
+                    table: "namespaces",
+                    expected: show(expected_version),
+                    found: show(found),
+                });
+            }
+            let plain = serde_json::to_vec(&namespace)
+                .map_err(|_| Error::Internal("a namespace always serialises"))?;
+            let sealed = self.sealer.seal(NAMESPACES, &row, &plain)?;
+            t.insert(row.as_slice(), sealed.as_slice())
+                .map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
+    fn delete_namespace(&self, name: &str, expected_version: u64) -> Result<bool, Error> {
+        check_name("namespace name", name)?;
+        let row = self.sealer.hash("namespaces", &[name.as_bytes()]);
+        let txn = self.db.begin_write().map_err(storage)?;
+        {
+            let mut t = txn.open_table(def(NAMESPACES)).map_err(storage)?;
+            let current = t
+                .get(row.as_slice())
+                .map_err(storage)?
+                .map(|v| v.value().to_vec());
+            let Some(sealed) = current else {
+                return Ok(false);
+            };
+            let plain = self.sealer.open(NAMESPACES, &row, &sealed)?;
+            let found = decode_namespace(Some(name), &plain)?.version;
+            if found != expected_version {
+                return Err(Error::Conflict {
+                    table: "namespaces",
+                    expected: format!("version {expected_version}"),
+                    found: format!("version {found}"),
+                });
+            }
+            t.remove(row.as_slice()).map_err(storage)?;
         }
         txn.commit().map_err(storage)?;
         Ok(true)
@@ -716,6 +887,23 @@ impl Store for FileStore {
     }
 }
 
+/// The longest admin key accepted (an Ed25519 SPKI is 44 bytes).
+const MAX_KEY_LEN: usize = 1024;
+
+fn decode_namespace(name: Option<&str>, plain: &[u8]) -> Result<Namespace, Error> {
+    let ns: Namespace = serde_json::from_slice(plain).map_err(|_| Error::Corrupt {
+        table: "namespaces",
+        reason: "undecodable namespace record",
+    })?;
+    if name.is_some_and(|n| n != ns.name) {
+        return Err(Error::Corrupt {
+            table: "namespaces",
+            reason: "record names another namespace",
+        });
+    }
+    Ok(ns)
+}
+
 fn describe_head(head: Option<&SessionHash>) -> String {
     head.map_or_else(|| "no session".into(), |h| format!("head {h}"))
 }
@@ -999,6 +1187,81 @@ mod tests {
     }
 
     #[test]
+    fn conformance_namespaces() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::namespaces(&open(dir.path(), &MasterKey::generate()));
+    }
+
+    #[test]
+    fn tombstones_and_namespaces_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        {
+            let store = open(dir.path(), &key);
+            store
+                .append_session_version("ns/s", None, conformance::version(1, "y"))
+                .unwrap();
+            store
+                .delete_session("ns/s", &SessionHash([1; 32]), conformance::t0())
+                .unwrap();
+            store
+                .put_namespace(conformance::namespace("ns", 1), None)
+                .unwrap();
+            store.set_admin_key(&[0x30, 7]).unwrap();
+        }
+        let store = open(dir.path(), &key);
+        let t = store.tombstone("ns/s").unwrap().unwrap();
+        assert_eq!((t.version, t.hash), (1, SessionHash([1; 32])));
+        assert_eq!(
+            store.namespace("ns").unwrap(),
+            Some(conformance::namespace("ns", 1))
+        );
+        assert_eq!(store.admin_key().unwrap(), Some(vec![0x30, 7]));
+    }
+
+    /// A store written by a build before namespaces (format 1: no `namespaces` or
+    /// `tombstones` table) opens, keeps its sessions and is format 2 afterwards.
+    #[test]
+    fn a_format_1_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        {
+            // Build a format-1 file by hand: meta and the five original tables only.
+            let store = open(dir.path(), &key);
+            store
+                .append_session_version("old/app", None, conformance::version(1, "y"))
+                .unwrap();
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(def(META))
+                .unwrap()
+                .insert(b"format".as_slice(), 1u32.to_be_bytes().as_slice())
+                .unwrap();
+            txn.delete_table(def(NAMESPACES)).unwrap();
+            txn.delete_table(def(TOMBSTONES)).unwrap();
+            txn.commit().unwrap();
+        }
+        let store = open(dir.path(), &key);
+        let txn = store.db.begin_read().unwrap();
+        let format = txn
+            .open_table(def(META))
+            .unwrap()
+            .get(b"format".as_slice())
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        assert_eq!(format, 2u32.to_be_bytes());
+        drop(txn);
+        assert_eq!(store.session_names().unwrap(), vec!["old/app"]);
+        assert_eq!(store.namespace_names().unwrap(), Vec::<String>::new());
+        assert_eq!(store.admin_key().unwrap(), None);
+        store
+            .delete_session("old/app", &SessionHash([1; 32]), conformance::t0())
+            .unwrap();
+        assert!(store.tombstone("old/app").unwrap().is_some());
+    }
+
+    #[test]
     fn conformance_kv() {
         let dir = tempfile::tempdir().unwrap();
         conformance::kv(&open(dir.path(), &MasterKey::generate()));
@@ -1081,15 +1344,15 @@ mod tests {
             let txn = store.db.begin_write().unwrap();
             txn.open_table(def(META))
                 .unwrap()
-                .insert(b"format".as_slice(), 2u32.to_be_bytes().as_slice())
+                .insert(b"format".as_slice(), 3u32.to_be_bytes().as_slice())
                 .unwrap();
             txn.commit().unwrap();
         }
         assert!(matches!(
             FileStore::open(dir.path(), &key),
             Err(Error::UnsupportedFormat {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             })
         ));
     }

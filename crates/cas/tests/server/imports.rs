@@ -67,6 +67,12 @@ impl Host {
                 }))
         })
         .await;
+        // A namespace the import rules do not name at all; its owner approves what key 7 writes
+        // (a namespace owner may be the attacker too: the import rules still hold).
+        cas.client
+            .create_namespace(&namespace("evil", &[1], None), &signer(ADMIN))
+            .await
+            .unwrap();
         Host { cas, root }
     }
 
@@ -79,7 +85,7 @@ impl Host {
     ) -> Result<cloister_cas::client::Attested, Error> {
         self.cas
             .client
-            .create_session(&signed(yaml, &[owner_key]))
+            .create_session(&signed(yaml, &[owner_key]), &signer(1))
             .await
             .unwrap();
         let key = WorkloadKey::generate().unwrap();
@@ -183,7 +189,12 @@ async fn a_file_import_with_dotdot_is_refused_when_the_policy_is_created() {
     let host = Host::start().await;
     let from = host.path("file: ROOT/imports/../outside/secret");
     let yaml = import_policy("test/dotdot", 7, &from, ":hex");
-    let err = api_err(host.cas.client.create_session(&signed(&yaml, &[7])).await);
+    let err = api_err(
+        host.cas
+            .client
+            .create_session(&signed(&yaml, &[7]), &signer(1))
+            .await,
+    );
     assert_eq!(err.status, 422, "{}", err.text());
     assert!(err.names("import-source"), "{}", err.text());
     assert!(!err.text().contains(OUTSIDE_VALUE));
@@ -257,12 +268,12 @@ async fn an_export_pinned_to_an_importer_version_follows_its_successors() {
     let cas = Cas::start().await;
     let exp1 = exporter_policy(1, None, "test/someone-else");
     cas.client
-        .create_session(&signed(&exp1, &[1]))
+        .create_session(&signed(&exp1, &[1]), &signer(1))
         .await
         .unwrap();
     let imp1 = importer_policy_owned(SessionHash::of(&exp1), 2);
     cas.client
-        .create_session(&signed(&imp1, &[2]))
+        .create_session(&signed(&imp1, &[2]), &signer(1))
         .await
         .unwrap();
     let exp2 = format!(

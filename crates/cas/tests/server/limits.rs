@@ -19,7 +19,7 @@ use cloister_cas::config::{CasConfigBuilder, Limits, RateLimit};
 use cloister_cas::envelope::WorkloadKey;
 use rstest::rstest;
 
-use super::{ApiErr, Cas, api_err, app_policy, request_with, signed};
+use super::{ApiErr, Cas, api_err, app_policy, request_with, signed, signer};
 
 const SHORT: Duration = Duration::from_millis(200);
 /// How long a connection the CAS should have closed may take to show it (a shared machine).
@@ -37,6 +37,18 @@ async fn start(edit: impl FnOnce(&mut Limits)) -> Cas {
     Cas::start_with(
         tempfile::tempdir().unwrap(),
         cloister_attest::sim::PlatformKey::generate(),
+        limits(edit),
+    )
+    .await
+}
+
+/// A CAS with these limits and no admin key nor namespace: the client library opens no
+/// connection of its own that would take a slot of the connection caps.
+async fn start_bare(edit: impl FnOnce(&mut Limits)) -> Cas {
+    Cas::start_opts(
+        tempfile::tempdir().unwrap(),
+        cloister_attest::sim::PlatformKey::generate(),
+        false,
         limits(edit),
     )
     .await
@@ -208,7 +220,7 @@ async fn a_client_that_never_handshakes_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_are_closed_and_honest_clients_are_served_after() {
     const CAP: usize = 4;
-    let cas = start(|l| {
+    let cas = start_bare(|l| {
         l.max_connections = CAP;
         l.max_connections_per_client = CAP;
         l.header_read_timeout = Duration::from_secs(30);
@@ -264,7 +276,7 @@ async fn connections_beyond_the_cap_are_closed_and_honest_clients_are_served_aft
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_cannot_hold_every_connection() {
     const PER_CLIENT: usize = 3;
-    let cas = start(|l| {
+    let cas = start_bare(|l| {
         l.max_connections = 16;
         l.max_connections_per_client = PER_CLIENT;
         l.header_read_timeout = Duration::from_secs(30);
@@ -303,7 +315,7 @@ async fn a_nonce_flood_is_rate_limited_and_others_still_attest() {
     );
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
 
@@ -402,7 +414,8 @@ async fn a_nonce_flood_is_rate_limited_and_others_still_attest() {
 async fn attest_and_session_floods_are_rate_limited() {
     let cas = start(|l| {
         l.attest_rate = RateLimit::new(1, 2);
-        l.session_rate = RateLimit::new(1, 3);
+        // One of the four slots went to creating the test namespace.
+        l.session_rate = RateLimit::new(1, 4);
     })
     .await;
     let http = cas.raw_from(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -465,7 +478,7 @@ async fn spoiled_nonces_are_refused(#[case] how: BadNonce, #[case] reason: &str)
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
@@ -534,7 +547,7 @@ async fn issuing_nonces_stores_nothing() {
     assert_eq!(cas.state.used_nonces(), 0);
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
@@ -551,7 +564,7 @@ async fn a_full_used_nonce_set_refuses_new_attestations_not_replays() {
     let cas = start(|l| l.max_used_nonces = 16).await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();

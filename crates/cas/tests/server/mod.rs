@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use cloister_attest::collect::{Collector as _, SimCollector};
 use cloister_attest::sim::{PlatformKey, Statement};
 use cloister_attest::{EvidenceKind, TcbStatus, binding};
-use cloister_cas::api::AttestRequest;
+use cloister_cas::api::{AttestRequest, CreateNamespace, NamespaceOwnerJson};
 use cloister_cas::client::{CasClient, RequestSigner, attest_workload, delete_request};
 use cloister_cas::config::CasConfigBuilder;
 use cloister_cas::envelope::WorkloadKey;
@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 mod imports;
 mod limits;
+mod namespaces;
 
 const ISSUER: &str = "https://cas.test";
 const MEASUREMENT: [u8; 32] = [0xaa; 32];
@@ -49,6 +50,29 @@ const AUDITOR: u8 = 42;
 
 fn auditor() -> RequestSigner {
     signer(AUDITOR)
+}
+
+/// The operator's admin key of every test CAS.
+const ADMIN: u8 = 200;
+
+/// The SPKI DER of owner key `n`.
+fn spki(n: u8) -> Vec<u8> {
+    signer(n).spki_der().to_vec()
+}
+
+/// A namespace `name` owned by the keys `owners`.
+fn namespace(name: &str, owners: &[u8], quota: Option<u64>) -> CreateNamespace {
+    CreateNamespace {
+        name: name.to_owned(),
+        owners: owners
+            .iter()
+            .map(|n| NamespaceOwnerJson {
+                name: format!("ns-owner{n}"),
+                public_key: public_b64(*n),
+            })
+            .collect(),
+        session_quota: quota,
+    }
 }
 
 /// A session `name` owned by the keys `owners` (M = `approvals`), readable by key 9, with a
@@ -150,6 +174,17 @@ impl Cas {
         platform: PlatformKey,
         edit: impl FnOnce(CasConfigBuilder) -> CasConfigBuilder,
     ) -> Self {
+        Self::start_opts(dir, platform, true, edit).await
+    }
+
+    /// Starts a CAS; with `admin`, sets [`ADMIN`] as its admin key and creates the namespace
+    /// `test` owned by keys 1 and 2.
+    async fn start_opts(
+        dir: tempfile::TempDir,
+        platform: PlatformKey,
+        admin: bool,
+        edit: impl FnOnce(CasConfigBuilder) -> CasConfigBuilder,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
         let config = edit(
             CasConfig::builder(ISSUER)
@@ -165,6 +200,9 @@ impl Cas {
         .unwrap();
         let master = MasterKey::from_hex(MASTER_HEX, "test").unwrap();
         let state = CasState::open(dir.path(), &master, config).unwrap();
+        if admin {
+            state.init_admin(&spki(ADMIN)).unwrap();
+        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!(
             "https://127.0.0.1:{}",
@@ -177,6 +215,17 @@ impl Cas {
         }));
         let cert_pem = std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap();
         let client = CasClient::new(&url, &cert_pem).unwrap();
+        // The namespace of every test session, owned by keys 1 and 2 (already there after a
+        // restart).
+        if admin {
+            match client
+                .create_namespace(&namespace("test", &[1, 2], None), &signer(ADMIN))
+                .await
+            {
+                Ok(_) | Err(Error::Api { status: 409, .. }) => {}
+                Err(e) => panic!("cannot create the test namespace: {e}"),
+            }
+        }
         Cas {
             url,
             client,
@@ -235,7 +284,7 @@ impl Cas {
         if let Some(signer) = signer {
             request = request.header(
                 "authorization",
-                signer.header("GET", path, b"", SystemTime::now()),
+                signer.header(&self.client.cas_id(), "GET", path, b"", SystemTime::now()),
             );
         }
         let response = request.send().await.unwrap();
@@ -413,7 +462,7 @@ async fn sim_workload_attests_and_opens_its_configuration() {
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     let created = cas
         .client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     assert_eq!(created.version, 1);
@@ -602,7 +651,7 @@ async fn a_restarted_cas_keeps_its_identity_policies_and_secrets() {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
@@ -663,7 +712,7 @@ async fn a_restarted_cas_refuses_nonces_issued_before_the_restart() {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
@@ -692,7 +741,7 @@ async fn a_nonce_is_accepted_once_under_concurrency() {
     let cas = Arc::new(Cas::start().await);
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = Arc::new(WorkloadKey::generate().unwrap());
@@ -720,7 +769,10 @@ async fn sessions_are_read_updated_and_deleted_by_their_principals() {
     let cas = Cas::start().await;
     let v1 = app_policy("test/app", 1, None, "sim", &[1], 1);
     let h1 = SessionHash::of(&v1);
-    cas.client.create_session(&signed(&v1, &[1])).await.unwrap();
+    cas.client
+        .create_session(&signed(&v1, &[1]), &signer(1))
+        .await
+        .unwrap();
 
     // Owner and reader may read; the view has the YAML but no generated secret.
     let key = WorkloadKey::generate().unwrap();
@@ -875,7 +927,7 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
     };
     if !matches!(case, Refusal::SimNotAccepted | Refusal::OneOfTwoApprovals) {
         cas.client
-            .create_session(&signed(&yaml, &[1]))
+            .create_session(&signed(&yaml, &[1]), &signer(1))
             .await
             .unwrap();
     }
@@ -890,7 +942,7 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
         Refusal::SimNotAccepted => {
             let sgx = app_policy("test/app", 1, None, "sgx", &[1], 1);
             cas.client
-                .create_session(&signed(&sgx, &[1]))
+                .create_session(&signed(&sgx, &[1]), &signer(1))
                 .await
                 .unwrap();
             api_err(attest(Cas::good_statement()).await)
@@ -952,25 +1004,36 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
         }
         Refusal::OneOfTwoApprovals => {
             let two = app_policy("test/app", 1, None, "sim", &[1, 2], 2);
-            api_err(cas.client.create_session(&signed(&two, &[2])).await)
+            api_err(
+                cas.client
+                    .create_session(&signed(&two, &[2]), &signer(1))
+                    .await,
+            )
         }
         Refusal::ReadByUnauthorisedPrincipal => {
             api_err(cas.client.get_session("test/app", &signer(5)).await)
         }
         Refusal::ExportSquatted => {
-            let exporter = exporter_policy(1, None, "test/importer");
+            // The exporter names `squat/importer` with the owners of `test`; the operator gave
+            // namespace `squat` to someone else (key 7), who takes the name first.
+            let exporter = exporter_policy(1, None, "squat/importer");
             cas.client
-                .create_session(&signed(&exporter, &[1]))
+                .create_session(&signed(&exporter, &[1]), &signer(1))
+                .await
+                .unwrap();
+            cas.client
+                .create_namespace(&namespace("squat", &[7], None), &signer(ADMIN))
                 .await
                 .unwrap();
             // The squatter's own key owns the name; the exporter's hash is public (audit log).
-            let squat = importer_policy_owned(SessionHash::of(&exporter), 7);
+            let squat = importer_policy_owned(SessionHash::of(&exporter), 7)
+                .replace("name: test/importer", "name: squat/importer");
             cas.client
-                .create_session(&signed(&squat, &[7]))
+                .create_session(&signed(&squat, &[7]), &signer(7))
                 .await
                 .unwrap();
             let collector = cas.collector(Cas::good_statement());
-            let req = request_with(cas, "test/importer", &collector, &key, &key).await;
+            let req = request_with(cas, "squat/importer", &collector, &key, &key).await;
             api_err(cas.client.attest(&req, &key).await)
         }
         Refusal::ImportNotExported | Refusal::ImportPinnedToOldExporterHash => {
@@ -981,12 +1044,12 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
             };
             let exporter = exporter_policy(1, None, to);
             cas.client
-                .create_session(&signed(&exporter, &[1]))
+                .create_session(&signed(&exporter, &[1]), &signer(1))
                 .await
                 .unwrap();
             let importer = importer_policy(SessionHash::of(&exporter));
             cas.client
-                .create_session(&signed(&importer, &[1]))
+                .create_session(&signed(&importer, &[1]), &signer(1))
                 .await
                 .unwrap();
             if matches!(case, Refusal::ImportPinnedToOldExporterHash) {
@@ -1012,10 +1075,12 @@ fn exporter_policy(version: u64, predecessor: Option<SessionHash>, to: &str) -> 
         "access:\n  owners:\n    - name: o\n      key: {k}\nsecurity:\n  tees: [sim]\n\
          services:\n  - name: driver\n    attestation:\n      - measurements: [\"{m}\"]\n    \
          env:\n      KEY: $$cloister:trips_key:hex$$\nsecrets:\n  - name: trips_key\n    kind: aes256\n\
-         export:\n  - secret: trips_key\n    to:\n      - session: {to}\n        owners: [{fp}]\n",
+         export:\n  - secret: trips_key\n    to:\n      - session: {to}\n        owners: [{fp1}, {fp2}]\n",
         k = public_b64(1),
         m = hex::encode(MEASUREMENT),
-        fp = owner(1).fingerprint(),
+        // The owners of namespace `test`, where the importer lives.
+        fp1 = owner(1).fingerprint(),
+        fp2 = owner(2).fingerprint(),
     ));
     y
 }
@@ -1190,11 +1255,14 @@ async fn an_exported_secret_reaches_the_importer() {
     let cas = Cas::start().await;
     let exporter = exporter_policy(1, None, "test/importer");
     cas.client
-        .create_session(&signed(&exporter, &[1]))
+        .create_session(&signed(&exporter, &[1]), &signer(1))
         .await
         .unwrap();
     cas.client
-        .create_session(&signed(&importer_policy(SessionHash::of(&exporter)), &[1]))
+        .create_session(
+            &signed(&importer_policy(SessionHash::of(&exporter)), &[1]),
+            &signer(1),
+        )
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
@@ -1231,7 +1299,7 @@ async fn sim_evidence_from_an_untrusted_platform_is_refused() {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
@@ -1327,6 +1395,7 @@ async fn malformed_oversized_and_unknown_requests_get_stable_codes() {
     .await;
     assert_eq!((status, code.as_str()), (401, "unauthenticated"));
     let stale = signer(1).header(
+        &cas.client.cas_id(),
         "GET",
         "/v1/sessions",
         b"",
@@ -1339,7 +1408,13 @@ async fn malformed_oversized_and_unknown_requests_get_stable_codes() {
         .await
         .unwrap();
     assert_eq!(body(r).await.0, 401);
-    let wrong_path = signer(1).header("GET", "/v1/sessions/x", b"", SystemTime::now());
+    let wrong_path = signer(1).header(
+        &cas.client.cas_id(),
+        "GET",
+        "/v1/sessions/x",
+        b"",
+        SystemTime::now(),
+    );
     let r = http
         .get(format!("{}/v1/sessions", cas.url))
         .header("authorization", wrong_path)
@@ -1351,7 +1426,10 @@ async fn malformed_oversized_and_unknown_requests_get_stable_codes() {
     // An invalid policy lists every problem.
     let err = api_err(
         cas.client
-            .create_session(&SignedPolicy::new("name: Bad Name\nversion: 1\n"))
+            .create_session(
+                &SignedPolicy::new("name: Bad Name\nversion: 1\n"),
+                &signer(1),
+            )
             .await,
     );
     assert_eq!(
@@ -1364,10 +1442,10 @@ async fn malformed_oversized_and_unknown_requests_get_stable_codes() {
 
     // A missing host argument is an unresolvable configuration, named by its rule.
     cas.client
-        .create_session(&signed(
-            &app_policy("test/app", 1, None, "sim", &[1], 1),
-            &[1],
-        ))
+        .create_session(
+            &signed(&app_policy("test/app", 1, None, "sim", &[1], 1), &[1]),
+            &signer(1),
+        )
         .await
         .unwrap();
     let err = api_err(
@@ -1405,6 +1483,11 @@ async fn openapi_documents_every_route() {
         ("/v1/openapi.json", "get"),
         ("/.well-known/openid-configuration", "get"),
         ("/.well-known/jwks.json", "get"),
+        ("/v1/namespaces", "post"),
+        ("/v1/namespaces", "get"),
+        ("/v1/namespaces/{ns}", "get"),
+        ("/v1/namespaces/{ns}", "put"),
+        ("/v1/namespaces/{ns}", "delete"),
         ("/v1/sessions", "post"),
         ("/v1/sessions", "get"),
         ("/v1/sessions/{name}", "get"),
@@ -1421,7 +1504,7 @@ async fn openapi_documents_every_route() {
             "{method} {path} undocumented; have {paths:?}"
         );
     }
-    assert_eq!(paths.len(), 11, "{paths:?}");
+    assert_eq!(paths.len(), 13, "{paths:?}");
     for schema in [
         "AttestRequest",
         "AttestResponse",
@@ -1444,8 +1527,14 @@ async fn deletion_signatures_do_not_transfer() {
     let cas = Cas::start().await;
     let a = app_policy("test/app", 1, None, "sim", &[1], 1);
     let b = app_policy("test/other", 1, None, "sim", &[1], 1);
-    cas.client.create_session(&signed(&a, &[1])).await.unwrap();
-    cas.client.create_session(&signed(&b, &[1])).await.unwrap();
+    cas.client
+        .create_session(&signed(&a, &[1]), &signer(1))
+        .await
+        .unwrap();
+    cas.client
+        .create_session(&signed(&b, &[1]), &signer(1))
+        .await
+        .unwrap();
     // Owner 1 approved deleting test/app; the approval replayed against test/other fails.
     let approval = delete_request("test/app", &SessionHash::of(&a), &[&owner(1)]);
     let mut replay = approval.clone();
@@ -1490,7 +1579,7 @@ async fn regression_malformed_attest_requests_are_refused_before_anything_is_log
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
@@ -1589,7 +1678,7 @@ async fn a_flood_of_identical_refusals_is_counted_not_appended() {
     );
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
     let collector = cas.collector(Statement {
@@ -1717,7 +1806,11 @@ async fn refusals_do_not_reveal_another_tenants_pinned_values() {
         rego = "REGO-PIN-91f3",
     );
     cas.client
-        .create_session(&signed(&yaml, &[1]))
+        .create_namespace(&namespace("tenant", &[1], None), &signer(ADMIN))
+        .await
+        .unwrap();
+    cas.client
+        .create_session(&signed(&yaml, &[1]), &signer(1))
         .await
         .unwrap();
 
@@ -1802,7 +1895,7 @@ fn policy_read_by(name: &str, owner_key: u8, reader: u8) -> String {
 async fn audit_reads_without_a_signature_are_refused_and_the_head_stays_public() {
     let cas = Cas::start().await;
     cas.client
-        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]))
+        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]), &signer(1))
         .await
         .unwrap();
     for path in [
@@ -1820,7 +1913,13 @@ async fn audit_reads_without_a_signature_are_refused_and_the_head_stays_public()
         assert!(body.get("entries").is_none(), "{path}: {body}");
     }
     // A signature over another request does not open this one.
-    let header = auditor().header("GET", "/v1/audit/head", b"", SystemTime::now());
+    let header = auditor().header(
+        &cas.client.cas_id(),
+        "GET",
+        "/v1/audit/head",
+        b"",
+        SystemTime::now(),
+    );
     let r = cas
         .raw()
         .get(format!("{}/v1/audit/entries", cas.url))
@@ -1842,11 +1941,11 @@ async fn audit_entries_are_visible_to_their_sessions_owners_and_readers_only() {
     let cas = Cas::start().await;
     // test/a: owner 1, reader 3. test/b: owner 2, reader 4. Key 6 is nobody's.
     cas.client
-        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]))
+        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]), &signer(1))
         .await
         .unwrap();
     cas.client
-        .create_session(&signed(&policy_read_by("test/b", 2, 4), &[2]))
+        .create_session(&signed(&policy_read_by("test/b", 2, 4), &[2]), &signer(1))
         .await
         .unwrap();
     // A refused change of test/b (signed by a stranger) and a refused attestation of test/a.
@@ -1994,7 +2093,7 @@ async fn audit_paging_returns_every_entry_exactly_once_over_thousands_of_entries
     })
     .await;
     cas.client
-        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]))
+        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]), &signer(1))
         .await
         .unwrap();
     let head = cas.client.audit_head().await.unwrap();

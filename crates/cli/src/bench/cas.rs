@@ -517,6 +517,9 @@ impl InProcess {
             .limits(Limits::bench())
             .build()?;
         let state = CasState::open(dir.path(), &MasterKey::generate(), config)?;
+        let owner = OwnerKey::generate()?;
+        let approver = cloister_cas::client::RequestSigner::from_owner_key(&owner)?;
+        state.init_admin(approver.spki_der())?;
         let tls = state.tls_config()?;
         let cert_pem = state.certificate_pem().to_owned();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -524,11 +527,14 @@ impl InProcess {
             let _ = stopped.await;
         }));
 
-        let owner = OwnerKey::generate()?;
         let signed = SignedPolicy::new(policy(&owner)?).signed_by(&owner);
         let client = CasClient::new(&url, &cert_pem)?;
+        let ns = SESSION.split('/').next().unwrap_or(SESSION);
         client_rt
-            .block_on(client.create_session(&signed))
+            .block_on(async {
+                client.create_namespace_owned_by(ns, &owner, &owner).await?;
+                client.create_session(&signed, &approver).await
+            })
             .context("create the bench session")?;
         let target = Target {
             name: "an in-process CAS".into(),

@@ -9,7 +9,10 @@
 //! - a sim LAS signing evidence with that platform key (for the measurement each workload
 //!   claims, as a sim LAS does);
 //! - a fresh policy owner key ([`Cluster::owner_yaml`] is its `access.owners` entry), and a
-//!   fresh auditor key the CAS lets read its whole audit log.
+//!   fresh auditor key the CAS lets read its whole audit log;
+//! - a fresh operator admin key set on the CAS, which creates the `demo` namespace owned by
+//!   that owner ([`Cluster::create_namespace`] makes others; [`Cluster::push_policy`] creates
+//!   the namespace of a policy it pushes when it is missing).
 //!
 //! The servers run on a small tokio runtime owned by the [`Cluster`]; they stop when it is
 //! dropped. Its methods block: use it from plain threads (`main`, `#[test]`), never from inside
@@ -49,6 +52,7 @@ use anyhow::Context as _;
 use cloister_attest::sim::{PlatformKey, Statement};
 pub use cloister_cas::ImportRules;
 use cloister_cas::api::SessionSummary;
+use cloister_cas::api::{CreateNamespace, NamespaceOwnerJson, SessionSummary};
 use cloister_cas::audit::Entry;
 use cloister_cas::client::{CasClient, RequestSigner};
 use cloister_cas::las::{self, CollateralSettings, LasConfig, LasState};
@@ -67,6 +71,9 @@ use crate::job::{self, JobOptions, JobReport};
 /// The bundle key id recorded in bundles the harness packages.
 pub const BUNDLE_KEY_ID: &str = "bundle_key";
 
+/// The namespace the cluster creates at start.
+pub const DEMO_NAMESPACE: &str = "demo";
+
 /// A CAS, a sim LAS and a policy owner on loopback; see the [module docs](self).
 pub struct Cluster {
     rt: tokio::runtime::Runtime,
@@ -77,6 +84,8 @@ pub struct Cluster {
     owner: OwnerKey,
     /// The key the CAS names as its auditor: it reads the whole audit log.
     auditor: RequestSigner,
+    admin: OwnerKey,
+    namespaces: std::sync::Mutex<std::collections::BTreeSet<String>>,
     client: CasClient,
     shutdown: watch::Sender<bool>,
 }
@@ -120,6 +129,8 @@ impl Cluster {
             .imports(imports)
             .build()?;
         let state = CasState::open(&cas_dir, &MasterKey::generate(), config)?;
+        let admin = OwnerKey::generate()?;
+        state.init_admin(RequestSigner::from_owner_key(&admin)?.spki_der())?;
         let cas_cert_pem = state.certificate_pem().to_owned();
         let tls = state.tls_config()?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").context("bind the CAS")?;
@@ -167,7 +178,7 @@ impl Cluster {
         };
         rt.block_on(client.health())
             .context("the in-process CAS does not answer")?;
-        Ok(Self {
+        let cluster = Self {
             rt,
             dir,
             cas_url,
@@ -175,9 +186,39 @@ impl Cluster {
             las_url,
             owner: OwnerKey::generate()?,
             auditor: RequestSigner::from_owner_key(&auditor)?,
+            admin,
+            namespaces: std::sync::Mutex::default(),
             client,
             shutdown,
-        })
+        };
+        cluster.create_namespace(DEMO_NAMESPACE)?;
+        Ok(cluster)
+    }
+
+    /// Creates namespace `ns` owned by the cluster's owner, signed by its admin key.
+    pub fn create_namespace(&self, ns: &str) -> anyhow::Result<()> {
+        let admin = RequestSigner::from_owner_key(&self.admin)?;
+        let create = CreateNamespace {
+            name: ns.to_owned(),
+            owners: vec![NamespaceOwnerJson {
+                name: "demo-owner".into(),
+                public_key: self.owner_public_key()?,
+            }],
+            session_quota: None,
+        };
+        self.rt
+            .block_on(self.client.create_namespace(&create, &admin))
+            .with_context(|| format!("the CAS refused to create namespace {ns}"))?;
+        self.namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(ns.to_owned());
+        Ok(())
+    }
+
+    /// The operator's admin key of the cluster's CAS.
+    pub fn admin(&self) -> &OwnerKey {
+        &self.admin
     }
 
     /// The directory the cluster keeps its state in.
@@ -239,12 +280,27 @@ impl Cluster {
         self.rt.block_on(future)
     }
 
-    /// Create a session from `yaml`, signed by the owner.
+    /// Create a session from `yaml`, signed by the owner, who approves it as the owner of its
+    /// namespace (created first if the cluster has not made it yet).
     pub fn push_policy(&self, yaml: &str) -> anyhow::Result<SessionSummary> {
+        if let Ok(policy) = cloister_policy::Policy::parse(yaml)
+            && let Some((ns, _)) = policy.name().split_once('/')
+            && !self.has_namespace(ns)
+        {
+            self.create_namespace(ns)?;
+        }
         let signed = SignedPolicy::new(yaml).signed_by(&self.owner);
+        let approver = RequestSigner::from_owner_key(&self.owner)?;
         self.rt
-            .block_on(self.client.create_session(&signed))
+            .block_on(self.client.create_session(&signed, &approver))
             .context("the CAS refused the policy")
+    }
+
+    fn has_namespace(&self, ns: &str) -> bool {
+        self.namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(ns)
     }
 
     /// Replace session `name` by `yaml` (which names its predecessor), signed by the owner.

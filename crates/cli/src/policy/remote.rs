@@ -23,6 +23,10 @@ pub struct PushArgs {
     file: PathBuf,
     #[command(flatten)]
     cas: CasArgs,
+    /// A namespace owner's private key (PKCS#8 PEM; `-`: stdin) approving the creation of a
+    /// session; not needed to update one.
+    #[arg(long, value_name = "KEYFILE", env = "CLOISTER_NAMESPACE_KEY_FILE")]
+    key: Option<PathBuf>,
     /// Print JSON: {"action": "created"|"updated", "name", "version", "hash", "created"}.
     #[arg(long)]
     json: bool,
@@ -104,16 +108,26 @@ pub fn push(args: PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     let name = policy.name().to_owned();
     let client = args.cas.client()?;
+    let approver = args.key.as_deref().map(signer).transpose()?;
     // An update if the session exists, else a create: the CAS answers 404 to an update of a
     // session it does not hold (and 409 `exists` to a create of one it does).
     let result = remote::block_on(async {
         match client.update_session(&name, signed).await {
             Err(cloister_cas::Error::Api { status: 404, .. }) => {
-                client.create_session(signed).await.map(|s| ("created", s))
+                let Some(approver) = &approver else {
+                    bail!(
+                        "the CAS holds no session `{name}`: creating it needs the approval of an \
+                         owner of its namespace (--key NSOWNER.pem)"
+                    );
+                };
+                Ok(client
+                    .create_session(signed, approver)
+                    .await
+                    .map(|s| ("created", s)))
             }
-            other => other.map(|s| ("updated", s)),
+            other => Ok(other.map(|s| ("updated", s))),
         }
-    })?;
+    })??;
     let (action, summary) = match result {
         Ok(done) => done,
         Err(e) => return remote::refused(e),

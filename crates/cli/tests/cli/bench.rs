@@ -129,13 +129,15 @@ fn bench_cas_against_a_running_cas() {
         .build()
         .unwrap();
     let state = CasState::open(&data, &MasterKey::generate(), config).unwrap();
+    let owner = OwnerKey::generate().unwrap();
+    let approver = cloister_cas::client::RequestSigner::from_owner_key(&owner).unwrap();
+    state.init_admin(approver.spki_der()).unwrap();
     let tls = state.tls_config().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = rt.spawn(server::run(listener, tls, state, async move {
         let _ = stopped.await;
     }));
     let cert = data.join(CERT_FILE);
-    let owner = OwnerKey::generate().unwrap();
     let pem = owner.public_key().to_pem().unwrap();
     let key: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let measurement = "cd".repeat(32);
@@ -145,8 +147,16 @@ fn bench_cas_against_a_running_cas() {
          attestation:\n      - measurements: [\"{measurement}\"]\n    command: /bin/api\n"
     );
     let client = CasClient::new(&url, &std::fs::read_to_string(&cert).unwrap()).unwrap();
-    rt.block_on(client.create_session(&SignedPolicy::new(yaml).signed_by(&owner)))
-        .unwrap();
+    rt.block_on(async {
+        client
+            .create_namespace_owned_by("ops", &owner, &owner)
+            .await
+            .unwrap();
+        client
+            .create_session(&SignedPolicy::new(yaml).signed_by(&owner), &approver)
+            .await
+    })
+    .unwrap();
 
     let args = |measurement: &str| {
         vec![

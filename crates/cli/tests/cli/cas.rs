@@ -50,7 +50,32 @@ fn custodians_and_a_sim_workload_end_to_end() {
     assert!(stderr.contains("cloister: certificate "), "{stderr}");
 
     // One approval of the two the policy asks for: refused, naming the rule.
-    let out = run(d, &cas.args(&["policy", "push", "v1.json"]), 1);
+    // The operator makes the namespace, owned by alice, with the admin key.
+    run(
+        d,
+        &cas.args(&[
+            "namespace",
+            "create",
+            "e2e",
+            "--owner",
+            "alice=alice.pem.pub",
+            "--key",
+            "admin.pem",
+        ]),
+        0,
+    );
+    // Without a namespace owner's approval, a creation is refused here.
+    let out = run(d, &cas.args(&["policy", "push", "v1.json"]), 2);
+    assert!(
+        text(&out.stderr).contains("--key NSOWNER.pem"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        d,
+        &cas.args(&["policy", "push", "v1.json", "--key", "alice.pem"]),
+        1,
+    );
     let err = text(&out.stderr);
     assert!(
         err.starts_with("cloister: refused by the CAS (403 session-refused, rule approvals)"),
@@ -64,11 +89,78 @@ fn custodians_and_a_sim_workload_end_to_end() {
         &["policy", "sign", "v1.json", "--key", "bob.pem", "--append"],
         0,
     );
-    let out = run(d, &cas.args(&["policy", "push", "v1.json", "--json"]), 0);
+    let out = run(
+        d,
+        &cas.args(&["policy", "push", "v1.json", "--key", "alice.pem", "--json"]),
+        0,
+    );
     let pushed = json_of(&out);
     let h1 = SessionHash::of(&v1);
     assert_eq!(pushed["action"], "created");
     assert_eq!(pushed["version"], 1);
+
+    // The namespace: its owner reads it; only the admin key changes it, and not while it
+    // holds a session.
+    let shown = json_of(&run(
+        d,
+        &cas.args(&["namespace", "show", "e2e", "--key", "alice.pem", "--json"]),
+        0,
+    ));
+    assert_eq!(
+        (shown["sessions"].as_u64(), shown["version"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let out = run(
+        d,
+        &cas.args(&[
+            "namespace",
+            "create",
+            "mine",
+            "--owner",
+            "bob=bob.pem.pub",
+            "--key",
+            "bob.pem",
+        ]),
+        1,
+    );
+    assert!(
+        text(&out.stderr).contains("rule unauthorised"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        d,
+        &cas.args(&["namespace", "delete", "e2e", "--key", "admin.pem"]),
+        1,
+    );
+    assert!(
+        text(&out.stderr).contains("rule not-empty"),
+        "{}",
+        text(&out.stderr)
+    );
+    let updated = json_of(&run(
+        d,
+        &cas.args(&[
+            "namespace",
+            "update",
+            "e2e",
+            "--quota",
+            "5",
+            "--key",
+            "admin.pem",
+            "--json",
+        ]),
+        0,
+    ));
+    assert_eq!(updated["session_quota"], 5);
+    let listed = json_of(&run(
+        d,
+        &cas.args(&["namespace", "list", "--key", "admin.pem", "--json"]),
+        0,
+    ));
+    assert_eq!(listed["namespaces"][0]["name"], "e2e");
+    let help = text(&run(d, &["namespace", "create", "--help"], 0).stdout);
+    assert!(help.contains("Example:"), "{help}");
     assert_eq!(pushed["hash"], h1.to_string());
 
     // Owners read back the exact bytes they signed; others see nothing.
@@ -388,6 +480,31 @@ fn serve_refuses_a_master_key_on_the_command_line() {
         dir.path(),
         &["cas", "init", "--data", "data", "--master-key-file", "k"],
         2,
+    );
+    assert_eq!(std::fs::read(dir.path().join("k")).unwrap(), before);
+    // The admin key is set later with the same key file; setting it again changes nothing.
+    gen_key(dir.path(), "admin.pem");
+    let init_admin = [
+        "cas",
+        "init",
+        "--data",
+        "data",
+        "--master-key-file",
+        "k",
+        "--admin-key",
+        "admin.pem.pub",
+    ];
+    let out = run(dir.path(), &init_admin, 0);
+    assert!(
+        text(&out.stderr).contains("cloister: set the admin key, fingerprint "),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(dir.path(), &init_admin, 0);
+    assert!(
+        text(&out.stderr).contains("admin key unchanged"),
+        "{}",
+        text(&out.stderr)
     );
     assert_eq!(std::fs::read(dir.path().join("k")).unwrap(), before);
     #[cfg(unix)]

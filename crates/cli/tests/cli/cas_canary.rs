@@ -2,8 +2,8 @@
 //! directory, not in its logs at trace level, not in any error it answers.
 
 use super::cas_process::{
-    CANARY, CasProcess, MEASUREMENT, collector, files_under, owner, platform, run, runtime, signed,
-    sim_policy, text,
+    CANARY, CasProcess, MEASUREMENT, approver, collector, files_under, owner, platform, run,
+    runtime, signed, sim_policy, text,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -65,7 +65,12 @@ fn canaries_reach_no_file_log_or_error() {
     let owners = [("alice", public.as_str())];
     let v1 = sim_policy("canary/app", 1, None, &owners, 1);
     std::fs::write(d.join("v1.json"), signed(&v1, &[&alice]).to_json() + "\n").unwrap();
-    run(d, &cas.args(&["policy", "push", "v1.json"]), 0);
+    cas.namespace("canary", &alice);
+    run(
+        d,
+        &cas.args(&["policy", "push", "v1.json", "--key", "alice.pem"]),
+        0,
+    );
 
     // Passed attestations: what the workloads receive are the secrets to look for.
     let mut secrets: Vec<Vec<u8>> = vec![CANARY.as_bytes().to_vec()];
@@ -159,7 +164,7 @@ fn canaries_reach_no_file_log_or_error() {
             .unwrap_err(),
     );
     keep(
-        rt.block_on(client.create_session(&signed(&v1, &[&alice])))
+        rt.block_on(client.create_session(&signed(&v1, &[&alice]), &approver(&alice)))
             .unwrap_err(),
     );
     let raw = raw_client(&cert_pem);

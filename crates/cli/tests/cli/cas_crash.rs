@@ -2,7 +2,8 @@
 //! nothing the CAS acknowledged is lost, and its audit log still verifies.
 
 use super::cas_process::{
-    CasProcess, MEASUREMENT, collector, owner, platform, run, runtime, signed, sim_policy, text,
+    CasProcess, MEASUREMENT, approver, collector, owner, platform, run, runtime, signed,
+    sim_policy, text,
 };
 use super::json_of;
 use cloister_cas::client::{CasClient, attest_workload};
@@ -41,7 +42,7 @@ async fn writer(client: CasClient, name: String, acked: Shared) -> Error {
         let yaml = sim_policy(&name, version, predecessor, &owners, 1);
         let policy = signed(&yaml, &[&key]);
         let result = if version == 1 {
-            client.create_session(&policy).await
+            client.create_session(&policy, &approver(&key)).await
         } else {
             client.update_session(&name, &policy).await
         };
@@ -105,8 +106,9 @@ fn kill_9_mid_burst_loses_no_acknowledged_change() {
     let mut cas = CasProcess::start(d, &[], &[]);
     let rt = runtime();
     let client = cas.client();
+    cas.namespace("burst", &key);
     let attest_policy = sim_policy("burst/attest", 1, None, &[("owner", &public)], 1);
-    rt.block_on(client.create_session(&signed(&attest_policy, &[&key])))
+    rt.block_on(client.create_session(&signed(&attest_policy, &[&key]), &approver(&key)))
         .unwrap();
 
     let acked: Shared = Arc::default();

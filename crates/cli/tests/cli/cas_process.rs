@@ -17,6 +17,8 @@ pub const MEASUREMENT: [u8; 32] = [0xab; 32];
 pub const CANARY: &str = "CANARY-5d1f0c9a7e2b-imported-api-token";
 /// The namespaces the process tests' policies import host secrets in.
 pub const IMPORTING_NAMESPACES: [&str; 4] = ["canary", "e2e", "burst", "demo"];
+/// The seed of every test CAS's admin key (`DIR/admin.pem`, `DIR/admin.pem.pub`).
+pub const ADMIN_SEED: u8 = 0xad;
 /// How long a CAS gets to come up (a debug build on a loaded 2-core machine).
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -63,6 +65,12 @@ impl CasProcess {
         }
         std::fs::write(dir.join("imports.yaml"), rules).unwrap();
         if !key.exists() {
+            let (admin, _) = owner(dir, "admin.pem", ADMIN_SEED);
+            std::fs::write(
+                dir.join("admin.pem.pub"),
+                admin.public_key().to_pem().unwrap(),
+            )
+            .unwrap();
             let out = cloister(
                 &[
                     "cas",
@@ -71,6 +79,8 @@ impl CasProcess {
                     "data",
                     "--master-key-file",
                     "master.key",
+                    "--admin-key",
+                    "admin.pem.pub",
                 ],
                 dir,
             );
@@ -147,6 +157,28 @@ impl CasProcess {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap()
+    }
+
+    /// Creates namespace `ns` owned by `owner`, signed by the admin key (on a thread of its
+    /// own, so that callers inside or outside a runtime can use it).
+    pub fn namespace(&self, ns: &str, owner: &OwnerKey) {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let admin = OwnerKey::from_seed(&[ADMIN_SEED; 32]).unwrap();
+                    self.client()
+                        .create_namespace_owned_by(ns, owner, &admin)
+                        .await
+                        .unwrap();
+                });
+            })
+            .join()
+            .unwrap();
+        });
     }
 
     /// A client pinned to this CAS's certificate.
@@ -284,6 +316,11 @@ pub fn owner(dir: &Path, file: &str, seed: u8) -> (OwnerKey, String) {
     .unwrap();
     let public = public_b64(&key);
     (key, public)
+}
+
+/// A request signer with `key`: a namespace owner's approval of a session's creation.
+pub fn approver(key: &OwnerKey) -> cloister_cas::client::RequestSigner {
+    cloister_cas::client::RequestSigner::from_owner_key(key).unwrap()
 }
 
 /// The public half of `key` as a policy names it.

@@ -125,6 +125,13 @@ impl Cas {
             .build()
             .unwrap();
         let state = CasState::open(dir.path(), &MasterKey::generate(), config).unwrap();
+        state
+            .init_admin(
+                cloister_cas::client::RequestSigner::from_owner_key(&owner())
+                    .unwrap()
+                    .spki_der(),
+            )
+            .unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
@@ -147,8 +154,18 @@ impl Cas {
     }
 
     async fn push(&self, yaml: &str) {
+        // The owner is the admin too; its namespace exists after the first push.
+        let policy = cloister_policy::Policy::parse(yaml).unwrap();
+        let ns = policy.name().split('/').next().unwrap();
+        let _ = self
+            .client
+            .create_namespace_owned_by(ns, &owner(), &owner())
+            .await;
         self.client
-            .create_session(&SignedPolicy::new(yaml).signed_by(&owner()))
+            .create_session(
+                &SignedPolicy::new(yaml).signed_by(&owner()),
+                &cloister_cas::client::RequestSigner::from_owner_key(&owner()).unwrap(),
+            )
             .await
             .unwrap();
     }

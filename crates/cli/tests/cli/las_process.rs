@@ -2,7 +2,7 @@
 //! (`cloister run --las …`) attests with the LAS's sim evidence; a LAS signing debug evidence
 //! gets the workload refused with the rule named; SIGTERM stops the LAS cleanly.
 
-use super::cas_process::{CasProcess, owner, run, runtime, signed, text};
+use super::cas_process::{CasProcess, approver, owner, run, runtime, signed, text};
 use super::cloister;
 use cloister_attest::sim::PlatformKey;
 use std::path::{Path, PathBuf};
@@ -155,9 +155,13 @@ fn a_workload_attests_with_evidence_from_a_las_process_and_sigterm_stops_it() {
 
     let cas = CasProcess::start(d, &[], &[]);
     let (owner_key, owner_public) = owner(d, "owner.pem", 9);
+    cas.namespace("demo", &owner_key);
     let policy = job_policy(&owner_public, &measurement, &d.join("imports/bundle.key"));
     runtime()
-        .block_on(cas.client().create_session(&signed(&policy, &[&owner_key])))
+        .block_on(
+            cas.client()
+                .create_session(&signed(&policy, &[&owner_key]), &approver(&owner_key)),
+        )
         .unwrap();
 
     let mut las = LasProcess::start(d, "las", &["--sim-key", "platform.pem", "--offline"]);

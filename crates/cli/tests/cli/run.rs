@@ -118,6 +118,13 @@ impl Setup {
             .build()
             .unwrap();
         let state = CasState::open(cas_dir.path(), &MasterKey::generate(), config).unwrap();
+        state
+            .init_admin(
+                cloister_cas::client::RequestSigner::from_owner_key(&owner())
+                    .unwrap()
+                    .spki_der(),
+            )
+            .unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let cas_url = format!("https://{}", listener.local_addr().unwrap());
@@ -135,8 +142,22 @@ impl Setup {
         )
         .unwrap();
         let policy = policy(d, &measurement);
+        let ns = cloister_policy::Policy::parse(&policy)
+            .unwrap()
+            .name()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
         client
-            .create_session(&SignedPolicy::new(policy).signed_by(&owner()))
+            .create_namespace_owned_by(&ns, &owner(), &owner())
+            .await
+            .unwrap();
+        client
+            .create_session(
+                &SignedPolicy::new(policy).signed_by(&owner()),
+                &cloister_cas::client::RequestSigner::from_owner_key(&owner()).unwrap(),
+            )
             .await
             .unwrap();
         let bundle_key_hex = std::fs::read_to_string(d.join("bundle.key"))
