@@ -313,3 +313,55 @@ pub fn assert_nothing_released(
         .collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The control: the attacker's own kit speaks the protocol. Its signed request is accepted,
+/// its signed policy creates a session in its own namespace, and its TEE attests and opens the
+/// configuration. Without this, a refusal in an `attack_*` test could come from a broken kit
+/// (a bad signature) rather than from the CAS's rules. Passes today and must keep passing.
+#[test]
+fn attack_control_kit_speaks_the_protocol() {
+    let scene = Scene::start(&[], &[]);
+    scene.grant_attacker_namespace();
+    let name = format!("{ATTACKER_NS}/control");
+    let yaml = session_policy(
+        &name,
+        &scene.mallory.owner_key_b64(),
+        &service(
+            "thief",
+            &ATTACKER_MEASUREMENT,
+            &[("OWN_PASSWORD", "$$cloister:own_password$$")],
+        ),
+        "  - name: own_password\n    kind: ascii\n",
+        "",
+    );
+    let created = scene.mallory.create_session(&yaml);
+    assert_eq!(created.status, 201, "{created}");
+
+    let read = scene.mallory.get_signed(&format!("/v1/sessions/{name}"));
+    assert_eq!(read.status, 200, "a signed read by the owner: {read}");
+    assert_eq!(read.json()["yaml"], yaml.as_str(), "{read}");
+    let unsigned = scene.mallory.get(&format!("/v1/sessions/{name}"));
+    assert_eq!(unsigned.status, 401, "{unsigned}");
+
+    match scene.mallory.attest(&scene.attacker_tee(), &name, "thief") {
+        Attempt::Released { config, token, .. } => {
+            let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+            assert_eq!(config["session"], name.as_str());
+            assert_eq!(
+                config["env"]["OWN_PASSWORD"].as_str().map(str::len),
+                Some(32),
+                "{config}"
+            );
+            assert_eq!(token.split('.').count(), 3, "{token}");
+        }
+        Attempt::Refused(r) => panic!("the attacker's own attestation was refused: {r}"),
+    }
+    // Another TEE's code is refused, naming the rule.
+    match scene
+        .mallory
+        .attest(&scene.tee(&VICTIM_MEASUREMENT), &name, "thief")
+    {
+        Attempt::Refused(r) => assert_refusal_names_rule("another measurement", &r, &[]),
+        Attempt::Released { .. } => panic!("code the policy does not pin was served"),
+    }
+}
