@@ -460,9 +460,11 @@ pub fn canary(what: &str) -> String {
 
 // ---- raw sockets -----------------------------------------------------------------------------
 
-/// A TLS connection to the CAS, handshake completed (at most `within`).
+/// A client TLS stream over a blocking TCP socket.
 pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
+/// A TLS connection to `server` trusting `tls`'s roots, its handshake completed; each connect,
+/// read and write may take at most `within` (a server that does not accept times out).
 pub fn tls_connect(
     server: SocketAddr,
     tls: &Arc<rustls::ClientConfig>,
