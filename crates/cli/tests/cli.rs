@@ -1,6 +1,8 @@
 //! End-to-end tests of the built `cloister` binary: stdout, stderr and exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is how a test fails
 
+#[path = "cli/attacker.rs"]
+mod attacker;
 #[path = "cli/audit.rs"]
 mod audit;
 #[path = "cli/bench.rs"]
