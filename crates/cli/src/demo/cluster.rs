@@ -51,7 +51,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use cloister_attest::sim::{PlatformKey, Statement};
 pub use cloister_cas::ImportRules;
-use cloister_cas::api::SessionSummary;
 use cloister_cas::api::{CreateNamespace, NamespaceOwnerJson, SessionSummary};
 use cloister_cas::audit::Entry;
 use cloister_cas::client::{CasClient, RequestSigner};
