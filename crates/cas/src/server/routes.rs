@@ -166,7 +166,8 @@ pub async fn jwks(State(state): State<CasState>) -> impl IntoResponse {
         (status = 401, description = "unauthenticated: the approval's signature (rule signature, timestamp, replay)", body = ErrorBody),
         (status = 403, description = "session-refused (unauthorised, namespace, quota, resurrection, unsigned, approvals, bad-signature, version)", body = ErrorBody),
         (status = 409, description = "conflict: the session exists", body = ErrorBody),
-        (status = 422, description = "invalid-policy", body = ErrorBody)))]
+        (status = 422, description = "invalid-policy", body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn create_session(
     State(state): State<CasState>,
     OriginalUri(uri): OriginalUri,
@@ -192,7 +193,8 @@ pub async fn create_session(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 403, description = "namespace-refused (admin-key, unauthorised, name, owners)", body = ErrorBody),
-        (status = 409, description = "conflict: the namespace exists", body = ErrorBody)))]
+        (status = 409, description = "conflict: the namespace exists", body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn create_namespace(
     State(state): State<CasState>,
     method: Method,
@@ -214,7 +216,8 @@ pub async fn create_namespace(
 /// List the namespaces the signer may read (the admin key: all; an owner: its own).
 #[utoipa::path(get, path = "/v1/namespaces", tag = "namespaces",
     security(("cloister_sig" = [])),
-    responses((status = 200, body = NamespaceList), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = NamespaceList), (status = 401, body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn list_namespaces(
     State(state): State<CasState>,
     method: Method,
@@ -238,7 +241,8 @@ pub async fn list_namespaces(
     responses(
         (status = 200, body = NamespaceView),
         (status = 401, body = ErrorBody),
-        (status = 404, description = "no such namespace, or not the signer's to read", body = ErrorBody)))]
+        (status = 404, description = "no such namespace, or not the signer's to read", body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn read_namespace(
     State(state): State<CasState>,
     Path(ns): Path<String>,
@@ -267,7 +271,8 @@ pub async fn read_namespace(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "conflict: the version moved", body = ErrorBody)))]
+        (status = 409, description = "conflict: the version moved", body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn update_namespace(
     State(state): State<CasState>,
     Path(ns): Path<String>,
@@ -295,7 +300,8 @@ pub async fn update_namespace(
         (status = 200, description = "The deleted namespace", body = NamespaceView),
         (status = 401, body = ErrorBody),
         (status = 403, description = "namespace-refused (unauthorised, not-empty)", body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn delete_namespace(
     State(state): State<CasState>,
     Path(ns): Path<String>,
@@ -323,7 +329,8 @@ pub async fn delete_namespace(
         (status = 403, description = "session-refused", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "conflict: stale predecessor or a concurrent update", body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn update_session(
     State(state): State<CasState>,
     Path(name): Path<String>,
@@ -342,7 +349,8 @@ pub async fn update_session(
         (status = 200, body = SessionView),
         (status = 401, body = ErrorBody),
         (status = 403, description = "forbidden: rule `read`", body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn read_session(
     State(state): State<CasState>,
     Path(name): Path<String>,
@@ -363,7 +371,8 @@ pub async fn read_session(
 /// List the sessions the signer may read.
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions",
     security(("cloister_sig" = [])),
-    responses((status = 200, body = SessionList), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = SessionList), (status = 401, body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn list_sessions(
     State(state): State<CasState>,
     method: Method,
@@ -389,7 +398,8 @@ pub async fn list_sessions(
         (status = 400, description = "bad-request: malformed JSON, base64 or signature", body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn delete_session(
     State(state): State<CasState>,
     Path(name): Path<String>,
@@ -402,7 +412,8 @@ pub async fn delete_session(
 
 /// A fresh single-use nonce for `report_data`.
 #[utoipa::path(post, path = "/v1/nonce", tag = "attestation",
-    responses((status = 200, body = NonceResponse)))]
+    responses((status = 200, body = NonceResponse),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn nonce(State(state): State<CasState>) -> Result<Json<NonceResponse>, ApiError> {
     // Nonces are in memory: nothing here blocks.
     state.0.nonce().map(Json)
@@ -417,7 +428,8 @@ pub async fn nonce(State(state): State<CasState>) -> Result<Json<NonceResponse>,
         (status = 400, description = "bad-request: malformed JSON or base64, a session or service name that breaks the name syntax, evidence over 64 KiB, too many or too long host arguments; nothing is logged", body = ErrorBody),
         (status = 403, description = "attestation-refused: `rules` names each failed rule (ids only, never a value of the policy), `audit_seq` the audit entry with the details, `reasons` the failures of the caller's own nonce, evidence or collateral", body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 422, description = "unresolvable-configuration", body = ErrorBody)))]
+        (status = 422, description = "unresolvable-configuration", body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn attest(
     State(state): State<CasState>,
     ApiJson(req): ApiJson<AttestRequest>,
@@ -552,6 +564,27 @@ mod tests {
             let responses = &doc["paths"][path][method]["responses"];
             assert!(
                 responses.get("400").is_some(),
+                "{method} {path}: {responses}"
+            );
+        }
+        // Found by schemathesis after per-client rate limits: every limited route documents 429.
+        for (path, method) in [
+            ("/v1/sessions", "post"),
+            ("/v1/sessions", "get"),
+            ("/v1/sessions/{name}", "get"),
+            ("/v1/sessions/{name}", "put"),
+            ("/v1/sessions/{name}", "delete"),
+            ("/v1/namespaces", "post"),
+            ("/v1/namespaces", "get"),
+            ("/v1/namespaces/{ns}", "get"),
+            ("/v1/namespaces/{ns}", "put"),
+            ("/v1/namespaces/{ns}", "delete"),
+            ("/v1/nonce", "post"),
+            ("/v1/attest", "post"),
+        ] {
+            let responses = &doc["paths"][path][method]["responses"];
+            assert!(
+                responses.get("429").is_some(),
                 "{method} {path}: {responses}"
             );
         }
