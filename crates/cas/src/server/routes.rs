@@ -2,10 +2,11 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, OriginalUri, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::IntoResponse;
-use cloister_policy::SignedPolicy;
+use cloister_policy::{KeyFingerprint, SignedPolicy};
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 
@@ -92,6 +93,43 @@ fn authorization(headers: &HeaderMap) -> Option<String> {
 fn path_and_query(uri: &axum::http::Uri) -> String {
     uri.path_and_query()
         .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned())
+}
+
+/// What a signed request's signature covers besides its body: the `Authorization` header, the
+/// method and the original path and query. Checked with [`Signed::principal`] inside the
+/// blocking task.
+pub struct Signed {
+    header: Option<String>,
+    method: Method,
+    path: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Signed {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let uri = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(&parts.uri, |o| &o.0);
+        Ok(Signed {
+            header: authorization(&parts.headers),
+            method: parts.method.clone(),
+            path: path_and_query(uri),
+        })
+    }
+}
+
+impl Signed {
+    /// The signer's key fingerprint, once the signature over this request and `body` verifies.
+    fn principal(&self, s: &Inner, body: &[u8]) -> Result<KeyFingerprint, ApiError> {
+        s.authenticate(
+            self.header.as_deref(),
+            self.method.as_str(),
+            &self.path,
+            body,
+        )
+    }
 }
 
 /// Liveness, version and identity.
@@ -197,15 +235,11 @@ pub async fn create_session(
         (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn create_namespace(
     State(state): State<CasState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    signed: Signed,
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<NamespaceView>), ApiError> {
-    let auth = authorization(&headers);
-    let path = path_and_query(&uri);
     let view = blocking(&state, move |s| {
-        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, &body)?;
+        let principal = signed.principal(s, &body)?;
         let create: CreateNamespace = parse_json(&body)?;
         s.create_namespace(&principal, create)
     })
@@ -220,14 +254,10 @@ pub async fn create_namespace(
         (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn list_namespaces(
     State(state): State<CasState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<Json<NamespaceList>, ApiError> {
-    let auth = authorization(&headers);
-    let path = path_and_query(&uri);
     blocking(&state, move |s| {
-        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        let principal = signed.principal(s, b"")?;
         s.list_namespaces(&principal)
     })
     .await
@@ -246,14 +276,10 @@ pub async fn list_namespaces(
 pub async fn read_namespace(
     State(state): State<CasState>,
     Path(ns): Path<String>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<Json<NamespaceView>, ApiError> {
-    let auth = authorization(&headers);
-    let path = path_and_query(&uri);
     blocking(&state, move |s| {
-        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        let principal = signed.principal(s, b"")?;
         s.read_namespace(&principal, &ns)
     })
     .await
@@ -276,15 +302,11 @@ pub async fn read_namespace(
 pub async fn update_namespace(
     State(state): State<CasState>,
     Path(ns): Path<String>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    signed: Signed,
     RawBody(body): RawBody,
 ) -> Result<Json<NamespaceView>, ApiError> {
-    let auth = authorization(&headers);
-    let path = path_and_query(&uri);
     blocking(&state, move |s| {
-        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, &body)?;
+        let principal = signed.principal(s, &body)?;
         let update: UpdateNamespace = parse_json(&body)?;
         s.update_namespace(&principal, &ns, update)
     })
@@ -305,14 +327,10 @@ pub async fn update_namespace(
 pub async fn delete_namespace(
     State(state): State<CasState>,
     Path(ns): Path<String>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<Json<NamespaceView>, ApiError> {
-    let auth = authorization(&headers);
-    let path = path_and_query(&uri);
     blocking(&state, move |s| {
-        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        let principal = signed.principal(s, b"")?;
         s.delete_namespace(&principal, &ns)
     })
     .await
@@ -354,14 +372,10 @@ pub async fn update_session(
 pub async fn read_session(
     State(state): State<CasState>,
     Path(name): Path<String>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<Json<SessionView>, ApiError> {
-    let auth = authorization(&headers);
-    let path = path_and_query(&uri);
     blocking(&state, move |s| {
-        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        let principal = signed.principal(s, b"")?;
         s.read_session(&name, &principal)
     })
     .await
@@ -375,14 +389,10 @@ pub async fn read_session(
         (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn list_sessions(
     State(state): State<CasState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<Json<SessionList>, ApiError> {
-    let auth = authorization(&headers);
-    let path = path_and_query(&uri);
     blocking(&state, move |s| {
-        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        let principal = signed.principal(s, b"")?;
         s.list_sessions(&principal)
     })
     .await
@@ -457,14 +467,10 @@ pub async fn audit_head(State(state): State<CasState>) -> Result<Json<AuditHead>
 pub async fn audit_entries(
     State(state): State<CasState>,
     Query(q): Query<AuditEntriesQuery>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<Json<AuditEntries>, ApiError> {
-    let auth = authorization(&headers);
-    let path = path_and_query(&uri);
     blocking(&state, move |s| {
-        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        let principal = signed.principal(s, b"")?;
         s.audit_entries(&principal, &q)
     })
     .await
@@ -480,14 +486,10 @@ pub async fn audit_entries(
         (status = 403, description = "forbidden: rule `audit-read` (not the auditor key)", body = ErrorBody)))]
 pub async fn audit_verify(
     State(state): State<CasState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    signed: Signed,
 ) -> Result<Json<AuditVerification>, ApiError> {
-    let auth = authorization(&headers);
-    let path = path_and_query(&uri);
     blocking(&state, move |s| {
-        let principal = s.authenticate(auth.as_deref(), method.as_str(), &path, b"")?;
+        let principal = signed.principal(s, b"")?;
         s.audit_verify(&principal)
     })
     .await
