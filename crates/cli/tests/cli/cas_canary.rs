@@ -193,13 +193,21 @@ fn canaries_reach_no_file_log_or_error() {
     ];
     rt.block_on(async {
         for (method, path, body) in requests {
-            let answer = raw
+            let oversized = body.len() > 1 << 20;
+            let sent = raw
                 .request(method.clone(), format!("{url}{path}"))
                 .header("content-type", "application/json")
                 .body(body)
                 .send()
-                .await
-                .unwrap();
+                .await;
+            let answer = match sent {
+                Ok(answer) => answer,
+                // The CAS may answer 413 and close the connection while an oversized body is
+                // still being written: the client then sees a broken pipe and no body, so there
+                // is nothing to scan (regression: this made the test flaky).
+                Err(_) if oversized => continue,
+                Err(e) => panic!("{method} {path}: {e}"),
+            };
             let status = answer.status();
             let bytes = answer.bytes().await.unwrap().to_vec();
             assert!(status.is_client_error(), "{method} {path}: {status}");
