@@ -23,7 +23,7 @@ mod leaks;
 #[path = "attacker/secrets.rs"]
 mod secrets;
 
-use super::cas_process::{CasProcess, owner, platform, runtime};
+use super::cas_process::{ADMIN_SEED, CasProcess, approver, owner, platform, runtime};
 use cloister_attest::sim::PlatformKey;
 use cloister_policy::{OwnerKey, SignedPolicy};
 use kit::{Attempt, Client, Reply, Tee};
@@ -61,10 +61,21 @@ impl Scene {
 
     /// A CAS started in `dir` (which a test may have prepared).
     pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)], extra: &[&str]) -> Self {
+        Self::start_keyed(dir, env, extra, true)
+    }
+
+    /// The same; with `key_file` false the CAS reads its master key from
+    /// `CLOISTER_MASTER_KEY` (the contents of `DIR/master.key`), as `cas serve --help` offers.
+    pub fn start_keyed(
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        extra: &[&str],
+        key_file: bool,
+    ) -> Self {
         let d = dir.path();
         let platform = platform(d);
         let (victim, victim_public) = owner(d, "victim.pem", 0x5a);
-        let cas = CasProcess::start(d, env, extra);
+        let cas = CasProcess::start_keyed(d, env, extra, key_file);
         let mallory = Client::new(&cas.url, &cert_pem(&cas), ATTACKER_IP);
         let scene = Self {
             cas,
@@ -82,12 +93,27 @@ impl Scene {
         self.dir.path()
     }
 
-    /// The operator gives namespace `ns` to the owner `owner_b64`.
-    ///
-    /// Today there are no namespaces and this does nothing. With namespaces (issue 9, part
-    /// `ns`) the operator's admin key creates `ns` here; the attacker gets [`ATTACKER_NS`] too,
-    /// since a paying tenant may be hostile.
-    pub fn operator_grants(&self, _ns: &str, _owner_b64: &str) {}
+    /// The operator gives namespace `ns` to the owner `owner_b64` (base64 SPKI DER): its admin
+    /// key creates `ns`, with the project's client library. The attacker gets
+    /// [`ATTACKER_NS`] this way too, since a paying tenant may be hostile.
+    pub fn operator_grants(&self, ns: &str, owner_b64: &str) {
+        let create = cloister_cas::api::CreateNamespace {
+            name: ns.to_owned(),
+            owners: vec![cloister_cas::api::NamespaceOwnerJson {
+                name: "owner".to_owned(),
+                public_key: owner_b64.to_owned(),
+            }],
+            session_quota: None,
+        };
+        let admin = cloister_policy::OwnerKey::from_seed(&[ADMIN_SEED; 32]).unwrap();
+        runtime()
+            .block_on(
+                self.cas
+                    .client()
+                    .create_namespace(&create, &approver(&admin)),
+            )
+            .unwrap_or_else(|e| panic!("the operator could not create namespace {ns}: {e}"));
+    }
 
     /// The attacker gets a namespace of its own (see [`Self::operator_grants`]).
     pub fn grant_attacker_namespace(&self) {
@@ -113,11 +139,15 @@ impl Scene {
         Client::new(&self.cas.url, &cert_pem(&self.cas), HONEST_IP)
     }
 
-    /// The victim creates a session with the project's client library.
+    /// The victim creates a session in its namespace with the project's client library.
     pub fn victim_creates(&self, yaml: &str) -> (SignedPolicy, cloister_cas::api::SessionSummary) {
         let signed = SignedPolicy::new(yaml).signed_by(&self.victim);
         let summary = runtime()
-            .block_on(self.cas.client().create_session(&signed))
+            .block_on(
+                self.cas
+                    .client()
+                    .create_session(&signed, &approver(&self.victim)),
+            )
             .unwrap_or_else(|e| panic!("the victim could not create its session: {e}"));
         (signed, summary)
     }
@@ -127,11 +157,6 @@ impl Scene {
         std::fs::metadata(self.cas.data.join("audit.log"))
             .map(|m| m.len())
             .unwrap_or(0)
-    }
-
-    /// The audit log's text (the operator's view), for reports.
-    pub fn audit_log(&self) -> String {
-        std::fs::read_to_string(self.cas.data.join("audit.log")).unwrap_or_default()
     }
 }
 
@@ -231,8 +256,9 @@ pub fn create_and_attest(scene: &Scene, name: &str, yaml: &str) -> Outcome {
     Outcome::Attested(scene.mallory.attest(&scene.attacker_tee(), name, "thief"))
 }
 
-/// Why `reply` is not a refusal (4xx, not 404) naming its rule (one of `rules`, when not
-/// empty); `None` if it is one.
+/// Why `reply` is not a refusal (4xx, not 404) naming its rule: exactly the rule ids `rules`
+/// (its `rule` and `rules`, in any order) when `rules` is not empty, at least one rule id
+/// otherwise; `None` if it is one.
 pub fn refusal_problem(what: &str, reply: &Reply, rules: &[&str]) -> Option<String> {
     if !(400..500).contains(&reply.status) || reply.status == 404 {
         return Some(format!(
@@ -242,10 +268,13 @@ pub fn refusal_problem(what: &str, reply: &Reply, rules: &[&str]) -> Option<Stri
     if !reply.names_a_rule() {
         return Some(format!("{what}: the refusal names no rule: {reply}"));
     }
-    let named = reply.rules();
-    if !rules.is_empty() && !rules.iter().any(|r| named.contains(r)) {
+    let mut named = reply.rules();
+    named.sort();
+    let mut expected: Vec<String> = rules.iter().map(|r| (*r).to_owned()).collect();
+    expected.sort();
+    if !rules.is_empty() && named != expected {
         return Some(format!(
-            "{what}: the refusal names none of the rules {rules:?}: {reply}"
+            "{what}: the refusal names the rules {named:?}, expected {expected:?}: {reply}"
         ));
     }
     None
@@ -258,9 +287,18 @@ pub fn assert_refusal_names_rule(what: &str, reply: &Reply, rules: &[&str]) {
     }
 }
 
+/// One attack and how far it got: `rules` are the rule ids its refusal must name, exactly.
+#[derive(Debug)]
+pub struct Case {
+    pub what: String,
+    pub outcome: Outcome,
+    pub rules: &'static [&'static str],
+}
+
 /// Why `outcome` is not a clean refusal: a secret of `secrets` (`(what, value)`) in any
-/// encoding in anything the attacker received, a released configuration, or a refusal that
-/// names none of `rules`. `None` if the attack got nothing.
+/// encoding in anything the attacker received, a released configuration, a refusal that does
+/// not name exactly `rules`, or a refused attestation without the audit entry of its details.
+/// `None` if the attack got nothing.
 pub fn release_problem(
     what: &str,
     outcome: &Outcome,
@@ -289,9 +327,12 @@ pub fn release_problem(
         ));
     }
     match outcome {
-        Outcome::CreateRefused(r) | Outcome::Attested(Attempt::Refused(r)) => {
-            refusal_problem(what, r, rules)
-        }
+        Outcome::CreateRefused(r) => refusal_problem(what, r, rules),
+        Outcome::Attested(Attempt::Refused(r)) => refusal_problem(what, r, rules).or_else(|| {
+            (r.code() == "attestation-refused" && r.audit_seq().is_none()).then(|| {
+                format!("{what}: the refused attestation names no audit entry (audit_seq): {r}")
+            })
+        }),
         Outcome::Attested(Attempt::Released { config, .. }) => Some(format!(
             "{what}: {stage} to the attacker ({} bytes of configuration):\n{}",
             config.len(),
@@ -300,16 +341,12 @@ pub fn release_problem(
     }
 }
 
-/// Requires that no outcome of `cases` (`(what, outcome)`) released anything (see
-/// [`release_problem`]); reports every case that did.
-pub fn assert_nothing_released(
-    cases: &[(String, Outcome)],
-    secrets: &[(&str, &[u8])],
-    rules: &[&str],
-) {
+/// Requires that no case released anything and each was refused naming exactly its rules
+/// (see [`release_problem`]); reports every case that did not.
+pub fn assert_nothing_released(cases: &[Case], secrets: &[(&str, &[u8])]) {
     let problems: Vec<String> = cases
         .iter()
-        .filter_map(|(what, outcome)| release_problem(what, outcome, secrets, rules))
+        .filter_map(|c| release_problem(&c.what, &c.outcome, secrets, c.rules))
         .collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -342,6 +379,23 @@ fn attack_control_kit_speaks_the_protocol() {
     assert_eq!(read.json()["yaml"], yaml.as_str(), "{read}");
     let unsigned = scene.mallory.get(&format!("/v1/sessions/{name}"));
     assert_eq!(unsigned.status, 401, "{unsigned}");
+    // The kit binds its signatures to this CAS: the same read signed for another CAS id fails.
+    let path = format!("/v1/sessions/{name}");
+    let elsewhere = scene.mallory.signature_header_at(
+        &[0u8; 32],
+        "GET",
+        &path,
+        b"",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    );
+    let other_cas = scene
+        .mallory
+        .request_with_header("GET", &path, None, Some(&elsewhere));
+    assert_eq!(other_cas.status, 401, "{other_cas}");
+    assert_refusal_names_rule("signed for another CAS", &other_cas, &["signature"]);
 
     match scene.mallory.attest(&scene.attacker_tee(), &name, "thief") {
         Attempt::Released { config, token, .. } => {
@@ -361,7 +415,11 @@ fn attack_control_kit_speaks_the_protocol() {
         .mallory
         .attest(&scene.tee(&VICTIM_MEASUREMENT), &name, "thief")
     {
-        Attempt::Refused(r) => assert_refusal_names_rule("another measurement", &r, &[]),
+        Attempt::Refused(r) => assert_refusal_names_rule(
+            "another measurement",
+            &r,
+            &["services[thief].attestation[0].measurement"],
+        ),
         Attempt::Released { .. } => panic!("code the policy does not pin was served"),
     }
 }

@@ -20,6 +20,9 @@ const HONEST_LATENCY: Duration = Duration::from_secs(2);
 /// The nonce flood: at most this many requests, for at most [`NONCE_FLOOD_TIME`].
 const NONCE_FLOOD_REQUESTS: usize = 20_000;
 const NONCE_FLOOD_TIME: Duration = Duration::from_secs(10);
+/// `cas serve --nonce-rate` for the nonce flood: per client, per second and burst (the default
+/// is 50,500; a lower burst makes the limit show within the flood on any machine).
+const NONCE_RATE: &str = "50,100";
 /// Requests the flooding client keeps in flight.
 const FLOOD_CONCURRENCY: usize = 16;
 
@@ -28,11 +31,20 @@ const REFUSAL_FLOOD_REQUESTS: usize = 2_000;
 const REFUSAL_FLOOD_TIME: Duration = Duration::from_secs(60);
 /// How much the audit log may grow over both refusal floods.
 const AUDIT_GROWTH_LIMIT: u64 = 1_000_000;
+/// `cas serve --attest-rate` for the refusal floods: high enough that every refusal reaches
+/// the handler, so that what bounds the log is the handler's (validation before logging,
+/// folding), not the per-client rate limit.
+const REFUSAL_FLOOD_ATTEST_RATE: &str = "100000,100000";
+/// How much the audit log may grow over the flood of one identical refusal (folded into its
+/// first entry and a count).
+const FOLDED_GROWTH_LIMIT: u64 = 16 * 1024;
 
 /// `cas serve` limits for the slow-connection attack (flags of the fix, issue 9 part `limits`).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_CONNECTIONS: usize = 64;
+/// Of which one client may hold this many: the rest stay free for others.
+const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
 /// Connections that finish TLS and stall in the request header; connections that never start
 /// TLS.
 const SLOW_HEADER_CONNECTIONS: usize = 100;
@@ -77,52 +89,71 @@ fn honest_round(scene: &Scene, honest: &Client) -> Result<[Duration; 3], String>
     }
 }
 
+/// What a flood got: how many answers had each status (0: unanswered), the first answer of
+/// each status, and how long it ran.
+struct Flooded {
+    statuses: BTreeMap<u16, usize>,
+    samples: BTreeMap<u16, Reply>,
+    took: Duration,
+}
+
 /// Runs `make` requests from `client`, [`FLOOD_CONCURRENCY`] at a time, until `count` were sent
-/// or `time` passed; returns how many answers had each status (0: unanswered) and how long it
-/// ran. `running` is cleared when it stops.
+/// or `time` passed. `running` is cleared when it stops.
 fn flood(
     client: &Client,
     count: usize,
     time: Duration,
     running: &AtomicBool,
     make: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Send + Sync + 'static,
-) -> (BTreeMap<u16, usize>, Duration) {
+) -> Flooded {
     let (http, base) = client.http();
     let make = Arc::new(make);
     let started = Instant::now();
     let deadline = started + time;
     let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let statuses = client.block_on(async move {
+    let (statuses, samples) = client.block_on(async move {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..FLOOD_CONCURRENCY {
             let (http, base, make, sent) = (http.clone(), base.clone(), make.clone(), sent.clone());
             tasks.spawn(async move {
                 let mut statuses = BTreeMap::<u16, usize>::new();
+                let mut samples = BTreeMap::<u16, Reply>::new();
                 while Instant::now() < deadline && sent.fetch_add(1, Ordering::Relaxed) < count {
                     let reply = kit::send((*make)(&http, &base)).await;
                     *statuses.entry(reply.status).or_default() += 1;
+                    samples.entry(reply.status).or_insert(reply);
                 }
-                statuses
+                (statuses, samples)
             });
         }
         let mut all = BTreeMap::<u16, usize>::new();
+        let mut samples = BTreeMap::<u16, Reply>::new();
         while let Some(done) = tasks.join_next().await {
-            for (status, n) in done.expect("a flood task panicked") {
+            let (statuses, some) = done.expect("a flood task panicked");
+            for (status, n) in statuses {
                 *all.entry(status).or_default() += n;
             }
+            for (status, reply) in some {
+                samples.entry(status).or_insert(reply);
+            }
         }
-        all
+        (all, samples)
     });
     running.store(false, Ordering::Relaxed);
-    (statuses, started.elapsed())
+    Flooded {
+        statuses,
+        samples,
+        took: started.elapsed(),
+    }
 }
 
 /// The attacker (127.0.0.1) requests nonces as fast as it can, 20,000 or 10 s; meanwhile an
 /// honest workload (127.0.0.2) checks health, gets a nonce and attests, each within
-/// [`HONEST_LATENCY`]. The attacker must be slowed down (429).
+/// [`HONEST_LATENCY`]. The attacker must be slowed down: 429 `rate-limited` (rule
+/// `rate-limit`) with `Retry-After`.
 #[test]
 fn attack_floods_nonces() {
-    let scene = Scene::start(&[], &[]);
+    let scene = Scene::start(&[], &["--nonce-rate", NONCE_RATE]);
     honest_session(&scene);
     let honest = scene.honest();
     // Warm up the honest path (first attestation generates the session's secrets).
@@ -149,7 +180,11 @@ fn attack_floods_nonces() {
         rounds.push(honest_round(&scene, &honest));
         std::thread::sleep(Duration::from_millis(300));
     }
-    let (statuses, took) = attacker.join().unwrap();
+    let Flooded {
+        statuses,
+        samples,
+        took,
+    } = attacker.join().unwrap();
     let report = format!(
         "attacker: {} requests in {took:.1?}, statuses {statuses:?}; honest rounds \
          [health, nonce, attest]: {rounds:?}",
@@ -172,10 +207,19 @@ fn attack_floods_nonces() {
         health_ok(&scene),
         "the CAS does not answer health after the flood: {report}"
     );
-    assert!(
-        statuses.get(&429).copied().unwrap_or(0) > 0,
-        "ATTACK SUCCEEDED: one client got every nonce it asked for, unthrottled: {report}"
-    );
+    let Some(limited) = samples.get(&429) else {
+        panic!("ATTACK SUCCEEDED: one client got every nonce it asked for, unthrottled: {report}");
+    };
+    assert_eq!(limited.code(), "rate-limited", "{limited}");
+    assert_eq!(limited.rules(), ["rate-limit"], "{limited}");
+    let retry: u64 = limited
+        .retry_after
+        .as_deref()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("a 429 without Retry-After seconds: {limited:?}"));
+    assert!(retry >= 1, "{limited:?}");
+    // Every answer was a nonce or a 429: the flood was slowed, not turned into errors.
+    assert!(statuses.keys().all(|s| [200, 429].contains(s)), "{report}");
 }
 
 fn health_ok(scene: &Scene) -> bool {
@@ -186,20 +230,25 @@ fn health_ok(scene: &Scene) -> bool {
 
 /// 2,000 refused attestations naming a 900 KB service, then 2,000 naming a valid but unknown
 /// service. The audit log must grow by less than [`AUDIT_GROWTH_LIMIT`] over both, and the CAS
-/// keep answering. (Today each refusal logs the name: a phase stops as soon as the log has
-/// grown past the limit in it, so a failing run costs about 10 MB, not 1.8 GB.)
+/// keep answering: the long name is refused (400 `bad-request`) before anything is logged, and
+/// identical refusals of the valid name are folded into a few entries. (A phase stops as soon
+/// as the log has grown past the limit in it, so a failing run costs about 10 MB, not 1.8 GB.)
 #[test]
 fn attack_floods_refused_attestations() {
-    let scene = Scene::start(&[], &[]);
+    let scene = Scene::start(&[], &["--attest-rate", REFUSAL_FLOOD_ATTEST_RATE]);
     honest_session(&scene);
     let before = scene.audit_log_len();
     let key = kit::WorkloadKey::generate();
     let public_key = STANDARD.encode(&key.spki_der);
     let mut report = Vec::new();
 
-    for (phase, service_name) in [
-        ("900 KB service name", "s".repeat(900 * 1024)),
-        ("valid but unknown service", "no-such-service".to_owned()),
+    for (phase, service_name, refusal) in [
+        ("900 KB service name", "s".repeat(900 * 1024), 400),
+        (
+            "valid but unknown service",
+            "no-such-service".to_owned(),
+            403,
+        ),
     ] {
         let body = Arc::new(
             serde_json::to_vec(&json!({
@@ -213,6 +262,7 @@ fn attack_floods_refused_attestations() {
             .unwrap(),
         );
         let mut statuses = BTreeMap::<u16, usize>::new();
+        let mut samples = BTreeMap::<u16, Reply>::new();
         let started = Instant::now();
         let phase_start = scene.audit_log_len();
         let mut sent = 0;
@@ -225,7 +275,7 @@ fn attack_floods_refused_attestations() {
             let batch = 10.min(REFUSAL_FLOOD_REQUESTS - sent);
             let body = body.clone();
             let running = AtomicBool::new(true);
-            let (s, _) = flood(
+            let flooded = flood(
                 &scene.mallory,
                 batch,
                 REFUSAL_FLOOD_TIME,
@@ -236,8 +286,11 @@ fn attack_floods_refused_attestations() {
                         .body(body.as_ref().clone())
                 },
             );
-            for (status, n) in s {
+            for (status, n) in flooded.statuses {
                 *statuses.entry(status).or_default() += n;
+            }
+            for (status, reply) in flooded.samples {
+                samples.entry(status).or_insert(reply);
             }
             sent += batch;
         }
@@ -251,6 +304,29 @@ fn attack_floods_refused_attestations() {
             health_ok(&scene),
             "the CAS does not answer health within {HONEST_LATENCY:?} after the {phase} flood: {report:?}"
         );
+        // Every request reached the handler and was refused, nothing else.
+        assert!(
+            statuses.keys().all(|s| *s == refusal),
+            "{phase}: expected {refusal} only: {report:?} {:?}",
+            samples
+                .values()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
+        let refused = &samples[&refusal];
+        if refusal == 400 {
+            // The name is checked before anything is logged.
+            assert_eq!(refused.code(), "bad-request", "{phase}: {refused}");
+            assert_eq!(grown, 0, "{phase}: the refusals were logged: {report:?}");
+        } else {
+            // The first refusal is logged; the identical ones after it are counted.
+            assert_eq!(refused.code(), "attestation-refused", "{phase}: {refused}");
+            assert_eq!(refused.rules(), ["service"], "{phase}: {refused}");
+            assert!(
+                grown < FOLDED_GROWTH_LIMIT,
+                "ATTACK SUCCEEDED: identical refusals were not folded: {report:?}"
+            );
+        }
     }
     let grown = scene.audit_log_len() - before;
     assert!(
@@ -271,6 +347,7 @@ fn attack_slow_header_connections() {
     let header = format!("{}s", HEADER_READ_TIMEOUT.as_secs());
     let handshake = format!("{}s", TLS_HANDSHAKE_TIMEOUT.as_secs());
     let max = MAX_CONNECTIONS.to_string();
+    let per_client = MAX_CONNECTIONS_PER_CLIENT.to_string();
     let scene = Scene::start(
         &[],
         &[
@@ -280,6 +357,8 @@ fn attack_slow_header_connections() {
             &handshake,
             "--max-connections",
             &max,
+            "--max-connections-per-client",
+            &per_client,
         ],
     );
     slow_connections(

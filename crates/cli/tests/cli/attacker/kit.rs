@@ -41,11 +41,12 @@ const P256_SPKI_PREFIX: [u8; 26] = [
 /// The HPKE `info` of the sealed configuration (read from `crates/cas/src/envelope.rs`).
 const SEAL_INFO: &[u8] = b"cloister/v1 sealed configuration";
 
-/// One answer of the CAS: status and raw body.
+/// One answer of the CAS: status, raw body, and the `Retry-After` header when there is one.
 #[derive(Clone, Debug)]
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
+    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -63,21 +64,36 @@ impl Reply {
         self.json()["code"].as_str().unwrap_or_default().to_owned()
     }
 
-    /// The error body's `rule` and every `reasons` line, lower-cased, in one string: where a
-    /// refusal names its rule.
-    pub fn rules(&self) -> String {
+    /// The rule ids the error body names: its `rule`, every id of its `rules` array (a
+    /// refused attestation lists each failed rule there, without values) and the rule each
+    /// `reasons` line of an invalid policy ends with (`… [rule: import-source]`).
+    pub fn rules(&self) -> Vec<String> {
         let v = self.json();
-        let mut out = v["rule"].as_str().unwrap_or_default().to_owned();
-        for r in v["reasons"].as_array().into_iter().flatten() {
-            out.push('\n');
-            out.push_str(r.as_str().unwrap_or_default());
-        }
-        out.to_lowercase()
+        let rule = v["rule"].as_str().map(str::to_owned);
+        let rules = v["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().map(str::to_owned));
+        let reasons = v["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                let tail = r.as_str()?.rsplit_once("[rule: ")?.1;
+                Some(tail.strip_suffix(']')?.to_owned())
+            });
+        rule.into_iter().chain(rules).chain(reasons).collect()
     }
 
-    /// Whether the body names a failed rule (`rule`, or at least one `reasons` line).
+    /// Whether the body names a failed rule (any of [`Self::rules`]).
     pub fn names_a_rule(&self) -> bool {
-        !self.rules().trim().is_empty()
+        self.rules().iter().any(|r| !r.trim().is_empty())
+    }
+
+    /// The error body's `audit_seq`: the audit entry holding a refused attestation's details.
+    pub fn audit_seq(&self) -> Option<u64> {
+        self.json()["audit_seq"].as_u64()
     }
 }
 
@@ -108,6 +124,15 @@ pub fn tls_config(cert_pem: &str) -> Arc<rustls::ClientConfig> {
     )
 }
 
+/// The id a CAS binds request signatures to: SHA-256 of the SubjectPublicKeyInfo DER of its
+/// TLS certificate (`cert_pem`, the one every client sees in the handshake).
+pub fn cas_id(cert_pem: &str) -> [u8; 32] {
+    let der = pem::parse(cert_pem).expect("the CAS certificate is PEM");
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.contents()).expect("the CAS certificate parses");
+    Sha256::digest(cert.tbs_certificate.subject_pki.raw).into()
+}
+
 /// The attacker's HTTPS client: its own connection pool bound to one loopback source address,
 /// its own Ed25519 key for signed requests and policies, its own runtime.
 pub struct Client {
@@ -115,6 +140,11 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     key: ed25519_dalek::SigningKey,
+    /// The CAS id its request signatures are bound to.
+    cas_id: [u8; 32],
+    /// The last `ts` signed: each signature gets a later one, so that no two state-changing
+    /// requests of this client carry the same signature (the CAS accepts each once).
+    last_ts: std::sync::Mutex<u64>,
 }
 
 impl Client {
@@ -140,6 +170,8 @@ impl Client {
             http,
             base: base.trim_end_matches('/').to_owned(),
             key: ed25519_dalek::SigningKey::from_bytes(&seed),
+            cas_id: cas_id(cert_pem),
+            last_ts: std::sync::Mutex::new(0),
         }
     }
 
@@ -164,14 +196,33 @@ impl Client {
         der
     }
 
-    /// `Authorization: Cloister-Sig key=…,ts=…,sig=…` for `method path_and_query` with `body`:
-    /// Ed25519 over `"cloister-req-v1" 0 ‖ METHOD 0 ‖ PATH?QUERY 0 ‖ ts 0 ‖ SHA-256(body)`.
+    /// `Authorization: Cloister-Sig key=…,ts=…,sig=…` for `method path_and_query` with `body`,
+    /// at a `ts` later than any this client signed before (now, or a second after the last).
     pub fn signature_header(&self, method: &str, path_and_query: &str, body: &[u8]) -> String {
-        let ts = SystemTime::now()
+        let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .expect("clock after 1970")
             .as_secs();
-        let mut m = b"cloister-req-v1\0".to_vec();
+        let ts = {
+            let mut last = self.last_ts.lock().expect("not poisoned");
+            *last = now.max(*last + 1);
+            *last
+        };
+        self.signature_header_at(&self.cas_id, method, path_and_query, body, ts)
+    }
+
+    /// The header at `ts` for the CAS `cas_id`: Ed25519 over
+    /// `"cloister-req-v2" 0 ‖ CAS id ‖ METHOD 0 ‖ PATH?QUERY 0 ‖ ts 0 ‖ SHA-256(body)`.
+    pub fn signature_header_at(
+        &self,
+        cas_id: &[u8; 32],
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        ts: u64,
+    ) -> String {
+        let mut m = b"cloister-req-v2\0".to_vec();
+        m.extend_from_slice(cas_id);
         m.extend_from_slice(method.as_bytes());
         m.push(0);
         m.extend_from_slice(path_and_query.as_bytes());
@@ -204,14 +255,25 @@ impl Client {
     /// Sends a request; `auth` adds a `Cloister-Sig` header signed by the attacker's key. An
     /// unanswered request (timeout, reset) is status 0 with the error as body.
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>, auth: bool) -> Reply {
+        let header = auth.then(|| {
+            let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON"));
+            self.signature_header(method, path, bytes.as_deref().unwrap_or(b""))
+        });
+        self.request_with_header(method, path, body, header.as_deref())
+    }
+
+    /// Sends a request with `authorization` (any header value, or none).
+    pub fn request_with_header(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        authorization: Option<&str>,
+    ) -> Reply {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON"));
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if auth {
-            let header =
-                self.signature_header(method.as_str(), path, bytes.as_deref().unwrap_or(b""));
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(header) = authorization {
             req = req.header("authorization", header);
         }
         if let Some(bytes) = bytes {
@@ -232,9 +294,16 @@ impl Client {
         self.request("POST", path, Some(body), false)
     }
 
-    /// `POST /v1/sessions` with `yaml` signed by the attacker.
+    /// `POST /v1/sessions` with `yaml` signed by the attacker, and the request signed by the
+    /// attacker's key too (the approval of the namespace's owner, which it is for its own
+    /// namespace).
     pub fn create_session(&self, yaml: &str) -> Reply {
-        self.post("/v1/sessions", &self.signed_policy(yaml))
+        self.request(
+            "POST",
+            "/v1/sessions",
+            Some(&self.signed_policy(yaml)),
+            true,
+        )
     }
 
     /// `POST /v1/nonce`: the nonce's bytes, or the refusal.
@@ -297,20 +366,28 @@ pub async fn send(req: reqwest::RequestBuilder) -> Reply {
     match req.send().await {
         Ok(resp) => {
             let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             match resp.bytes().await {
                 Ok(b) => Reply {
                     status,
                     body: b.to_vec(),
+                    retry_after,
                 },
                 Err(e) => Reply {
                     status: 0,
                     body: format!("body not read: {e}").into_bytes(),
+                    retry_after: None,
                 },
             }
         }
         Err(e) => Reply {
             status: 0,
             body: format!("no answer: {e}").into_bytes(),
+            retry_after: None,
         },
     }
 }

@@ -6,6 +6,7 @@ use super::{ATTACKER_NS, Scene, VICTIM_MEASUREMENT, assert_refusal_names_rule, s
 use crate::cas_process::runtime;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cloister_cas::token::{self, TokenRule, TokenVerifier};
 use std::time::SystemTime;
 
 /// The signer the victim's second attestation variant pins.
@@ -13,7 +14,7 @@ const VICTIM_SIGNER: [u8; 32] = [0x5e; 32];
 
 /// The attacker attests against the victim's session, whose variants pin a measurement M with
 /// an `extra` claim V (the victim's own platform key) and a signer S, and whose Rego rule's
-/// message names M. The refusal must name the failed rules without any of M, S or V.
+/// message names M. The refusal must name the failed rules (ids only) without any of M, S or V.
 #[test]
 fn attack_refusal_reveals_pinned_values() {
     let scene = Scene::start(&[], &[]);
@@ -77,18 +78,33 @@ services:
     );
     assert_eq!(reply.status, 403, "{reply}");
     assert_eq!(reply.code(), "attestation-refused", "{reply}");
-    assert_refusal_names_rule("victim/vault", reply, &[]);
+    // Each failed rule by its id only, and the audit entry with the details for the owners.
+    assert_refusal_names_rule(
+        "victim/vault",
+        reply,
+        &[
+            "security.rego",
+            "services[vault].attestation[0].extra",
+            "services[vault].attestation[0].measurement",
+            "services[vault].attestation[1].product_id",
+            "services[vault].attestation[1].signer",
+        ],
+    );
+    assert!(reply.audit_seq().is_some(), "{reply}");
 }
 
 /// The attacker attests its own service `mallory/app/thief` (legitimately: its session, its
-/// TEE) and presents the token to a relying party that serves `victim/app/api`. The token must
-/// carry `aud` = `mallory/app/thief`, so that the relying party's check refuses it.
+/// TEE) and presents the token to a relying party that serves `victim/app/api`. The token
+/// carries `aud` = `mallory/app/thief`, and the relying party's verifier, bound to the
+/// audience it serves, refuses it (rule `audience`); a relying party of `mallory/app/thief`
+/// accepts it.
 #[test]
 fn attack_token_replayed_for_another_service() {
     let scene = Scene::start(&[], &[]);
     scene.grant_attacker_namespace();
+    let session = format!("{ATTACKER_NS}/app");
     let own = super::session_policy(
-        &format!("{ATTACKER_NS}/app"),
+        &session,
         &scene.mallory.owner_key_b64(),
         &service("thief", &super::ATTACKER_MEASUREMENT, &[]),
         "",
@@ -96,38 +112,58 @@ fn attack_token_replayed_for_another_service() {
     );
     let created = scene.mallory.create_session(&own);
     assert_eq!(created.status, 201, "{created}");
-    let attempt = scene.mallory.attest(
-        &scene.attacker_tee(),
-        &format!("{ATTACKER_NS}/app"),
-        "thief",
-    );
+    let attempt = scene
+        .mallory
+        .attest(&scene.attacker_tee(), &session, "thief");
     let Attempt::Released { token, .. } = attempt else {
         panic!("the attacker's own attestation was refused: {attempt:?}");
     };
 
-    // The relying party of victim/app/api, with today's verify API (issuer and signature).
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["aud"], format!("{session}/thief"), "{claims}");
+
+    // The relying parties, with the CAS's published issuer and keys.
     let client = scene.cas.client();
     let jwks = runtime().block_on(client.jwks()).unwrap();
     let issuer = runtime()
         .block_on(client.openid_configuration())
         .unwrap()
         .issuer;
-    let accepted = cloister_cas::token::verify(&token, &jwks, &issuer, SystemTime::now()).is_ok();
-
-    let payload = token.split('.').nth(1).expect("a JWT");
-    let claims: serde_json::Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    let own_audience = format!("{ATTACKER_NS}/app/thief");
-    let aud_ok = match &claims["aud"] {
-        serde_json::Value::String(a) => *a == own_audience,
-        serde_json::Value::Array(a) => a.len() == 1 && a[0] == own_audience.as_str(),
-        _ => false,
-    };
+    let verifier = TokenVerifier::new(issuer.clone(), jwks.clone());
+    let now = SystemTime::now();
+    match verifier
+        .expect_audience("victim/app", "api")
+        .verify(&token, now)
+    {
+        Err(cloister_cas::Error::TokenRefused {
+            rule: TokenRule::Audience,
+            ..
+        }) => {}
+        Ok(_) => panic!(
+            "ATTACK SUCCEEDED: the relying party of victim/app/api accepts a token of \
+             {session}/thief ({claims})"
+        ),
+        Err(other) => panic!("refused for another reason than the audience: {other}"),
+    }
+    // The one-shot form refuses it too; the token's own audience passes both.
+    let refused = token::verify(&token, &jwks, &issuer, "victim/app/api", now);
     assert!(
-        aud_ok,
-        "ATTACK SUCCEEDED: the token carries no audience of its own (aud = {}); a relying party \
-         of victim/app/api using cloister_cas::token::verify {} it. Claims: {claims}",
-        claims["aud"],
-        if accepted { "ACCEPTS" } else { "refuses" }
+        matches!(
+            refused,
+            Err(cloister_cas::Error::TokenRefused {
+                rule: TokenRule::Audience,
+                ..
+            })
+        ),
+        "{refused:?}"
     );
+    let verified = verifier
+        .expect_audience(&session, "thief")
+        .verify(&token, now)
+        .expect("a relying party of the attacker's own service accepts its token");
+    assert_eq!(verified.claims().service, "thief");
+    token::verify(&token, &jwks, &issuer, &format!("{session}/thief"), now)
+        .expect("the one-shot form accepts the token's own audience");
 }

@@ -3,57 +3,87 @@
 
 use super::kit::{self, Attempt};
 use super::{
-    ATTACKER_NS, Outcome, Scene, VICTIM_MEASUREMENT, assert_nothing_released, create_and_attest,
-    service, session_policy, thief_policy,
+    ATTACKER_NS, Case, Outcome, Scene, VICTIM_MEASUREMENT, assert_nothing_released,
+    create_and_attest, service, session_policy, thief_policy,
 };
-use crate::cas_process::{CANARY, run};
+use crate::cas_process::{CANARY, IMPORTING_NAMESPACES};
 
-/// The rules a refused host import may name: the namespace (the attacker may not create the
-/// session at all) or the operator's import allow-list.
-const IMPORT_RULES: &[&str] = &["import", "namespace", "host", "allow"];
+/// The refusal of an import the operator's rules do not allow the attacker's namespace.
+const NOT_ALLOWED: &[&str] = &["secrets[loot].import-not-allowed"];
 
-/// Creates one attacker session per `(secret, from)` and attests to each; returns the outcomes.
-fn loot(scene: &Scene, tag: &str, imports: &[(&str, &str)]) -> Vec<(String, Outcome)> {
-    scene.grant_attacker_namespace();
+/// A namespace the test CAS's import rules (`imports.yaml`, see
+/// [`crate::cas_process::CasProcess`]) allow the files beneath `DIR/imports/`, which hold no
+/// canary: an operator may give a hostile tenant such a namespace.
+const ALLOWED_NS: &str = "burst";
+
+/// Creates one attacker session in `ns` per `(from, rules)` importing `loot` from it, and
+/// attests to each; returns the cases.
+fn loot(
+    scene: &Scene,
+    ns: &str,
+    tag: &str,
+    imports: &[(&str, &'static [&'static str])],
+) -> Vec<Case> {
     let owner = scene.mallory.owner_key_b64();
     imports
         .iter()
         .enumerate()
-        .map(|(i, import)| {
-            let name = format!("{ATTACKER_NS}/{tag}-{i}");
-            let yaml = thief_policy(&name, &owner, &[*import]);
-            let outcome = create_and_attest(scene, &name, &yaml);
-            (format!("{name} (from: {})", import.1), outcome)
+        .map(|(i, (from, rules))| {
+            let name = format!("{ns}/{tag}-{i}");
+            let yaml = thief_policy(&name, &owner, &[("loot", from)]);
+            Case {
+                what: format!("{name} (from: {from})"),
+                outcome: create_and_attest(scene, &name, &yaml),
+                rules,
+            }
         })
         .collect()
 }
 
-/// `from: file` naming a canary file on the CAS host (outside any directory an operator could
-/// have allowed) and `/proc/self/environ` (the CAS's environment, `CANARY_TOKEN` in it).
+/// `from: file` naming a canary file on the CAS host (outside any directory the operator
+/// allowed) and `/proc/self/environ` (the CAS's environment, `CANARY_TOKEN` in it), from the
+/// attacker's own namespace (allowed nothing) and from one allowed `DIR/imports/`, where the
+/// attacker also tries `DIR/imports/../host-secret.txt`.
 #[test]
 fn attack_reads_cas_host_file() {
+    assert!(IMPORTING_NAMESPACES.contains(&ALLOWED_NS));
     let dir = tempfile::tempdir().unwrap();
     let secret = kit::canary("host-file");
     let file = dir.path().join("host-secret.txt");
     std::fs::write(&file, &secret).unwrap();
+    let escape = dir.path().join("imports/../host-secret.txt");
     let scene = Scene::start_in(dir, &[], &[]);
+    scene.grant_attacker_namespace();
+    scene.operator_grants(ALLOWED_NS, &scene.mallory.owner_key_b64());
 
     let file_from = format!("file: {}", file.display());
-    let outcomes = loot(
+    let escape_from = format!("file: {}", escape.display());
+    let mut cases = loot(
         &scene,
+        ATTACKER_NS,
         "host-file",
         &[
-            ("loot", file_from.as_str()),
-            ("loot", "file: /proc/self/environ"),
+            (&file_from, NOT_ALLOWED),
+            ("file: /proc/self/environ", NOT_ALLOWED),
         ],
     );
+    cases.extend(loot(
+        &scene,
+        ALLOWED_NS,
+        "host-file",
+        &[
+            (&file_from, NOT_ALLOWED),
+            // Refused as the policy is read: no `..` in an import path.
+            (&escape_from, &["invalid-policy", "import-source"]),
+            ("file: /proc/self/environ", NOT_ALLOWED),
+        ],
+    ));
     assert_nothing_released(
-        &outcomes,
+        &cases,
         &[
             ("the canary file", secret.as_bytes()),
             ("CANARY_TOKEN from /proc/self/environ", CANARY.as_bytes()),
         ],
-        IMPORT_RULES,
     );
 }
 
@@ -61,54 +91,48 @@ fn attack_reads_cas_host_file() {
 /// environment, as `cas serve --help` offers) and another variable holding a canary.
 #[test]
 fn attack_reads_cas_env_master_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    run(
-        d,
-        &[
-            "cas",
-            "init",
-            "--data",
-            "data",
-            "--master-key-file",
-            "master.key",
-        ],
-        0,
-    );
-    let master = std::fs::read_to_string(d.join("master.key")).unwrap();
-    let master = master.trim().to_owned();
     let secret = kit::canary("operator-env");
-    let scene = Scene::start_in(
-        dir,
-        &[
-            ("CLOISTER_MASTER_KEY", master.as_str()),
-            ("OPERATOR_DB_PASSWORD", secret.as_str()),
-        ],
+    let scene = Scene::start_keyed(
+        tempfile::tempdir().unwrap(),
+        &[("OPERATOR_DB_PASSWORD", secret.as_str())],
         &[],
+        false,
     );
+    let master = std::fs::read_to_string(scene.path().join("master.key")).unwrap();
+    let master = master.trim().to_owned();
+    let master_bytes = hex::decode(&master).unwrap();
+    let secrets: [(&str, &[u8]); 3] = [
+        ("the CAS master key (hex text)", master.as_bytes()),
+        ("the CAS master key (bytes)", &master_bytes),
+        ("OPERATOR_DB_PASSWORD", secret.as_bytes()),
+    ];
+    scene.grant_attacker_namespace();
 
-    let outcomes = loot(
+    let cases = loot(
         &scene,
+        ATTACKER_NS,
         "env",
         &[
-            ("loot", "env: CLOISTER_MASTER_KEY"),
-            ("loot", "env: OPERATOR_DB_PASSWORD"),
+            ("env: CLOISTER_MASTER_KEY", NOT_ALLOWED),
+            ("env: OPERATOR_DB_PASSWORD", NOT_ALLOWED),
         ],
     );
-    let master_bytes = hex::decode(&master).unwrap();
-    assert_nothing_released(
-        &outcomes,
-        &[
-            ("the CAS master key (hex text)", master.as_bytes()),
-            ("the CAS master key (bytes)", &master_bytes),
-            ("OPERATOR_DB_PASSWORD", secret.as_bytes()),
-        ],
-        IMPORT_RULES,
-    );
+    assert_nothing_released(&cases, &secrets);
+    // Nor would any file read of the CAS process find it: it re-executed itself without the
+    // key in its environment (the operator's view of /proc/PID/environ).
+    let environ = std::fs::read(format!("/proc/{}/environ", scene.cas.pid())).unwrap();
+    for (what, value) in &secrets[..2] {
+        let found = kit::found(&environ, value);
+        assert!(
+            found.is_empty(),
+            "{what} in the CAS's environment ({found:?})"
+        );
+    }
 }
 
 /// `from: kubernetes` naming a Secret mounted into the CAS (`--kubernetes-secrets-dir`) that
-/// the operator mounted for someone else.
+/// the operator mounted for someone else, and a Secret named `..` (the mount directory's
+/// parent).
 #[test]
 fn attack_reads_kubernetes_secret() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,28 +142,42 @@ fn attack_reads_kubernetes_secret() {
     std::fs::write(mount.join("password"), &secret).unwrap();
     let k8s = dir.path().join("k8s").display().to_string();
     let scene = Scene::start_in(dir, &[], &["--kubernetes-secrets-dir", &k8s]);
+    scene.grant_attacker_namespace();
 
-    let outcomes = loot(
+    let cases = loot(
         &scene,
+        ATTACKER_NS,
         "k8s",
-        &[(
-            "loot",
-            "kubernetes:\n        secret: billing-db\n        key: password",
-        )],
+        &[
+            (
+                "kubernetes:\n        secret: billing-db\n        key: password",
+                NOT_ALLOWED,
+            ),
+            (
+                "kubernetes:\n        secret: ..\n        key: billing-db",
+                &["invalid-policy", "import-source"],
+            ),
+        ],
     );
     assert_nothing_released(
-        &outcomes,
+        &cases,
         &[(
             "the Kubernetes Secret billing-db/password",
             secret.as_bytes(),
         )],
-        IMPORT_RULES,
     );
 }
 
-/// The victim's `victim/exporter` exports its data key to `tenant/importer`, which does not
-/// exist yet. The attacker creates `tenant/importer` first, pinning the exporter's hash (from
-/// the victim's public push output) and its own TEE, and attests.
+/// The victim's `victim/exporter` exports its data key to `partner/importer`, naming the
+/// importer by the owners of its namespace (the victim's own key in this test: the partner).
+/// The attacker, who learns the exporter's hash from the victim's public push output, tries
+/// to take the importer's name:
+///
+/// - in `partner`, which the operator has not created yet, and in `victim`, whose owner it is
+///   not: the session is not created (`namespace`, `unauthorised`);
+/// - in `partner` after the operator gave that namespace to the attacker (a hostile tenant
+///   got the name first): the session is created, and the import is refused because the
+///   importer's namespace owners are not the ones the export names (`export-identity`).
 #[test]
 fn attack_squats_export_importer() {
     let scene = Scene::start(&[], &[]);
@@ -152,7 +190,12 @@ fn attack_squats_export_importer() {
             &[("DATA_KEY", "$$cloister:data_key:hex$$")],
         ),
         "  - name: data_key\n    kind: aes256\n",
-        "export:\n  - secret: data_key\n    to: [tenant/importer]\n",
+        &format!(
+            "export:\n  - secret: data_key\n    to:\n      - session: partner/importer\n        \
+             owners: [{}]\n      - session: victim/importer\n        owners: [{}]\n",
+            scene.victim.fingerprint(),
+            scene.victim.fingerprint(),
+        ),
     );
     let (_, summary) = scene.victim_creates(&exporter);
     // The victim's own workload learns the key (so the test can recognise it if stolen).
@@ -168,25 +211,42 @@ fn attack_squats_export_importer() {
         Attempt::Refused(r) => panic!("the victim's own workload was refused: {r}"),
     };
 
-    let importer = session_policy(
-        "tenant/importer",
-        &scene.mallory.owner_key_b64(),
-        &service(
-            "thief",
-            &super::ATTACKER_MEASUREMENT,
-            &[("STOLEN", "$$cloister:data_key:hex$$")],
-        ),
-        &format!(
-            "  - name: data_key\n    kind: import\n    from:\n      session:\n        \
-             session: victim/exporter\n        secret: data_key\n        session_hash: {}\n",
-            summary.hash
-        ),
-        "",
-    );
-    let outcome = create_and_attest(&scene, "tenant/importer", &importer);
-    assert_nothing_released(
-        &[("squatting tenant/importer".to_owned(), outcome)],
-        &[("victim/exporter's data key", &data_key)],
-        &["namespace", "import", "export"],
+    let importer = |name: &str| {
+        session_policy(
+            name,
+            &scene.mallory.owner_key_b64(),
+            &service(
+                "thief",
+                &super::ATTACKER_MEASUREMENT,
+                &[("STOLEN", "$$cloister:data_key:hex$$")],
+            ),
+            &format!(
+                "  - name: data_key\n    kind: import\n    from:\n      session:\n        \
+                 session: victim/exporter\n        secret: data_key\n        session_hash: {}\n",
+                summary.hash
+            ),
+            "",
+        )
+    };
+    let squat = |name: &str, rules| Case {
+        what: format!("squatting {name}"),
+        outcome: create_and_attest(&scene, name, &importer(name)),
+        rules,
+    };
+    let mut cases = vec![
+        squat("partner/importer", &["namespace"]),
+        squat("victim/importer", &["unauthorised"]),
+    ];
+    scene.operator_grants("partner", &scene.mallory.owner_key_b64());
+    cases.push(squat(
+        "partner/importer",
+        &["secrets[data_key].export-identity"],
+    ));
+    assert_nothing_released(&cases, &[("victim/exporter's data key", &data_key)]);
+    // The squatted session exists: the refusal came from the export's identity check.
+    assert!(
+        matches!(cases[2].outcome, Outcome::Attested(_)),
+        "{:?}",
+        cases[2]
     );
 }
