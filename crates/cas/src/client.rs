@@ -27,10 +27,10 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -60,6 +60,9 @@ pub struct CasClient {
     base: String,
     http: reqwest::Client,
     cas_id: CasId,
+    /// Recently signed requests: the digest of what was signed → its timestamp (see
+    /// [`CasClient::timestamp`]).
+    recently_signed: Arc<Mutex<HashMap<[u8; 32], u64>>>,
 }
 
 impl fmt::Debug for CasClient {
@@ -124,7 +127,12 @@ impl CasClient {
                 url: base.clone(),
                 reason: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(Self { base, http, cas_id })
+        Ok(Self {
+            base,
+            http,
+            cas_id,
+            recently_signed: Arc::default(),
+        })
     }
 
     /// The CAS's base URL.
@@ -178,6 +186,45 @@ impl CasClient {
         })
     }
 
+    /// The time to sign a request at: now, or one second after the previous signature of the
+    /// same request by the same signer when that was within this second. Ed25519 signatures
+    /// are deterministic and the CAS accepts a state-changing signature once, so a retry (or a
+    /// re-push right after a deletion) must not sign the very same message again.
+    fn timestamp(
+        &self,
+        signer: &RequestSigner,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> SystemTime {
+        use sha2::Digest as _;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let digest: [u8; 32] = sha2::Sha256::new()
+            .chain_update(signer.spki_der())
+            .chain_update([0])
+            .chain_update(method)
+            .chain_update([0])
+            .chain_update(path)
+            .chain_update([0])
+            .chain_update(body)
+            .finalize()
+            .into();
+        let mut recent = self
+            .recently_signed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Only requests of the last seconds matter; the map stays small.
+        recent.retain(|_, ts| *ts + 2 >= now);
+        let ts = match recent.get(&digest) {
+            Some(last) if *last >= now => last + 1,
+            _ => now,
+        };
+        recent.insert(digest, ts);
+        SystemTime::UNIX_EPOCH + Duration::from_secs(ts)
+    }
+
     fn signed(&self, method: Method, path: &str, signer: &RequestSigner) -> RequestBuilder {
         self.signed_with_body(method, path, signer, Vec::new())
     }
@@ -190,13 +237,8 @@ impl CasClient {
         signer: &RequestSigner,
         body: Vec<u8>,
     ) -> RequestBuilder {
-        let header = signer.header(
-            &self.cas_id,
-            method.as_str(),
-            path,
-            &body,
-            SystemTime::now(),
-        );
+        let now = self.timestamp(signer, method.as_str(), path, &body);
+        let header = signer.header(&self.cas_id, method.as_str(), path, &body, now);
         let request = self
             .request(method, path)
             .header(reqwest::header::AUTHORIZATION, header);

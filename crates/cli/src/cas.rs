@@ -207,7 +207,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", help_heading = "Limits")]
     max_connections: Option<usize>,
     /// The most connections one client (peer IP address, IPv6: /64) holds at once, so that one
-    /// client cannot take every slot (default 128).
+    /// client cannot take every slot (default 32).
     #[arg(long, value_name = "N", help_heading = "Limits")]
     max_connections_per_client: Option<usize>,
 }
@@ -358,6 +358,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "cloister: refusing --master-key: a key on the command line is visible to every user \
              of this machine (ps, /proc). Use --master-key-file FILE or {MASTER_KEY_ENV}."
+        );
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
+    if args.master_key_file.is_some() && std::env::var_os(MASTER_KEY_ENV).is_some() {
+        eprintln!(
+            "cloister: both --master-key-file and {MASTER_KEY_ENV} are set: unset {MASTER_KEY_ENV}              (a key left in the environment stays readable in /proc/PID/environ)"
         );
         return Ok(ExitCode::from(EXIT_ERROR));
     }

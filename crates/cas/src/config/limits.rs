@@ -92,7 +92,7 @@ pub struct Limits {
     /// handshake; a connection beyond it is closed at once, before TLS. Default 1,024.
     pub max_connections: usize,
     /// The most connections one client (peer IP address, IPv6 by /64) holds at once (1 to
-    /// `max_connections`), so that one client cannot hold every slot. Default 128.
+    /// `max_connections`), so that one client cannot hold every slot. Default 32.
     pub max_connections_per_client: usize,
 }
 
@@ -106,7 +106,7 @@ impl Default for Limits {
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
-            max_connections_per_client: 128,
+            max_connections_per_client: 32,
         }
     }
 }

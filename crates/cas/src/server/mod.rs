@@ -102,6 +102,14 @@ pub fn router(state: CasState) -> Router {
             ),
         rates.session_rate,
     );
+    // Signed audit reads go through a bounded part of the log each, and any self-made key may
+    // sign one: they share the session routes' rate.
+    let audit = limited(
+        Router::new()
+            .route("/v1/audit/entries", get(routes::audit_entries))
+            .route("/v1/audit/verify", get(routes::audit_verify)),
+        rates.session_rate,
+    );
     let nonce = limited(
         Router::new().route("/v1/nonce", post(routes::nonce)),
         rates.nonce_rate,
@@ -122,8 +130,7 @@ pub fn router(state: CasState) -> Router {
         .merge(nonce)
         .merge(attest)
         .route("/v1/audit/head", get(routes::audit_head))
-        .route("/v1/audit/entries", get(routes::audit_entries))
-        .route("/v1/audit/verify", get(routes::audit_verify))
+        .merge(audit)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))

@@ -163,8 +163,15 @@ impl Inner {
                 ),
             )
         })?;
-        if matches!(method, "POST" | "PUT" | "DELETE") {
-            let expires = parsed.ts.saturating_add(window);
+        let der = key.to_public_key_der().map_err(|_| ApiError::Internal)?;
+        let principal = KeyFingerprint::of_spki_der(der.as_bytes());
+        // A state-changing signature is accepted once. Only a key that can change something
+        // (the admin key, a namespace owner) takes a place in the table of used signatures:
+        // anyone else's change is refused by authorisation whatever it replays, and a table
+        // that any self-made key could fill would lock out the admin and every owner. A place
+        // is kept for the window after the signature's time, no later than now.
+        if matches!(method, "POST" | "PUT" | "DELETE") && self.may_change_something(&principal)? {
+            let expires = parsed.ts.min(now).saturating_add(window);
             match self.used_signatures.remember(&parsed.sig, expires, now) {
                 Ok(()) => {}
                 Err(super::replay::Refused::Replayed) => {
@@ -180,8 +187,28 @@ impl Inner {
                 }
             }
         }
-        let der = key.to_public_key_der().map_err(|_| ApiError::Internal)?;
-        Ok(KeyFingerprint::of_spki_der(der.as_bytes()))
+        Ok(principal)
+    }
+
+    /// Whether `principal` is the admin key or an owner of a namespace: the keys whose signed
+    /// changes the CAS may accept.
+    fn may_change_something(&self, principal: &KeyFingerprint) -> Result<bool, ApiError> {
+        if let Some(der) = self.store.admin_key()?
+            && KeyFingerprint::of_spki_der(&der) == *principal
+        {
+            return Ok(true);
+        }
+        for name in self.store.namespace_names()? {
+            if let Some(ns) = self.store.namespace(&name)?
+                && ns
+                    .owners
+                    .iter()
+                    .any(|o| KeyFingerprint::of_spki_der(&o.public_key) == *principal)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     // ---- sessions -----------------------------------------------------------------------------
@@ -376,6 +403,13 @@ impl Inner {
         name: &str,
         body: DeleteSession,
     ) -> Result<SessionSummary, ApiError> {
+        // Under the lock session creation holds while it checks the tombstone and writes, so
+        // a create racing this delete either sees the tombstone or fails as a conflict (a
+        // replayed old version never slips in between the check and the delete).
+        let _guard = self
+            .namespace_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (session, current) = self.current_or_404(name)?;
         let head = session.head().ok_or(ApiError::Internal)?;
         let named: cloister_policy::SessionHash = body
@@ -570,28 +604,8 @@ impl Inner {
             )]));
         }
 
-        let mut failed = Vec::new();
-        match self.nonces.take(&nonce, now) {
-            Ok(()) => {}
-            Err(TakeError::Full) => {
-                return Err(ApiError::Unavailable(
-                    "too many recent attestations to remember their nonces; retry shortly".into(),
-                ));
-            }
-            Err(TakeError::Rejected(NonceRejection::Expired)) => {
-                failed.push(Failed::caller(
-                    "nonce",
-                    "expired; get a fresh one from POST /v1/nonce",
-                ));
-            }
-            Err(TakeError::Rejected(_)) => {
-                failed.push(Failed::caller(
-                    "nonce",
-                    "unknown or already used (nonces are single use)",
-                ));
-            }
-        }
         let expected = binding::report_data(&nonce, &spki);
+        let mut failed = Vec::new();
         let claims = match self.verify_evidence(&evidence, &req, now, &expected)? {
             Ok(claims) => Some(claims),
             Err(failure) => {
@@ -599,6 +613,32 @@ impl Inner {
                 None
             }
         };
+        // The nonce is spent only by evidence that verified (and so commits to it through its
+        // report data): junk evidence cannot fill the set of used nonces, which every honest
+        // workload needs room in.
+        if claims.is_some() {
+            match self.nonces.take(&nonce, now) {
+                Ok(()) => {}
+                Err(TakeError::Full) => {
+                    return Err(ApiError::Unavailable(
+                        "too many recent attestations to remember their nonces; retry shortly"
+                            .into(),
+                    ));
+                }
+                Err(TakeError::Rejected(NonceRejection::Expired)) => {
+                    failed.push(Failed::caller(
+                        "nonce",
+                        "expired; get a fresh one from POST /v1/nonce",
+                    ));
+                }
+                Err(TakeError::Rejected(_)) => {
+                    failed.push(Failed::caller(
+                        "nonce",
+                        "unknown or already used (nonces are single use)",
+                    ));
+                }
+            }
+        }
         if let Some(Err(refusal)) = claims.as_ref().map(|c| policy.appraise(&req.service, c)) {
             failed.extend(refusal.reasons.into_iter().map(Failed::policy));
         }

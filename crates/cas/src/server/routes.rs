@@ -463,7 +463,8 @@ pub async fn audit_head(State(state): State<CasState>) -> Result<Json<AuditHead>
     responses(
         (status = 200, body = AuditEntries),
         (status = 401, body = ErrorBody),
-        (status = 403, description = "forbidden: rule `audit-read` (`session` names a session the signer may not read)", body = ErrorBody)))]
+        (status = 403, description = "forbidden: rule `audit-read` (`session` names a session the signer may not read)", body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn audit_entries(
     State(state): State<CasState>,
     Query(q): Query<AuditEntriesQuery>,
@@ -483,7 +484,8 @@ pub async fn audit_entries(
     responses(
         (status = 200, body = AuditVerification),
         (status = 401, body = ErrorBody),
-        (status = 403, description = "forbidden: rule `audit-read` (not the auditor key)", body = ErrorBody)))]
+        (status = 403, description = "forbidden: rule `audit-read` (not the auditor key)", body = ErrorBody),
+        (status = 429, description = "rate-limited: too many requests from this client; retry after `Retry-After` seconds", body = ErrorBody)))]
 pub async fn audit_verify(
     State(state): State<CasState>,
     signed: Signed,
@@ -583,6 +585,8 @@ mod tests {
             ("/v1/namespaces/{ns}", "delete"),
             ("/v1/nonce", "post"),
             ("/v1/attest", "post"),
+            ("/v1/audit/entries", "get"),
+            ("/v1/audit/verify", "get"),
         ] {
             let responses = &doc["paths"][path][method]["responses"];
             assert!(

@@ -552,6 +552,15 @@ async fn issuing_nonces_stores_nothing() {
         .unwrap();
     let key = WorkloadKey::generate().unwrap();
     let collector = cas.collector(Cas::good_statement());
+    // Review finding: evidence that does not verify spends no nonce, so junk attestations
+    // cannot fill the used set every honest workload needs room in.
+    for _ in 0..20 {
+        let mut junk = request_with(&cas, "test/app", &collector, &key, &key).await;
+        junk.evidence = B64.encode(b"not evidence at all");
+        let err = api_err(cas.client.attest(&junk, &key).await);
+        assert_eq!(err.status, 403, "{}", err.text());
+    }
+    assert_eq!(cas.state.used_nonces(), 0);
     let req = request_with(&cas, "test/app", &collector, &key, &key).await;
     cas.client.attest(&req, &key).await.unwrap();
     assert_eq!(cas.state.used_nonces(), 1);

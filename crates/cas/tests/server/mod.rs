@@ -2087,9 +2087,11 @@ async fn audit_paging_returns_every_entry_exactly_once_over_thousands_of_entries
             log.append_all(chunk, SystemTime::now()).unwrap();
         }
     }
-    // A small scan budget, so that reads stop early and hand out cursors.
+    // A small scan budget, so that reads stop early and hand out cursors (many reads: no
+    // per-client rate limit).
     let cas = Cas::start_with(dir, PlatformKey::generate(), |b| {
         b.audit_scan_bytes(64 << 10)
+            .limits(cloister_cas::config::Limits::bench())
     })
     .await;
     cas.client

@@ -469,6 +469,20 @@ fn serve_refuses_a_master_key_on_the_command_line() {
     // Without a key from a file or the environment, it says where a key comes from.
     let out = run(dir.path(), &["cas", "serve", "--data", "data"], 2);
     assert!(text(&out.stderr).contains("CLOISTER_MASTER_KEY"));
+    // A key file and the variable both: refused, so that no key is left in the environment.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["cas", "serve", "--data", "data", "--master-key-file", "k"])
+        .current_dir(dir.path())
+        .env("CLOISTER_MASTER_KEY", &key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("both --master-key-file and CLOISTER_MASTER_KEY"),
+        "{err}"
+    );
+    assert!(!err.contains(&key));
     // `cas init` never overwrites a key.
     run(
         dir.path(),
