@@ -314,6 +314,12 @@ impl SignatureHeader {
 /// `evidence: report_data mismatch …`). Repeated identical refusals point to the entry of the
 /// first one (see the audit module docs on folding).
 ///
+/// A refused update or deletion of a session (`PUT`/`DELETE /v1/sessions/{name}`) that carries
+/// no valid signature of an owner of the session's current version says only `unsigned` or
+/// `approvals` (and the problems of the caller's own document: `invalid-policy`, `name`): the
+/// head hash, version and owners a `predecessor`, `version` or `bad-signature` refusal names are
+/// told only to a request a current owner signed.
+///
 /// | status | code | when |
 /// | --- | --- | --- |
 /// | 400 | `bad-request` | malformed JSON, base64, key or header; a session or service name that breaks the name syntax; evidence over 64 KiB; too many or too long host arguments |
@@ -325,7 +331,7 @@ impl SignatureHeader {
 /// | 404 | `not-found` | no such session, or no such route |
 /// | 405 | `method-not-allowed` | the route exists for another method |
 /// | 408 | `timeout` | the request took longer than the configured limit |
-/// | 409 | `conflict` | the session exists, or the predecessor / head is not the current one (`rule: predecessor`) |
+/// | 409 | `conflict` | the session exists, or the predecessor / head is not the current one (`rule: predecessor`; told only to a request a current owner signed) |
 /// | 413 | `payload-too-large` | the body is over the limit (1 MiB by default) |
 /// | 422 | `invalid-policy` | the policy breaks the language's rules; `reasons` has each problem |
 /// | 422 | `unresolvable-configuration` | the service's configuration cannot be resolved (`rule`: `host-arg`, `placeholder-format`, …) |

@@ -24,6 +24,14 @@
 //!   whatever the callers' keys, while no distinct refusal is ever delayed. The CAS tracks a
 //!   bounded number of kinds; when full, refusals are appended one by one again. Counts not yet
 //!   appended are lost if the CAS stops, never the first refusal of a kind.
+//! - A refused session change (`session_change_refused`) is recorded only when someone entitled
+//!   to change the session asked for it: an update or deletion carrying at least one valid
+//!   signature of an owner of the session's current version, or a creation whose request an
+//!   owner of the session's namespace signed. The same refusal without one (unsigned, signed by
+//!   a stranger, by a key that is not an owner of the namespace) is answered with its rule id
+//!   and not recorded: it changed nothing, and recording it would let anyone write fsynced
+//!   entries into any session's stream without limit. Such a caller learns only that no owner
+//!   approved the change (`unsigned`, `approvals`), never the session's head, version or owners.
 //!
 //! # Files (in the data directory)
 //!

@@ -2,7 +2,7 @@
 
 use crate::Error;
 use crate::model::{Access, ImporterIdentity, Policy, SessionImport};
-use crate::sign::{KeyFingerprint, SessionHash, SignedPolicy};
+use crate::sign::{KeyFingerprint, SessionHash, Signature, SignedPolicy};
 use std::collections::BTreeSet;
 
 /// Accept a new policy: it validates, is version 1 without predecessor, and carries valid
@@ -84,6 +84,21 @@ pub fn authorize_update(
     }
     check_approvals(current.access(), &policy.hash(), new)?;
     Ok(policy)
+}
+
+/// Whether at least one of `signatures` is a valid signature over `hash` by an owner named in
+/// `access`.
+///
+/// The CAS gives the details of a refused change (the current head hash, version, which keys
+/// are owners) only to a request that passes this test against the session's *current* owners:
+/// they may read the session anyway. Anyone else learns the rule id and nothing about the
+/// session's policy (see the threat model, "What each refusal reveals").
+pub fn signed_by_an_owner(access: &Access, hash: &SessionHash, signatures: &[Signature]) -> bool {
+    signatures.iter().any(|sig| {
+        access
+            .owner(&sig.key_fingerprint)
+            .is_some_and(|owner| owner.key.verifies(hash, &sig.sig))
+    })
 }
 
 /// Count valid signatures over `hash` by distinct owners in `access`.
@@ -180,11 +195,13 @@ impl<'a> Importer<'a> {
 }
 
 /// May `importer` import `import` (one of its [`Policy::session_imports`]) from `exporter`,
-/// whose current session hash is `exporter_hash`? The import must name the exporter and pin its
-/// current hash; the exporter's `export` must list the secret for the importer's name
+/// whose current session hash is `exporter_hash`? The import must name the exporter; the
+/// exporter's `export` must list the secret for the importer's name
 /// ([`Error::ImportNotExported`]) *and* identity ([`Error::ExportIdentity`]): a version of the
 /// importer whose hash it pins, or the owners of the importer's namespace, every one of them
-/// named. A session created under the importer's name by someone else gets nothing.
+/// named. A session created under the importer's name by someone else gets nothing. Last, the
+/// import must pin the exporter's current hash ([`Error::ImportHashMismatch`], which names it):
+/// checked only for an importer the export is for, so no other session learns that hash.
 pub fn authorize_import(
     importer: &Importer<'_>,
     import: &SessionImport,
@@ -196,12 +213,6 @@ pub fn authorize_import(
         return Err(Error::ImportWrongSession {
             expected: import.session.clone(),
             got: exporter.name().to_owned(),
-        });
-    }
-    if import.session_hash != *exporter_hash {
-        return Err(Error::ImportHashMismatch {
-            pinned: import.session_hash,
-            current: *exporter_hash,
         });
     }
     let mut targets = exporter
@@ -223,6 +234,14 @@ pub fn authorize_import(
             exporter: exporter.name().to_owned(),
             secret: import.secret.clone(),
             importer: name.to_owned(),
+        });
+    }
+    // Only now the exporter's current hash: an importer the export does not name learns nothing
+    // of it (not even through its own audit entries, which carry this refusal's detail).
+    if import.session_hash != *exporter_hash {
+        return Err(Error::ImportHashMismatch {
+            pinned: import.session_hash,
+            current: *exporter_hash,
         });
     }
     Ok(())
@@ -426,6 +445,37 @@ mod tests {
     }
 
     #[rstest]
+    #[case::an_owner(&[1], true)]
+    #[case::a_stranger(&[3], false)]
+    #[case::a_stranger_then_an_owner(&[3, 2], true)]
+    #[case::nobody(&[], false)]
+    fn signed_by_a_current_owner(#[case] signers: &[u8], #[case] expected: bool) {
+        let (cur, cur_hash) = current();
+        let yaml = policy("test/p", 2, Some(cur_hash), &[1, 2], 2, &[]);
+        let update = signed(&yaml, signers);
+        assert_eq!(
+            signed_by_an_owner(cur.access(), &update.hash(), &update.signatures),
+            expected
+        );
+    }
+
+    /// An owner's key naming itself over another document is no owner signature of this one.
+    #[test]
+    fn an_owner_signature_over_another_hash_does_not_count() {
+        let (cur, cur_hash) = current();
+        let yaml = policy("test/p", 2, Some(cur_hash), &[1, 2], 2, &[]);
+        let mut update = signed(&yaml, &[]);
+        update
+            .signatures
+            .push(key(1).sign(&SessionHash::of("a different version")));
+        assert!(!signed_by_an_owner(
+            cur.access(),
+            &update.hash(),
+            &update.signatures
+        ));
+    }
+
+    #[rstest]
     #[case::owner(1, true)]
     #[case::read_principal(2, true)]
     #[case::stranger(3, false)]
@@ -560,6 +610,23 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A session the export does not name, pinning a stale hash of the exporter, learns that
+    /// the export is not for it, never the exporter's current hash.
+    #[test]
+    fn regression_import_not_exported_is_checked_before_the_hash() {
+        let v1 = exporter(1, None);
+        let v2 = exporter(2, Some(v1.hash()));
+        let imp = importer("test/stranger", "k", v1.hash());
+        let err = authorize(&imp, &v2).unwrap_err();
+        assert!(matches!(err, Error::ImportNotExported { .. }), "{err}");
+        assert!(!err.to_string().contains(&v2.hash().to_string()), "{err}");
+        // A squatter of the importer's name, likewise.
+        let squat = importer_owned("test/importer", "k", v1.hash(), &[3]);
+        let err = authorize(&squat, &v2).unwrap_err();
+        assert!(matches!(err, Error::ExportIdentity { .. }), "{err}");
+        assert!(!err.to_string().contains(&v2.hash().to_string()), "{err}");
     }
 
     #[test]

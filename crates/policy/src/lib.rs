@@ -66,7 +66,7 @@ mod yaml;
 pub use appraise::{MAX_RULE_ID_LEN, Refusal, rule_id};
 pub use decide::{
     Importer, authorize_create, authorize_import, authorize_read, authorize_recreate,
-    authorize_update,
+    authorize_update, signed_by_an_owner,
 };
 pub use doc::{KeyAlgorithm, Tolerate, json_schema};
 pub use error::Error;

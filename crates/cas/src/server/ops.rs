@@ -12,7 +12,7 @@ use cloister_attest::snp::SnpVerifier;
 use cloister_attest::{Claims, Context, EvidenceKind, Fault, Verifier as _, binding};
 use cloister_policy::{
     KeyFingerprint, Policy, SecretKind, SignedPolicy, authorize_create, authorize_read,
-    authorize_recreate, authorize_update, names,
+    authorize_recreate, authorize_update, names, signed_by_an_owner,
 };
 use ed25519_dalek::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
 use secrecy::ExposeSecret as _;
@@ -105,6 +105,10 @@ impl Inner {
         })
     }
 
+    /// Records a refused session change. Called only for a request that a current owner of the
+    /// session (an update or deletion) or an owner of its namespace (a creation) signed: anyone
+    /// else's refusals are answered and not recorded, so that no caller can write into a
+    /// session's stream (see the audit module docs, "What the log records").
     fn record_session_refusal(&self, session: Option<&str>, rule: &str, message: &str) {
         let mut event =
             Event::new(EventKind::SessionChangeRefused).reason(format!("{rule}: {message}"));
@@ -239,15 +243,12 @@ impl Inner {
             &request.path,
             &request.body,
         )?;
-        let parsed = Policy::parse(&signed.yaml).map_err(|problems| {
-            let e = cloister_policy::Error::Invalid(problems);
-            self.record_session_refusal(None, e.rule(), &first_line(&e.to_string()));
-            ApiError::from_policy(e)
-        })?;
+        // Until the approver is known to own the session's namespace, a refusal is answered
+        // and not recorded: any key can sign a request, and none may write into the log.
+        let parsed = Policy::parse(&signed.yaml)
+            .map_err(|problems| ApiError::from_policy(cloister_policy::Error::Invalid(problems)))?;
         let name = parsed.name().to_owned();
         let Ok((ns, _)) = names::split_session(&name) else {
-            // The policy layer validates names too; nothing unvalidated reaches the log.
-            self.record_session_refusal(None, "name", "the session name is not `namespace/name`");
             return Err(ApiError::SessionRefused {
                 rule: "name",
                 message: "the session name must be `namespace/name`, each 1 to 63 of a-z 0-9 . _ -"
@@ -267,26 +268,26 @@ impl Inner {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(namespace) = self.store.namespace(ns)? else {
-            return Err(refuse(
-                "namespace",
-                format!(
+            return Err(ApiError::SessionRefused {
+                rule: "namespace",
+                message: format!(
                     "there is no namespace `{ns}`; the CAS operator creates it (`cloister \
                      namespace create {ns} --owner …`)"
                 ),
-            ));
+            });
         };
         let Some(ns_owner) = namespace
             .owners
             .iter()
             .find(|o| KeyFingerprint::of_spki_der(&o.public_key) == approver)
         else {
-            return Err(refuse(
-                "unauthorised",
-                format!(
+            return Err(ApiError::SessionRefused {
+                rule: "unauthorised",
+                message: format!(
                     "the request is signed by key {approver}, which is not an owner of \
                      namespace `{ns}`"
                 ),
-            ));
+            });
         };
         let tombstone = self.store.tombstone(&name)?;
         let decided = match &tombstone {
@@ -363,10 +364,17 @@ impl Inner {
     ) -> Result<SessionSummary, ApiError> {
         let (session, current) = self.current_or_404(name)?;
         let head = session.head().ok_or(ApiError::Internal)?;
+        // Only a request a current owner signed learns why it is refused, and only its
+        // refusal is recorded: the details name the head hash, the version and the owners.
+        let by_owner = signed_by_an_owner(current.access(), &signed.hash(), &signed.signatures);
         let policy =
             authorize_update(&current, &policy_hash(&head.hash), &signed).map_err(|e| {
-                self.record_session_refusal(Some(name), e.rule(), &first_line(&e.to_string()));
-                ApiError::from_policy(e)
+                if by_owner {
+                    self.record_session_refusal(Some(name), e.rule(), &first_line(&e.to_string()));
+                    ApiError::from_policy(e)
+                } else {
+                    refused_without_owner("update", e, signed.signatures.is_empty())
+                }
             })?;
         let version = self.new_version(&policy, &signed);
         match self
@@ -416,6 +424,30 @@ impl Inner {
             .head
             .parse()
             .map_err(|_| ApiError::BadRequest("`head` is not 64 hex digits".into()))?;
+        let mut signatures = Vec::with_capacity(body.signatures.len());
+        for s in &body.signatures {
+            let key_fingerprint: KeyFingerprint = s.key_fingerprint.parse().map_err(|_| {
+                ApiError::BadRequest("`key_fingerprint` is not 64 hex digits".into())
+            })?;
+            let sig: [u8; 64] = b64("sig", &s.sig)?
+                .try_into()
+                .map_err(|_| ApiError::BadRequest("`sig` is not 64 bytes".into()))?;
+            signatures.push(cloister_policy::Signature {
+                key_fingerprint,
+                sig,
+            });
+        }
+        let approved = api::deletion_hash(name, &named);
+        let access = current.access();
+        // As for an update: without a current owner's signature, the caller learns neither the
+        // head nor the owners, and nothing is recorded.
+        if !signed_by_an_owner(access, &approved, &signatures) {
+            return Err(refused_without_owner(
+                "deletion",
+                cloister_policy::Error::Unsigned,
+                signatures.is_empty(),
+            ));
+        }
         if named != policy_hash(&head.hash) {
             let message = format!(
                 "the session's head is {}, the deletion names {named}",
@@ -427,25 +459,15 @@ impl Inner {
                 message,
             });
         }
-        let approved = api::deletion_hash(name, &named);
         let refuse = |rule: &'static str, message: String| {
             self.record_session_refusal(Some(name), rule, &message);
             ApiError::SessionRefused { rule, message }
         };
-        if body.signatures.is_empty() {
-            return Err(refuse("unsigned", "the deletion is not signed".into()));
-        }
-        let access = current.access();
         let mut approvers = BTreeSet::new();
-        for s in &body.signatures {
-            let fp: KeyFingerprint = s.key_fingerprint.parse().map_err(|_| {
-                ApiError::BadRequest("`key_fingerprint` is not 64 hex digits".into())
-            })?;
-            let sig: [u8; 64] = b64("sig", &s.sig)?
-                .try_into()
-                .map_err(|_| ApiError::BadRequest("`sig` is not 64 bytes".into()))?;
+        for s in &signatures {
+            let fp = s.key_fingerprint;
             if let Some(owner) = access.owner(&fp) {
-                if !owner.key.verifies(&approved, &sig) {
+                if !owner.key.verifies(&approved, &s.sig) {
                     return Err(refuse(
                         "bad-signature",
                         format!(
@@ -1159,6 +1181,32 @@ fn check_attest_request(req: &AttestRequest) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// The answer to a session change (`what`: "update", "deletion") that no current owner of the
+/// session signed. It names the rule that refuses it whatever the session holds — `unsigned`,
+/// or `approvals` (no owner approved it) — and says nothing else of the session: not the head
+/// hash a `predecessor` refusal would name, not the `version`, not which keys are owners (a
+/// `bad-signature` refusal names one). Failures of the caller's own document (invalid, or
+/// naming another session) are answered in full: they hold only what it sent.
+fn refused_without_owner(what: &str, e: cloister_policy::Error, unsigned: bool) -> ApiError {
+    use cloister_policy::Error as P;
+    match e {
+        P::Invalid(_) | P::NameMismatch { .. } => ApiError::from_policy(e),
+        _ if unsigned => ApiError::SessionRefused {
+            rule: "unsigned",
+            message: format!(
+                "the {what} is not signed; it needs the signatures of the session's owners"
+            ),
+        },
+        _ => ApiError::SessionRefused {
+            rule: "approvals",
+            message: format!(
+                "no owner of the session's current version signed this {what}; the CAS tells \
+                 only its owners why else a change is refused"
+            ),
+        },
+    }
 }
 
 fn first_line(s: &str) -> String {

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 mod imports;
 mod limits;
 mod namespaces;
+mod session_refusals;
 
 const ISSUER: &str = "https://cas.test";
 const MEASUREMENT: [u8; 32] = [0xaa; 32];
@@ -1548,7 +1549,10 @@ async fn deletion_signatures_do_not_transfer() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
     let json: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(json["rule"], "bad-signature");
+    // No valid signature of an owner over *this* deletion: refused as unapproved, without
+    // saying whose key the signature names (the replayer may not learn the owners).
+    assert_eq!(json["rule"], "approvals", "{json}");
+    assert!(!json.to_string().contains("owner1"), "{json}");
 }
 
 /// Posts `body` to `/v1/attest` with a plain HTTP client, as an outside attacker would; the
