@@ -28,6 +28,7 @@ for t in "${targets[@]}"; do
     ae_cell) seeds="testdata/always-encrypted/swisscom" ;;
     policy_parse) seeds="crates/policy/examples" ;;
     app_bundle) seeds="" ;;
+    signed_request) seeds="" ;;
     *) seeds="" ;;
   esac
   # shellcheck disable=SC2086 # $seeds is a list of folders
