@@ -613,7 +613,6 @@ pub struct ResultJson {
 impl ResultJson {
     /// Convert a query result.
     pub fn of(result: &QueryResult) -> anyhow::Result<Self> {
-        use cloister_engine::datafusion::arrow::json::ArrayWriter;
         let columns = result
             .batches()
             .first()
@@ -625,26 +624,36 @@ impl ResultJson {
                     .collect()
             })
             .unwrap_or_default();
-        let mut writer = ArrayWriter::new(Vec::new());
-        for batch in result.batches() {
-            writer.write(batch)?;
-        }
-        writer.finish()?;
-        let bytes = writer.into_inner();
-        let data = if bytes.is_empty() {
-            Vec::new()
-        } else {
-            serde_json::from_slice(&bytes)?
-        };
         Ok(Self {
             name: result.name().to_owned(),
             script: result.script().to_owned(),
             statement: result.statement(),
             rows: result.num_rows(),
             columns,
-            data,
+            data: rows_json(result.batches())?,
         })
     }
+}
+
+/// Result rows as JSON objects, one key per column in every row: a SQL NULL is `null`, not a
+/// missing key (a consumer reading `row["col"]` must not have to guess which).
+fn rows_json(
+    batches: &[cloister_engine::datafusion::arrow::record_batch::RecordBatch],
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    use cloister_engine::datafusion::arrow::json::{WriterBuilder, writer::JsonArray};
+    let mut writer = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, JsonArray>(Vec::new());
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    let bytes = writer.into_inner();
+    Ok(if bytes.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_slice(&bytes)?
+    })
 }
 
 /// An output as JSON.
@@ -779,6 +788,34 @@ pub fn print_outputs(outputs: &[AppOutput]) -> anyhow::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// Papercut (issue 10): `--json` rows kept a column's key only when its value was not
+    /// NULL, so a consumer could not tell a NULL from a column that does not exist.
+    #[test]
+    fn regression_json_rows_keep_null_columns() {
+        use cloister_engine::datafusion::arrow::array::{Int64Array, StringArray};
+        use cloister_engine::datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use cloister_engine::datafusion::arrow::record_batch::RecordBatch;
+        use std::sync::Arc;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None])),
+                Arc::new(StringArray::from(vec![None, Some("x")])),
+            ],
+        )
+        .unwrap();
+        let rows = super::rows_json(&[batch]).unwrap();
+        assert_eq!(
+            serde_json::Value::Array(rows),
+            serde_json::json!([{"n": 1, "s": null}, {"n": null, "s": "x"}])
+        );
+        assert!(super::rows_json(&[]).unwrap().is_empty());
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, SecretString> {
         pairs
