@@ -14,9 +14,19 @@ async fn audit(cas: &Cas) -> Vec<Entry> {
 /// A `POST /v1/sessions` of `policy` with the approval header `auth` (or none), sent by a raw
 /// client: what an attacker holding a captured request can do.
 async fn raw_create(cas: &Cas, body: &[u8], auth: Option<&str>) -> (u16, serde_json::Value) {
+    raw_post(cas, "/v1/sessions", body, auth).await
+}
+
+/// A `POST path` of `body` with the header `auth` (or none), sent by a raw client.
+async fn raw_post(
+    cas: &Cas,
+    path: &str,
+    body: &[u8],
+    auth: Option<&str>,
+) -> (u16, serde_json::Value) {
     let mut request = cas
         .raw()
-        .post(format!("{}/v1/sessions", cas.url))
+        .post(format!("{}{path}", cas.url))
         .header("content-type", "application/json")
         .body(body.to_vec());
     if let Some(auth) = auth {
@@ -489,53 +499,33 @@ async fn a_store_made_before_namespaces_is_migrated_by_setting_the_admin_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strangers_signed_changes_take_no_place_in_the_replay_table() {
     let cas = Cas::start().await;
-    let body = serde_json::to_vec(&namespace("stranger", &[9], None)).unwrap();
-    let header = signer(9).header(
-        &cas.client.cas_id(),
-        "POST",
-        "/v1/namespaces",
-        &body,
-        SystemTime::now(),
-    );
-    for _ in 0..3 {
-        let r = cas
-            .raw()
-            .post(format!("{}/v1/namespaces", cas.url))
-            .header("authorization", &header)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let json: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(
-            (status, json["rule"].as_str()),
-            (403, Some("unauthorised")),
-            "{json}"
+    let post_signed_twice_or_more = |key: u8, ns: &str, times: usize| {
+        let body = serde_json::to_vec(&namespace(ns, &[1], None)).unwrap();
+        let header = signer(key).header(
+            &cas.client.cas_id(),
+            "POST",
+            "/v1/namespaces",
+            &body,
+            SystemTime::now(),
         );
-    }
-    // The admin's own change is remembered: its replay is refused as one.
-    let body = serde_json::to_vec(&namespace("ops", &[1], None)).unwrap();
-    let header = signer(ADMIN).header(
-        &cas.client.cas_id(),
-        "POST",
-        "/v1/namespaces",
-        &body,
-        SystemTime::now(),
+        let cas = &cas;
+        async move {
+            let mut answers = Vec::new();
+            for _ in 0..times {
+                let (status, json) = raw_post(cas, "/v1/namespaces", &body, Some(&header)).await;
+                answers.push((status, json["rule"].as_str().map(str::to_owned)));
+            }
+            answers
+        }
+    };
+    let unauthorised = (403, Some("unauthorised".to_owned()));
+    assert_eq!(
+        post_signed_twice_or_more(9, "stranger", 3).await,
+        [unauthorised.clone(), unauthorised.clone(), unauthorised]
     );
-    let mut statuses = Vec::new();
-    for _ in 0..2 {
-        let r = cas
-            .raw()
-            .post(format!("{}/v1/namespaces", cas.url))
-            .header("authorization", &header)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        statuses.push(r.status().as_u16());
-    }
-    assert_eq!(statuses, [201, 401]);
+    // The admin's own change is remembered: its replay is refused as one.
+    assert_eq!(
+        post_signed_twice_or_more(ADMIN, "ops", 2).await,
+        [(201, None), (401, Some("replay".to_owned()))]
+    );
 }
