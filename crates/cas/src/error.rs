@@ -130,12 +130,6 @@ pub enum Error {
     /// Evidence could not be collected or verified.
     #[error(transparent)]
     Evidence(#[from] cloister_attest::Error),
-    /// A nonce was not accepted.
-    #[error("nonce rejected: {reason}")]
-    NonceRejected {
-        /// Why.
-        reason: NonceRejection,
-    },
 
     // ---- Stored data fails its integrity check (damage or tampering) ----
     /// A stored value failed authentication or could not be decoded.
@@ -221,7 +215,7 @@ fn reasons_suffix(reasons: &[String]) -> String {
     }
 }
 
-/// Why [`crate::Store::take_nonce`] refused a nonce.
+/// Why the CAS refused an attestation nonce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NonceRejection {

@@ -5,17 +5,17 @@
 //! | table | key | value | operations |
 //! | --- | --- | --- | --- |
 //! | sessions | session name | every version: YAML, owner signatures, hash, time | [`Store::session`], [`Store::append_session_version`] (compare-and-swap on the head hash), [`Store::delete_session`], [`Store::session_names`] |
-//! | secrets | (session, secret name) | the secret's bytes and creation time | [`Store::secret`], [`Store::secret_or_insert`] (first writer wins), [`Store::put_secret`], [`Store::secret_names`], [`Store::delete_secret`] |
-//! | nonces | nonce bytes | expiry | [`Store::insert_nonce`], [`Store::take_nonce`] (atomic, single use), [`Store::purge_expired_nonces`] |
-//! | CAS keys | key id | the CAS's own signing keys (token, session CA) | [`Store::cas_key`], [`Store::insert_cas_key`], [`Store::cas_key_ids`], [`Store::delete_cas_key`] |
-//! | kv | (namespace, key) | versioned bytes | [`Store::kv_get`], [`Store::kv_put`] (compare-and-swap on the version), [`Store::kv_delete`] |
+//! | secrets | (session, secret name) | the secret's bytes and creation time | [`Store::secret`], [`Store::secret_or_insert`] (first writer wins), [`Store::secret_names`]; removed with their session by [`Store::delete_session`] |
+//! | CAS keys | key id | the CAS's own signing keys (token, session CA) | [`Store::cas_key`], [`Store::insert_cas_key`] (never overwritten) |
+//! | kv | (namespace, key) | versioned bytes (today: who may read a deleted session's audit entries) | [`Store::kv_get`], [`Store::kv_put`] (compare-and-swap on the version) |
 //! | namespaces | namespace name | its owners, session quota and version | [`Store::namespace`], [`Store::put_namespace`] (compare-and-swap on the version), [`Store::delete_namespace`], [`Store::namespace_names`] |
 //! | tombstones | session name | the last version and hash of a deleted session | [`Store::tombstone`] (written by [`Store::delete_session`] in the same transaction) |
 //! | meta | `admin_key` | the operator's admin key (SPKI DER) | [`Store::admin_key`], [`Store::set_admin_key`] |
 //!
-//! The HTTPS server keeps its attestation nonces in memory, not in the nonces table: they are
-//! single use and short lived, and forgetting them on a restart only refuses them (see
-//! `server/nonces.rs`). The table remains for backends and tools that need durable nonces.
+//! The trait holds only what the CAS uses: every method is one a future backend must implement.
+//! Attestation nonces are not stored at all: the HTTPS server keeps them in memory, since they
+//! are single use and short lived and forgetting them on a restart only refuses them (see
+//! `server/nonces.rs`). Store format 3 dropped the durable `nonces` table earlier formats had.
 //!
 //! Every mutation is atomic and durable when it returns `Ok`: a crash after that (even `kill -9` or
 //! a power cut, given a disk that honours `fsync`) loses nothing. Compare-and-swap preconditions
@@ -33,7 +33,7 @@
 //! - The CLI (`cloister audit verify`, offline inspection) and tests use it without a runtime.
 //! - A PostgreSQL backend fits the same shape: the blocking `postgres` client (or a small pool)
 //!   runs one transaction per method, inside the caller's `spawn_blocking`, using
-//!   `SELECT … FOR UPDATE` / `DELETE … RETURNING` for the compare-and-swap and take operations.
+//!   `SELECT … FOR UPDATE` for the compare-and-swap operations.
 //!
 //! # Adding a backend
 //!
@@ -338,26 +338,8 @@ pub trait Store: Send + Sync + 'static {
         candidate: StoredSecret,
     ) -> Result<StoredSecret, Error>;
 
-    /// Stores secret `name` of `session`, replacing any existing value (rotation, import).
-    fn put_secret(&self, session: &str, name: &str, secret: StoredSecret) -> Result<(), Error>;
-
     /// The names of `session`'s secrets, sorted.
     fn secret_names(&self, session: &str) -> Result<Vec<String>, Error>;
-
-    /// Deletes one secret; returns whether it existed.
-    fn delete_secret(&self, session: &str, name: &str) -> Result<bool, Error>;
-
-    // ---- nonces ----
-
-    /// Records a freshly issued nonce valid until `expires`. [`Error::Conflict`] if it exists.
-    fn insert_nonce(&self, nonce: &[u8], expires: SystemTime) -> Result<(), Error>;
-
-    /// Consumes a nonce: succeeds exactly once for a nonce inserted and not yet expired at `now`.
-    /// Otherwise [`Error::NonceRejected`] (an expired nonce is removed as well).
-    fn take_nonce(&self, nonce: &[u8], now: SystemTime) -> Result<(), Error>;
-
-    /// Removes every nonce expired at `now`; returns how many.
-    fn purge_expired_nonces(&self, now: SystemTime) -> Result<usize, Error>;
 
     // ---- the CAS's own keys ----
 
@@ -366,12 +348,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a new key. [`Error::Conflict`] if the id is taken: keys are never overwritten.
     fn insert_cas_key(&self, key: CasKey) -> Result<(), Error>;
-
-    /// The ids of all keys, sorted.
-    fn cas_key_ids(&self) -> Result<Vec<String>, Error>;
-
-    /// Deletes a key; returns whether it existed.
-    fn delete_cas_key(&self, id: &str) -> Result<bool, Error>;
 
     // ---- generic versioned kv ----
 
@@ -386,9 +362,6 @@ pub trait Store: Send + Sync + 'static {
         value: &[u8],
         expect: Expect,
     ) -> Result<u64, Error>;
-
-    /// Deletes (`namespace`, `key`); returns whether it existed.
-    fn kv_delete(&self, namespace: &str, key: &str) -> Result<bool, Error>;
 }
 
 /// The longest accepted name, in bytes.
@@ -418,7 +391,6 @@ pub(crate) mod conformance {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::NonceRejection;
 
     pub fn t0() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
@@ -489,8 +461,8 @@ pub(crate) mod conformance {
         ));
 
         // Deleting removes the session's secrets too, and checks the head.
-        store.put_secret("a", "k", secret(b"ka")).unwrap();
-        store.put_secret("b", "k", secret(b"kb")).unwrap();
+        store.secret_or_insert("a", "k", secret(b"ka")).unwrap();
+        store.secret_or_insert("b", "k", secret(b"kb")).unwrap();
         assert!(matches!(
             store.delete_session("a", &SessionHash([1; 32]), t0()),
             Err(Error::Conflict { .. })
@@ -594,78 +566,15 @@ pub(crate) mod conformance {
             .secret_or_insert("s", "db-password", secret(b"two"))
             .unwrap();
         assert_eq!(again, secret(b"one"));
-        store.put_secret("s", "api", secret(b"")).unwrap();
-        store.put_secret("s2", "api", secret(b"other")).unwrap();
+        store.secret_or_insert("s", "api", secret(b"")).unwrap();
+        store
+            .secret_or_insert("s2", "api", secret(b"other"))
+            .unwrap();
         assert_eq!(store.secret_names("s").unwrap(), vec!["api", "db-password"]);
         assert_eq!(store.secret_names("s2").unwrap(), vec!["api"]);
         assert_eq!(store.secret_names("none").unwrap(), Vec::<String>::new());
-        store.put_secret("s", "api", secret(b"rotated")).unwrap();
-        assert_eq!(store.secret("s", "api").unwrap(), Some(secret(b"rotated")));
-        assert!(store.delete_secret("s", "api").unwrap());
-        assert!(!store.delete_secret("s", "api").unwrap());
-        assert_eq!(store.secret_names("s").unwrap(), vec!["db-password"]);
+        assert_eq!(store.secret("s", "api").unwrap(), Some(secret(b"")));
         assert_eq!(store.secret("s2", "api").unwrap(), Some(secret(b"other")));
-    }
-
-    pub fn nonces(store: &dyn Store) {
-        let now = t0();
-        let later = now + Duration::from_secs(60);
-        store.insert_nonce(b"n1", later).unwrap();
-        assert!(matches!(
-            store.insert_nonce(b"n1", later),
-            Err(Error::Conflict {
-                table: "nonces",
-                ..
-            })
-        ));
-        store.take_nonce(b"n1", now).unwrap();
-        assert!(matches!(
-            store.take_nonce(b"n1", now),
-            Err(Error::NonceRejected {
-                reason: NonceRejection::Unknown
-            })
-        ));
-        assert!(matches!(
-            store.take_nonce(b"never issued", now),
-            Err(Error::NonceRejected {
-                reason: NonceRejection::Unknown
-            })
-        ));
-        // Expired: refused, and gone afterwards.
-        store.insert_nonce(b"n2", later).unwrap();
-        assert!(matches!(
-            store.take_nonce(b"n2", later),
-            Err(Error::NonceRejected {
-                reason: NonceRejection::Expired
-            })
-        ));
-        assert!(matches!(
-            store.take_nonce(b"n2", now),
-            Err(Error::NonceRejected {
-                reason: NonceRejection::Unknown
-            })
-        ));
-        // Purge.
-        store
-            .insert_nonce(b"a", now + Duration::from_secs(1))
-            .unwrap();
-        store
-            .insert_nonce(b"b", now + Duration::from_secs(2))
-            .unwrap();
-        store
-            .insert_nonce(b"c", now + Duration::from_secs(3))
-            .unwrap();
-        assert_eq!(
-            store
-                .purge_expired_nonces(now + Duration::from_secs(2))
-                .unwrap(),
-            2
-        );
-        store.take_nonce(b"c", now).unwrap();
-        assert!(matches!(
-            store.insert_nonce(b"", later),
-            Err(Error::InvalidInput { .. })
-        ));
     }
 
     pub fn cas_keys(store: &dyn Store) {
@@ -691,9 +600,7 @@ pub(crate) mod conformance {
         store.insert_cas_key(other.clone()).unwrap();
         assert_eq!(store.cas_key("token-2026").unwrap(), Some(key));
         assert_eq!(store.cas_key("ca-root").unwrap(), Some(other));
-        assert_eq!(store.cas_key_ids().unwrap(), vec!["ca-root", "token-2026"]);
-        assert!(store.delete_cas_key("ca-root").unwrap());
-        assert_eq!(store.cas_key("ca-root").unwrap(), None);
+        assert_eq!(store.cas_key("absent").unwrap(), None);
     }
 
     pub fn kv(store: &dyn Store) {
@@ -716,12 +623,6 @@ pub(crate) mod conformance {
         let got = store.kv_get("ns", "k").unwrap().unwrap();
         assert_eq!(got.version, 3);
         assert_eq!(got.value.expose_secret(), b"v3");
-        assert!(store.kv_delete("ns", "k").unwrap());
-        assert!(!store.kv_delete("ns", "k").unwrap());
-        assert!(matches!(
-            store.kv_put("ns", "k", b"x", Expect::Version(3)),
-            Err(Error::Conflict { .. })
-        ));
         assert_eq!(
             store
                 .kv_get("ns2", "k")

@@ -10,14 +10,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cloister_cas::audit::{self, AuditLog, AuditSigner, Entry, Event, EventKind};
 use cloister_cas::{
     AuditError, CasKey, Error, Expect, FileStore, KeyAlgorithm, MASTER_KEY_ENV, MasterKey,
-    NonceRejection, SecretBytes, SessionHash, SessionSignature, SessionVersion, Store,
-    StoredSecret,
+    SecretBytes, SessionHash, SessionSignature, SessionVersion, Store, StoredSecret,
 };
 use rand_core::{OsRng, RngCore};
 use rstest::rstest;
@@ -106,7 +105,7 @@ fn child_writer(dir: &Path) {
         let hash = v.hash;
         store.append_session_version(&name, None, v).unwrap();
         store
-            .put_secret(&name, "key", secret(name.as_bytes()))
+            .secret_or_insert(&name, "key", secret(name.as_bytes()))
             .unwrap();
         log.append(
             &Event::new(EventKind::SessionCreated)
@@ -242,9 +241,6 @@ fn store_round_trips_across_reopen() {
         store
             .secret_or_insert("taxi", "sas-token", secret(b"sv=2024&sig=abc"))
             .unwrap();
-        store
-            .insert_nonce(b"nonce-1", now + Duration::from_secs(30))
-            .unwrap();
         store.insert_cas_key(cas_key.clone()).unwrap();
         store.kv_put("ca", "serial", b"17", Expect::Absent).unwrap();
     }
@@ -268,14 +264,6 @@ fn store_round_trips_across_reopen() {
         (serial.version, serial.value.expose_secret()),
         (1, &b"17"[..])
     );
-    // The nonce survived the restart, and is single use.
-    store.take_nonce(b"nonce-1", now).unwrap();
-    assert!(matches!(
-        store.take_nonce(b"nonce-1", now),
-        Err(Error::NonceRejected {
-            reason: NonceRejection::Unknown
-        })
-    ));
 }
 
 #[test]
@@ -287,51 +275,6 @@ fn wrong_master_key_is_refused() {
     assert!(err.to_string().contains("different master key"), "{err}");
     // The right key still opens it.
     FileStore::open(dir.path(), &master([1; 32])).unwrap();
-}
-
-#[test]
-fn nonce_expires() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open(dir.path(), &MasterKey::generate()).unwrap();
-    let now = SystemTime::now();
-    store
-        .insert_nonce(b"short", now + Duration::from_millis(1))
-        .unwrap();
-    assert!(matches!(
-        store.take_nonce(b"short", now + Duration::from_secs(1)),
-        Err(Error::NonceRejected {
-            reason: NonceRejection::Expired
-        })
-    ));
-}
-
-#[test]
-fn nonce_is_taken_once_under_contention() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(FileStore::open(dir.path(), &MasterKey::generate()).unwrap());
-    let now = SystemTime::now();
-    store
-        .insert_nonce(b"contended", now + Duration::from_secs(60))
-        .unwrap();
-    let threads = 8;
-    let barrier = Arc::new(Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                barrier.wait();
-                store.take_nonce(b"contended", now).is_ok()
-            })
-        })
-        .collect();
-    let wins = handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .filter(|won| *won)
-        .count();
-    assert_eq!(wins, 1);
 }
 
 /// Every file under `dir`, recursively.
@@ -363,7 +306,6 @@ fn canary_secrets_never_reach_the_disk_in_plaintext() {
     let yaml_canary = format!("CANARY-{tag}-YAML");
     let key_canary = format!("CANARY-{tag}-PRIVATE-KEY");
     let kv_canary = format!("CANARY-{tag}-KV");
-    let nonce_canary = format!("CANARY-{tag}-NONCE");
     // Names are not secret (the audit log records them), but the store hashes them anyway.
     let session_name = format!("canary-session-{tag}");
     let secret_name = format!("canary-secret-name-{tag}");
@@ -383,7 +325,7 @@ fn canary_secrets_never_reach_the_disk_in_plaintext() {
             )
             .unwrap();
         store
-            .put_secret(
+            .secret_or_insert(
                 &session_name,
                 &secret_name,
                 secret(secret_canary.as_bytes()),
@@ -401,12 +343,6 @@ fn canary_secrets_never_reach_the_disk_in_plaintext() {
             .unwrap();
         store
             .kv_put("ns", "k", kv_canary.as_bytes(), Expect::Any)
-            .unwrap();
-        store
-            .insert_nonce(
-                nonce_canary.as_bytes(),
-                SystemTime::now() + Duration::from_secs(60),
-            )
             .unwrap();
         let log = AuditLog::open(dir.path(), AuditSigner::from_master_key(&key).unwrap()).unwrap();
         log.append(
@@ -428,7 +364,6 @@ fn canary_secrets_never_reach_the_disk_in_plaintext() {
             yaml_canary.clone(),
             key_canary.clone(),
             kv_canary.clone(),
-            nonce_canary.clone(),
         ];
         if path.ends_with("store.redb") {
             needles.push(session_name.clone());

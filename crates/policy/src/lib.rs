@@ -50,6 +50,7 @@
 
 mod appraise;
 mod decide;
+pub mod diff;
 pub mod doc;
 mod error;
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! its last committed transaction. It locks its file, so a second CAS process on the same data
 //! directory is refused ([`Error::Locked`]).
 //!
-//! # On-disk format (version 2)
+//! # On-disk format (version 3)
 //!
 //! The data directory (created with mode `0700` if missing) holds `store.redb`, plus the audit
 //! log's files (see [`crate::audit`]). `store.redb` has these tables, every key and value a byte
@@ -15,24 +15,28 @@
 //!
 //! | table | key | sealed plaintext |
 //! | --- | --- | --- |
-//! | `meta` | `format` | *(not sealed)* format version, `u32` big-endian, `2` |
+//! | `meta` | `format` | *(not sealed)* format version, `u32` big-endian, `3` |
 //! | `meta` | `key_check` | the ASCII string `cloister-cas key check v1` |
 //! | `meta` | `admin_key` | the operator's admin key, Ed25519 SPKI DER (absent until `cas init --admin-key`) |
 //! | `sessions` | `H("sessions", name)` | JSON: `{name, versions: [{version, yaml, signatures: [{signer, signature}], hash, created}]}` |
 //! | `secrets` | `H("secrets/session", session) ‖ H("secrets/name", session, name)` | fields: session, name, created, value |
-//! | `nonces` | `H("nonces", nonce)` | fields: expiry |
 //! | `cas_keys` | `H("cas_keys", id)` | fields: id, algorithm, public key, created, not-after, private key |
 //! | `kv` | `H("kv", namespace, key)` | fields: namespace, key, version, value |
 //! | `namespaces` | `H("namespaces", name)` | JSON: `{name, owners: [{name, public_key}], session_quota, version, created, updated}` |
 //! | `tombstones` | `H("tombstones", name)` | JSON: `{name, version, hash, deleted}` |
 //!
-//! Version 1 (before namespaces) had neither the `namespaces` and `tombstones` tables nor
-//! `admin_key`; opening a version-1 store creates the tables and writes format 2 in one
-//! transaction. Its sessions then belong to no namespace record until the operator runs
-//! `cloister cas init --admin-key` (see `CasState::init_admin`).//!
+//! Opening an older store migrates it to version 3 in one transaction:
+//!
+//! - Version 2 had a `nonces` table (`H("nonces", nonce)` → fields: expiry) that no CAS used:
+//!   the server keeps attestation nonces in memory. Migration deletes the table.
+//! - Version 1 (before namespaces) had neither the `namespaces` and `tombstones` tables nor
+//!   `admin_key`; migration creates the tables (and deletes `nonces`). Its sessions then belong
+//!   to no namespace record until the operator runs `cloister cas init --admin-key` (see
+//!   `CasState::init_admin`).
+//!
 //! - `H(label, parts…)` is HMAC-SHA256 under the [`KeyPurpose::StoreKeyHashing`] subkey over
-//!   `label ‖ 0x00` followed by each part as a 4-byte big-endian length and its bytes. Names and
-//!   nonces therefore never appear on disk; lookups hash the name, listings decrypt values (which
+//!   `label ‖ 0x00` followed by each part as a 4-byte big-endian length and its bytes. Names
+//!   therefore never appear on disk; lookups hash the name, listings decrypt values (which
 //!   carry the name). The secrets key starts with the session's hash so that one range scan finds
 //!   a session's secrets.
 //! - A sealed value is `0x01 ‖ nonce (12 bytes) ‖ AES-256-GCM ciphertext and tag` under the
@@ -62,19 +66,19 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use crate::Error;
 use crate::error::storage;
 use crate::master_key::{KeyPurpose, MasterKey, Subkey};
 use crate::store::{
     CasKey, Expect, KeyAlgorithm, Namespace, SecretBytes, Session, SessionHash, SessionVersion,
     Store, StoredSecret, Tombstone, Versioned, check_name,
 };
-use crate::{Error, NonceRejection};
 
 /// The store's file name inside the data directory.
 pub const STORE_FILE: &str = "store.redb";
 
 /// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format this build opens (and migrates to [`FORMAT_VERSION`]).
 const OLDEST_FORMAT: u32 = 1;
@@ -84,6 +88,7 @@ type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
 const META: &str = "meta";
 const SESSIONS: &str = "sessions";
 const SECRETS: &str = "secrets";
+/// Formats 1 and 2 only: dropped by the migration to format 3.
 const NONCES: &str = "nonces";
 const CAS_KEYS: &str = "cas_keys";
 const KV: &str = "kv";
@@ -184,7 +189,9 @@ impl FileStore {
                         }
                     }
                     if found < FORMAT_VERSION {
-                        // Version 1 → 2: the new tables are created below, in this transaction.
+                        // Version 1 → 3: the namespaces and tombstones tables are created below;
+                        // versions 1 and 2 → 3: the unused nonces table goes. One transaction.
+                        txn.delete_table(def(NONCES)).map_err(storage)?;
                         meta.insert(
                             b"format".as_slice(),
                             FORMAT_VERSION.to_be_bytes().as_slice(),
@@ -200,9 +207,7 @@ impl FileStore {
                     });
                 }
             }
-            for table in [
-                SESSIONS, SECRETS, NONCES, CAS_KEYS, KV, NAMESPACES, TOMBSTONES,
-            ] {
+            for table in [SESSIONS, SECRETS, CAS_KEYS, KV, NAMESPACES, TOMBSTONES] {
                 txn.open_table(def(table)).map_err(storage)?;
             }
         }
@@ -641,21 +646,6 @@ impl Store for FileStore {
         Ok(candidate)
     }
 
-    #[tracing::instrument(skip_all, fields(session = session, secret = name))]
-    fn put_secret(&self, session: &str, name: &str, secret: StoredSecret) -> Result<(), Error> {
-        check_name("session name", session)?;
-        check_name("secret name", name)?;
-        let key = self.secret_key(session, name);
-        let plain = Self::encode_secret(session, name, &secret)?;
-        let sealed = self.sealer.seal("secrets", &key, &plain)?;
-        let txn = self.db.begin_write().map_err(storage)?;
-        txn.open_table(def(SECRETS))
-            .map_err(storage)?
-            .insert(key.as_slice(), sealed.as_slice())
-            .map_err(storage)?;
-        txn.commit().map_err(storage)
-    }
-
     fn secret_names(&self, session: &str) -> Result<Vec<String>, Error> {
         check_name("session name", session)?;
         let mut names = Vec::new();
@@ -671,83 +661,6 @@ impl Store for FileStore {
         }
         names.sort();
         Ok(names)
-    }
-
-    fn delete_secret(&self, session: &str, name: &str) -> Result<bool, Error> {
-        check_name("session name", session)?;
-        check_name("secret name", name)?;
-        let key = self.secret_key(session, name);
-        remove_row(&self.db, SECRETS, &key)
-    }
-
-    fn insert_nonce(&self, nonce: &[u8], expires: SystemTime) -> Result<(), Error> {
-        check_nonce(nonce)?;
-        let key = self.sealer.hash("nonces", &[nonce]);
-        let mut w = Fields::with_capacity(16);
-        w.time(Some(expires))?;
-        let sealed = self.sealer.seal("nonces", &key, &w.finish())?;
-        let txn = self.db.begin_write().map_err(storage)?;
-        {
-            let mut t = txn.open_table(def(NONCES)).map_err(storage)?;
-            if t.get(key.as_slice()).map_err(storage)?.is_some() {
-                return Err(Error::Conflict {
-                    table: "nonces",
-                    expected: "absent".into(),
-                    found: "present".into(),
-                });
-            }
-            t.insert(key.as_slice(), sealed.as_slice())
-                .map_err(storage)?;
-        }
-        txn.commit().map_err(storage)
-    }
-
-    fn take_nonce(&self, nonce: &[u8], now: SystemTime) -> Result<(), Error> {
-        check_nonce(nonce)?;
-        let key = self.sealer.hash("nonces", &[nonce]);
-        let txn = self.db.begin_write().map_err(storage)?;
-        let expires = {
-            let mut t = txn.open_table(def(NONCES)).map_err(storage)?;
-            let removed = t
-                .remove(key.as_slice())
-                .map_err(storage)?
-                .map(|v| v.value().to_vec());
-            let Some(sealed) = removed else {
-                return Err(Error::NonceRejected {
-                    reason: NonceRejection::Unknown,
-                });
-            };
-            decode_expiry(&self.sealer.open("nonces", &key, &sealed)?)?
-        };
-        // Commit the removal in both cases: an expired nonce is useless, a valid one is used.
-        txn.commit().map_err(storage)?;
-        if now >= expires {
-            return Err(Error::NonceRejected {
-                reason: NonceRejection::Expired,
-            });
-        }
-        Ok(())
-    }
-
-    fn purge_expired_nonces(&self, now: SystemTime) -> Result<usize, Error> {
-        let txn = self.db.begin_write().map_err(storage)?;
-        let purged = {
-            let mut t = txn.open_table(def(NONCES)).map_err(storage)?;
-            let mut doomed = Vec::new();
-            for row in t.iter().map_err(storage)? {
-                let (k, v) = row.map_err(storage)?;
-                let expires = decode_expiry(&self.sealer.open("nonces", k.value(), v.value())?)?;
-                if now >= expires {
-                    doomed.push(k.value().to_vec());
-                }
-            }
-            for k in &doomed {
-                t.remove(k.as_slice()).map_err(storage)?;
-            }
-            doomed.len()
-        };
-        txn.commit().map_err(storage)?;
-        Ok(purged)
     }
 
     fn cas_key(&self, id: &str) -> Result<Option<CasKey>, Error> {
@@ -787,25 +700,6 @@ impl Store for FileStore {
                 .map_err(storage)?;
         }
         txn.commit().map_err(storage)
-    }
-
-    fn cas_key_ids(&self) -> Result<Vec<String>, Error> {
-        let mut ids = self
-            .read_prefix(CAS_KEYS, &[])?
-            .iter()
-            .map(|plain| Self::decode_cas_key(plain).map(|k| k.id))
-            .collect::<Result<Vec<_>, _>>()?;
-        ids.sort();
-        Ok(ids)
-    }
-
-    fn delete_cas_key(&self, id: &str) -> Result<bool, Error> {
-        check_name("key id", id)?;
-        remove_row(
-            &self.db,
-            CAS_KEYS,
-            &self.sealer.hash("cas_keys", &[id.as_bytes()]),
-        )
     }
 
     fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<Versioned>, Error> {
@@ -876,15 +770,6 @@ impl Store for FileStore {
         txn.commit().map_err(storage)?;
         Ok(version)
     }
-
-    fn kv_delete(&self, namespace: &str, key: &str) -> Result<bool, Error> {
-        check_name("kv namespace", namespace)?;
-        check_name("kv key", key)?;
-        let row = self
-            .sealer
-            .hash("kv", &[namespace.as_bytes(), key.as_bytes()]);
-        remove_row(&self.db, KV, &row)
-    }
 }
 
 /// The longest admin key accepted (an Ed25519 SPKI is 44 bytes).
@@ -906,40 +791,6 @@ fn decode_namespace(name: Option<&str>, plain: &[u8]) -> Result<Namespace, Error
 
 fn describe_head(head: Option<&SessionHash>) -> String {
     head.map_or_else(|| "no session".into(), |h| format!("head {h}"))
-}
-
-fn check_nonce(nonce: &[u8]) -> Result<(), Error> {
-    if nonce.is_empty() || nonce.len() > 1024 {
-        return Err(Error::InvalidInput {
-            what: "nonce",
-            reason: "must be 1 to 1024 bytes",
-        });
-    }
-    Ok(())
-}
-
-fn decode_expiry(plain: &[u8]) -> Result<SystemTime, Error> {
-    let mut r = Fields::read(plain);
-    let expires = r.time().flatten();
-    match (expires, r.end()) {
-        (Some(t), Some(())) => Ok(t),
-        _ => Err(Error::Corrupt {
-            table: "nonces",
-            reason: "undecodable nonce record",
-        }),
-    }
-}
-
-fn remove_row(db: &Database, table: &'static str, key: &[u8]) -> Result<bool, Error> {
-    let txn = db.begin_write().map_err(storage)?;
-    let existed = txn
-        .open_table(def(table))
-        .map_err(storage)?
-        .remove(key)
-        .map_err(storage)?
-        .is_some();
-    txn.commit().map_err(storage)?;
-    Ok(existed)
 }
 
 /// The definition of a table: every table maps byte strings to byte strings.
@@ -1157,6 +1008,7 @@ impl<'a> FieldReader<'a> {
 mod tests {
     use super::*;
     use crate::store::conformance;
+    use redb::TableHandle;
 
     fn open(dir: &Path, key: &MasterKey) -> FileStore {
         FileStore::open(dir, key).unwrap()
@@ -1172,12 +1024,6 @@ mod tests {
     fn conformance_secrets() {
         let dir = tempfile::tempdir().unwrap();
         conformance::secrets(&open(dir.path(), &MasterKey::generate()));
-    }
-
-    #[test]
-    fn conformance_nonces() {
-        let dir = tempfile::tempdir().unwrap();
-        conformance::nonces(&open(dir.path(), &MasterKey::generate()));
     }
 
     #[test]
@@ -1219,28 +1065,34 @@ mod tests {
         assert_eq!(store.admin_key().unwrap(), Some(vec![0x30, 7]));
     }
 
-    /// A store written by a build before namespaces (format 1: no `namespaces` or
-    /// `tombstones` table) opens, keeps its sessions and is format 2 afterwards.
-    #[test]
-    fn a_format_1_store_is_migrated_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = MasterKey::generate();
+    /// Rewrites an open store into the shape an older build left: `format` set to `format`,
+    /// a `nonces` table holding one sealed row as format 2 wrote it (`H("nonces", nonce)` →
+    /// sealed fields: expiry), and for format 1 no `namespaces` or `tombstones` table.
+    fn make_old_format(store: &FileStore, format: u32) {
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(def(META))
+            .unwrap()
+            .insert(b"format".as_slice(), format.to_be_bytes().as_slice())
+            .unwrap();
         {
-            // Build a format-1 file by hand: meta and the five original tables only.
-            let store = open(dir.path(), &key);
-            store
-                .append_session_version("old/app", None, conformance::version(1, "y"))
-                .unwrap();
-            let txn = store.db.begin_write().unwrap();
-            txn.open_table(def(META))
+            let row = store.sealer.hash("nonces", &[b"a durable nonce"]);
+            let mut w = Fields::with_capacity(16);
+            w.time(Some(conformance::t0())).unwrap();
+            let sealed = store.sealer.seal(NONCES, &row, &w.finish()).unwrap();
+            txn.open_table(def(NONCES))
                 .unwrap()
-                .insert(b"format".as_slice(), 1u32.to_be_bytes().as_slice())
+                .insert(row.as_slice(), sealed.as_slice())
                 .unwrap();
+        }
+        if format == 1 {
             txn.delete_table(def(NAMESPACES)).unwrap();
             txn.delete_table(def(TOMBSTONES)).unwrap();
-            txn.commit().unwrap();
         }
-        let store = open(dir.path(), &key);
+        txn.commit().unwrap();
+    }
+
+    /// The store's `format` and whether it still has a `nonces` table.
+    fn format_and_nonces_table(store: &FileStore) -> (u32, bool) {
         let txn = store.db.begin_read().unwrap();
         let format = txn
             .open_table(def(META))
@@ -1250,8 +1102,81 @@ mod tests {
             .unwrap()
             .value()
             .to_vec();
-        assert_eq!(format, 2u32.to_be_bytes());
-        drop(txn);
+        let tables: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_owned())
+            .collect();
+        (
+            u32::from_be_bytes(format.try_into().unwrap()),
+            tables.iter().any(|t| t == NONCES),
+        )
+    }
+
+    /// A store written by the previous build (format 2, with the unused durable `nonces`
+    /// table) opens, keeps everything else and is format 3 without that table afterwards.
+    #[test]
+    fn a_format_2_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        {
+            let store = open(dir.path(), &key);
+            store
+                .append_session_version("ns/app", None, conformance::version(1, "y"))
+                .unwrap();
+            store
+                .secret_or_insert("ns/app", "k", conformance::secret(b"v"))
+                .unwrap();
+            store
+                .put_namespace(conformance::namespace("ns", 1), None)
+                .unwrap();
+            store
+                .kv_put("audit-readers", "gone", b"[]", Expect::Absent)
+                .unwrap();
+            make_old_format(&store, 2);
+            assert_eq!(format_and_nonces_table(&store), (2, true));
+        }
+        let store = open(dir.path(), &key);
+        assert_eq!(format_and_nonces_table(&store), (FORMAT_VERSION, false));
+        assert_eq!(store.session_names().unwrap(), vec!["ns/app"]);
+        assert_eq!(
+            store.secret("ns/app", "k").unwrap(),
+            Some(conformance::secret(b"v"))
+        );
+        assert_eq!(
+            store.namespace("ns").unwrap(),
+            Some(conformance::namespace("ns", 1))
+        );
+        assert_eq!(
+            store
+                .kv_get("audit-readers", "gone")
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
+        // Opening again is a no-op.
+        drop(store);
+        let store = open(dir.path(), &key);
+        assert_eq!(format_and_nonces_table(&store), (FORMAT_VERSION, false));
+    }
+
+    /// A store written by a build before namespaces (format 1: no `namespaces` or
+    /// `tombstones` table, a `nonces` table) opens, keeps its sessions and is format 3
+    /// afterwards.
+    #[test]
+    fn a_format_1_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        {
+            let store = open(dir.path(), &key);
+            store
+                .append_session_version("old/app", None, conformance::version(1, "y"))
+                .unwrap();
+            make_old_format(&store, 1);
+        }
+        let store = open(dir.path(), &key);
+        assert_eq!(format_and_nonces_table(&store), (FORMAT_VERSION, false));
         assert_eq!(store.session_names().unwrap(), vec!["old/app"]);
         assert_eq!(store.namespace_names().unwrap(), Vec::<String>::new());
         assert_eq!(store.admin_key().unwrap(), None);
@@ -1277,7 +1202,7 @@ mod tests {
                 .append_session_version("s", None, conformance::version(1, "y"))
                 .unwrap();
             store
-                .put_secret("s", "k", conformance::secret(b"v"))
+                .secret_or_insert("s", "k", conformance::secret(b"v"))
                 .unwrap();
         }
         let err = FileStore::open(dir.path(), &MasterKey::generate()).unwrap_err();
@@ -1307,10 +1232,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), &MasterKey::generate());
         store
-            .put_secret("s", "a", conformance::secret(b"A"))
+            .secret_or_insert("s", "a", conformance::secret(b"A"))
             .unwrap();
         store
-            .put_secret("s", "b", conformance::secret(b"B"))
+            .secret_or_insert("s", "b", conformance::secret(b"B"))
             .unwrap();
         // Copy the sealed value of `a` over the row of `b`, as an attacker with write access to
         // the file could.
@@ -1344,15 +1269,15 @@ mod tests {
             let txn = store.db.begin_write().unwrap();
             txn.open_table(def(META))
                 .unwrap()
-                .insert(b"format".as_slice(), 3u32.to_be_bytes().as_slice())
+                .insert(b"format".as_slice(), 4u32.to_be_bytes().as_slice())
                 .unwrap();
             txn.commit().unwrap();
         }
         assert!(matches!(
             FileStore::open(dir.path(), &key),
             Err(Error::UnsupportedFormat {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             })
         ));
     }
