@@ -129,12 +129,14 @@ const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// assert_eq!(verified.claims().extra["ehd"], hex::encode("This is some runtime data"));
 /// # Ok::<(), cloister_attest::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct MaaVerifier {
     issuer: String,
     keys: BTreeMap<String, SigningKey>,
 }
 
 /// A JWKS entry as loaded: a key we verify with, or why that key is refused when a token names it.
+#[derive(Clone)]
 enum SigningKey {
     Usable {
         key: VerifyingKey<Sha256>,
