@@ -41,6 +41,15 @@ pub enum Error {
     /// The evidence matches none of the known formats.
     #[error("cannot tell which kind of evidence this is; name it with --kind")]
     UnknownFormat,
+    /// Evidence of this kind needs collateral that did not come with it (or collateral of
+    /// another kind came): the caller's input is incomplete.
+    #[error("{evidence} evidence needs {needed}")]
+    MissingCollateral {
+        /// Which evidence, e.g. `DCAP` or `SEV-SNP`.
+        evidence: &'static str,
+        /// What it needs, e.g. `the VCEK certificate`.
+        needed: &'static str,
+    },
 
     // ----- rejected -----
     /// A signature does not verify.
@@ -90,6 +99,14 @@ pub enum Error {
         expected: String,
         /// Found, hex.
         got: String,
+    },
+    /// The trust set has no anchors for evidence of this kind (no MAA issuer is pinned, say).
+    #[error("{kind} evidence is not accepted: {reason}")]
+    NotTrusted {
+        /// The kind of the evidence.
+        kind: crate::EvidenceKind,
+        /// Why it is not.
+        reason: &'static str,
     },
     /// A field of the evidence has a value the verifier refuses (issuer, algorithm, key id,
     /// TCB version, platform …).
@@ -211,6 +228,8 @@ impl Error {
             Error::Malformed { .. } => "malformed",
             Error::Unsupported { .. } => "unsupported",
             Error::UnknownFormat => "unknown-format",
+            Error::MissingCollateral { .. } => "missing-collateral",
+            Error::NotTrusted { .. } => "not-trusted",
             Error::BadSignature { .. } => "bad-signature",
             Error::UntrustedChain { .. } => "untrusted-chain",
             Error::Revoked { .. } => "revoked",

@@ -14,6 +14,12 @@
 //! agent's job. [`Verified`] can only be built by this crate, so holding one proves the checks ran.
 //! Every TEE's result is normalised into one [`Claims`] struct so that policies are written once.
 //!
+//! One trust set, [`Verifiers`], holds the anchors for every kind of evidence and picks the
+//! verifier an [`EvidenceKind`] needs, with the [`Collateral`] that came with the evidence. It is
+//! the only place a kind is mapped to a verifier, and [`EvidenceKind`]'s methods the only place it
+//! is mapped to a [`Tee`] or an [`EvidenceFormat`]: the CAS, the CLI and the runtime go through
+//! them, so a new kind of evidence is added in this crate (and named in `cloister-policy`).
+//!
 //! # Example
 //!
 //! ```
@@ -43,52 +49,20 @@ mod claims;
 pub mod collect;
 pub mod dcap;
 mod error;
+mod kind;
 pub mod maa;
 pub mod sim;
 pub mod snp;
+mod verifiers;
 
 pub use claims::{
     Claims, DcapDetails, EvidenceFormat, SnpDetails, SnpGuestPolicy, SnpTcb, TcbStatus, Tee,
 };
 pub use error::{Error, Fault, rfc3339};
+pub use kind::{EvidenceKind, UnknownKind, detect};
+pub use verifiers::{Collateral, Verifiers};
 
 use std::time::SystemTime;
-
-/// The kinds of evidence this crate verifies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EvidenceKind {
-    /// Intel SGX DCAP quote (v3).
-    Sgx,
-    /// Intel TDX quote (v4, v5).
-    Tdx,
-    /// AMD SEV-SNP attestation report, raw or hex.
-    Snp,
-    /// Microsoft Azure Attestation token.
-    Maa,
-    /// Cloister's simulated TEE.
-    Sim,
-}
-
-/// Tell the kind of `evidence` from its bytes, cheaply and without verifying anything.
-/// Returns `None` when no format matches. Never panics, whatever the input.
-pub fn detect(evidence: &[u8]) -> Option<EvidenceKind> {
-    if let Some(tee) = dcap::sniff(evidence) {
-        return match tee {
-            Tee::Tdx => Some(EvidenceKind::Tdx),
-            _ => Some(EvidenceKind::Sgx),
-        };
-    }
-    if maa::sniff(evidence) {
-        Some(EvidenceKind::Maa)
-    } else if sim::sniff(evidence) {
-        Some(EvidenceKind::Sim)
-    } else if snp::sniff(evidence) {
-        Some(EvidenceKind::Snp)
-    } else {
-        None
-    }
-}
 
 /// What a verification is checked against besides the trust anchors: the time, and the
 /// `report_data` the evidence must carry.

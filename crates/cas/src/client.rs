@@ -35,8 +35,8 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use cloister_attest::binding;
-use cloister_attest::collect::Collector;
+use cloister_attest::collect::{Collector, Evidence};
+use cloister_attest::{EvidenceKind, binding};
 use cloister_policy::{KeyFingerprint, OwnerKey, SessionHash, SignedPolicy};
 use ed25519_dalek::Signer as _;
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
@@ -709,6 +709,41 @@ impl fmt::Debug for ConfigFile {
     }
 }
 
+impl Nonce {
+    /// The `report_data` evidence must carry to be accepted with this nonce for `key`
+    /// ([`binding::report_data`] of the nonce and the key's SPKI).
+    pub fn report_data(&self, key: &WorkloadKey) -> [u8; 64] {
+        binding::report_data(&self.bytes, &key.spki_der())
+    }
+}
+
+impl AttestRequest {
+    /// The `POST /v1/attest` request for `evidence` collected with [`Nonce::report_data`] of
+    /// `nonce` and `key`: the one place the protocol's fields are filled in, for
+    /// [`attest_workload`] and the runtime. The kind is named when the evidence's label and bytes
+    /// agree on one ([`EvidenceKind::of`]), else left for the CAS to detect.
+    pub fn new(
+        session: &str,
+        service: &str,
+        evidence: &Evidence,
+        collateral: Option<serde_json::Value>,
+        nonce: &Nonce,
+        key: &WorkloadKey,
+        host_args: Vec<String>,
+    ) -> Self {
+        Self {
+            session: session.to_owned(),
+            service: service.to_owned(),
+            evidence: B64.encode(&evidence.bytes),
+            kind: EvidenceKind::of(evidence),
+            collateral,
+            nonce: B64.encode(&nonce.bytes),
+            public_key: B64.encode(key.spki_der()),
+            host_args,
+        }
+    }
+}
+
 /// Attests a workload end to end: a nonce from `cas`, `report_data` binding it to `key`,
 /// evidence from `collector`, `POST /v1/attest` with `collateral` and `host_args`, and the
 /// configuration opened with `key`.
@@ -723,26 +758,17 @@ pub async fn attest_workload(
     host_args: &[String],
 ) -> Result<Attested, Error> {
     let nonce = cas.nonce().await?;
-    let spki = key.spki_der();
-    let report_data = binding::report_data(&nonce.bytes, &spki);
-    let evidence = collector.collect(&report_data)?;
+    let evidence = collector.collect(&nonce.report_data(key))?;
     tracing::debug!(tee = %evidence.tee, evidence_len = evidence.bytes.len(), "collected evidence");
-    let kind = match evidence.format {
-        cloister_attest::EvidenceFormat::Sim => Some(cloister_attest::EvidenceKind::Sim),
-        cloister_attest::EvidenceFormat::MaaToken => Some(cloister_attest::EvidenceKind::Maa),
-        cloister_attest::EvidenceFormat::SnpReport => Some(cloister_attest::EvidenceKind::Snp),
-        cloister_attest::EvidenceFormat::DcapQuote => None,
-    };
-    let req = AttestRequest {
-        session: session.to_owned(),
-        service: service.to_owned(),
-        evidence: B64.encode(&evidence.bytes),
-        kind,
+    let req = AttestRequest::new(
+        session,
+        service,
+        &evidence,
         collateral,
-        nonce: B64.encode(&nonce.bytes),
-        public_key: B64.encode(&spki),
-        host_args: host_args.to_vec(),
-    };
+        &nonce,
+        key,
+        host_args.to_vec(),
+    );
     cas.attest(&req, key).await
 }
 

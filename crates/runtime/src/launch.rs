@@ -26,11 +26,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use cloister_attest::collect::{self, Collector, Evidence, SimCollector};
 use cloister_attest::sim::{PlatformKey, Statement};
-use cloister_attest::{EvidenceFormat, EvidenceKind, binding};
 use cloister_cas::api::AttestRequest;
 use cloister_cas::client::{Attested, CasClient};
 use cloister_cas::envelope::WorkloadKey;
@@ -360,27 +357,11 @@ fn attest(
         CasClient::new(cas_url, cas_cert_pem)?
     };
     let nonce = rt.block_on(cas.nonce())?;
-    let spki = key.spki_der();
-    let report_data = binding::report_data(&nonce.bytes, &spki);
-    let (evidence, collateral) = source.collect(&report_data)?;
+    let (evidence, collateral) = source.collect(&nonce.report_data(key))?;
     tracing::debug!(tee = %evidence.tee, len = evidence.bytes.len(), "collected evidence");
-    // As `cloister_cas::client::attest_workload` names them; a DCAP quote says its own kind.
-    let kind = match evidence.format {
-        EvidenceFormat::Sim => Some(EvidenceKind::Sim),
-        EvidenceFormat::MaaToken => Some(EvidenceKind::Maa),
-        EvidenceFormat::SnpReport => Some(EvidenceKind::Snp),
-        EvidenceFormat::DcapQuote => None,
-    };
-    let request = AttestRequest {
-        session: session.to_owned(),
-        service: service.to_owned(),
-        evidence: B64.encode(&evidence.bytes),
-        kind,
-        collateral,
-        nonce: B64.encode(&nonce.bytes),
-        public_key: B64.encode(&spki),
-        host_args,
-    };
+    let request = AttestRequest::new(
+        session, service, &evidence, collateral, &nonce, key, host_args,
+    );
     let attested = rt.block_on(cas.attest(&request, key))?;
     drop(cas);
     Ok(attested)

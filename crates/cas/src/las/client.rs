@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use cloister_attest::collect::{Collector, Evidence};
 use cloister_attest::dcap::{Collateral as DcapCollateral, DcapVerifier};
 use cloister_attest::snp::SnpVerifier;
-use cloister_attest::{EvidenceFormat, EvidenceKind, Tee, Verifier};
+use cloister_attest::{EvidenceKind, Tee, Verifier};
 use reqwest::Url;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -99,18 +99,9 @@ impl LasEvidence {
             .map_err(|e| protocol(format!("evidence is not base64: {e}")))?;
         // The evidence must be what the LAS says it is.
         let kind = cloister_attest::detect(&bytes);
-        let consistent = matches!(
-            (response.format, response.tee, kind),
-            (EvidenceFormat::Sim, Tee::Sim, Some(EvidenceKind::Sim))
-                | (EvidenceFormat::DcapQuote, Tee::Sgx, Some(EvidenceKind::Sgx))
-                | (EvidenceFormat::DcapQuote, Tee::Tdx, Some(EvidenceKind::Tdx))
-                | (
-                    EvidenceFormat::SnpReport,
-                    Tee::SevSnp,
-                    Some(EvidenceKind::Snp)
-                )
-        );
-        if !consistent {
+        let labelled = EvidenceKind::labelled(response.format, response.tee);
+        // A LAS serves hardware or sim evidence, never an MAA token.
+        if kind.is_none() || kind != labelled || kind == Some(EvidenceKind::Maa) {
             return Err(protocol(format!(
                 "the LAS says {} {} evidence, the bytes look like {kind:?}",
                 response.tee, response.format
@@ -434,6 +425,7 @@ impl Collector for LasCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cloister_attest::EvidenceFormat;
 
     #[test]
     fn base_urls_are_checked() {

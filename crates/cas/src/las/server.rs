@@ -353,16 +353,10 @@ async fn collateral_for(
     let evidence = B64
         .decode(request.evidence.trim())
         .map_err(|e| LasError::bad_request("evidence", format!("not base64: {e}")))?;
-    let format = match cloister_attest::detect(&evidence) {
-        Some(EvidenceKind::Sgx | EvidenceKind::Tdx) => EvidenceFormat::DcapQuote,
-        Some(EvidenceKind::Snp) => EvidenceFormat::SnpReport,
-        Some(EvidenceKind::Sim) => EvidenceFormat::Sim,
-        Some(EvidenceKind::Maa) => EvidenceFormat::MaaToken,
-        _ => {
-            return Err(LasError::NoCollateralFor {
-                reason: "the evidence is neither a DCAP quote nor an SEV-SNP report".into(),
-            });
-        }
+    let Some(format) = cloister_attest::detect(&evidence).map(EvidenceKind::format) else {
+        return Err(LasError::NoCollateralFor {
+            reason: "the evidence is neither a DCAP quote nor an SEV-SNP report".into(),
+        });
     };
     match state.collateral(format, &evidence).await? {
         Some((collateral, until)) => Ok(Json(CollateralResponse {

@@ -7,9 +7,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use cloister_attest::dcap::{Collateral, DcapVerifier};
-use cloister_attest::snp::SnpVerifier;
-use cloister_attest::{Claims, Context, EvidenceKind, Fault, Verifier as _, binding};
+use cloister_attest::{Claims, Collateral, Context, Error as AttestError, Fault, binding};
 use cloister_policy::{
     KeyFingerprint, Policy, SecretKind, SignedPolicy, authorize_create, authorize_read,
     authorize_recreate, authorize_update, names, signed_by_an_owner,
@@ -26,7 +24,7 @@ use super::state::Inner;
 use crate::api::{
     self, AttestRequest, AttestResponse, AuditEntries, AuditEntriesQuery, AuditHead,
     AuditVerification, DeleteSession, NonceResponse, SealedConfig, SealedFile, SessionList,
-    SessionSummary, SessionView, SignatureHeader, SignatureJson, SnpCollateral,
+    SessionSummary, SessionView, SignatureHeader, SignatureJson,
 };
 use crate::audit::{self, AuditError, Event, EventKind, Receipt, key_digest};
 use crate::secrets::{Resolved, Secrets};
@@ -832,8 +830,9 @@ impl Inner {
         }
     }
 
-    /// Verifies evidence with the verifier its kind needs. `Ok(Err(failure))` is a refusal;
-    /// `Err` an internal failure.
+    /// Verifies evidence with the CAS's trust set ([`cloister_attest::Verifiers`]).
+    /// `Ok(Err(failure))` is a refusal, by the rule `collateral` when what came with the evidence
+    /// is missing or unusable, else `evidence`; `Err` an internal failure.
     fn verify_evidence(
         &self,
         evidence: &[u8],
@@ -841,62 +840,35 @@ impl Inner {
         now: SystemTime,
         expected: &[u8; 64],
     ) -> Result<Result<Claims, Failed>, ApiError> {
-        let evidence_failure = |detail: &str| Ok(Err(Failed::caller("evidence", detail)));
-        let collateral = |detail: &str| Ok(Err(Failed::caller("collateral", detail)));
         let Some(kind) = req.kind.or_else(|| cloister_attest::detect(evidence)) else {
-            return evidence_failure("unknown format; name it with `kind`");
+            return Ok(Err(Failed::caller(
+                "evidence",
+                "unknown format; name it with `kind`",
+            )));
+        };
+        let collateral = match req
+            .collateral
+            .as_ref()
+            .map(|c| Collateral::from_json(kind, c))
+        {
+            None => None,
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return Ok(Err(Failed::caller("collateral", e))),
         };
         let ctx = Context::new(now).expect_report_data(expected);
-        let result = match kind {
-            EvidenceKind::Sim => self.sim.verify(evidence, &ctx),
-            EvidenceKind::Maa => match self.config.maa() {
-                Some(v) => v.verify(evidence, &ctx),
-                None => {
-                    return evidence_failure(
-                        "maa tokens are not accepted: this CAS trusts no Azure Attestation issuer",
-                    );
-                }
-            },
-            EvidenceKind::Sgx | EvidenceKind::Tdx => {
-                let Some(given) = &req.collateral else {
-                    return collateral("DCAP evidence needs the platform's collateral");
-                };
-                let bytes = serde_json::to_vec(given).map_err(|_| ApiError::Internal)?;
-                match Collateral::from_json(&bytes) {
-                    Ok(c) => DcapVerifier::with_root_ca(c, self.config.dcap_root_der().to_vec())
-                        .verify(evidence, &ctx),
-                    Err(e) => return collateral(&e.to_string()),
-                }
-            }
-            EvidenceKind::Snp => {
-                let Some(given) = &req.collateral else {
-                    return collateral("SEV-SNP evidence needs the VCEK certificate");
-                };
-                let c: SnpCollateral = match serde_json::from_value(given.clone()) {
-                    Ok(c) => c,
-                    Err(_) => return collateral("expected {\"vcek\": …, \"chain\": …}"),
-                };
-                let vcek = if c.vcek.trim_start().starts_with("-----BEGIN") {
-                    c.vcek.into_bytes()
-                } else {
-                    match B64.decode(c.vcek.trim()) {
-                        Ok(der) => der,
-                        Err(_) => return collateral("vcek is neither PEM nor base64"),
-                    }
-                };
-                match SnpVerifier::new(vcek, c.chain.map(String::into_bytes)) {
-                    Ok(v) => v.verify(evidence, &ctx),
-                    Err(e) => return collateral(&e.to_string()),
-                }
-            }
-        };
-        match result {
+        match self
+            .verifiers
+            .verify(evidence, Some(kind), collateral.as_ref(), &ctx)
+        {
             Ok(verified) => Ok(Ok(verified.into_claims())),
             Err(e) if e.fault() == Fault::Internal => {
                 tracing::error!(error = %e, "verifier bug");
                 Err(ApiError::Internal)
             }
-            Err(e) => evidence_failure(&e.to_string()),
+            Err(e @ AttestError::MissingCollateral { .. }) => {
+                Ok(Err(Failed::caller("collateral", e)))
+            }
+            Err(e) => Ok(Err(Failed::caller("evidence", e))),
         }
     }
 

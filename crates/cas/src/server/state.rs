@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use cloister_attest::sim::SimVerifier;
+use cloister_attest::Verifiers;
 use cloister_policy::Policy;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -51,7 +51,7 @@ pub(crate) struct Inner {
     pub audit: AuditLog,
     pub config: CasConfig,
     pub token: TokenSigner,
-    pub sim: SimVerifier,
+    pub verifiers: Verifiers,
     pub dir: PathBuf,
     pub tls_cert_der: Vec<u8>,
     pub tls_cert_pem: String,
@@ -103,7 +103,7 @@ impl CasState {
             "the CAS's own TLS certificate does not parse",
         ))?;
         Ok(Self(Arc::new(Inner {
-            sim: SimVerifier::new(config.sim_keys().iter().cloned()),
+            verifiers: verifiers(&config),
             store,
             audit,
             config,
@@ -281,6 +281,18 @@ fn tls_identity(names: &[String], now: SystemTime) -> Result<(Vec<u8>, Vec<u8>),
 }
 
 /// Writes `DIR/cas.crt` (atomically, only when it changed).
+/// The trust set evidence is verified against: the configured sim keys, MAA provider and DCAP
+/// root (the AMD roots are bundled in `cloister-attest`).
+fn verifiers(config: &CasConfig) -> Verifiers {
+    let verifiers = Verifiers::new()
+        .trust_sim_keys(config.sim_keys().iter().cloned())
+        .dcap_root_ca(config.dcap_root_der().to_vec());
+    match config.maa() {
+        Some(maa) => verifiers.trust_maa(maa.clone()),
+        None => verifiers,
+    }
+}
+
 fn write_cert_file(dir: &Path, pem: &str) -> Result<(), Error> {
     let path = dir.join(CERT_FILE);
     if std::fs::read_to_string(&path).ok().as_deref() == Some(pem) {
