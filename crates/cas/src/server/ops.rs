@@ -853,6 +853,10 @@ impl Inner {
         {
             None => None,
             Some(Ok(c)) => c,
+            Some(Err(e)) if e.fault() == Fault::Internal => {
+                tracing::error!(error = %e, "collateral parser bug");
+                return Err(ApiError::Internal);
+            }
             Some(Err(e)) => return Ok(Err(Failed::caller("collateral", e))),
         };
         let ctx = Context::new(now).expect_report_data(expected);

@@ -23,6 +23,7 @@ use secrecy::ExposeSecret as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod dispatch;
 mod imports;
 mod limits;
 mod namespaces;
