@@ -107,6 +107,7 @@ fn main() {
     let url = format!("https://{}", listener.local_addr().unwrap());
     let platform = PlatformKey::generate();
     let config = CasConfig::builder(&url)
+        .dangerous()
         .trust_sim_key(platform.public_key())
         .limits(cloister_cas::config::Limits::bench())
         .build()

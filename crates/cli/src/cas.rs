@@ -74,7 +74,7 @@ pub enum Command {
     ///   cloister cas init --data ./cas-data --master-key-file ./master.key
     ///   cloister keys gen --out auditor.pem
     ///   cloister cas serve --listen 127.0.0.1:8443 --data ./cas-data \
-    ///       --master-key-file ./master.key --sim-platform-key platform.pem.pub \
+    ///       --master-key-file ./master.key --insecure-sim-platform-key platform.pem.pub \
     ///       --auditor-key auditor.pem.pub
     ///       --imports imports.yaml
     #[command(verbatim_doc_comment)]
@@ -140,10 +140,14 @@ pub struct ServeArgs {
     /// Refused: a key on the command line is visible to every user of the machine.
     #[arg(long, value_name = "KEY", hide = true)]
     master_key: Option<String>,
-    /// Trust sim evidence signed by this platform public key (PEM, `evidence sim-keygen`).
-    /// Repeatable.
-    #[arg(long = "sim-platform-key", value_name = "PUBFILE")]
-    sim_platform_keys: Vec<PathBuf>,
+    /// Insecure, for development: trust sim evidence signed by this platform public key (PEM,
+    /// `evidence sim-keygen`). Sim evidence is signed by software, not hardware; policies must
+    /// still list `sim` in security.tees. Logged as a warning. Repeatable.
+    #[arg(long = "insecure-sim-platform-key", value_name = "PUBFILE")]
+    insecure_sim_platform_keys: Vec<PathBuf>,
+    /// Refused: renamed --insecure-sim-platform-key.
+    #[arg(long = "sim-platform-key", value_name = "PUBFILE", hide = true)]
+    old_sim_platform_keys: Vec<PathBuf>,
     /// A DNS name or IP address for the TLS certificate made on first start. Repeatable;
     /// default localhost, 127.0.0.1 and ::1. Later starts keep the certificate (pins stay valid).
     #[arg(long = "tls-name", value_name = "NAME")]
@@ -354,6 +358,13 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if !args.old_sim_platform_keys.is_empty() {
+        eprintln!(
+            "cloister: refusing --sim-platform-key: it was renamed --insecure-sim-platform-key \
+             (sim evidence is signed by software, not hardware)"
+        );
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
     if args.master_key.is_some() {
         eprintln!(
             "cloister: refusing --master-key: a key on the command line is visible to every user \
@@ -425,11 +436,14 @@ fn config(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<CasConfig> {
         }
     };
     let mut builder = CasConfig::builder(issuer);
-    for path in &args.sim_platform_keys {
+    for path in &args.insecure_sim_platform_keys {
         let key = cloister_attest::sim::PublicKey::load(path)
             .with_context(|| format!("{}: not a sim platform public key", path.display()))?;
-        tracing::info!(sim_platform_key = %key.fingerprint(), "trusting a sim platform key");
-        builder = builder.trust_sim_key(key);
+        tracing::warn!(
+            sim_platform_key = %key.fingerprint(),
+            "--insecure-sim-platform-key: trusting sim evidence, which software signs, not hardware"
+        );
+        builder = builder.dangerous().trust_sim_key(key);
     }
     if let (Some(issuer), Some(jwks)) = (&args.maa_issuer, &args.maa_jwks) {
         let jwks =

@@ -33,7 +33,7 @@ pub enum Command {
     /// /v1/health. It holds no secret but the sim key and decides nothing: the CAS verifies.
     ///
     /// Development (sim TEE, no hardware; policies must list `sim`, and the CAS must trust the
-    /// public key with --sim-platform-key):
+    /// public key with --insecure-sim-platform-key):
     ///   cloister evidence sim-keygen --out platform.pem
     ///   cloister las serve --listen 127.0.0.1:9480 --sim-key platform.pem --offline
     ///
@@ -303,7 +303,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "cloister: WARNING: --sim-key: serving sim evidence. DEVELOPMENT ONLY: no hardware \
              protects the workloads, and only policies that accept `sim` admit them. Platform \
-             key {} (trust it with `cas serve --sim-platform-key`)",
+             key {} (trust it with `cas serve --insecure-sim-platform-key`)",
             key.fingerprint()
         );
     }

@@ -42,6 +42,7 @@ impl Cas {
         let dir = tempfile::tempdir().unwrap();
         let platform = PlatformKey::generate();
         let config = CasConfig::builder("https://cas.test")
+            .dangerous()
             .trust_sim_key(platform.public_key())
             .env_source(Arc::new(move |name| {
                 (name == "BUNDLE_KEY").then(|| bundle_key_hex.clone())

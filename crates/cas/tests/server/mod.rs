@@ -189,6 +189,7 @@ impl Cas {
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
         let config = edit(
             CasConfig::builder(ISSUER)
+                .dangerous()
                 .trust_sim_key(platform.public_key())
                 .auditor_key(owner(AUDITOR).public_key())
                 .clock(clock.clone())

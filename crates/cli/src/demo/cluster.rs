@@ -123,6 +123,7 @@ impl Cluster {
         let platform = PlatformKey::generate();
         let auditor = OwnerKey::generate()?;
         let config = CasConfig::builder("https://cas.cloister.local")
+            .dangerous()
             .trust_sim_key(platform.public_key())
             .auditor_key(auditor.public_key())
             .imports(imports)

@@ -125,6 +125,7 @@ fn bench_cas_against_a_running_cas() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let config = CasConfig::builder(&url)
+        .dangerous()
         .trust_sim_key(platform.public_key())
         .build()
         .unwrap();

@@ -120,6 +120,7 @@ impl Cas {
         let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
         // The policies import their key files from the test's directory.
         let config = CasConfig::builder("https://cas.test")
+            .dangerous()
             .trust_sim_key(platform.public_key())
             .imports(cloister_cas::ImportRules::none().allow_files("test", d))
             .build()

@@ -113,6 +113,7 @@ impl Setup {
         let cas_dir = tempfile::tempdir().unwrap();
         let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
         let config = CasConfig::builder("https://cas.test")
+            .dangerous()
             .trust_sim_key(platform.public_key())
             .imports(cloister_cas::ImportRules::none().allow_files("demo", d))
             .build()
