@@ -1048,7 +1048,7 @@ mod tests {
                 .append_session_version("ns/s", None, conformance::version(1, "y"))
                 .unwrap();
             store
-                .delete_session("ns/s", &SessionHash([1; 32]), conformance::t0())
+                .delete_session("ns/s", &SessionHash::from_bytes([1; 32]), conformance::t0())
                 .unwrap();
             store
                 .put_namespace(conformance::namespace("ns", 1), None)
@@ -1057,7 +1057,7 @@ mod tests {
         }
         let store = open(dir.path(), &key);
         let t = store.tombstone("ns/s").unwrap().unwrap();
-        assert_eq!((t.version, t.hash), (1, SessionHash([1; 32])));
+        assert_eq!((t.version, t.hash), (1, SessionHash::from_bytes([1; 32])));
         assert_eq!(
             store.namespace("ns").unwrap(),
             Some(conformance::namespace("ns", 1))
@@ -1181,7 +1181,11 @@ mod tests {
         assert_eq!(store.namespace_names().unwrap(), Vec::<String>::new());
         assert_eq!(store.admin_key().unwrap(), None);
         store
-            .delete_session("old/app", &SessionHash([1; 32]), conformance::t0())
+            .delete_session(
+                "old/app",
+                &SessionHash::from_bytes([1; 32]),
+                conformance::t0(),
+            )
             .unwrap();
         assert!(store.tombstone("old/app").unwrap().is_some());
     }

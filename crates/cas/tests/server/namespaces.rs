@@ -442,7 +442,7 @@ async fn a_store_made_before_namespaces_is_migrated_by_setting_the_admin_key() {
             version: 1,
             yaml: legacy.clone(),
             signatures: Vec::new(),
-            hash: cloister_cas::SessionHash(*SessionHash::of(&legacy).as_bytes()),
+            hash: SessionHash::of(&legacy),
             created: SystemTime::now(),
         };
         cloister_cas::Store::append_session_version(&store, "legacy/app", None, version).unwrap();
