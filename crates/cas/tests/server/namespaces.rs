@@ -43,7 +43,7 @@ fn policy_body(yaml: &str, signers: &[u8]) -> Vec<u8> {
 
 /// Whether `cas` holds session `name` (read by its owner 1).
 async fn holds(cas: &Cas, name: &str) -> bool {
-    match cas.client.get_session(name, &signer(1)).await {
+    match cas.client.session(name, &signer(1)).await {
         Ok(_) => true,
         Err(Error::Api { status: 404, .. }) => false,
         Err(e) => panic!("{e}"),
