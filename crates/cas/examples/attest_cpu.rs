@@ -116,14 +116,8 @@ fn main() {
     let owner = OwnerKey::generate().unwrap();
     let approver = cloister_cas::client::RequestSigner::from_owner_key(&owner).unwrap();
     state.init_admin(approver.spki_der()).unwrap();
-    let tls = state.tls_config().unwrap();
     let cert = state.certificate_pem().to_owned();
-    server_rt.spawn(server::run(
-        listener,
-        tls,
-        state,
-        std::future::pending::<()>(),
-    ));
+    server_rt.spawn(server::run(listener, state, std::future::pending::<()>()));
 
     let signed = SignedPolicy::new(policy(&owner)).signed_by(&owner);
     client_rt

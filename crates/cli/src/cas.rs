@@ -399,7 +399,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = config(&args, bound)?;
     let state = CasState::open(&args.data, &master, config)
         .with_context(|| format!("cannot open the CAS in {}", args.data.display()))?;
-    let tls = state.tls_config()?;
     // The store is ours now (it is locked): an address left by a CAS that was killed must not
     // be mistaken for this one before it is ready.
     remove_addr_file(&args.data)?;
@@ -412,7 +411,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let stop = shutdown_signal()?;
         write_addr_file(&args.data, &url)?;
         ready(&args, &state, &url)?;
-        server::run(listener, tls, state, stop).await?;
+        server::run(listener, state, stop).await?;
         remove_addr_file(&args.data)?;
         tracing::info!("CAS stopped");
         Ok(ExitCode::SUCCESS)

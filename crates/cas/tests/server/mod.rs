@@ -210,9 +210,8 @@ impl Cas {
             "https://127.0.0.1:{}",
             listener.local_addr().unwrap().port()
         );
-        let tls = state.tls_config().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let join = tokio::spawn(server::run(listener, tls, state.clone(), async move {
+        let join = tokio::spawn(server::run(listener, state.clone(), async move {
             let _ = rx.await;
         }));
         let cert_pem = std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap();

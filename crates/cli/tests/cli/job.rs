@@ -136,13 +136,7 @@ impl Cas {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
-        let tls = state.tls_config().unwrap();
-        let server = tokio::spawn(server::run(
-            listener,
-            tls,
-            state,
-            std::future::pending::<()>(),
-        ));
+        let server = tokio::spawn(server::run(listener, state, std::future::pending::<()>()));
         std::fs::copy(dir.path().join(CERT_FILE), d.join("cas.crt")).unwrap();
         let client =
             CasClient::new(&url, &std::fs::read_to_string(d.join("cas.crt")).unwrap()).unwrap();
