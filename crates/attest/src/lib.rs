@@ -44,6 +44,7 @@ pub mod collect;
 pub mod dcap;
 mod error;
 pub mod maa;
+pub mod private_fs;
 pub mod sim;
 pub mod snp;
 

@@ -342,18 +342,7 @@ fn report_admin(done: &cloister_cas::admin::AdminInit) {
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
+    cloister_attest::private_fs::create_dir(dir)
         .with_context(|| format!("cannot create {}", dir.display()))
 }
 

@@ -800,18 +800,7 @@ fn def(name: &'static str) -> Table {
 
 /// Creates `dir` (and parents) with mode 0700 if it does not exist.
 pub(crate) fn create_private_dir(dir: &Path) -> Result<(), Error> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
+    cloister_attest::private_fs::create_dir(dir)
         .map_err(|e| Error::io("create data directory", dir, e))
 }
 
