@@ -5,9 +5,10 @@
 //! `DIR/cas.addr` (atomically) and prints the URL, the pinned certificate and the audit log's
 //! public key on stderr, so that scripts can wait for it.
 
+use crate::serve::{self, LogFormat};
 use crate::{EXIT_ERROR, LogStyle};
 use anyhow::{Context as _, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use cloister_cas::config::{Limits, RateLimit};
 use cloister_cas::server::{self, CERT_FILE, CasState};
 use cloister_cas::{CasConfig, ImportRules, MASTER_KEY_ENV, MasterKey};
@@ -108,22 +109,10 @@ impl Command {
     /// `serve` logs at info, as text or JSON; `init` like every other command.
     pub fn log_style(&self) -> LogStyle {
         match self {
-            Command::Serve(args) => LogStyle {
-                level: "info",
-                json: args.log_format == LogFormat::Json,
-            },
+            Command::Serve(args) => args.log_format.log_style(),
             Command::Init(_) => LogStyle::default(),
         }
     }
-}
-
-/// How `cas serve` writes its logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 #[derive(Args)]
@@ -390,18 +379,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open the CAS in {}", args.data.display()))?;
     // The store is ours now (it is locked): an address left by a CAS that was killed must not
     // be mistaken for this one before it is ready.
-    remove_addr_file(&args.data)?;
+    serve::remove_if_present(&args.data.join(ADDR_FILE))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let stop = shutdown_signal()?;
-        write_addr_file(&args.data, &url)?;
+        let stop = serve::shutdown_signal()?;
+        serve::write_addr_file(&args.data.join(ADDR_FILE), &url)?;
         ready(&args, &state, &url)?;
         server::run(listener, state, stop).await?;
-        remove_addr_file(&args.data)?;
+        serve::remove_if_present(&args.data.join(ADDR_FILE))?;
         tracing::info!("CAS stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -551,31 +540,6 @@ pub(crate) fn connectable(bound: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, bound.port())
 }
 
-/// Completes on SIGTERM or SIGINT. The handlers are installed before this returns, so a signal
-/// sent as soon as `cas.addr` exists is not lost.
-pub(crate) fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        Ok(async move {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            tracing::info!(signal = name, "stopping: letting requests in flight finish");
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("stopping: letting requests in flight finish");
-        })
-    }
-}
-
 /// Tells whoever waits that the CAS is up: its URL, certificate and audit key on stderr.
 fn ready(args: &ServeArgs, state: &CasState, url: &str) -> anyhow::Result<()> {
     let cert = args.data.join(CERT_FILE);
@@ -602,28 +566,6 @@ fn ready(args: &ServeArgs, state: &CasState, url: &str) -> anyhow::Result<()> {
         writeln!(err, "cloister: audit public key {audit}")?;
     }
     Ok(())
-}
-
-/// Writes `DIR/cas.addr` atomically: a temporary file, `fsync`, rename.
-fn write_addr_file(dir: &Path, url: &str) -> anyhow::Result<()> {
-    let path = dir.join(ADDR_FILE);
-    let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
-    std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(format!("{url}\n").as_bytes())
-                .and_then(|()| f.sync_all())
-        })
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn remove_addr_file(dir: &Path) -> anyhow::Result<()> {
-    let path = dir.join(ADDR_FILE);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
-    }
 }
 
 #[cfg(test)]
