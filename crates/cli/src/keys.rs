@@ -184,7 +184,7 @@ pub fn load_owner_key(path: &Path) -> anyhow::Result<OwnerKey> {
 }
 
 /// A file's text (stdin for `-`) in memory that is wiped on drop: it may hold a private key.
-fn read_secret_text(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn read_secret_text(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     let mut text = Zeroizing::new(String::new());
     if path == Path::new("-") {
         std::io::stdin()
