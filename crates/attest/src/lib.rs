@@ -51,6 +51,7 @@ pub mod dcap;
 mod error;
 mod kind;
 pub mod maa;
+pub mod private_fs;
 pub mod sim;
 pub mod snp;
 mod verifiers;

@@ -234,19 +234,9 @@ impl PlatformKey {
     /// platform key is never lost by accident.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         use secrecy::ExposeSecret as _;
-        use std::io::Write as _;
         let path = path.as_ref();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
         let pem = self.to_pem();
-        file.write_all(pem.expose_secret().as_bytes())
-            .and_then(|()| file.sync_all())
+        crate::private_fs::write_new(path, pem.expose_secret().as_bytes())
             .map_err(|e| Error::io(path, e))
     }
 

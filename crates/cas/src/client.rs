@@ -397,11 +397,7 @@ impl CasClient {
     }
 
     /// `GET /v1/sessions/{name}`, signed by `signer` (an owner or reader).
-    pub async fn get_session(
-        &self,
-        name: &str,
-        signer: &RequestSigner,
-    ) -> Result<SessionView, Error> {
+    pub async fn session(&self, name: &str, signer: &RequestSigner) -> Result<SessionView, Error> {
         self.send(self.signed(Method::GET, &format!("/v1/sessions/{name}"), signer))
             .await
     }

@@ -3,7 +3,8 @@
 //! A [`CasConfig`] is built with [`CasConfig::builder`] and checked by
 //! [`CasConfigBuilder::build`]; once built it is frozen. Trust is explicit:
 //!
-//! - **sim**: the simulated platform keys whose statements CAS verifies. Verifying is not
+//! - **sim**: the simulated platform keys whose statements CAS verifies, trusted only through
+//!   [`CasConfigBuilder::dangerous`] (`.dangerous().trust_sim_key(key)`). Verifying is not
 //!   accepting: a policy must still list `sim` in `security.tees`, so a CAS that trusts a
 //!   development key still refuses sim evidence for every production policy.
 //! - **MAA**: an Azure Attestation issuer and its JWKS (optional; without it MAA tokens are
@@ -328,6 +329,23 @@ pub struct CasConfigBuilder {
     limits: Limits,
 }
 
+/// The risky part of a [`CasConfigBuilder`], reached through [`CasConfigBuilder::dangerous`].
+/// Each method returns the ordinary builder.
+#[derive(Debug)]
+#[must_use = "a dangerous option does nothing until it is applied"]
+pub struct DangerousCasConfigBuilder(CasConfigBuilder);
+
+impl DangerousCasConfigBuilder {
+    /// Trusts sim evidence signed by `key`: statements from a software key, not hardware. A
+    /// policy must still list `sim` in `security.tees` for the CAS to accept it, so production
+    /// policies stay safe, but a CAS trusting a sim key is for development and tests.
+    pub fn trust_sim_key(self, key: sim::PublicKey) -> CasConfigBuilder {
+        let mut builder = self.0;
+        builder.sim_keys.push(key);
+        builder
+    }
+}
+
 impl fmt::Debug for CasConfigBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CasConfigBuilder")
@@ -337,10 +355,10 @@ impl fmt::Debug for CasConfigBuilder {
 }
 
 impl CasConfigBuilder {
-    /// Trusts sim evidence signed by `key` (policies must still list `sim`).
-    pub fn trust_sim_key(mut self, key: sim::PublicKey) -> Self {
-        self.sim_keys.push(key);
-        self
+    /// The options that weaken what the CAS trusts, named so that every use reads as such (as
+    /// rustls does): `CasConfig::builder(…).dangerous().trust_sim_key(key)`.
+    pub fn dangerous(self) -> DangerousCasConfigBuilder {
+        DangerousCasConfigBuilder(self)
     }
 
     /// Accepts Azure Attestation tokens from `issuer`, signed by a key in `jwks_json`.

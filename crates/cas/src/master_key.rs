@@ -194,15 +194,7 @@ impl MasterKey {
     /// Writes the key as 64 hex digits and a newline to a new file created with mode `0600`.
     /// Refuses to overwrite an existing file. The file is flushed to disk before this returns.
     pub fn write_new_file(&self, path: &Path) -> Result<(), Error> {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options
-            .open(path)
+        let mut file = cloister_attest::private_fs::create_new(path)
             .map_err(|e| Error::io("create master key file", path, e))?;
         self.write_hex(&mut file)
             .and_then(|()| file.sync_all())

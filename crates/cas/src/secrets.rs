@@ -675,12 +675,7 @@ impl<'a> Secrets<'a> {
         let mut hashes: Vec<SessionHash> = self
             .store
             .session(policy.name())?
-            .map(|s| {
-                s.versions
-                    .iter()
-                    .map(|v| SessionHash::from_bytes(v.hash.0))
-                    .collect()
-            })
+            .map(|s| s.versions.iter().map(|v| v.hash).collect())
             .unwrap_or_default();
         hashes.push(policy.hash());
         Ok(hashes)

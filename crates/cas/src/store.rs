@@ -53,22 +53,9 @@ use crate::Error;
 
 pub mod file;
 
-/// The SHA-256 hash identifying one version of a session (computed by the policy layer).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SessionHash(#[serde(with = "hex::serde")] pub [u8; 32]);
-
-impl std::fmt::Debug for SessionHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SessionHash({})", hex::encode(self.0))
-    }
-}
-
-impl std::fmt::Display for SessionHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
+/// The SHA-256 hash identifying one version of a session: the policy crate's type, stored as
+/// 64 lower-case hex digits.
+pub use cloister_policy::SessionHash;
 
 /// One owner's signature over a session version, as the policy layer produced it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -404,7 +391,7 @@ pub(crate) mod conformance {
                 signer: vec![1, 2, 3],
                 signature: vec![n as u8; 64],
             }],
-            hash: SessionHash([n as u8; 32]),
+            hash: SessionHash::from_bytes([n as u8; 32]),
             created: t0() + Duration::from_secs(n),
         }
     }
@@ -437,11 +424,19 @@ pub(crate) mod conformance {
         );
         // An update naming the wrong predecessor fails.
         let err = store
-            .append_session_version("a", Some(&SessionHash([9; 32])), version(2, "v2"))
+            .append_session_version(
+                "a",
+                Some(&SessionHash::from_bytes([9; 32])),
+                version(2, "v2"),
+            )
             .unwrap_err();
         assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
         store
-            .append_session_version("a", Some(&SessionHash([1; 32])), version(2, "v2"))
+            .append_session_version(
+                "a",
+                Some(&SessionHash::from_bytes([1; 32])),
+                version(2, "v2"),
+            )
             .unwrap();
         store
             .append_session_version("b", None, version(1, "b1"))
@@ -452,11 +447,15 @@ pub(crate) mod conformance {
             a.versions,
             vec![version(1, "name: a\nversion: 1\n"), version(2, "v2")]
         );
-        assert_eq!(a.head().unwrap().hash, SessionHash([2; 32]));
+        assert_eq!(a.head().unwrap().hash, SessionHash::from_bytes([2; 32]));
         assert_eq!(store.session_names().unwrap(), vec!["a", "b"]);
         // Updating a session that does not exist fails.
         assert!(matches!(
-            store.append_session_version("c", Some(&SessionHash([1; 32])), version(2, "x")),
+            store.append_session_version(
+                "c",
+                Some(&SessionHash::from_bytes([1; 32])),
+                version(2, "x")
+            ),
             Err(Error::Conflict { .. })
         ));
 
@@ -464,19 +463,19 @@ pub(crate) mod conformance {
         store.secret_or_insert("a", "k", secret(b"ka")).unwrap();
         store.secret_or_insert("b", "k", secret(b"kb")).unwrap();
         assert!(matches!(
-            store.delete_session("a", &SessionHash([1; 32]), t0()),
+            store.delete_session("a", &SessionHash::from_bytes([1; 32]), t0()),
             Err(Error::Conflict { .. })
         ));
         assert_eq!(store.tombstone("a").unwrap(), None);
         let gone = t0() + Duration::from_secs(99);
         assert!(
             store
-                .delete_session("a", &SessionHash([2; 32]), gone)
+                .delete_session("a", &SessionHash::from_bytes([2; 32]), gone)
                 .unwrap()
         );
         assert!(
             !store
-                .delete_session("a", &SessionHash([2; 32]), gone)
+                .delete_session("a", &SessionHash::from_bytes([2; 32]), gone)
                 .unwrap()
         );
         assert_eq!(
@@ -484,7 +483,7 @@ pub(crate) mod conformance {
             Some(Tombstone {
                 name: "a".into(),
                 version: 2,
-                hash: SessionHash([2; 32]),
+                hash: SessionHash::from_bytes([2; 32]),
                 deleted: gone,
             })
         );

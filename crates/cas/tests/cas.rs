@@ -35,7 +35,7 @@ fn version(n: u64, yaml: &str) -> SessionVersion {
             signer: b"owner-key".to_vec(),
             signature: vec![0x5a; 64],
         }],
-        hash: SessionHash(sha(yaml.as_bytes())),
+        hash: SessionHash::from_bytes(sha(yaml.as_bytes())),
         created: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + n),
     }
 }

@@ -5,9 +5,10 @@
 //! `DIR/cas.addr` (atomically) and prints the URL, the pinned certificate and the audit log's
 //! public key on stderr, so that scripts can wait for it.
 
+use crate::serve::{self, LogFormat};
 use crate::{EXIT_ERROR, LogStyle};
 use anyhow::{Context as _, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use cloister_cas::config::{Limits, RateLimit};
 use cloister_cas::server::{self, CERT_FILE, CasState};
 use cloister_cas::{CasConfig, ImportRules, MASTER_KEY_ENV, MasterKey};
@@ -74,7 +75,7 @@ pub enum Command {
     ///   cloister cas init --data ./cas-data --master-key-file ./master.key
     ///   cloister keys gen --out auditor.pem
     ///   cloister cas serve --listen 127.0.0.1:8443 --data ./cas-data \
-    ///       --master-key-file ./master.key --sim-platform-key platform.pem.pub \
+    ///       --master-key-file ./master.key --insecure-sim-platform-key platform.pem.pub \
     ///       --auditor-key auditor.pem.pub
     ///       --imports imports.yaml
     #[command(verbatim_doc_comment)]
@@ -108,22 +109,10 @@ impl Command {
     /// `serve` logs at info, as text or JSON; `init` like every other command.
     pub fn log_style(&self) -> LogStyle {
         match self {
-            Command::Serve(args) => LogStyle {
-                level: "info",
-                json: args.log_format == LogFormat::Json,
-            },
+            Command::Serve(args) => args.log_format.log_style(),
             Command::Init(_) => LogStyle::default(),
         }
     }
-}
-
-/// How `cas serve` writes its logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 #[derive(Args)]
@@ -140,10 +129,14 @@ pub struct ServeArgs {
     /// Refused: a key on the command line is visible to every user of the machine.
     #[arg(long, value_name = "KEY", hide = true)]
     master_key: Option<String>,
-    /// Trust sim evidence signed by this platform public key (PEM, `evidence sim-keygen`).
-    /// Repeatable.
-    #[arg(long = "sim-platform-key", value_name = "PUBFILE")]
-    sim_platform_keys: Vec<PathBuf>,
+    /// Insecure, for development: trust sim evidence signed by this platform public key (PEM,
+    /// `evidence sim-keygen`). Sim evidence is signed by software, not hardware; policies must
+    /// still list `sim` in security.tees. Logged as a warning. Repeatable.
+    #[arg(long = "insecure-sim-platform-key", value_name = "PUBFILE")]
+    insecure_sim_platform_keys: Vec<PathBuf>,
+    /// Refused: renamed --insecure-sim-platform-key.
+    #[arg(long = "sim-platform-key", value_name = "PUBFILE", hide = true)]
+    old_sim_platform_keys: Vec<PathBuf>,
     /// A DNS name or IP address for the TLS certificate made on first start. Repeatable;
     /// default localhost, 127.0.0.1 and ::1. Later starts keep the certificate (pins stay valid).
     #[arg(long = "tls-name", value_name = "NAME")]
@@ -338,22 +331,18 @@ fn report_admin(done: &cloister_cas::admin::AdminInit) {
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
+    cloister_attest::private_fs::create_dir(dir)
         .with_context(|| format!("cannot create {}", dir.display()))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if !args.old_sim_platform_keys.is_empty() {
+        eprintln!(
+            "cloister: refusing --sim-platform-key: it was renamed --insecure-sim-platform-key \
+             (sim evidence is signed by software, not hardware)"
+        );
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
     if args.master_key.is_some() {
         eprintln!(
             "cloister: refusing --master-key: a key on the command line is visible to every user \
@@ -388,21 +377,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = config(&args, bound)?;
     let state = CasState::open(&args.data, &master, config)
         .with_context(|| format!("cannot open the CAS in {}", args.data.display()))?;
-    let tls = state.tls_config()?;
     // The store is ours now (it is locked): an address left by a CAS that was killed must not
     // be mistaken for this one before it is ready.
-    remove_addr_file(&args.data)?;
+    serve::remove_if_present(&args.data.join(ADDR_FILE))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let stop = shutdown_signal()?;
-        write_addr_file(&args.data, &url)?;
+        let stop = serve::shutdown_signal()?;
+        serve::write_addr_file(&args.data.join(ADDR_FILE), &url)?;
         ready(&args, &state, &url)?;
-        server::run(listener, tls, state, stop).await?;
-        remove_addr_file(&args.data)?;
+        server::run(listener, state, stop).await?;
+        serve::remove_if_present(&args.data.join(ADDR_FILE))?;
         tracing::info!("CAS stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -425,11 +413,14 @@ fn config(args: &ServeArgs, bound: SocketAddr) -> anyhow::Result<CasConfig> {
         }
     };
     let mut builder = CasConfig::builder(issuer);
-    for path in &args.sim_platform_keys {
+    for path in &args.insecure_sim_platform_keys {
         let key = cloister_attest::sim::PublicKey::load(path)
             .with_context(|| format!("{}: not a sim platform public key", path.display()))?;
-        tracing::info!(sim_platform_key = %key.fingerprint(), "trusting a sim platform key");
-        builder = builder.trust_sim_key(key);
+        tracing::warn!(
+            sim_platform_key = %key.fingerprint(),
+            "--insecure-sim-platform-key: trusting sim evidence, which software signs, not hardware"
+        );
+        builder = builder.dangerous().trust_sim_key(key);
     }
     if let (Some(issuer), Some(jwks)) = (&args.maa_issuer, &args.maa_jwks) {
         let jwks =
@@ -549,31 +540,6 @@ pub(crate) fn connectable(bound: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, bound.port())
 }
 
-/// Completes on SIGTERM or SIGINT. The handlers are installed before this returns, so a signal
-/// sent as soon as `cas.addr` exists is not lost.
-pub(crate) fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-        Ok(async move {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            tracing::info!(signal = name, "stopping: letting requests in flight finish");
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("stopping: letting requests in flight finish");
-        })
-    }
-}
-
 /// Tells whoever waits that the CAS is up: its URL, certificate and audit key on stderr.
 fn ready(args: &ServeArgs, state: &CasState, url: &str) -> anyhow::Result<()> {
     let cert = args.data.join(CERT_FILE);
@@ -600,28 +566,6 @@ fn ready(args: &ServeArgs, state: &CasState, url: &str) -> anyhow::Result<()> {
         writeln!(err, "cloister: audit public key {audit}")?;
     }
     Ok(())
-}
-
-/// Writes `DIR/cas.addr` atomically: a temporary file, `fsync`, rename.
-fn write_addr_file(dir: &Path, url: &str) -> anyhow::Result<()> {
-    let path = dir.join(ADDR_FILE);
-    let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
-    std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(format!("{url}\n").as_bytes())
-                .and_then(|()| f.sync_all())
-        })
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn remove_addr_file(dir: &Path) -> anyhow::Result<()> {
-    let path = dir.join(ADDR_FILE);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
-    }
 }
 
 #[cfg(test)]

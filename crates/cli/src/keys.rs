@@ -184,7 +184,7 @@ pub fn load_owner_key(path: &Path) -> anyhow::Result<OwnerKey> {
 }
 
 /// A file's text (stdin for `-`) in memory that is wiped on drop: it may hold a private key.
-fn read_secret_text(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn read_secret_text(path: &Path) -> anyhow::Result<Zeroizing<String>> {
     let mut text = Zeroizing::new(String::new());
     if path == Path::new("-") {
         std::io::stdin()
@@ -224,25 +224,21 @@ fn warn_if_readable(path: &Path) {
 
 /// Create `path` (never overwriting) with mode 0600 and write `bytes`, durably.
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    write_with(&options, path, bytes)
+    let file = cloister_attest::private_fs::create_new(path);
+    write_to(file, path, bytes)
 }
 
 /// Create `path` (never overwriting) and write `bytes`, durably.
 fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    write_with(&options, path, bytes)
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path);
+    write_to(file, path, bytes)
 }
 
-fn write_with(options: &std::fs::OpenOptions, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut file = options.open(path).with_context(|| {
+fn write_to(file: std::io::Result<std::fs::File>, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = file.with_context(|| {
         format!(
             "cannot create {} (an existing key is never overwritten)",
             path.display()

@@ -7,7 +7,8 @@
 //! at once with the flag it concerns. Once it accepts connections, `las serve` prints its URL on
 //! stderr (and writes it to `--addr-file`), and serves until SIGTERM or SIGINT.
 
-use crate::cas::{connectable, shutdown_signal};
+use crate::cas::connectable;
+use crate::serve::{self, LogFormat};
 use crate::{EXIT_ERROR, LogStyle};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -19,7 +20,7 @@ use cloister_cas::las::{
 };
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ pub enum Command {
     /// /v1/health. It holds no secret but the sim key and decides nothing: the CAS verifies.
     ///
     /// Development (sim TEE, no hardware; policies must list `sim`, and the CAS must trust the
-    /// public key with --sim-platform-key):
+    /// public key with --insecure-sim-platform-key):
     ///   cloister evidence sim-keygen --out platform.pem
     ///   cloister las serve --listen 127.0.0.1:9480 --sim-key platform.pem --offline
     ///
@@ -62,21 +63,9 @@ impl Command {
     /// `serve` logs at info, as text or JSON.
     pub fn log_style(&self) -> LogStyle {
         match self {
-            Command::Serve(args) => LogStyle {
-                level: "info",
-                json: args.log_format == LogFormat::Json,
-            },
+            Command::Serve(args) => args.log_format.log_style(),
         }
     }
-}
-
-/// How `las serve` writes its logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// An AMD EPYC generation, for `--amd-product`.
@@ -303,7 +292,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "cloister: WARNING: --sim-key: serving sim evidence. DEVELOPMENT ONLY: no hardware \
              protects the workloads, and only policies that accept `sim` admit them. Platform \
-             key {} (trust it with `cas serve --sim-platform-key`)",
+             key {} (trust it with `cas serve --insecure-sim-platform-key`)",
             key.fingerprint()
         );
     }
@@ -312,7 +301,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let kind = config.source_kind();
     let state = LasState::new(config)?;
     if let Some(path) = &args.addr_file {
-        remove_file(path)?;
+        serve::remove_if_present(path)?;
     }
     listener
         .set_nonblocking(true)
@@ -323,7 +312,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let stop = shutdown_signal()?;
+        let stop = serve::shutdown_signal()?;
         let listener =
             tokio::net::TcpListener::from_std(listener).context("cannot use the listener")?;
         // The ready line first: whoever sees the address file can read it already.
@@ -341,43 +330,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         drop(err);
         if let Some(path) = &args.addr_file {
-            write_atomically(path, &url)?;
+            serve::write_addr_file(path, &url)?;
         }
         las::run(listener, state, stop).await?;
         if let Some(path) = &args.addr_file {
-            remove_file(path)?;
+            serve::remove_if_present(path)?;
         }
         tracing::info!("LAS stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Writes `url` and a newline to `path` atomically: a temporary file beside it, `fsync`, rename.
-fn write_atomically(path: &Path, url: &str) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(format!("{url}\n").as_bytes())
-                .and_then(|()| f.sync_all())
-        })
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn remove_file(path: &Path) -> anyhow::Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser as _;
+    use std::path::Path;
 
     #[derive(clap::Parser)]
     struct Cli {

@@ -19,6 +19,7 @@ mod package;
 mod policy;
 mod remote;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -193,14 +193,7 @@ fn keygen(out: &Path, quiet: bool) -> anyhow::Result<ExitCode> {
     let key = BundleKey::generate()?;
     let mut text = zeroize::Zeroizing::new(key.to_hex().to_string());
     text.push('\n');
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(out).with_context(|| {
+    let mut file = cloister_attest::private_fs::create_new(out).with_context(|| {
         format!(
             "cannot create {} (an existing key is never overwritten)",
             out.display()

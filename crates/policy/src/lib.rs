@@ -19,6 +19,8 @@
 //!   deny by default, and lists every violated rule in a [`Refusal`].
 //! - [`resolve`] / [`Service::resolve`] fill `$$cloister:NAME[:FORMAT]$$` placeholders and
 //!   `@@N` host arguments; secret values stay in `secrecy` types and out of `Debug`.
+//! - [`diff::changes`] lists what changed between two versions in the terms a custodian
+//!   reviews (owners, TEEs and floors, pinned code, configuration, secrets, exports).
 //!
 //! The session hash is SHA-256 of the exact YAML bytes; owners sign it with Ed25519 (see
 //! [`sign`] for the scheme).

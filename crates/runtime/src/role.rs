@@ -159,3 +159,24 @@ where
         (self.callback)(bundle, ctx)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+mod tests {
+    use super::*;
+
+    /// The attestation token is a bearer secret: `Debug` shows its length only.
+    #[test]
+    fn debug_identity_omits_the_token() {
+        let identity = Identity {
+            key: WorkloadKey::generate().unwrap(),
+            certificate_pem: "CERT".into(),
+            ca_pem: "CA".into(),
+            token: SecretString::from("eyJ.CANARY-token.sig"),
+            token_expires_at: 7,
+        };
+        let shown = format!("{identity:?}");
+        assert!(!shown.contains("CANARY"), "{shown}");
+        assert!(shown.contains("token_len: 20"), "{shown}");
+    }
+}

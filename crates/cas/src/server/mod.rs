@@ -46,7 +46,6 @@ mod state;
 pub(crate) mod transport;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -143,17 +142,18 @@ pub fn router(state: CasState) -> Router {
 }
 
 /// Serves [`router`]`(state)` over TLS on `listener` until `shutdown` completes, then lets
-/// in-flight requests finish (up to 10 s). Build `tls` with [`CasState::tls_config`].
+/// in-flight requests finish (up to 10 s). The TLS identity is the state's
+/// ([`CasState::tls_config`]).
 ///
 /// The configuration's [`Limits`](crate::config::Limits) bound each connection: the connection
 /// cap is checked before TLS, the handshake and each request head are timed, and handlers see
 /// the peer address for rate limits.
 pub async fn run(
     listener: std::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
     state: CasState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let tls = state.tls_config()?;
     let addr = listener.local_addr().ok();
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();

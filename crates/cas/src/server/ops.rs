@@ -46,10 +46,6 @@ fn b64(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("`{field}` is not base64")))
 }
 
-fn policy_hash(h: &crate::SessionHash) -> cloister_policy::SessionHash {
-    cloister_policy::SessionHash::from_bytes(h.0)
-}
-
 fn summary(name: &str, v: &SessionVersion) -> SessionSummary {
     SessionSummary {
         name: name.to_owned(),
@@ -290,7 +286,7 @@ impl Inner {
         let tombstone = self.store.tombstone(&name)?;
         let decided = match &tombstone {
             None => authorize_create(&signed),
-            Some(t) => authorize_recreate(&name, t.version, &policy_hash(&t.hash), &signed),
+            Some(t) => authorize_recreate(&name, t.version, &t.hash, &signed),
         };
         let policy = decided.map_err(|e| {
             self.record_session_refusal(Some(&name), e.rule(), &first_line(&e.to_string()));
@@ -365,15 +361,14 @@ impl Inner {
         // Only a request a current owner signed learns why it is refused, and only its
         // refusal is recorded: the details name the head hash, the version and the owners.
         let by_owner = signed_by_an_owner(current.access(), &signed.hash(), &signed.signatures);
-        let policy =
-            authorize_update(&current, &policy_hash(&head.hash), &signed).map_err(|e| {
-                if by_owner {
-                    self.record_session_refusal(Some(name), e.rule(), &first_line(&e.to_string()));
-                    ApiError::from_policy(e)
-                } else {
-                    refused_without_owner("update", e, signed.signatures.is_empty())
-                }
-            })?;
+        let policy = authorize_update(&current, &head.hash, &signed).map_err(|e| {
+            if by_owner {
+                self.record_session_refusal(Some(name), e.rule(), &first_line(&e.to_string()));
+                ApiError::from_policy(e)
+            } else {
+                refused_without_owner("update", e, signed.signatures.is_empty())
+            }
+        })?;
         let version = self.new_version(&policy, &signed);
         match self
             .store
@@ -446,7 +441,7 @@ impl Inner {
                 signatures.is_empty(),
             ));
         }
-        if named != policy_hash(&head.hash) {
+        if named != head.hash {
             let message = format!(
                 "the session's head is {}, the deletion names {named}",
                 head.hash
@@ -576,7 +571,7 @@ impl Inner {
                     signature: s.sig.to_vec(),
                 })
                 .collect(),
-            hash: crate::SessionHash(*policy.hash().as_bytes()),
+            hash: policy.hash(),
             created: self.config.now(),
         }
     }
@@ -784,7 +779,7 @@ impl Inner {
         let unknown_service = rules.iter().any(|r| r == UNKNOWN_SERVICE_RULE);
         let key = Key {
             session: req.session.clone(),
-            session_hash: head.hash.0,
+            session_hash: *head.hash.as_bytes(),
             service: (!unknown_service).then(|| req.service.clone()),
             rules: rules.clone(),
         };

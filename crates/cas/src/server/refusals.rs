@@ -248,7 +248,7 @@ fn folded_entry(key: &Key, t: &Tracked) -> Event {
     let mut event = Event::new(EventKind::AttestationRefusedRepeated)
         .session(&key.session)
         .version(t.version)
-        .session_hash(SessionHash(key.session_hash))
+        .session_hash(SessionHash::from_bytes(key.session_hash))
         .principal(t.principals.iter().cloned().collect::<Vec<_>>().join(","))
         .reason(format!(
             "repeated: {} more refusals like entry {} from {} to {}",

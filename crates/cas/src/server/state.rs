@@ -192,7 +192,7 @@ impl Inner {
             .policies
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(p) = cache.get(&hash.0) {
+        if let Some(p) = cache.get(hash.as_bytes()) {
             return Ok(p.clone());
         }
         let policy = Policy::parse(yaml).map_err(|problems| {
@@ -203,7 +203,7 @@ impl Inner {
             cache.clear();
         }
         let policy = Arc::new(policy);
-        cache.insert(hash.0, policy.clone());
+        cache.insert(*hash.as_bytes(), policy.clone());
         Ok(policy)
     }
 

@@ -800,18 +800,7 @@ fn def(name: &'static str) -> Table {
 
 /// Creates `dir` (and parents) with mode 0700 if it does not exist.
 pub(crate) fn create_private_dir(dir: &Path) -> Result<(), Error> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
+    cloister_attest::private_fs::create_dir(dir)
         .map_err(|e| Error::io("create data directory", dir, e))
 }
 
@@ -1048,7 +1037,7 @@ mod tests {
                 .append_session_version("ns/s", None, conformance::version(1, "y"))
                 .unwrap();
             store
-                .delete_session("ns/s", &SessionHash([1; 32]), conformance::t0())
+                .delete_session("ns/s", &SessionHash::from_bytes([1; 32]), conformance::t0())
                 .unwrap();
             store
                 .put_namespace(conformance::namespace("ns", 1), None)
@@ -1057,7 +1046,7 @@ mod tests {
         }
         let store = open(dir.path(), &key);
         let t = store.tombstone("ns/s").unwrap().unwrap();
-        assert_eq!((t.version, t.hash), (1, SessionHash([1; 32])));
+        assert_eq!((t.version, t.hash), (1, SessionHash::from_bytes([1; 32])));
         assert_eq!(
             store.namespace("ns").unwrap(),
             Some(conformance::namespace("ns", 1))
@@ -1181,7 +1170,11 @@ mod tests {
         assert_eq!(store.namespace_names().unwrap(), Vec::<String>::new());
         assert_eq!(store.admin_key().unwrap(), None);
         store
-            .delete_session("old/app", &SessionHash([1; 32]), conformance::t0())
+            .delete_session(
+                "old/app",
+                &SessionHash::from_bytes([1; 32]),
+                conformance::t0(),
+            )
             .unwrap();
         assert!(store.tombstone("old/app").unwrap().is_some());
     }

@@ -190,6 +190,7 @@ impl Cas {
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
         let config = edit(
             CasConfig::builder(ISSUER)
+                .dangerous()
                 .trust_sim_key(platform.public_key())
                 .auditor_key(owner(AUDITOR).public_key())
                 .clock(clock.clone())
@@ -210,9 +211,8 @@ impl Cas {
             "https://127.0.0.1:{}",
             listener.local_addr().unwrap().port()
         );
-        let tls = state.tls_config().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let join = tokio::spawn(server::run(listener, tls, state.clone(), async move {
+        let join = tokio::spawn(server::run(listener, state.clone(), async move {
             let _ = rx.await;
         }));
         let cert_pem = std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap();
@@ -796,7 +796,7 @@ async fn sessions_are_read_updated_and_deleted_by_their_principals() {
     for reader in [1, 9] {
         let view = cas
             .client
-            .get_session("test/app", &signer(reader))
+            .session("test/app", &signer(reader))
             .await
             .unwrap();
         assert_eq!(view.yaml, v1);
@@ -843,11 +843,7 @@ async fn sessions_are_read_updated_and_deleted_by_their_principals() {
         "{}",
         lost.text()
     );
-    let view = cas
-        .client
-        .get_session("test/app", &signer(1))
-        .await
-        .unwrap();
+    let view = cas.client.session("test/app", &signer(1)).await.unwrap();
     assert_eq!(view.version, 3);
     assert_eq!(view.history.len(), 3);
 
@@ -879,7 +875,7 @@ async fn sessions_are_read_updated_and_deleted_by_their_principals() {
         .delete_session("test/app", &head, &[&owner(1)])
         .await
         .unwrap();
-    let err = api_err(cas.client.get_session("test/app", &signer(1)).await);
+    let err = api_err(cas.client.session("test/app", &signer(1)).await);
     assert_eq!((err.status, err.code.as_str()), (404, "not-found"));
 
     let kinds: Vec<String> = cas.audit_all().await.into_iter().map(|e| e.kind).collect();
@@ -1013,7 +1009,7 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
             )
         }
         Refusal::ReadByUnauthorisedPrincipal => {
-            api_err(cas.client.get_session("test/app", &signer(5)).await)
+            api_err(cas.client.session("test/app", &signer(5)).await)
         }
         Refusal::ExportSquatted => {
             // The exporter names `squat/importer` with the owners of `test`; the operator gave
@@ -1384,7 +1380,7 @@ async fn malformed_oversized_and_unknown_requests_get_stable_codes() {
     let req = request_with(&cas, "test/nope", &collector, &key, &key).await;
     let err = api_err(cas.client.attest(&req, &key).await);
     assert_eq!((err.status, err.code.as_str()), (404, "not-found"));
-    let err = api_err(cas.client.get_session("test/nope", &signer(1)).await);
+    let err = api_err(cas.client.session("test/nope", &signer(1)).await);
     assert_eq!((err.status, err.code.as_str()), (404, "not-found"));
 
     // Reads need a valid, fresh signature.

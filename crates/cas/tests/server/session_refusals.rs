@@ -187,11 +187,7 @@ async fn regression_a_change_no_owner_signed_learns_nothing_of_the_session(
         "{case:?}: a refusal no owner signed was recorded"
     );
     // The session is untouched.
-    let view = cas
-        .client
-        .get_session("test/app", &signer(1))
-        .await
-        .unwrap();
+    let view = cas.client.session("test/app", &signer(1)).await.unwrap();
     assert_eq!(view.hash, head.to_string());
 }
 

@@ -5,7 +5,6 @@
 //! never from the command line. `rotate` re-encrypts columns of a SQLite or PostgreSQL table
 //! under a new CEK in one transaction (see `cloister_engine::sql::rotate`).
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,8 +16,8 @@ use cloister_engine::sql::{
     SqlDatabase, format_sql_type, key_metadata, rotate_cek,
 };
 use serde::Serialize;
-use zeroize::Zeroizing;
 
+use super::read_secret_text;
 use crate::output;
 
 #[derive(Subcommand)]
@@ -212,27 +211,13 @@ fn value_info(bytes: &[u8], cmk: Option<&CmkPublicKey>) -> anyhow::Result<ValueI
     })
 }
 
-fn read_secret(path: &Path) -> anyhow::Result<Zeroizing<String>> {
-    let mut text = Zeroizing::new(String::new());
-    if path == Path::new("-") {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("read the key from stdin")?;
-    } else {
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read_to_string(&mut text))
-            .with_context(|| format!("cannot read {}", path.display()))?;
-    }
-    Ok(text)
-}
-
 fn load_cmk(path: &Path) -> anyhow::Result<Cmk> {
-    Cmk::from_pem(&read_secret(path)?)
+    Cmk::from_pem(&read_secret_text(path)?)
         .with_context(|| format!("{} is not an RSA private key PEM", path.display()))
 }
 
 fn load_public(path: &Path) -> anyhow::Result<CmkPublicKey> {
-    let pem = read_secret(path)?;
+    let pem = read_secret_text(path)?;
     if let Ok(cmk) = Cmk::from_pem(&pem) {
         return Ok(cmk.public_key().clone());
     }

@@ -152,7 +152,7 @@ pub fn push(args: PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 pub fn get(args: GetArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let client = args.cas.client()?;
     let signer = signer(&args.key)?;
-    let view: SessionView = match remote::block_on(client.get_session(&args.name, &signer))? {
+    let view: SessionView = match remote::block_on(client.session(&args.name, &signer))? {
         Ok(view) => view,
         Err(e) => return remote::refused(e),
     };
@@ -211,7 +211,7 @@ pub fn delete(args: DeleteArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                     .first()
                     .context("at least one --key approves a deletion")?;
                 let signer = RequestSigner::from_owner_key(first)?;
-                match client.get_session(&args.name, &signer).await {
+                match client.session(&args.name, &signer).await {
                     Ok(view) => view
                         .hash
                         .parse()

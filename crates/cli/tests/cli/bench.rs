@@ -125,6 +125,7 @@ fn bench_cas_against_a_running_cas() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let config = CasConfig::builder(&url)
+        .dangerous()
         .trust_sim_key(platform.public_key())
         .build()
         .unwrap();
@@ -132,9 +133,8 @@ fn bench_cas_against_a_running_cas() {
     let owner = OwnerKey::generate().unwrap();
     let approver = cloister_cas::client::RequestSigner::from_owner_key(&owner).unwrap();
     state.init_admin(approver.spki_der()).unwrap();
-    let tls = state.tls_config().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(server::run(listener, tls, state, async move {
+    let server = rt.spawn(server::run(listener, state, async move {
         let _ = stopped.await;
     }));
     let cert = data.join(CERT_FILE);

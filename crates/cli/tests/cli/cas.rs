@@ -453,6 +453,32 @@ fn serve_logs_json_and_stops_cleanly_on_sigterm() {
     assert!(messages.contains(&"CAS stopped"), "{messages:?}");
 }
 
+/// The flag that trusts a sim key was renamed to say it is insecure; the old name is refused
+/// with a message naming the new one, before anything is created.
+#[test]
+fn serve_refuses_the_old_sim_platform_key_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "cas",
+            "serve",
+            "--data",
+            "data",
+            "--sim-platform-key",
+            "p.pub",
+        ],
+        2,
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("cloister: refusing --sim-platform-key")
+            && err.contains("--insecure-sim-platform-key"),
+        "{err}"
+    );
+    assert!(!dir.path().join("data").exists());
+}
+
 #[test]
 fn serve_refuses_a_master_key_on_the_command_line() {
     let dir = tempfile::tempdir().unwrap();

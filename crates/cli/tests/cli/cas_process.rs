@@ -110,7 +110,7 @@ impl CasProcess {
             .stderr(append(&stderr_log));
         let platform = dir.join("platform.pem.pub");
         if platform.exists() {
-            cmd.arg("--sim-platform-key").arg(&platform);
+            cmd.arg("--insecure-sim-platform-key").arg(&platform);
         }
         cmd.arg("--auditor-key").arg(auditor_key(dir));
         if key_file {

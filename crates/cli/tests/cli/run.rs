@@ -113,6 +113,7 @@ impl Setup {
         let cas_dir = tempfile::tempdir().unwrap();
         let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
         let config = CasConfig::builder("https://cas.test")
+            .dangerous()
             .trust_sim_key(platform.public_key())
             .imports(cloister_cas::ImportRules::none().allow_files("demo", d))
             .build()
@@ -128,13 +129,7 @@ impl Setup {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let cas_url = format!("https://{}", listener.local_addr().unwrap());
-        let tls = state.tls_config().unwrap();
-        let cas = tokio::spawn(server::run(
-            listener,
-            tls,
-            state,
-            std::future::pending::<()>(),
-        ));
+        let cas = tokio::spawn(server::run(listener, state, std::future::pending::<()>()));
         std::fs::copy(cas_dir.path().join(CERT_FILE), d.join("cas.crt")).unwrap();
         let client = CasClient::new(
             &cas_url,
