@@ -4,9 +4,6 @@
 //!
 //! The scenarios take a [`Db`] and run against SQLite here and PostgreSQL in [`postgres`].
 
-// Each test crate that includes the cluster uses part of it.
-#[allow(dead_code)]
-pub(crate) mod pg_cluster;
 mod postgres;
 
 use std::path::{Path, PathBuf};

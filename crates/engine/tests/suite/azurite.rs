@@ -26,7 +26,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use secrecy::SecretString;
 use sha2::Sha256;
 
-use super::support::{
+use cloister_testkit::services::{
     ServerChild, chain, free_port, output, runs, summary, tools_dir, unavailable, wait_for_port,
 };
 use crate::{TESTDATA, readme_keys};

@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 
-use super::support::{
+use cloister_testkit::services::{
     ServerChild, chain, free_port, output, python, summary, unavailable, wait_for_port,
 };
 
