@@ -1,4 +1,8 @@
-//! Test fixtures shared by the unit tests: deterministic keys and a base policy.
+//! Test fixtures shared by the unit tests: deterministic keys and a base policy. With the
+//! `fixtures` feature, public for `cloister-testkit` (which re-exports them as
+//! `cloister_testkit::policies`), so that the tests of every crate build on the same keys.
+// Fixtures panic where a test would: their inputs are constants.
+#![allow(clippy::unwrap_used)]
 
 use crate::{OwnerKey, SessionHash, SignedPolicy};
 use base64::Engine as _;

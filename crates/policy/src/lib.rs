@@ -52,8 +52,9 @@ mod appraise;
 mod decide;
 pub mod doc;
 mod error;
-#[cfg(test)]
-mod fixtures;
+#[cfg(any(test, feature = "fixtures"))]
+#[doc(hidden)]
+pub mod fixtures;
 mod model;
 pub mod names;
 mod problem;

@@ -1,0 +1,35 @@
+//! Sample keys and policies: owner key `n` is the key from seed `[n; 32]`, the same in every
+//! test binary and in `cloister-policy`'s unit tests (whose fixtures these are, re-exported).
+
+use cloister_cas::api::{CreateNamespace, NamespaceOwnerJson};
+use cloister_cas::client::RequestSigner;
+
+pub use cloister_policy::fixtures::{
+    MEASUREMENT, base, key, policy, public_b64, signed, sim_claims,
+};
+
+/// A request signer with owner key `n`.
+pub fn signer(n: u8) -> RequestSigner {
+    RequestSigner::from_owner_key(&key(n)).expect("an owner key signs requests")
+}
+
+/// The SPKI DER of owner key `n` (what the CAS records as an admin or owner).
+pub fn spki(n: u8) -> Vec<u8> {
+    signer(n).spki_der().to_vec()
+}
+
+/// A namespace `name` owned by the keys `owners` (named `ns-owner<n>`), with an optional
+/// session quota.
+pub fn namespace(name: &str, owners: &[u8], quota: Option<u64>) -> CreateNamespace {
+    CreateNamespace {
+        name: name.to_owned(),
+        owners: owners
+            .iter()
+            .map(|n| NamespaceOwnerJson {
+                name: format!("ns-owner{n}"),
+                public_key: public_b64(*n),
+            })
+            .collect(),
+        session_quota: quota,
+    }
+}
