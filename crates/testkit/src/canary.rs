@@ -115,12 +115,36 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// The names of the encodings of `secret` found in `haystack` (empty: none).
+///
+/// One pass over `haystack` for all encodings, dispatching on each byte to the encodings that
+/// start with it: scans of large files (or of many secrets) stay fast in debug builds.
 pub fn found(haystack: &[u8], secret: &[u8]) -> Vec<&'static str> {
-    encodings(secret)
-        .into_iter()
-        .filter(|(_, needle)| contains(haystack, needle))
-        .map(|(name, _)| name)
-        .collect()
+    let needles = encodings(secret);
+    let mut by_first: Vec<Vec<usize>> = vec![Vec::new(); 256];
+    for (i, (_, needle)) in needles.iter().enumerate() {
+        by_first[usize::from(needle[0])].push(i);
+    }
+    let mut hit = vec![false; needles.len()];
+    let mut left = needles.len();
+    for (at, byte) in haystack.iter().enumerate() {
+        for &i in &by_first[usize::from(*byte)] {
+            if !hit[i] && haystack[at..].starts_with(&needles[i].1) {
+                hit[i] = true;
+                left -= 1;
+            }
+        }
+        if left == 0 {
+            break;
+        }
+    }
+    let mut names: Vec<&'static str> = needles
+        .iter()
+        .zip(hit)
+        .filter(|(_, hit)| *hit)
+        .map(|((name, _), _)| *name)
+        .collect();
+    names.dedup();
+    names
 }
 
 /// What a canary scan reads: bytes, or every file under a directory (or the one file a path
