@@ -96,17 +96,9 @@ fn owner_key_b64() -> String {
 /// (pinned, no bundle key), `digest-pinned` (pinned, and `CLOISTER_BUNDLE_DIGEST` = `digest`),
 /// `other` (pinned to another measurement).
 fn policy(pinned: &Measurement, digest: &str) -> String {
+    let head = cloister_testkit::policies::custodian_session(SESSION, &owner_key_b64());
     format!(
-        r#"name: {SESSION}
-version: 1
-access:
-  owners:
-    - name: custodian
-      key: {owner}
-security:
-  tees: [sim]
-services:
-  - name: job
+        r#"{head}  - name: job
     attestation:
       - measurements: ["{pinned}"]
     args: [--input, "@@0"]
@@ -140,7 +132,6 @@ secrets:
   - name: db_password
     kind: ascii
 "#,
-        owner = owner_key_b64(),
         other = "ab".repeat(48),
     )
 }

@@ -18,6 +18,15 @@ pub fn spki(n: u8) -> Vec<u8> {
     signer(n).spki_der().to_vec()
 }
 
+/// The head of a sim session `name` owned by one custodian (base64 SPKI `owner_key`), every
+/// line up to `services:`; the caller appends its services and secrets.
+pub fn custodian_session(name: &str, owner_key: &str) -> String {
+    format!(
+        "name: {name}\nversion: 1\naccess:\n  owners:\n    - name: custodian\n      \
+         key: {owner_key}\nsecurity:\n  tees: [sim]\nservices:\n"
+    )
+}
+
 /// A namespace `name` owned by the keys `owners` (named `ns-owner<n>`), with an optional
 /// session quota.
 pub fn namespace(name: &str, owners: &[u8], quota: Option<u64>) -> CreateNamespace {

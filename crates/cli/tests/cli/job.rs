@@ -296,17 +296,9 @@ fn trips_policy(d: &Path, measurement: &str) -> String {
         data.display(),
         out.display()
     );
+    let head = cloister_testkit::policies::custodian_session(SESSION, &owner);
     format!(
-        r#"name: {SESSION}
-version: 1
-access:
-  owners:
-    - name: custodian
-      key: {owner}
-security:
-  tees: [sim]
-services:
-  - name: job
+        r#"{head}  - name: job
     attestation:
       - measurements: ["{measurement}"]
     env:
@@ -508,17 +500,9 @@ async fn no_plaintext_reaches_disk_logs_or_output_while_spilling() {
     let tmp = d.join("tmp");
     std::fs::create_dir_all(&out_dir).unwrap();
     std::fs::create_dir_all(&tmp).unwrap();
+    let head = cloister_testkit::policies::custodian_session(SESSION, &owner_b64());
     cas.push(&format!(
-        r#"name: {SESSION}
-version: 1
-access:
-  owners:
-    - name: custodian
-      key: {owner}
-security:
-  tees: [sim]
-services:
-  - name: job
+        r#"{head}  - name: job
     attestation:
       - measurements: ["{measurement}"]
     env:
@@ -542,7 +526,6 @@ secrets:
   - name: out
     kind: aes256
 "#,
-        owner = owner_b64(),
         input = input.display(),
         out = out_dir.display(),
         bundle_key = d.join("bundle.key").display(),

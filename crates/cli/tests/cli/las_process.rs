@@ -62,17 +62,9 @@ impl LasProcess {
 
 /// A policy for one `job` service pinned to `measurement`, handed the bundle key.
 fn job_policy(owner_key: &str, measurement: &str, bundle_key: &Path) -> String {
+    let head = cloister_testkit::policies::custodian_session(SESSION, owner_key);
     format!(
-        r#"name: {SESSION}
-version: 1
-access:
-  owners:
-    - name: custodian
-      key: {owner_key}
-security:
-  tees: [sim]
-services:
-  - name: job
+        r#"{head}  - name: job
     attestation:
       - measurements: ["{measurement}"]
     env:

@@ -186,17 +186,9 @@ fn policy(dir: &Path, measurement: &str) -> String {
         .lines()
         .filter(|l| !l.starts_with("-----"))
         .collect();
+    let head = cloister_testkit::policies::custodian_session(SESSION, &key);
     format!(
-        r#"name: {SESSION}
-version: 1
-access:
-  owners:
-    - name: custodian
-      key: {key}
-security:
-  tees: [sim]
-services:
-  - name: job
+        r#"{head}  - name: job
     attestation:
       - measurements: ["{measurement}"]
     args: [--input, "@@0"]
