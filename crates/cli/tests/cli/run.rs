@@ -8,17 +8,13 @@ use cloister_testkit::canary;
 use cloister_testkit::las::Las;
 use rstest::rstest;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const SESSION: &str = "demo/job";
 
+/// The test binary's `cloister` runner, with the directory first.
 fn run_cloister(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cloister"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run cloister")
+    super::cloister(args, dir)
 }
 
 async fn cloister(dir: &Path, args: &[&str]) -> Output {
