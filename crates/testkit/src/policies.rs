@@ -5,7 +5,7 @@ use cloister_cas::api::{CreateNamespace, NamespaceOwnerJson};
 use cloister_cas::client::RequestSigner;
 
 pub use cloister_policy::fixtures::{
-    MEASUREMENT, base, key, policy, public_b64, signed, sim_claims,
+    MEASUREMENT, base, head, head_of_keys, key, policy, public_b64, signed, sim_claims,
 };
 
 /// A request signer with owner key `n`.

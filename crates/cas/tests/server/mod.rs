@@ -17,6 +17,7 @@ use cloister_cas::token::{TokenRule, TokenVerifier};
 use cloister_cas::{Error, ImportRules, ManualClock, MasterKey};
 use cloister_policy::{SessionHash, SignedPolicy};
 use cloister_testkit::canary;
+use cloister_testkit::policies;
 use cloister_testkit::policies::{key as owner, namespace, public_b64, signed, signer, spki};
 use rstest::rstest;
 use secrecy::ExposeSecret as _;
@@ -52,17 +53,7 @@ fn app_policy(
     owners: &[u8],
     approvals: usize,
 ) -> String {
-    let mut y = format!("name: {name}\nversion: {version}\n");
-    if let Some(p) = predecessor {
-        y.push_str(&format!("predecessor: {p}\n"));
-    }
-    y.push_str("access:\n  owners:\n");
-    for n in owners {
-        y.push_str(&format!(
-            "    - name: owner{n}\n      key: {}\n",
-            public_b64(*n)
-        ));
-    }
+    let mut y = policies::head_of_keys(name, version, predecessor, owners);
     y.push_str(&format!(
         "  read:\n    - name: auditor\n      key: {}\n  update:\n    approvals: {approvals}\n",
         public_b64(9)

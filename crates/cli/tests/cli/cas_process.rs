@@ -302,14 +302,7 @@ pub fn sim_policy(
     owners: &[(&str, &str)],
     approvals: usize,
 ) -> String {
-    let mut y = format!("name: {name}\nversion: {version}\n");
-    if let Some(p) = predecessor {
-        y.push_str(&format!("predecessor: {p}\n"));
-    }
-    y.push_str("access:\n  owners:\n");
-    for (owner, key) in owners {
-        y.push_str(&format!("    - name: {owner}\n      key: {key}\n"));
-    }
+    let mut y = cloister_testkit::policies::head(name, version, predecessor, owners);
     y.push_str(&format!("  update:\n    approvals: {approvals}\n"));
     y.push_str(&format!(
         r#"security:
