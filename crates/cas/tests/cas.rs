@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,6 +18,7 @@ use cloister_cas::{
     AuditError, CasKey, Error, Expect, FileStore, KeyAlgorithm, MASTER_KEY_ENV, MasterKey,
     SecretBytes, SessionHash, SessionSignature, SessionVersion, Store, StoredSecret,
 };
+use cloister_testkit::canary;
 use rand_core::{OsRng, RngCore};
 use rstest::rstest;
 
@@ -277,24 +278,6 @@ fn wrong_master_key_is_refused() {
     FileStore::open(dir.path(), &master([1; 32])).unwrap();
 }
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[test]
 fn canary_secrets_never_reach_the_disk_in_plaintext() {
     let dir = tempfile::tempdir().unwrap();
@@ -353,41 +336,34 @@ fn canary_secrets_never_reach_the_disk_in_plaintext() {
         )
         .unwrap();
     }
-    let files = files_under(dir.path());
+    let files = canary::files_under(dir.path());
     assert!(files.iter().any(|p| p.ends_with("store.redb")), "{files:?}");
     assert!(files.iter().any(|p| p.ends_with("audit.log")), "{files:?}");
     let mut hits = Vec::new();
     for path in &files {
-        let bytes = std::fs::read(path).unwrap();
         let mut needles = vec![
-            secret_canary.clone(),
-            yaml_canary.clone(),
-            key_canary.clone(),
-            kv_canary.clone(),
+            (secret_canary.as_str(), secret_canary.as_bytes()),
+            (&yaml_canary, yaml_canary.as_bytes()),
+            (&key_canary, key_canary.as_bytes()),
+            (&kv_canary, kv_canary.as_bytes()),
+            // Nor the master key.
+            ("the master key", &key_bytes[..]),
         ];
         if path.ends_with("store.redb") {
-            needles.push(session_name.clone());
-            needles.push(secret_name.clone());
+            needles.push((&session_name, session_name.as_bytes()));
+            needles.push((&secret_name, secret_name.as_bytes()));
         }
-        for needle in needles {
-            for form in [needle.clone(), hex::encode(&needle)] {
-                if contains(&bytes, form.as_bytes()) {
-                    hits.push(format!("{} in {}", needle, path.display()));
-                }
-            }
-        }
-        // Nor the master key.
-        for form in [key_bytes.to_vec(), key_hex(key_bytes).into_bytes()] {
-            if contains(&bytes, &form) {
-                hits.push(format!("the master key in {}", path.display()));
+        for (name, needle) in needles {
+            for (place, encodings) in canary::leaks(path.as_path(), needle) {
+                hits.push(format!("{name} ({encodings:?}) in {place}"));
             }
         }
     }
     assert!(hits.is_empty(), "plaintext found on disk: {hits:?}");
     // Positive control: the scan does find what is meant to be there (names in the audit log).
     let log_bytes = std::fs::read(dir.path().join(audit::LOG_FILE)).unwrap();
-    assert!(contains(&log_bytes, session_name.as_bytes()));
-    assert!(contains(&log_bytes, secret_name.as_bytes()));
+    assert!(!canary::found(&log_bytes, session_name.as_bytes()).is_empty());
+    assert!(!canary::found(&log_bytes, secret_name.as_bytes()).is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

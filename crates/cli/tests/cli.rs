@@ -25,10 +25,6 @@ mod generate;
 mod job;
 #[path = "cli/las_process.rs"]
 mod las_process;
-// The engine tests' PostgreSQL cluster; each test crate uses part of it.
-#[allow(dead_code)]
-#[path = "../../engine/tests/sqlae/pg_cluster.rs"]
-mod postgres;
 #[path = "cli/run.rs"]
 mod run;
 #[path = "cli/schemathesis.rs"]

@@ -21,6 +21,8 @@ use cloister_engine::{
     EncryptionOptions, Engine, EngineBuilder, Error, InMemoryKeyProvider, OutputPolicy,
     SpillConfig, SpillObserver,
 };
+use cloister_testkit::canary::{self, files_under};
+use cloister_testkit::services::chain;
 use rstest::rstest;
 
 mod sqlae;
@@ -126,36 +128,6 @@ fn sql_factory_options(extra: &[(&str, &str)]) -> String {
         parts.push(format!("'format.crypto.factory_options.{k}' '{v}'"));
     }
     parts.join(", ")
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The error message chain, for assertions on errors raised by the Parquet crate itself.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        out.push_str(" / ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }
 
 // ----- parquet-testing files (written by Parquet C++ and parquet-mr) -----
@@ -420,14 +392,11 @@ async fn sql_round_trip_without_plaintext(#[case] options: EncryptionOptions) {
         let bytes = std::fs::read(file).unwrap();
         assert!(bytes.ends_with(b"PARE") || bytes.ends_with(b"PAR1"));
         for canary in CANARIES {
-            assert!(
-                !contains(&bytes, canary.as_bytes()),
-                "{canary} in plaintext in {}",
-                file.display()
-            );
+            canary::assert_absent(file.as_path(), canary);
         }
         // Key bytes are not in the file either (only ids or wrapped keys).
-        assert!(!contains(&bytes, &[0x20; 16]) && !contains(&bytes, &[0x30; 32]));
+        canary::assert_absent(&bytes, &[0x20; 16]);
+        canary::assert_absent(&bytes, &[0x30; 32]);
     }
 
     // Read back: only the AAD prefix (when not stored) has to be named.
@@ -596,7 +565,7 @@ async fn pyarrow_writes_cloister_reads(#[case] double_wrapping: bool) {
         .unwrap();
     let bytes = std::fs::read(&file).unwrap();
     assert!(bytes.ends_with(b"PARE"));
-    assert!(!contains(&bytes, b"CANARY"));
+    canary::assert_absent(&bytes, b"CANARY");
 
     let engine = new_engine(master_keys());
     register(&engine, "peer", &file, &sql_factory_options(&[])).await;
@@ -676,7 +645,7 @@ impl SpillObserver for SpillAudit {
     fn file_finished(&self, path: &Path, bytes: u64, _chunks: u64) {
         // Read what is really on disk at the moment the file is complete.
         let on_disk = std::fs::read(path).unwrap_or_default();
-        let leaked = contains(&on_disk, b"CANARY-SPILL");
+        let leaked = !canary::found(&on_disk, b"CANARY-SPILL").is_empty();
         self.files
             .lock()
             .unwrap()

@@ -1,4 +1,8 @@
-//! Test fixtures shared by the unit tests: deterministic keys and a base policy.
+//! Test fixtures shared by the unit tests: deterministic keys and a base policy. With the
+//! `fixtures` feature, public for `cloister-testkit` (which re-exports them as
+//! `cloister_testkit::policies`), so that the tests of every crate build on the same keys.
+// Fixtures panic where a test would: their inputs are constants.
+#![allow(clippy::unwrap_used)]
 
 use crate::{OwnerKey, SessionHash, SignedPolicy};
 use base64::Engine as _;
@@ -75,6 +79,43 @@ export:
     )
 }
 
+/// The head of a policy: `name`, `version`, `predecessor` when given, and the owners as
+/// (name, base64 key) pairs; the caller goes on with `read:` or `update:`.
+pub fn head(
+    name: &str,
+    version: u64,
+    predecessor: Option<SessionHash>,
+    owners: &[(&str, &str)],
+) -> String {
+    let mut y = format!("name: {name}\nversion: {version}\n");
+    if let Some(p) = predecessor {
+        y.push_str(&format!("predecessor: {p}\n"));
+    }
+    y.push_str("access:\n  owners:\n");
+    for (owner, key) in owners {
+        y.push_str(&format!("    - name: {owner}\n      key: {key}\n"));
+    }
+    y
+}
+
+/// The head of a policy owned by the keys of `owners`, named `owner<n>`.
+pub fn head_of_keys(
+    name: &str,
+    version: u64,
+    predecessor: Option<SessionHash>,
+    owners: &[u8],
+) -> String {
+    let owners: Vec<(String, String)> = owners
+        .iter()
+        .map(|n| (format!("owner{n}"), public_b64(*n)))
+        .collect();
+    let owners: Vec<(&str, &str)> = owners
+        .iter()
+        .map(|(n, k)| (n.as_str(), k.as_str()))
+        .collect();
+    head(name, version, predecessor, &owners)
+}
+
 /// A policy named `name`, version `version` (with `predecessor` when given), owned by the
 /// keys of `owners` with `approvals` required, readable by the keys of `readers`.
 pub fn policy(
@@ -85,17 +126,7 @@ pub fn policy(
     approvals: usize,
     readers: &[u8],
 ) -> String {
-    let mut y = format!("name: {name}\nversion: {version}\n");
-    if let Some(p) = predecessor {
-        y.push_str(&format!("predecessor: {p}\n"));
-    }
-    y.push_str("access:\n  owners:\n");
-    for n in owners {
-        y.push_str(&format!(
-            "    - name: owner{n}\n      key: {}\n",
-            public_b64(*n)
-        ));
-    }
+    let mut y = head_of_keys(name, version, predecessor, owners);
     if !readers.is_empty() {
         y.push_str("  read:\n");
         for n in readers {

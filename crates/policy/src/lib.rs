@@ -55,8 +55,9 @@ mod decide;
 pub mod diff;
 pub mod doc;
 mod error;
-#[cfg(test)]
-mod fixtures;
+#[cfg(any(test, feature = "fixtures"))]
+#[doc(hidden)]
+pub mod fixtures;
 mod model;
 pub mod names;
 mod problem;

@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use cloister_attest::sim::PlatformKey;
-use cloister_cas::client::{CasClient, RequestSigner};
-use cloister_cas::server::{self, CERT_FILE, CasState};
-use cloister_cas::{CasConfig, MasterKey};
+use cloister_cas::client::RequestSigner;
 use cloister_policy::{OwnerKey, SignedPolicy};
 use cloister_runtime::bundle::{self, BundleKey, Header};
 use cloister_runtime::{
@@ -23,13 +20,11 @@ use secrecy::{ExposeSecret as _, SecretString};
 const CHILD_ENV: &str = "CLOISTER_RUNTIME_TEST_CHILD";
 const SESSION: &str = "demo/runtime";
 
-/// A CAS serving on 127.0.0.1:0 until dropped, trusting one sim platform key.
+/// A CAS serving on 127.0.0.1:0 until dropped, trusting one sim platform key (the testkit's,
+/// on a runtime of its own).
 struct Cas {
+    cas: cloister_testkit::cas::Cas,
     rt: tokio::runtime::Runtime,
-    url: String,
-    cert_pem: String,
-    platform_pem: SecretString,
-    _dir: tempfile::TempDir,
 }
 
 impl Cas {
@@ -39,42 +34,24 @@ impl Cas {
             .enable_all()
             .build()
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let platform = PlatformKey::generate();
-        let config = CasConfig::builder("https://cas.test")
-            .dangerous()
-            .trust_sim_key(platform.public_key())
-            .env_source(Arc::new(move |name| {
-                (name == "BUNDLE_KEY").then(|| bundle_key_hex.clone())
-            }))
-            .imports(cloister_cas::ImportRules::none().allow_env("demo", "BUNDLE_KEY"))
-            .build()
-            .unwrap();
-        let state = CasState::open(dir.path(), &MasterKey::generate(), config).unwrap();
         let owner = OwnerKey::from_seed(&[1; 32]).unwrap();
-        state
-            .init_admin(RequestSigner::from_owner_key(&owner).unwrap().spki_der())
-            .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("https://{}", listener.local_addr().unwrap());
-        rt.spawn(server::run(listener, state, std::future::pending::<()>()));
-        let cert_pem = std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap();
-        Self {
-            rt,
-            url,
-            cert_pem,
-            platform_pem: platform.to_pem(),
-            _dir: dir,
-        }
+        let cas = rt.block_on(
+            cloister_testkit::cas::Cas::builder()
+                .config(move |b| {
+                    b.env_source(Arc::new(move |name| {
+                        (name == "BUNDLE_KEY").then(|| bundle_key_hex.clone())
+                    }))
+                    .imports(cloister_cas::ImportRules::none().allow_env("demo", "BUNDLE_KEY"))
+                })
+                .admin(&RequestSigner::from_owner_key(&owner).unwrap())
+                .start(),
+        );
+        Self { cas, rt }
     }
 
     fn push(&self, yaml: &str) {
         let owner = OwnerKey::from_seed(&[1; 32]).unwrap();
-        let client = {
-            let _entered = self.rt.enter();
-            CasClient::new(&self.url, &self.cert_pem).unwrap()
-        };
+        let client = &self.cas.client;
         self.rt.block_on(async {
             // Once per CAS; a second push finds the namespace there.
             let _ = client
@@ -91,10 +68,10 @@ impl Cas {
     }
 
     fn launch_options(&self, service: &str, bundle: &Path, files: FilesMode) -> Launch {
-        let key = PlatformKey::from_pem(self.platform_pem.expose_secret()).unwrap();
+        let key = self.cas.platform_key_copy();
         let mut options = Launch::new(
-            &self.url,
-            &self.cert_pem,
+            &self.cas.url,
+            &self.cas.cert_pem,
             SESSION,
             service,
             EvidenceSource::Sim(key),
@@ -119,17 +96,9 @@ fn owner_key_b64() -> String {
 /// (pinned, no bundle key), `digest-pinned` (pinned, and `CLOISTER_BUNDLE_DIGEST` = `digest`),
 /// `other` (pinned to another measurement).
 fn policy(pinned: &Measurement, digest: &str) -> String {
+    let head = cloister_testkit::policies::custodian_session(SESSION, &owner_key_b64());
     format!(
-        r#"name: {SESSION}
-version: 1
-access:
-  owners:
-    - name: custodian
-      key: {owner}
-security:
-  tees: [sim]
-services:
-  - name: job
+        r#"{head}  - name: job
     attestation:
       - measurements: ["{pinned}"]
     args: [--input, "@@0"]
@@ -163,7 +132,6 @@ secrets:
   - name: db_password
     kind: ascii
 "#,
-        owner = owner_key_b64(),
         other = "ab".repeat(48),
     )
 }

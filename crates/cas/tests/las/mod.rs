@@ -17,11 +17,11 @@ use cloister_attest::{
     Context, Error as AttestError, EvidenceFormat, TcbStatus, Tee, Verifier as _, binding,
 };
 use cloister_cas::las::{
-    self, AmdProduct, Clock, Collateral, CollateralSettings, DcapTee, EvidenceSource, LasClient,
-    LasCollector, LasConfig, LasError, LasEvidence, LasState, PckCa, RefreshPolicy, SourceKind,
+    self, AmdProduct, Clock, Collateral, CollateralSettings, DcapTee, EvidenceSource, LasCollector,
+    LasConfig, LasError, LasEvidence, PckCa, RefreshPolicy, SourceKind,
 };
+use cloister_testkit::las::Las;
 use rstest::rstest;
-use tokio::sync::oneshot;
 
 use fake::{FakeServer, GO_CHIP_ID, Mode, testdata};
 
@@ -94,51 +94,6 @@ impl Collector for Recorded {
             provider: None,
             aux: None,
         })
-    }
-}
-
-/// A LAS running on 127.0.0.1:0 until dropped.
-struct Las {
-    url: String,
-    client: LasClient,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), LasError>>>,
-}
-
-impl Las {
-    async fn start(
-        source: EvidenceSource,
-        settings: CollateralSettings,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let config = LasConfig::new(addr, source, settings).unwrap();
-        let state = LasState::with_clock(config, clock).unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(las::run(listener, state, async {
-            let _ = stopped.await;
-        }));
-        let url = format!("http://{addr}");
-        Self {
-            client: LasClient::new(&url).unwrap(),
-            url,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
-    }
-}
-
-impl Drop for Las {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
     }
 }
 

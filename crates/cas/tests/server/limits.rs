@@ -17,6 +17,7 @@ use cloister_cas::Clock as _;
 use cloister_cas::api::{AttestRequest, NonceResponse};
 use cloister_cas::config::{CasConfigBuilder, Limits, RateLimit};
 use cloister_cas::envelope::WorkloadKey;
+use cloister_testkit::https;
 use rstest::rstest;
 
 use super::{ApiErr, Cas, api_err, app_policy, request_with, signed, signer};
@@ -64,11 +65,8 @@ struct Dialer {
 impl Dialer {
     /// A blocking TLS connection to the CAS with the handshake done.
     fn tls_connect(&self) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let conn = rustls::ClientConnection::new(self.tls.clone(), name).unwrap();
-        let tcp = TcpStream::connect(self.addr).unwrap();
-        tcp.set_read_timeout(Some(CLOSED_WITHIN)).unwrap();
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut tls = https::connect(self.addr, self.tls.clone());
+        tls.sock.set_read_timeout(Some(CLOSED_WITHIN)).unwrap();
         while tls.conn.is_handshaking() {
             tls.conn.complete_io(&mut tls.sock).unwrap();
         }
@@ -78,7 +76,7 @@ impl Dialer {
 
 impl Cas {
     fn addr(&self) -> SocketAddr {
-        self.url.trim_start_matches("https://").parse().unwrap()
+        https::addr(&self.url)
     }
 
     fn dialer(&self) -> Dialer {
@@ -89,18 +87,7 @@ impl Cas {
     }
 
     fn tls_client(&self) -> Arc<rustls::ClientConfig> {
-        let cert = pem::parse(&self.cert_pem).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.contents().to_vec().into()).unwrap();
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-        )
+        https::tls_config(&self.cert_pem)
     }
 
     /// A reqwest client pinned to the CAS whose connections come from `source`.
@@ -230,11 +217,8 @@ async fn connections_beyond_the_cap_are_closed_and_honest_clients_are_served_aft
     let mut held = tokio::task::spawn_blocking(move || {
         let mut held: Vec<_> = (0..CAP).map(|_| dialer.tls_connect()).collect();
         // Beyond the cap: closed without a handshake.
-        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let conn = rustls::ClientConnection::new(dialer.tls.clone(), name).unwrap();
-        let tcp = TcpStream::connect(dialer.addr).unwrap();
-        tcp.set_read_timeout(Some(CLOSED_WITHIN)).unwrap();
-        let mut over = rustls::StreamOwned::new(conn, tcp);
+        let mut over = https::connect(dialer.addr, dialer.tls.clone());
+        over.sock.set_read_timeout(Some(CLOSED_WITHIN)).unwrap();
         let start = Instant::now();
         let answer = over
             .write_all(b"GET /v1/health HTTP/1.1\r\nHost: cas\r\n\r\n")

@@ -1,7 +1,6 @@
 //! The CAS HTTPS API end to end: a real server on `127.0.0.1:0`, the client library, sim
 //! workloads, and the refusal matrix.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,18 +9,18 @@ use base64::engine::general_purpose::STANDARD as B64;
 use cloister_attest::collect::{Collector as _, SimCollector};
 use cloister_attest::sim::{PlatformKey, Statement};
 use cloister_attest::{EvidenceKind, TcbStatus, binding};
-use cloister_cas::api::{AttestRequest, CreateNamespace, NamespaceOwnerJson};
-use cloister_cas::client::{CasClient, RequestSigner, attest_workload, delete_request};
+use cloister_cas::api::AttestRequest;
+use cloister_cas::client::{RequestSigner, attest_workload, delete_request};
 use cloister_cas::config::CasConfigBuilder;
 use cloister_cas::envelope::WorkloadKey;
-use cloister_cas::server::{self, CERT_FILE, CasState};
 use cloister_cas::token::{TokenRule, TokenVerifier};
-use cloister_cas::{CasConfig, Error, ImportRules, ManualClock, MasterKey};
-use cloister_policy::{OwnerKey, SessionHash, SignedPolicy};
+use cloister_cas::{Error, ImportRules, ManualClock, MasterKey};
+use cloister_policy::{SessionHash, SignedPolicy};
+use cloister_testkit::canary;
+use cloister_testkit::policies;
+use cloister_testkit::policies::{key as owner, namespace, public_b64, signed, signer, spki};
 use rstest::rstest;
 use secrecy::ExposeSecret as _;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 mod dispatch;
 mod imports;
@@ -34,19 +33,6 @@ const MEASUREMENT: [u8; 32] = [0xaa; 32];
 const CANARY: &str = "CANARY-7f3e9b2c-imported-api-token";
 const MASTER_HEX: &str = "4242424242424242424242424242424242424242424242424242424242424242";
 
-fn owner(n: u8) -> OwnerKey {
-    OwnerKey::from_seed(&[n; 32]).unwrap()
-}
-
-fn public_b64(n: u8) -> String {
-    let pem = owner(n).public_key().to_pem().unwrap();
-    pem.lines().filter(|l| !l.starts_with("-----")).collect()
-}
-
-fn signer(n: u8) -> RequestSigner {
-    RequestSigner::from_owner_key(&owner(n)).unwrap()
-}
-
 /// The key every test CAS names as its auditor.
 const AUDITOR: u8 = 42;
 
@@ -56,26 +42,6 @@ fn auditor() -> RequestSigner {
 
 /// The operator's admin key of every test CAS.
 const ADMIN: u8 = 200;
-
-/// The SPKI DER of owner key `n`.
-fn spki(n: u8) -> Vec<u8> {
-    signer(n).spki_der().to_vec()
-}
-
-/// A namespace `name` owned by the keys `owners`.
-fn namespace(name: &str, owners: &[u8], quota: Option<u64>) -> CreateNamespace {
-    CreateNamespace {
-        name: name.to_owned(),
-        owners: owners
-            .iter()
-            .map(|n| NamespaceOwnerJson {
-                name: format!("ns-owner{n}"),
-                public_key: public_b64(*n),
-            })
-            .collect(),
-        session_quota: quota,
-    }
-}
 
 /// A session `name` owned by the keys `owners` (M = `approvals`), readable by key 9, with a
 /// `driver` service pinned to [`MEASUREMENT`] whose configuration uses a generated password,
@@ -88,17 +54,7 @@ fn app_policy(
     owners: &[u8],
     approvals: usize,
 ) -> String {
-    let mut y = format!("name: {name}\nversion: {version}\n");
-    if let Some(p) = predecessor {
-        y.push_str(&format!("predecessor: {p}\n"));
-    }
-    y.push_str("access:\n  owners:\n");
-    for n in owners {
-        y.push_str(&format!(
-            "    - name: owner{n}\n      key: {}\n",
-            public_b64(*n)
-        ));
-    }
+    let mut y = policies::head_of_keys(name, version, predecessor, owners);
     y.push_str(&format!(
         "  read:\n    - name: auditor\n      key: {}\n  update:\n    approvals: {approvals}\n",
         public_b64(9)
@@ -147,23 +103,18 @@ secrets:
     y
 }
 
-fn signed(yaml: &str, signers: &[u8]) -> SignedPolicy {
-    signers
-        .iter()
-        .fold(SignedPolicy::new(yaml), |p, n| p.signed_by(&owner(*n)))
+/// A running CAS: the testkit's, with the test clock.
+struct Cas {
+    inner: cloister_testkit::cas::Cas,
+    clock: Arc<ManualClock>,
 }
 
-/// A running CAS.
-struct Cas {
-    url: String,
-    client: CasClient,
-    cert_pem: String,
-    clock: Arc<ManualClock>,
-    platform: PlatformKey,
-    dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    join: Option<JoinHandle<Result<(), Error>>>,
-    state: CasState,
+impl std::ops::Deref for Cas {
+    type Target = cloister_testkit::cas::Cas;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
 }
 
 impl Cas {
@@ -188,39 +139,33 @@ impl Cas {
         edit: impl FnOnce(CasConfigBuilder) -> CasConfigBuilder,
     ) -> Self {
         let clock = Arc::new(ManualClock::new(SystemTime::now()));
-        let config = edit(
-            CasConfig::builder(ISSUER)
-                .dangerous()
-                .trust_sim_key(platform.public_key())
-                .auditor_key(owner(AUDITOR).public_key())
-                .clock(clock.clone())
-                .env_source(Arc::new(|name| {
-                    (name == "CANARY_TOKEN").then(|| CANARY.to_owned())
-                }))
-                .imports(ImportRules::none().allow_env("test", "CANARY_TOKEN")),
-        )
-        .build()
-        .unwrap();
-        let master = MasterKey::from_hex(MASTER_HEX, "test").unwrap();
-        let state = CasState::open(dir.path(), &master, config).unwrap();
+        let mut builder = cloister_testkit::cas::Cas::builder()
+            .issuer(ISSUER)
+            .dir(dir)
+            .platform_key(platform)
+            .master_key(MasterKey::from_hex(MASTER_HEX, "test").unwrap())
+            .config({
+                let clock = clock.clone();
+                move |b| {
+                    edit(
+                        b.auditor_key(owner(AUDITOR).public_key())
+                            .clock(clock)
+                            .env_source(Arc::new(|name| {
+                                (name == "CANARY_TOKEN").then(|| CANARY.to_owned())
+                            }))
+                            .imports(ImportRules::none().allow_env("test", "CANARY_TOKEN")),
+                    )
+                }
+            });
         if admin {
-            state.init_admin(&spki(ADMIN)).unwrap();
+            builder = builder.admin(&signer(ADMIN));
         }
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!(
-            "https://127.0.0.1:{}",
-            listener.local_addr().unwrap().port()
-        );
-        let (tx, rx) = oneshot::channel::<()>();
-        let join = tokio::spawn(server::run(listener, state.clone(), async move {
-            let _ = rx.await;
-        }));
-        let cert_pem = std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap();
-        let client = CasClient::new(&url, &cert_pem).unwrap();
+        let inner = builder.start().await;
         // The namespace of every test session, owned by keys 1 and 2 (already there after a
         // restart).
         if admin {
-            match client
+            match inner
+                .client
                 .create_namespace(&namespace("test", &[1, 2], None), &signer(ADMIN))
                 .await
             {
@@ -228,38 +173,12 @@ impl Cas {
                 Err(e) => panic!("cannot create the test namespace: {e}"),
             }
         }
-        Cas {
-            url,
-            client,
-            cert_pem,
-            clock,
-            platform,
-            dir,
-            stop: Some(tx),
-            join: Some(join),
-            state,
-        }
+        Cas { inner, clock }
     }
 
     /// Stops the server and hands back its data directory and platform key.
-    async fn stop(mut self) -> (tempfile::TempDir, PlatformKey) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(join) = self.join.take() {
-            join.await.unwrap().unwrap();
-        }
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        let platform = PlatformKey::from_pem(self.platform.to_pem().expose_secret()).unwrap();
-        (dir, platform)
-    }
-
-    fn collector(&self, statement: Statement) -> SimCollector {
-        let pem = self.platform.to_pem();
-        SimCollector::new(
-            PlatformKey::from_pem(pem.expose_secret()).unwrap(),
-            statement,
-        )
+    async fn stop(self) -> (tempfile::TempDir, PlatformKey) {
+        self.inner.stop().await
     }
 
     fn good_statement() -> Statement {
@@ -292,69 +211,6 @@ impl Cas {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
-    }
-
-    /// A raw HTTP client trusting the pinned certificate, for malformed requests.
-    fn raw(&self) -> reqwest::Client {
-        let cert = pem::parse(&self.cert_pem).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.contents().to_vec().into()).unwrap();
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        // No connection reuse: the CAS closes a connection after refusing an oversized body.
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap()
-    }
-}
-
-impl Cas {
-    /// Sends `request` as is over a TLS connection pinned to the CAS; returns the status and
-    /// the JSON body of the answer.
-    async fn raw_exchange(&self, request: Vec<u8>) -> (u16, serde_json::Value) {
-        use std::io::{Read as _, Write as _};
-        let cert = pem::parse(&self.cert_pem).unwrap();
-        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
-        tokio::task::spawn_blocking(move || {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(cert.contents().to_vec().into()).unwrap();
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-            let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-            let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-            let mut tls = rustls::StreamOwned::new(conn, tcp);
-            tls.write_all(&request).unwrap();
-            let mut answer = Vec::new();
-            // The CAS closes the connection after answering (`Connection: close`).
-            let _ = tls.read_to_end(&mut answer);
-            let text = String::from_utf8_lossy(&answer).into_owned();
-            let status = text[9..12].parse().unwrap();
-            let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-            (status, serde_json::from_str(body).unwrap_or_default())
-        })
-        .await
-        .unwrap()
-    }
-}
-
-impl Drop for Cas {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -439,23 +295,6 @@ async fn request_with(
         public_key: B64.encode(key.spki_der()),
         host_args: vec!["argv0".into(), "host-arg-1".into()],
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,16 +475,9 @@ async fn sim_workload_attests_and_opens_its_configuration() {
 
     // Neither the generated password nor the imported canary is in any file of the data dir.
     let (dir, _) = cas.stop().await;
-    for file in files_under(dir.path()) {
-        let bytes = std::fs::read(&file).unwrap();
-        for needle in [password.as_bytes(), CANARY.as_bytes()] {
-            assert!(
-                !contains(&bytes, needle),
-                "a secret is in {}",
-                file.display()
-            );
-        }
-    }
+    assert!(!canary::files_under(dir.path()).is_empty());
+    canary::assert_absent(dir.path(), &password);
+    canary::assert_absent(dir.path(), CANARY);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1832,16 +1664,10 @@ async fn refusals_do_not_reveal_another_tenants_pinned_values() {
     );
     let body = json.to_string();
     for value in [&pinned_measurement[..], &pinned_claim, &pinned_signer] {
-        for encoding in [
-            hex::encode(value),
-            hex::encode_upper(value),
-            B64.encode(value),
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
-            // A prefix is enough to recognise a pin.
-            hex::encode(&value[..8]),
-        ] {
-            assert!(!body.contains(&encoding), "{encoding} in {body}");
-        }
+        canary::assert_absent(&body, value);
+        // A prefix is enough to recognise a pin.
+        let prefix = hex::encode(&value[..8]);
+        assert!(!body.contains(&prefix), "{prefix} in {body}");
     }
     for leak in ["REGO-PIN-91f3", "4242", "platform_key"] {
         assert!(!body.contains(leak), "{leak} in {body}");

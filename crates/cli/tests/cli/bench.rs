@@ -2,9 +2,6 @@
 
 use super::{cloister, json_of};
 use cloister_attest::sim::PlatformKey;
-use cloister_cas::client::CasClient;
-use cloister_cas::server::{self, CERT_FILE, CasState};
-use cloister_cas::{CasConfig, MasterKey};
 use cloister_policy::{OwnerKey, SignedPolicy};
 use serde_json::Value;
 use std::process::Output;
@@ -116,28 +113,22 @@ fn bench_cas_prints_a_table_and_the_ratios() {
 #[test]
 fn bench_cas_against_a_running_cas() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     let platform = PlatformKey::generate();
     let key_file = dir.path().join("platform.pem");
     platform.save(&key_file).unwrap();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    let config = CasConfig::builder(&url)
-        .dangerous()
-        .trust_sim_key(platform.public_key())
-        .build()
-        .unwrap();
-    let state = CasState::open(&data, &MasterKey::generate(), config).unwrap();
     let owner = OwnerKey::generate().unwrap();
     let approver = cloister_cas::client::RequestSigner::from_owner_key(&owner).unwrap();
-    state.init_admin(approver.spki_der()).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(server::run(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    let cert = data.join(CERT_FILE);
+    let cas = rt.block_on(
+        cloister_testkit::cas::Cas::builder()
+            .platform_key(platform)
+            .admin(&approver)
+            .start(),
+    );
+    let url = cas.url.clone();
+    let cert = dir.path().join("cas.crt");
+    std::fs::write(&cert, &cas.cert_pem).unwrap();
     let pem = owner.public_key().to_pem().unwrap();
     let key: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let measurement = "cd".repeat(32);
@@ -146,7 +137,7 @@ fn bench_cas_against_a_running_cas() {
          update:\n    approvals: 1\nsecurity:\n  tees: [sim]\nservices:\n  - name: api\n    \
          attestation:\n      - measurements: [\"{measurement}\"]\n    command: /bin/api\n"
     );
-    let client = CasClient::new(&url, &std::fs::read_to_string(&cert).unwrap()).unwrap();
+    let client = &cas.client;
     rt.block_on(async {
         client
             .create_namespace_owned_by("ops", &owner, &owner)
@@ -215,8 +206,7 @@ fn bench_cas_against_a_running_cas() {
     assert!(first.contains("measurement"), "{first}");
     assert!(stderr(&out).contains("cloister: 12 requests failed"));
 
-    let _ = stop.send(());
-    rt.block_on(server).unwrap().unwrap();
+    rt.block_on(cas.stop());
 }
 
 #[test]

@@ -2,54 +2,16 @@
 //! directory, not in its logs at trace level, not in any error it answers.
 
 use super::cas_process::{
-    CANARY, CasProcess, MEASUREMENT, approver, collector, files_under, owner, platform, run,
-    runtime, signed, sim_policy, text,
+    CANARY, CasProcess, MEASUREMENT, approver, collector, owner, platform, run, runtime, signed,
+    sim_policy, text,
 };
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use cloister_cas::client::attest_workload;
 use cloister_cas::envelope::WorkloadKey;
 use cloister_cas::{Error, api::ErrorBody};
 use cloister_policy::SessionHash;
+use cloister_testkit::canary::{self, Haystack as _, contains};
+use cloister_testkit::https;
 use secrecy::ExposeSecret as _;
-use std::sync::Arc;
-
-/// A client trusting only `cert_pem`, for requests the CAS client library would not send.
-fn raw_client(cert_pem: &str) -> reqwest::Client {
-    let der = pem::parse(cert_pem).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der.contents().to_vec().into()).unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    // No connection reuse: the CAS closes a connection after refusing an oversized body.
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
-}
-
-/// The ways `secret` could be written down: as is, hex (both cases), base64 (padded, unpadded,
-/// URL-safe).
-fn encodings(secret: &[u8]) -> Vec<Vec<u8>> {
-    vec![
-        secret.to_vec(),
-        hex::encode(secret).into_bytes(),
-        hex::encode_upper(secret).into_bytes(),
-        STANDARD.encode(secret).into_bytes(),
-        STANDARD_NO_PAD.encode(secret).into_bytes(),
-        URL_SAFE_NO_PAD.encode(secret).into_bytes(),
-    ]
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
 
 #[test]
 fn canaries_reach_no_file_log_or_error() {
@@ -167,7 +129,7 @@ fn canaries_reach_no_file_log_or_error() {
         rt.block_on(client.create_session(&signed(&v1, &[&alice]), &approver(&alice)))
             .unwrap_err(),
     );
-    let raw = raw_client(&cert_pem);
+    let raw = https::client(&cert_pem);
     let url = cas.url.clone();
     let requests: Vec<(reqwest::Method, &str, Vec<u8>)> = vec![
         (reqwest::Method::POST, "/v1/sessions", b"{not json".to_vec()),
@@ -238,10 +200,7 @@ fn canaries_reach_no_file_log_or_error() {
         contains(&log, b"TRACE") || contains(&log, b"DEBUG"),
         "RUST_LOG=trace did not reach the CAS"
     );
-    let mut haystacks: Vec<(String, Vec<u8>)> = files_under(&cas.data)
-        .into_iter()
-        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
-        .collect();
+    let mut haystacks: Vec<(String, Vec<u8>)> = cas.data.places();
     haystacks.push(("CAS stderr".into(), log));
     haystacks.push(("CAS stdout".into(), std::fs::read(&cas.stdout_log).unwrap()));
     for (i, body) in bodies.into_iter().enumerate() {
@@ -254,14 +213,13 @@ fn canaries_reach_no_file_log_or_error() {
         assert!(contains(bytes, b"canary/app"), "{place}");
     }
     for secret in &secrets {
-        for needle in encodings(secret) {
-            for (name, bytes) in &haystacks {
-                assert!(
-                    !contains(bytes, &needle),
-                    "a secret ({} bytes) is in {name}",
-                    secret.len()
-                );
-            }
+        for (name, bytes) in &haystacks {
+            let found = canary::found(bytes, secret);
+            assert!(
+                found.is_empty(),
+                "a secret ({} bytes) is in {name} ({found:?})",
+                secret.len()
+            );
         }
     }
 }

@@ -6,10 +6,11 @@ use cloister_attest::collect::SimCollector;
 use cloister_attest::sim::{PlatformKey, Statement};
 use cloister_cas::client::CasClient;
 use cloister_policy::{OwnerKey, SessionHash, SignedPolicy};
+use cloister_testkit::process::ServiceProcess;
 use secrecy::ExposeSecret as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::Duration;
 
 /// The measurement the test policies pin for their `driver` service.
 pub const MEASUREMENT: [u8; 32] = [0xab; 32];
@@ -22,7 +23,8 @@ pub const ADMIN_SEED: u8 = 0xad;
 /// How long a CAS gets to come up (a debug build on a loaded 2-core machine).
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// A running `cloister cas serve`, killed (SIGKILL) when dropped.
+/// A running `cloister cas serve`, killed (SIGKILL) when dropped (a testkit
+/// [`ServiceProcess`]).
 ///
 /// Layout under the test's directory `dir`: `data/` (the CAS data directory), `master.key`
 /// (made with `cas init` on first start), `platform.pem.pub` (trusted when present),
@@ -30,7 +32,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// `CANARY_TOKEN` and the files beneath `imports/`), and the child's output appended to
 /// `cas.stdout.log` and `cas.stderr.log`.
 pub struct CasProcess {
-    child: Option<Child>,
+    process: ServiceProcess,
     /// The URL from `data/cas.addr`.
     pub url: String,
     /// The data directory.
@@ -120,32 +122,16 @@ impl CasProcess {
             cmd.env("CLOISTER_MASTER_KEY", hex.trim());
         }
         cmd.envs(env.iter().copied()).args(extra);
-        let mut child = cmd.spawn().expect("start cloister cas serve");
-        let deadline = Instant::now() + START_TIMEOUT;
-        let url = loop {
-            if let Ok(text) = std::fs::read_to_string(&addr)
-                && let Some(url) = text.strip_suffix('\n')
-            {
-                break url.to_owned();
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "cloister cas serve exited ({status}) before it was ready:\n{}",
-                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "cloister cas serve was not ready after {START_TIMEOUT:?}:\n{}",
-                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        };
+        let (process, url) = ServiceProcess::start(
+            "cloister cas serve",
+            &mut cmd,
+            &addr,
+            &stderr_log,
+            START_TIMEOUT,
+        );
         assert!(url.starts_with("https://127.0.0.1:"), "{url}");
         Self {
-            child: Some(child),
+            process,
             url,
             cert: data.join("cas.crt"),
             data,
@@ -156,7 +142,7 @@ impl CasProcess {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap()
+        self.process.pid()
     }
 
     /// Creates namespace `ns` owned by `owner`, signed by the admin key (on a thread of its
@@ -210,40 +196,12 @@ impl CasProcess {
 
     /// `kill -9`, and reap the process.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
+        self.process.kill9();
     }
 
     /// SIGTERM, and wait (at most 30 s) for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().unwrap();
-        let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("cloister cas serve did not stop within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-}
-
-impl Drop for CasProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.terminate()
     }
 }
 
@@ -344,14 +302,7 @@ pub fn sim_policy(
     owners: &[(&str, &str)],
     approvals: usize,
 ) -> String {
-    let mut y = format!("name: {name}\nversion: {version}\n");
-    if let Some(p) = predecessor {
-        y.push_str(&format!("predecessor: {p}\n"));
-    }
-    y.push_str("access:\n  owners:\n");
-    for (owner, key) in owners {
-        y.push_str(&format!("    - name: {owner}\n      key: {key}\n"));
-    }
+    let mut y = cloister_testkit::policies::head(name, version, predecessor, owners);
     y.push_str(&format!("  update:\n    approvals: {approvals}\n"));
     y.push_str(&format!(
         r#"security:
@@ -410,18 +361,4 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Every file under `dir`.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use super::postgres::Cluster;
 use super::{cloister, json_of};
+use cloister_testkit::pg::Cluster;
 
 const CMK_PEM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -5,10 +5,9 @@
 
 use cloister_attest::sim::PlatformKey;
 use cloister_cas::client::CasClient;
-use cloister_cas::server::{self, CERT_FILE, CasState};
-use cloister_cas::{CasConfig, MasterKey};
 use cloister_engine::{EncryptionOptions, EngineBuilder, InMemoryKeyProvider};
 use cloister_policy::{OwnerKey, SignedPolicy};
+use cloister_testkit::canary::{self, files_under};
 use rstest::rstest;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -67,27 +66,6 @@ fn ok(out: Output, what: &str) -> Output {
     out
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Every regular file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => out.extend(files_under(&path)),
-            Ok(t) if t.is_file() => out.push(path),
-            _ => {}
-        }
-    }
-    out
-}
-
 fn owner() -> OwnerKey {
     OwnerKey::from_seed(&[9; 32]).unwrap()
 }
@@ -106,8 +84,7 @@ fn owner_b64() -> String {
 struct Cas {
     url: String,
     client: CasClient,
-    _server: tokio::task::JoinHandle<Result<(), cloister_cas::Error>>,
-    _dir: tempfile::TempDir,
+    _cas: cloister_testkit::cas::Cas,
 }
 
 impl Cas {
@@ -116,35 +93,19 @@ impl Cas {
             cloister(d, &["evidence", "sim-keygen", "--out", "platform.pem"]).await,
             "sim-keygen",
         );
-        let dir = tempfile::tempdir().unwrap();
         let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
         // The policies import their key files from the test's directory.
-        let config = CasConfig::builder("https://cas.test")
-            .dangerous()
-            .trust_sim_key(platform.public_key())
-            .imports(cloister_cas::ImportRules::none().allow_files("test", d))
-            .build()
-            .unwrap();
-        let state = CasState::open(dir.path(), &MasterKey::generate(), config).unwrap();
-        state
-            .init_admin(
-                cloister_cas::client::RequestSigner::from_owner_key(&owner())
-                    .unwrap()
-                    .spki_der(),
-            )
-            .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("https://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(server::run(listener, state, std::future::pending::<()>()));
-        std::fs::copy(dir.path().join(CERT_FILE), d.join("cas.crt")).unwrap();
-        let client =
-            CasClient::new(&url, &std::fs::read_to_string(d.join("cas.crt")).unwrap()).unwrap();
+        let cas = cloister_testkit::cas::Cas::builder()
+            .platform_key(platform)
+            .config(|b| b.imports(cloister_cas::ImportRules::none().allow_files("test", d)))
+            .admin(&cloister_cas::client::RequestSigner::from_owner_key(&owner()).unwrap())
+            .start()
+            .await;
+        std::fs::write(d.join("cas.crt"), &cas.cert_pem).unwrap();
         Cas {
-            url,
-            client,
-            _server: server,
-            _dir: dir,
+            url: cas.url.clone(),
+            client: cas.client.clone(),
+            _cas: cas,
         }
     }
 
@@ -335,17 +296,9 @@ fn trips_policy(d: &Path, measurement: &str) -> String {
         data.display(),
         out.display()
     );
+    let head = cloister_testkit::policies::custodian_session(SESSION, &owner);
     format!(
-        r#"name: {SESSION}
-version: 1
-access:
-  owners:
-    - name: custodian
-      key: {owner}
-security:
-  tees: [sim]
-services:
-  - name: job
+        r#"{head}  - name: job
     attestation:
       - measurements: ["{measurement}"]
     env:
@@ -408,7 +361,7 @@ async fn job_runs_the_bundles_sql_over_encrypted_data_and_commits_encrypted_outp
     let stderr = text(&out.stderr);
     assert!(stderr.contains("keys: results, trips"), "{stderr}");
     for stream in [text(&out.stdout), stderr] {
-        assert!(!stream.contains(&t.trips_key_hex), "{stream}");
+        canary::assert_absent(&stream, &t.trips_key_hex);
     }
 
     // The human form: a table per query and the outputs summary.
@@ -469,7 +422,7 @@ async fn job_failures_name_their_cause_and_write_no_output(
     assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
     assert!(t.out_files().is_empty(), "{:?}", t.out_files());
     for stream in [text(&out.stdout), stderr] {
-        assert!(!stream.contains(&t.trips_key_hex), "{stream}");
+        canary::assert_absent(&stream, &t.trips_key_hex);
     }
 }
 
@@ -512,10 +465,8 @@ async fn no_plaintext_reaches_disk_logs_or_output_while_spilling() {
         .unwrap();
     drop(engine);
     let input_bytes = std::fs::read(input.join("canaries.parquet")).unwrap();
-    assert!(
-        !contains(&input_bytes, CANARY.as_bytes()),
-        "the input is not encrypted"
-    );
+    // The input is encrypted.
+    canary::assert_absent(&input_bytes, CANARY);
 
     // The app: a count (printed) and a sort of every row (spilled, written encrypted).
     ok(
@@ -549,17 +500,9 @@ async fn no_plaintext_reaches_disk_logs_or_output_while_spilling() {
     let tmp = d.join("tmp");
     std::fs::create_dir_all(&out_dir).unwrap();
     std::fs::create_dir_all(&tmp).unwrap();
+    let head = cloister_testkit::policies::custodian_session(SESSION, &owner_b64());
     cas.push(&format!(
-        r#"name: {SESSION}
-version: 1
-access:
-  owners:
-    - name: custodian
-      key: {owner}
-security:
-  tees: [sim]
-services:
-  - name: job
+        r#"{head}  - name: job
     attestation:
       - measurements: ["{measurement}"]
     env:
@@ -583,7 +526,6 @@ secrets:
   - name: out
     kind: aes256
 "#,
-        owner = owner_b64(),
         input = input.display(),
         out = out_dir.display(),
         bundle_key = d.join("bundle.key").display(),
@@ -640,24 +582,20 @@ secrets:
             "{} is not an encrypted spill file",
             path.display()
         );
-        assert!(!contains(bytes, CANARY.as_bytes()), "{}", path.display());
+        canary::assert_absent(bytes, CANARY);
     }
     // Spill files live for seconds while the sort merges: the watcher sees some.
     assert!(!seen.is_empty(), "no spill file seen in {}", tmp.display());
 
     // Zero hits: every file under the work directory (input, app, bundle, output, temp), and
     // every stream of the job.
-    let canary = CANARY.as_bytes();
     let mut scanned = 0;
     for path in files_under(d) {
-        let bytes = std::fs::read(&path).unwrap();
         scanned += 1;
         let is_plain_app = path.starts_with(d.join("app"));
-        assert!(
-            is_plain_app || !contains(&bytes, canary),
-            "plaintext canary in {}",
-            path.display()
-        );
+        if !is_plain_app {
+            canary::assert_absent(path.as_path(), CANARY);
+        }
     }
     assert!(
         files_under(&out_dir).len() == 1,
@@ -665,8 +603,8 @@ secrets:
         files_under(&out_dir)
     );
     assert!(scanned > 5);
-    assert!(!contains(&out.stdout, canary), "canary in stdout");
-    assert!(!contains(&out.stderr, canary), "canary in stderr");
+    canary::assert_absent(&out.stdout, CANARY);
+    canary::assert_absent(&out.stderr, CANARY);
     assert!(!text(&out.stderr).is_empty(), "debug logs expected");
     // The spill directory is gone after the job.
     assert!(

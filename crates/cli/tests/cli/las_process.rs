@@ -5,15 +5,16 @@
 use super::cas_process::{CasProcess, approver, owner, run, runtime, signed, text};
 use super::cloister;
 use cloister_attest::sim::PlatformKey;
+use cloister_testkit::process::ServiceProcess;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 const SESSION: &str = "demo/las";
 
-/// A running `cloister las serve`, killed when dropped.
+/// A running `cloister las serve`, killed when dropped (a testkit [`ServiceProcess`]).
 struct LasProcess {
-    child: Option<Child>,
+    process: ServiceProcess,
     url: String,
     addr_file: PathBuf,
     stderr_log: PathBuf,
@@ -25,36 +26,24 @@ impl LasProcess {
     fn start(dir: &Path, name: &str, extra: &[&str]) -> Self {
         let addr_file = dir.join(format!("{name}.addr"));
         let stderr_log = dir.join(format!("{name}.stderr.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
-            .args(["las", "serve", "--listen", "127.0.0.1:0", "--addr-file"])
-            .arg(&addr_file)
-            .args(extra)
-            .current_dir(dir)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_log).unwrap())
-            .spawn()
-            .expect("start cloister las serve");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = loop {
-            if let Ok(text) = std::fs::read_to_string(&addr_file)
-                && let Some(url) = text.strip_suffix('\n')
-            {
-                break url.to_owned();
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "cloister las serve exited ({status}) before it was ready:\n{}",
-                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "las serve not ready in 60 s");
-            std::thread::sleep(Duration::from_millis(25));
-        };
+        let (process, url) = ServiceProcess::start(
+            "cloister las serve",
+            Command::new(env!("CARGO_BIN_EXE_cloister"))
+                .args(["las", "serve", "--listen", "127.0.0.1:0", "--addr-file"])
+                .arg(&addr_file)
+                .args(extra)
+                .current_dir(dir)
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&stderr_log).unwrap()),
+            &addr_file,
+            &stderr_log,
+            Duration::from_secs(60),
+        );
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
         Self {
-            child: Some(child),
+            process,
             url,
             addr_file,
             stderr_log,
@@ -63,23 +52,7 @@ impl LasProcess {
 
     /// SIGTERM, and wait (at most 30 s) for the process to exit.
     fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().unwrap();
-        let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("cloister las serve did not stop within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        self.process.terminate()
     }
 
     fn stderr(&self) -> String {
@@ -87,28 +60,11 @@ impl LasProcess {
     }
 }
 
-impl Drop for LasProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// A policy for one `job` service pinned to `measurement`, handed the bundle key.
 fn job_policy(owner_key: &str, measurement: &str, bundle_key: &Path) -> String {
+    let head = cloister_testkit::policies::custodian_session(SESSION, owner_key);
     format!(
-        r#"name: {SESSION}
-version: 1
-access:
-  owners:
-    - name: custodian
-      key: {owner_key}
-security:
-  tees: [sim]
-services:
-  - name: job
+        r#"{head}  - name: job
     attestation:
       - measurements: ["{measurement}"]
     env:

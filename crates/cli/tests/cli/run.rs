@@ -3,24 +3,18 @@
 //! process on 127.0.0.1:0, with the refusals each naming their cause.
 
 use cloister_attest::sim::{PlatformKey, Statement};
-use cloister_cas::client::CasClient;
-use cloister_cas::las::{self, CollateralSettings, LasConfig, LasState};
-use cloister_cas::server::{self, CERT_FILE, CasState};
-use cloister_cas::{CasConfig, MasterKey};
 use cloister_policy::{OwnerKey, SignedPolicy};
+use cloister_testkit::canary;
+use cloister_testkit::las::Las;
 use rstest::rstest;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const SESSION: &str = "demo/job";
 
+/// The test binary's `cloister` runner, with the directory first.
 fn run_cloister(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cloister"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run cloister")
+    super::cloister(args, dir)
 }
 
 async fn cloister(dir: &Path, args: &[&str]) -> Output {
@@ -60,8 +54,7 @@ struct Setup {
     cas_url: String,
     measurement: String,
     bundle_key_hex: String,
-    _cas: tokio::task::JoinHandle<Result<(), cloister_cas::Error>>,
-    _cas_dir: tempfile::TempDir,
+    _cas: cloister_testkit::cas::Cas,
 }
 
 impl Setup {
@@ -110,32 +103,16 @@ impl Setup {
         assert_eq!(measurement.len(), 96, "{measurement}");
 
         // The CAS, trusting the sim platform key, with the policy imports reading the key files.
-        let cas_dir = tempfile::tempdir().unwrap();
         let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
-        let config = CasConfig::builder("https://cas.test")
-            .dangerous()
-            .trust_sim_key(platform.public_key())
-            .imports(cloister_cas::ImportRules::none().allow_files("demo", d))
-            .build()
-            .unwrap();
-        let state = CasState::open(cas_dir.path(), &MasterKey::generate(), config).unwrap();
-        state
-            .init_admin(
-                cloister_cas::client::RequestSigner::from_owner_key(&owner())
-                    .unwrap()
-                    .spki_der(),
-            )
-            .unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let cas_url = format!("https://{}", listener.local_addr().unwrap());
-        let cas = tokio::spawn(server::run(listener, state, std::future::pending::<()>()));
-        std::fs::copy(cas_dir.path().join(CERT_FILE), d.join("cas.crt")).unwrap();
-        let client = CasClient::new(
-            &cas_url,
-            &std::fs::read_to_string(d.join("cas.crt")).unwrap(),
-        )
-        .unwrap();
+        let cas = cloister_testkit::cas::Cas::builder()
+            .platform_key(platform)
+            .config(|b| b.imports(cloister_cas::ImportRules::none().allow_files("demo", d)))
+            .admin(&cloister_cas::client::RequestSigner::from_owner_key(&owner()).unwrap())
+            .start()
+            .await;
+        std::fs::write(d.join("cas.crt"), &cas.cert_pem).unwrap();
+        let cas_url = cas.url.clone();
+        let client = &cas.client;
         let policy = policy(d, &measurement);
         let ns = cloister_policy::Policy::parse(&policy)
             .unwrap()
@@ -165,7 +142,6 @@ impl Setup {
             measurement,
             bundle_key_hex,
             _cas: cas,
-            _cas_dir: cas_dir,
         }
     }
 
@@ -193,7 +169,7 @@ impl Setup {
     /// No secret value in either stream.
     fn assert_no_secret(&self, out: &Output) {
         for stream in [text(&out.stdout), text(&out.stderr)] {
-            assert!(!stream.contains(&self.bundle_key_hex), "{stream}");
+            canary::assert_absent(&stream, &self.bundle_key_hex);
         }
     }
 }
@@ -206,17 +182,9 @@ fn policy(dir: &Path, measurement: &str) -> String {
         .lines()
         .filter(|l| !l.starts_with("-----"))
         .collect();
+    let head = cloister_testkit::policies::custodian_session(SESSION, &key);
     format!(
-        r#"name: {SESSION}
-version: 1
-access:
-  owners:
-    - name: custodian
-      key: {key}
-security:
-  tees: [sim]
-services:
-  - name: job
+        r#"{head}  - name: job
     attestation:
       - measurements: ["{measurement}"]
     args: [--input, "@@0"]
@@ -321,26 +289,15 @@ async fn run_job_through_a_sim_las_presents_its_own_measurement() {
     let s = Setup::new().await;
     // The LAS's template measurement is not the pinned one: the runtime's claim is what counts.
     let platform = PlatformKey::load(s.dir.path().join("platform.pem")).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = LasConfig::new(
-        addr,
-        las::EvidenceSource::Sim {
-            key: platform,
-            template: Statement {
-                measurement: vec![0; 48],
-                ..Statement::default()
-            },
+    let las = Las::start_sim(
+        platform,
+        Statement {
+            measurement: vec![0; 48],
+            ..Statement::default()
         },
-        CollateralSettings::offline(None),
     )
-    .unwrap();
-    let server = tokio::spawn(las::run(
-        listener,
-        LasState::new(config).unwrap(),
-        std::future::pending::<()>(),
-    ));
-    let las_url = format!("http://{addr}");
+    .await;
+    let las_url = las.url.clone();
     let out = ok(
         s.run(
             "job",
@@ -359,7 +316,7 @@ async fn run_job_through_a_sim_las_presents_its_own_measurement() {
         text(&out.stderr)
     );
     s.assert_no_secret(&out);
-    server.abort();
+    drop(las);
 }
 
 #[derive(Debug, Clone, Copy)]

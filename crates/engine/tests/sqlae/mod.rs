@@ -4,9 +4,6 @@
 //!
 //! The scenarios take a [`Db`] and run against SQLite here and PostgreSQL in [`postgres`].
 
-// Each test crate that includes the cluster uses part of it.
-#[allow(dead_code)]
-pub(crate) mod pg_cluster;
 mod postgres;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +26,7 @@ use cloister_engine::sql::{
     PostgresConfig, SqlDatabase, SqlSink, StatementLog,
 };
 use cloister_engine::{Engine, EngineBuilder, InMemoryKeyProvider};
+use cloister_testkit::canary::{self, contains};
 
 const CSV: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -989,9 +987,10 @@ pub(crate) enum Failure {
 
 // ----- canary scan -----
 
-/// Plaintext that must not appear in anything the database stores. `bounded_numbers` also
-/// looks for salaries as decimal text (only for text formats, and only salaries of four or
-/// more digits, which no other number in those files can be confused with).
+/// Plaintext that must not appear, in any encoding (`cloister_testkit::canary::found`), in
+/// anything the database stores. `bounded_numbers` also looks for salaries as decimal text
+/// (only for text formats, and only salaries of four or more digits, which no other number in
+/// those files can be confused with).
 pub(crate) struct Canary {
     needles: Vec<(String, Vec<u8>)>,
     numbers: Vec<String>,
@@ -1022,7 +1021,7 @@ impl Canary {
         let mut found: Vec<String> = self
             .needles
             .iter()
-            .filter(|(_, n)| contains(bytes, n))
+            .filter(|(_, n)| !canary::found(bytes, n).is_empty())
             .map(|(what, _)| what.clone())
             .collect();
         if text {
@@ -1034,10 +1033,6 @@ impl Canary {
         }
         found
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// `needle` with no letter or digit right before or after it.

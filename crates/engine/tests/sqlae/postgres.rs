@@ -1,8 +1,9 @@
 //! PostgreSQL: the same scenarios against a real server, a private cluster on loopback
-//! ([`super::pg_cluster`]).
+//! ([`cloister_testkit::pg`]).
 
-use super::pg_cluster::Cluster;
 use super::{Canary, Db, Failure, contains, hex};
+use cloister_engine::sql::PostgresConfig;
+use cloister_testkit::pg::Cluster;
 
 #[tokio::test]
 async fn postgres_source_sink_and_canary() {
@@ -24,7 +25,12 @@ async fn postgres_source_sink_and_canary() {
         .unwrap();
     drop(admin);
 
-    let db = Db::postgres(cluster.config("contosohr"));
+    let db = Db::postgres(PostgresConfig::new(
+        "127.0.0.1",
+        cluster.port,
+        "postgres",
+        "contosohr",
+    ));
     super::contosohr_statistics(&db).await;
     super::deterministic_pushdown(&db).await;
     super::wrong_cmk(&db).await;

@@ -4,4 +4,3 @@ mod app;
 mod azurite;
 mod moto;
 mod slt;
-pub mod support;

@@ -8,10 +8,11 @@
 //! platform's signer ([`cloister_attest::sim`]), which stands for the attacker's own TEE
 //! (a confidential VM rented from the same vendor the CAS trusts).
 //!
-//! Self-contained on purpose, so that it can move into a `testkit` crate unchanged.
+//! Self-contained on purpose but for the shared test tools (`cloister_testkit`'s canary scan and
+//! pinned TLS configuration), so that it can move into the testkit crate unchanged.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use cloister_attest::sim::{PlatformKey, Statement};
 use ed25519_dalek::Signer as _;
 use hpke::aead::AesGcm256;
@@ -107,22 +108,7 @@ impl std::fmt::Display for Reply {
 
 /// A rustls client configuration that trusts exactly `cert_pem` (the certificate any client
 /// gets from the server's TLS handshake anyway).
-pub fn tls_config(cert_pem: &str) -> Arc<rustls::ClientConfig> {
-    let der = pem::parse(cert_pem).expect("the CAS certificate is PEM");
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(der.contents().to_vec().into())
-        .expect("the CAS certificate parses");
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
-}
+pub use cloister_testkit::https::tls_config;
 
 /// The id a CAS binds request signatures to: SHA-256 of the SubjectPublicKeyInfo DER of its
 /// TLS certificate (`cert_pem`, the one every client sees in the handshake).
@@ -492,47 +478,13 @@ impl WorkloadKey {
 
 // ---- canaries --------------------------------------------------------------------------------
 
-/// Every way `secret` could be written into an answer: raw, hex (both cases), base64 (standard
-/// and URL-safe, padded and not), UTF-16LE; each with a name for the report.
-pub fn encodings(secret: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
-    let utf16: Vec<u8> = String::from_utf8_lossy(secret)
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    vec![
-        ("raw", secret.to_vec()),
-        ("hex", hex::encode(secret).into_bytes()),
-        ("HEX", hex::encode_upper(secret).into_bytes()),
-        ("base64", STANDARD.encode(secret).into_bytes()),
-        ("base64-nopad", STANDARD_NO_PAD.encode(secret).into_bytes()),
-        ("base64url", URL_SAFE.encode(secret).into_bytes()),
-        (
-            "base64url-nopad",
-            URL_SAFE_NO_PAD.encode(secret).into_bytes(),
-        ),
-        ("utf16le", utf16),
-    ]
-}
-
-/// The encodings of `secret` found in `haystack` (empty: none).
-pub fn found(haystack: &[u8], secret: &[u8]) -> Vec<&'static str> {
-    encodings(secret)
-        .into_iter()
-        .filter(|(_, needle)| {
-            !needle.is_empty()
-                && haystack
-                    .windows(needle.len())
-                    .any(|w| w == needle.as_slice())
-        })
-        .map(|(name, _)| name)
-        .collect()
-}
+/// Which encodings of `secret` a reply holds (the testkit's canary scan: raw, hex, base64,
+/// UTF-16LE and the rest).
+pub use cloister_testkit::canary::found;
 
 /// A random canary value with a recognisable prefix.
 pub fn canary(what: &str) -> String {
-    let mut r = [0u8; 12];
-    getrandom::fill(&mut r).expect("random");
-    format!("CANARY-{what}-{}", hex::encode(r))
+    cloister_testkit::canary::Canary::new(what).to_string()
 }
 
 // ---- raw sockets -----------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 //! A private PostgreSQL cluster for tests, in a temp dir, on loopback, started by the test and
-//! stopped when it ends (pass or fail). Shared by the engine's and the CLI's integration tests
-//! (the CLI includes this file with `#[path]`).
+//! stopped when it ends (pass or fail). Shared by the engine's and the CLI's integration tests.
 //!
 //! The server comes from `/usr/lib/postgresql/<version>/bin`. Without it the test is skipped
 //! with the reason printed, except under `CI=true`, where a missing server is a failure (as
@@ -10,11 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use cloister_engine::sql::PostgresConfig;
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+use crate::services::ci;
 
 fn is_root() -> bool {
     Command::new("id")
@@ -68,11 +63,12 @@ fn run(mut command: Command, what: &str) -> Output {
 }
 
 /// A private PostgreSQL cluster; dropping it stops the server.
-pub(crate) struct Cluster {
+pub struct Cluster {
     bin: PathBuf,
     data: PathBuf,
     log: PathBuf,
-    pub(crate) port: u16,
+    /// The loopback port the server listens on.
+    pub port: u16,
     as_postgres: bool,
     // Last: removed after the server has stopped.
     dir: tempfile::TempDir,
@@ -81,7 +77,7 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Start a cluster, or `None` (reason printed) when PostgreSQL is not installed and this
     /// is not CI.
-    pub(crate) fn start() -> Option<Self> {
+    pub fn start() -> Option<Self> {
         let root = is_root();
         let bin = match server_bin() {
             Some(bin) => bin,
@@ -166,12 +162,8 @@ impl Cluster {
         }
     }
 
-    pub(crate) fn config(&self, dbname: &str) -> PostgresConfig {
-        PostgresConfig::new("127.0.0.1", self.port, "postgres", dbname)
-    }
-
     /// `dbname` as a libpq connection string (the CLI's `--postgres`).
-    pub(crate) fn conninfo(&self, dbname: &str) -> String {
+    pub fn conninfo(&self, dbname: &str) -> String {
         format!(
             "host=127.0.0.1 port={} user=postgres dbname={dbname}",
             self.port
@@ -179,14 +171,15 @@ impl Cluster {
     }
 
     /// `pg_dump` of `dbname`, plain SQL.
-    pub(crate) fn dump(&self, dbname: &str) -> Vec<u8> {
+    pub fn dump(&self, dbname: &str) -> Vec<u8> {
         let mut dump = Command::new(self.bin.join("pg_dump"));
         dump.args(["-h", "127.0.0.1", "-U", "postgres", "-d", dbname, "-p"])
             .arg(self.port.to_string());
         run(dump, "pg_dump").stdout
     }
 
-    pub(crate) fn server_log(&self) -> Vec<u8> {
+    /// The server's log (every statement: `log_statement=all`).
+    pub fn server_log(&self) -> Vec<u8> {
         std::fs::read(&self.log).unwrap_or_default()
     }
 

@@ -143,5 +143,12 @@ pub fn output(mut command: Command) -> Result<String, String> {
 
 /// The error chain as one line.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    crate::chain(err)
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(" / ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
 }
