@@ -22,7 +22,7 @@
 //! Spill files are always AES-256-GCM encrypted under a per-process key (`EncryptedSpill`);
 //! no setting turns that off. The Always Encrypted keys are read (and checked) when the job
 //! starts, into [`JobSettings::column_keys`] for the SQL-database sources and sinks
-//! (`cloister_engine::sql`) of roles that use them; SQL apps cannot open SQL-database tables
+//! (`cloister_sqldb`) of roles that use them; SQL apps cannot open SQL-database tables
 //! yet. Every other variable is ignored here.
 //!
 //! # The app
@@ -44,12 +44,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloister_engine::datafusion::error::DataFusionError;
-use cloister_engine::sql::{CMK_ENV_PREFIX, Error as SqlError, InMemoryColumnMasterKeys};
 use cloister_engine::{
     AppOutput, AppVars, EngineBuilder, InMemoryKeyProvider, OutputPolicy, QueryResult, SpillConfig,
     SpillObserver, SpillStats, SqlApp, StoreConfig,
 };
 use cloister_runtime::{Bundle, RoleContext};
+use cloister_sqldb::{CMK_ENV_PREFIX, Error as SqlError, InMemoryColumnMasterKeys};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 
@@ -851,7 +851,7 @@ mod tests {
             ("CLOISTER_CEK_CEK9", KEY),
         ]))
         .unwrap();
-        use cloister_engine::sql::{CLOISTER_KEY_STORE, ColumnMasterKeyProvider as _};
+        use cloister_sqldb::{CLOISTER_KEY_STORE, ColumnMasterKeyProvider as _};
         let keys = s.column_keys();
         assert!(keys.column_master_key(CLOISTER_KEY_STORE, "cmk1").is_some());
         assert!(keys.column_encryption_key("CEK9").is_some());

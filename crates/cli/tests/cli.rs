@@ -25,9 +25,9 @@ mod generate;
 mod job;
 #[path = "cli/las_process.rs"]
 mod las_process;
-// The engine tests' PostgreSQL cluster; each test crate uses part of it.
+// The sqldb tests' PostgreSQL cluster; each test crate uses part of it.
 #[allow(dead_code)]
-#[path = "../../engine/tests/sqlae/pg_cluster.rs"]
+#[path = "../../sqldb/tests/sqldb/pg_cluster.rs"]
 mod postgres;
 #[path = "cli/run.rs"]
 mod run;

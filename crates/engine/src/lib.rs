@@ -87,7 +87,6 @@ pub mod keys;
 pub mod kmt;
 pub mod output;
 pub mod spill;
-pub mod sql;
 pub mod store;
 
 use std::sync::Arc;

@@ -23,8 +23,6 @@ use cloister_engine::{
 };
 use rstest::rstest;
 
-mod sqlae;
-
 const TESTDATA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../testdata/parquet-encryption"

@@ -28,12 +28,12 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use cloister_cas::api::SessionSummary;
 use cloister_engine::datafusion;
-use cloister_engine::sql::{
+use cloister_engine::{Engine, EngineBuilder, InMemoryKeyProvider};
+use cloister_runtime::{Role, RoleContext, RoleError};
+use cloister_sqldb::{
     CLOISTER_KEY_STORE, ColumnEncryption, EncryptedSqlTable, InMemoryColumnMasterKeys, SqlDatabase,
     SqlSink, contosohr_cmk, load_contosohr,
 };
-use cloister_engine::{Engine, EngineBuilder, InMemoryKeyProvider};
-use cloister_runtime::{Role, RoleContext, RoleError};
 use datafusion::arrow::array::{
     Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };

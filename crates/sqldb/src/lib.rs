@@ -49,7 +49,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use cloister_colenc::Cmk;
-//! use cloister_engine::sql::{
+//! use cloister_sqldb::{
 //!     CLOISTER_KEY_STORE, ColumnEncryption, ColumnMasterKeyDefinition, EncryptedSqlTable,
 //!     InMemoryColumnMasterKeys, SqlDatabase, SqlSink,
 //! };

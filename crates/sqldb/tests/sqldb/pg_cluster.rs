@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use cloister_engine::sql::PostgresConfig;
+use cloister_sqldb::PostgresConfig;
 
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")

@@ -4,6 +4,8 @@
 //!
 //! The scenarios take a [`Db`] and run against SQLite here and PostgreSQL in [`postgres`].
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 // Each test crate that includes the cluster uses part of it.
 #[allow(dead_code)]
 pub(crate) mod pg_cluster;
@@ -24,11 +26,11 @@ use cloister_engine::datafusion::catalog::TableProvider;
 use cloister_engine::datafusion::error::DataFusionError;
 use cloister_engine::datafusion::logical_expr::{TableProviderFilterPushDown, ident, lit};
 use cloister_engine::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use cloister_engine::sql::{
-    self, ColumnEncryption, ColumnMasterKeyDefinition, EncryptedSqlTable, InMemoryColumnMasterKeys,
-    PostgresConfig, SqlDatabase, SqlSink, StatementLog,
-};
 use cloister_engine::{Engine, EngineBuilder, InMemoryKeyProvider};
+use cloister_sqldb::{
+    self as sql, ColumnEncryption, ColumnMasterKeyDefinition, EncryptedSqlTable,
+    InMemoryColumnMasterKeys, PostgresConfig, SqlDatabase, SqlSink, StatementLog,
+};
 
 const CSV: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
