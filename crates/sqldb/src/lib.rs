@@ -14,7 +14,7 @@
 //!   (see [`provider`] for what is pushed down and how exactly).
 //! - Sink: [`SqlSink`] writes a record batch stream into a new table in one transaction,
 //!   encrypting the columns named by [`ColumnEncryption`]s; a failure leaves nothing behind.
-//! - [`load_csv`] / [`load_contosohr`]: the ContosoHR sample, encrypted as its setup does.
+//! - [`load_csv`]: a CSV file into a new encrypted table, through a [`SqlSink`].
 //! - [`rotate_cek`]: re-encrypt columns under another CEK, atomically.
 //!
 //! # Design
@@ -108,10 +108,7 @@ pub use keys::{
     CEK_ENV_PREFIX, CLOISTER_KEY_STORE, CMK_ENV_PREFIX, ColumnMasterKeyDefinition,
     ColumnMasterKeyProvider, InMemoryColumnMasterKeys,
 };
-pub use load::{
-    CONTOSOHR_CEK, CONTOSOHR_CMK, CONTOSOHR_TABLE, contosohr_cmk, contosohr_encryption,
-    contosohr_schema, load_contosohr, load_csv,
-};
+pub use load::load_csv;
 pub use metadata::{ColumnMasterKeyRow, EncryptedColumn};
 pub use provider::{EncryptedSqlTable, SqlScanExec};
 pub use rotate::{ColumnEncryptionKeyRow, KeyMetadata, Rotation, key_metadata, rotate_cek};
