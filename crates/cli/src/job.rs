@@ -136,7 +136,7 @@ impl JobError {
                 key_setting(wrapping_key)
             )),
             Some(E::StatementRefused {
-                rule: "plaintext-output",
+                rule: cloister_engine::Rule::PlaintextOutput,
                 ..
             }) => Some(format!(
                 "outputs are encrypted-only unless the policy sets {OUTPUT_PLAINTEXT_ENV}"

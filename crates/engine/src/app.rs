@@ -97,8 +97,9 @@ use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
 use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer};
 
-use crate::output::{Staging, check_copy_format, check_output, is_memory_table};
-use crate::{Engine, Error, check_plan};
+use crate::output::{Staging, is_memory_table};
+use crate::rules::{Rule, check_copy_format, check_output, check_plan};
+use crate::{Engine, Error};
 
 /// One `.sql` script of an app.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -675,7 +676,7 @@ fn contains_copy(plan: &LogicalPlan) -> bool {
 
 fn atomic_refusal(detail: &str) -> DataFusionError {
     Error::StatementRefused {
-        rule: "atomic-output",
+        rule: Rule::AtomicOutput,
         detail: detail.to_owned(),
     }
     .into()

@@ -15,7 +15,8 @@
 //! 'cloister'`). Files carry key ids — or Parquet key-management-tools key material, which
 //! Spark, parquet-mr and pyarrow understand — in their key metadata, so reading needs no key
 //! options at all. [`Engine::sql`] refuses SQL that would put key bytes into options
-//! (DataFusion's own `…_key_as_hex` options) or switch DataFusion back to plain temp files.
+//! (DataFusion's own `…_key_as_hex` options) or switch DataFusion back to plain temp files;
+//! every statement rule, each a [`Rule`] with a stable id, is in [`rules`].
 //!
 //! Spill encryption plugs into DataFusion 55's `TempFileFactory` extension point, below every
 //! spilling operator; see [`spill`] for why, and for the chunk format.
@@ -97,8 +98,8 @@ pub use encryption::{CloisterEncryptionFactory, EncryptionOptions, FACTORY_ID};
 pub use error::{Error, Fault};
 pub use keys::{DataKey, InMemoryKeyProvider, KeyProvider};
 pub use kmt::KmtKeyProvider;
-pub use output::{OutputPolicy, check_output};
-pub use rules::check_plan;
+pub use output::OutputPolicy;
+pub use rules::{Rule, check_output, check_plan};
 pub use session::{Engine, EngineBuilder};
 pub use spill::{EncryptedSpill, SpillConfig, SpillObserver, SpillStats};
 pub use store::{AzureConfig, AzureCredential, LocalConfig, S3Config, StoreConfig};

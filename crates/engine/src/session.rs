@@ -9,10 +9,10 @@ use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
-use crate::rules::check_plan;
+use crate::rules::{check_output, check_plan};
 use crate::{
     CloisterEncryptionFactory, EncryptedSpill, Error, FACTORY_ID, KeyProvider, OutputPolicy,
-    SpillConfig, SpillObserver, SpillStats, StoreConfig, check_output,
+    SpillConfig, SpillObserver, SpillStats, StoreConfig,
 };
 
 /// Builds an [`Engine`]: a DataFusion session with the encryption factory registered and
@@ -185,6 +185,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::InMemoryKeyProvider;
+    use crate::rules::Rule;
 
     fn engine() -> Engine {
         EngineBuilder::new(Arc::new(InMemoryKeyProvider::new()))
@@ -205,7 +206,7 @@ mod tests {
             matches!(
                 Error::find_in(&err),
                 Some(Error::StatementRefused {
-                    rule: "spill-encryption",
+                    rule: Rule::SpillEncryption,
                     ..
                 })
             ),
@@ -250,7 +251,7 @@ mod tests {
             matches!(
                 Error::find_in(&err),
                 Some(Error::StatementRefused {
-                    rule: "key-material-in-sql",
+                    rule: Rule::KeyMaterialInSql,
                     ..
                 })
             ),
