@@ -90,45 +90,6 @@ impl AzureConfig {
         &self.credential
     }
 
-    pub(super) fn from_env(env: &Env) -> Result<Self, Error> {
-        let account = env.require(AZURE, "AZURE_BLOB_ACCOUNT_NAME", "the storage account name")?;
-        let container = env.require(AZURE, "AZURE_BLOB_CONTAINER_NAME", "the container name")?;
-        let mut builder = AzureConfig::builder(account, container)
-            .relative_path(env.get("AZURE_BLOB_RELATIVE_PATH").unwrap_or_default());
-        let anonymous = env.flag(AZURE, "AZURE_BLOB_ANONYMOUS")?;
-        builder = match (
-            env.get("AZURE_BLOB_SAS_TOKEN"),
-            env.get("AZURE_BLOB_ACCOUNT_KEY"),
-            anonymous,
-        ) {
-            (Some(sas), None, false) => builder.sas_token(SecretString::from(sas.to_owned())),
-            (None, Some(key), false) => builder.account_key(SecretString::from(key.to_owned())),
-            (None, None, true) => builder.anonymous(),
-            (None, None, false) => {
-                return Err(Error::MissingStoreSetting {
-                    store: AZURE,
-                    setting: "AZURE_BLOB_SAS_TOKEN".into(),
-                    hint: "give a SAS token (or AZURE_BLOB_ACCOUNT_KEY); for a public container \
-                           set AZURE_BLOB_ANONYMOUS=true",
-                });
-            }
-            _ => {
-                return Err(Error::InvalidStoreSetting {
-                    store: AZURE,
-                    setting: "AZURE_BLOB_SAS_TOKEN, AZURE_BLOB_ACCOUNT_KEY, AZURE_BLOB_ANONYMOUS"
-                        .into(),
-                    reason: "more than one credential is given; give one".into(),
-                });
-            }
-        };
-        if let Some(endpoint) = env.get("AZURE_BLOB_ENDPOINT") {
-            builder = builder.endpoint(parse_endpoint(AZURE, "AZURE_BLOB_ENDPOINT", endpoint)?);
-        }
-        builder
-            .allow_http(env.flag(AZURE, "AZURE_BLOB_ALLOW_HTTP")?)
-            .build()
-    }
-
     pub(super) fn url(&self) -> Url {
         bucket_url("az", &self.container)
     }

@@ -60,6 +60,7 @@ use url::Url;
 use crate::Error;
 
 mod azure;
+mod env;
 mod local;
 mod s3;
 
@@ -85,38 +86,6 @@ pub enum StoreConfig {
 }
 
 impl StoreConfig {
-    /// Build a store from workload settings (see the [module docs](self) for the names).
-    ///
-    /// Azure is chosen when `AZURE_BLOB_ACCOUNT_NAME` or `AZURE_BLOB_CONTAINER_NAME` is set,
-    /// S3 when `AWS_BUCKET` / `AWS_BUCKET_NAME` is, a local directory when
-    /// `CLOISTER_DATA_ROOT` is; exactly one of them must be. Empty values count as unset.
-    /// Other settings are ignored.
-    pub fn from_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, Error> {
-        let env = Env::new(vars);
-        let azure = env.get("AZURE_BLOB_ACCOUNT_NAME").is_some()
-            || env.get("AZURE_BLOB_CONTAINER_NAME").is_some();
-        let s3 = env.get("AWS_BUCKET").is_some() || env.get("AWS_BUCKET_NAME").is_some();
-        let local = env.get("CLOISTER_DATA_ROOT").is_some();
-        match (azure, s3, local) {
-            (true, false, false) => AzureConfig::from_env(&env).map(StoreConfig::Azure),
-            (false, true, false) => S3Config::from_env(&env).map(StoreConfig::S3),
-            (false, false, true) => {
-                let root = env.get("CLOISTER_DATA_ROOT").unwrap_or_default();
-                LocalConfig::new(root).map(StoreConfig::Local)
-            }
-            (false, false, false) => Err(Error::MissingStoreSetting {
-                store: "data",
-                setting: "AZURE_BLOB_ACCOUNT_NAME, AWS_BUCKET or CLOISTER_DATA_ROOT".into(),
-                hint: "name the container, bucket or directory the data is in",
-            }),
-            _ => Err(Error::InvalidStoreSetting {
-                store: "data",
-                setting: "AZURE_BLOB_*, AWS_BUCKET, CLOISTER_DATA_ROOT".into(),
-                reason: "settings for more than one store are given; give one".into(),
-            }),
-        }
-    }
-
     /// The URL of the store's root: `az://<container>/`, `s3://<bucket>/` or `file:///<root>/`.
     pub fn url(&self) -> Url {
         match self {
@@ -157,50 +126,6 @@ impl StoreConfig {
 }
 
 // ----- shared helpers -----
-
-/// Settings as a map; empty values count as unset.
-struct Env<'a>(Vec<(&'a str, &'a str)>);
-
-impl<'a> Env<'a> {
-    fn new(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Env(vars.into_iter().collect())
-    }
-
-    fn get(&self, name: &str) -> Option<&'a str> {
-        // The last setting of a name wins, as in a shell.
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.trim())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn require(
-        &self,
-        store: &'static str,
-        name: &str,
-        hint: &'static str,
-    ) -> Result<&'a str, Error> {
-        self.get(name).ok_or_else(|| Error::MissingStoreSetting {
-            store,
-            setting: name.to_owned(),
-            hint,
-        })
-    }
-
-    fn flag(&self, store: &'static str, name: &str) -> Result<bool, Error> {
-        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
-            None | Some("false") | Some("0") => Ok(false),
-            Some("true") | Some("1") => Ok(true),
-            Some(_) => Err(Error::InvalidStoreSetting {
-                store,
-                setting: name.to_owned(),
-                reason: "expected true or false".into(),
-            }),
-        }
-    }
-}
 
 fn validate_name(
     store: &'static str,

@@ -75,39 +75,6 @@ impl S3Config {
         &self.relative_path
     }
 
-    pub(super) fn from_env(env: &Env) -> Result<Self, Error> {
-        let bucket = env
-            .get("AWS_BUCKET")
-            .or_else(|| env.get("AWS_BUCKET_NAME"))
-            .unwrap_or_default();
-        let mut builder = S3Config::builder(bucket)
-            .relative_path(env.get("AWS_S3_RELATIVE_PATH").unwrap_or_default())
-            .access_key_id(env.require(S3, "AWS_ACCESS_KEY_ID", "the access key id")?)
-            .secret_access_key(SecretString::from(
-                env.require(S3, "AWS_SECRET_ACCESS_KEY", "the secret access key")?
-                    .to_owned(),
-            ))
-            .allow_http(env.flag(S3, "AWS_ALLOW_HTTP")?)
-            .path_style(!env.flag(S3, "AWS_VIRTUAL_HOSTED_STYLE_REQUEST")?);
-        if let Some(region) = env
-            .get("AWS_REGION")
-            .or_else(|| env.get("AWS_DEFAULT_REGION"))
-        {
-            builder = builder.region(region);
-        }
-        if let Some(token) = env.get("AWS_SESSION_TOKEN") {
-            builder = builder.session_token(SecretString::from(token.to_owned()));
-        }
-        let endpoint = env
-            .get("AWS_ENDPOINT_URL")
-            .map(|e| ("AWS_ENDPOINT_URL", e))
-            .or_else(|| env.get("AWS_ENDPOINT").map(|e| ("AWS_ENDPOINT", e)));
-        if let Some((name, endpoint)) = endpoint {
-            builder = builder.endpoint(parse_endpoint(S3, name, endpoint)?);
-        }
-        builder.build()
-    }
-
     pub(super) fn url(&self) -> Url {
         bucket_url("s3", &self.bucket)
     }
