@@ -84,11 +84,13 @@ pub enum Error {
         #[source]
         source: cloister_colenc::Error,
     },
-    /// A key variable of the configuration (`CLOISTER_CMK_…`, `CLOISTER_CEK_…`) is unusable.
-    #[error("invalid key configuration {variable}: {reason}")]
+    /// A column encryption key given in the configuration ([`ConfiguredKey`]) is unusable.
+    ///
+    /// [`ConfiguredKey`]: crate::ConfiguredKey
+    #[error("invalid configured column encryption key {cek:?}: {reason}")]
     InvalidKeyConfig {
-        /// The variable's name.
-        variable: String,
+        /// The CEK's name.
+        cek: String,
         /// Why (never the value).
         reason: String,
     },

@@ -1,5 +1,11 @@
-//! SQL databases (SQLite, PostgreSQL) with SQL Server Always Encrypted columns, as DataFusion
-//! sources and as sinks.
+//! `cloister-sqldb`: SQL databases (SQLite, PostgreSQL) with SQL Server Always Encrypted
+//! columns, as DataFusion sources and as sinks.
+//!
+//! A table-provider crate beside `cloister-engine`, as DataFusion's own table providers are
+//! crates beside DataFusion: the engine never depends on it (nor on any database driver), and
+//! a workload registers an [`EncryptedSqlTable`] on its engine's session like any other
+//! `TableProvider`. Keys come in typed ([`ConfiguredKey`]); which configuration variables carry
+//! them is the workload role's business.
 //!
 //! A table's sensitive columns hold SQL Server cells (`AEAD_AES_256_CBC_HMAC_SHA_256`, see
 //! [`cloister_colenc`]) in binary columns; three metadata tables next to it mirror SQL
@@ -105,8 +111,8 @@ mod types;
 pub use database::{PostgresConfig, SqlDatabase, StatementLog};
 pub use error::{DriverError, Error, Fault};
 pub use keys::{
-    CEK_ENV_PREFIX, CLOISTER_KEY_STORE, CMK_ENV_PREFIX, ColumnMasterKeyDefinition,
-    ColumnMasterKeyProvider, InMemoryColumnMasterKeys,
+    CLOISTER_KEY_STORE, ColumnMasterKeyDefinition, ColumnMasterKeyProvider, ConfiguredKey,
+    InMemoryColumnMasterKeys,
 };
 pub use load::load_csv;
 pub use metadata::{ColumnMasterKeyRow, EncryptedColumn};

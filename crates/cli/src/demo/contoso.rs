@@ -20,7 +20,7 @@
 //!
 //! Each app is this executable, attested with its measurement pinned in the policies; its keys
 //! arrive in the attested configuration as `CLOISTER_CMK_<PATH>` / `CLOISTER_CEK_<NAME>` (see
-//! [`InMemoryColumnMasterKeys::from_config_env`]).
+//! [`InMemoryColumnMasterKeys::from_configured`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
