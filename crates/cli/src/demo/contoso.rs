@@ -663,48 +663,6 @@ fn format_value(v: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rules_are_found_in_reasons() {
-        assert_eq!(
-            rule_in(&["nonce".into(), "secrets[CEK1].import-hash".into()]),
-            "import-hash"
-        );
-        assert_eq!(rule_in(&["security.tees".into()]), "security.tees");
-        assert_eq!(rule_in(&[]), "attestation");
-    }
-
-    #[test]
-    fn policies_validate() {
-        let owner = cloister_policy::OwnerKey::generate().unwrap();
-        let key: String = owner
-            .public_key()
-            .to_pem()
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
-        let access = format!("access:\n  owners:\n    - name: o\n      key: {key}\n");
-        let m = "ab".repeat(48);
-        let fp = owner.fingerprint().to_string();
-        let hr = hr_policy(&access, &fp, &m, None, None);
-        let p = cloister_policy::Policy::parse(&hr).unwrap_or_else(|e| panic!("{e}\n{hr}"));
-        let v2 = hr_policy(
-            &access,
-            &fp,
-            &m,
-            Some(Path::new("/etc/cmk.pem")),
-            Some(&p.hash().to_string()),
-        );
-        cloister_policy::Policy::parse(&v2).unwrap_or_else(|e| panic!("{e}\n{v2}"));
-        let imp = importer_policy(&access, &m, PAYROLL_SESSION, &p.hash().to_string());
-        cloister_policy::Policy::parse(&imp).unwrap_or_else(|e| panic!("{e}\n{imp}"));
-    }
-}
-
 // ----- the ContosoHR sample -----
 //
 // `testdata/contosohr-schema.md` describes the Always Encrypted demo database: table
@@ -765,4 +723,46 @@ async fn load_contosohr(
         .fold(SqlSink::new(db, CONTOSOHR_TABLE, keys), SqlSink::encrypt)
         .create_keys_under(cmk);
     load_csv(ctx, csv, contosohr_schema(), &sink).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_are_found_in_reasons() {
+        assert_eq!(
+            rule_in(&["nonce".into(), "secrets[CEK1].import-hash".into()]),
+            "import-hash"
+        );
+        assert_eq!(rule_in(&["security.tees".into()]), "security.tees");
+        assert_eq!(rule_in(&[]), "attestation");
+    }
+
+    #[test]
+    fn policies_validate() {
+        let owner = cloister_policy::OwnerKey::generate().unwrap();
+        let key: String = owner
+            .public_key()
+            .to_pem()
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let access = format!("access:\n  owners:\n    - name: o\n      key: {key}\n");
+        let m = "ab".repeat(48);
+        let fp = owner.fingerprint().to_string();
+        let hr = hr_policy(&access, &fp, &m, None, None);
+        let p = cloister_policy::Policy::parse(&hr).unwrap_or_else(|e| panic!("{e}\n{hr}"));
+        let v2 = hr_policy(
+            &access,
+            &fp,
+            &m,
+            Some(Path::new("/etc/cmk.pem")),
+            Some(&p.hash().to_string()),
+        );
+        cloister_policy::Policy::parse(&v2).unwrap_or_else(|e| panic!("{e}\n{v2}"));
+        let imp = importer_policy(&access, &m, PAYROLL_SESSION, &p.hash().to_string());
+        cloister_policy::Policy::parse(&imp).unwrap_or_else(|e| panic!("{e}\n{imp}"));
+    }
 }
