@@ -8,8 +8,9 @@
 //!    are parsed into statements (so a `;` inside a string literal or comment is not a
 //!    statement boundary). Every script is parsed before anything runs: a syntax error in the
 //!    last script runs nothing.
-//! 2. Every `COPY … TO` is checked against the engine's [`OutputPolicy`] — a plaintext format
-//!    without permission is refused before anything runs — and staged: see
+//! 2. Every `COPY … TO` is checked against the engine's
+//!    [`OutputPolicy`](crate::OutputPolicy) — a plaintext format without permission is
+//!    refused before anything runs — and staged: see
 //!    [`output`](crate::output) for where outputs are written during the run and how they
 //!    become visible.
 //! 3. The statements run in order, each planned only after the previous one ran (so a script
