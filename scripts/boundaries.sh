@@ -2,6 +2,7 @@
 # The dependency rules of STYLE.md, checked with cargo tree:
 # - the trust core (attest, policy, cas, runtime) never depends on the analytics stack;
 # - attest needs no async runtime and no network;
+# - the engine links no SQL-database driver (those are cloister-sqldb, beside it);
 # - one copy of each core crate (arrow, parquet, datafusion, object_store, tonic, rustls, prost);
 #   `--depth 0` lists only the duplicated crates themselves, not every crate above them.
 set -euo pipefail
@@ -27,6 +28,7 @@ for c in cloister-policy cloister-cas cloister-runtime cloister-colenc; do
 done
 # The test harnesses (a dev-dependency of every crate's tests) stand up the trust core only.
 check cloister-testkit "$analytics" "the testkit stands up the trust core, not the analytics stack" --all-features
+check cloister-engine "cloister-sqldb|rusqlite|libsqlite3-sys|tokio-postgres" "SQL databases are cloister-sqldb, a table-provider crate beside the engine"
 dups=$(cargo tree --locked -d --depth 0 -e normal --prefix none 2>/dev/null | grep -E '^(arrow|parquet|datafusion|object_store|tonic|rustls|prost) v' | sort -u || true)
 if [ -n "$dups" ]; then
   echo "two copies of a core crate:" >&2; echo "$dups" >&2; fail=1

@@ -22,7 +22,7 @@
 //! Spill files are always AES-256-GCM encrypted under a per-process key (`EncryptedSpill`);
 //! no setting turns that off. The Always Encrypted keys are read (and checked) when the job
 //! starts, into [`JobSettings::column_keys`] for the SQL-database sources and sinks
-//! (`cloister_engine::sql`) of roles that use them; SQL apps cannot open SQL-database tables
+//! (`cloister_sqldb`) of roles that use them; SQL apps cannot open SQL-database tables
 //! yet. Every other variable is ignored here.
 //!
 //! # The app
@@ -44,12 +44,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloister_engine::datafusion::error::DataFusionError;
-use cloister_engine::sql::{CMK_ENV_PREFIX, Error as SqlError, InMemoryColumnMasterKeys};
 use cloister_engine::{
     AppOutput, AppVars, EngineBuilder, InMemoryKeyProvider, OutputPolicy, QueryResult, SpillConfig,
     SpillObserver, SpillStats, SqlApp, StoreConfig,
 };
 use cloister_runtime::{Bundle, RoleContext};
+use cloister_sqldb::{ConfiguredKey, Error as SqlError, InMemoryColumnMasterKeys};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 
@@ -65,6 +65,10 @@ pub const OUTPUT_PLAINTEXT_ENV: &str = "CLOISTER_OUTPUT_PLAINTEXT";
 pub const SPILL_DIR_ENV: &str = "CLOISTER_SPILL_DIR";
 /// The variable that lets the job print query results (stdout leaves the TEE).
 pub const PRINT_RESULTS_ENV: &str = "CLOISTER_PRINT_RESULTS";
+/// The prefix of Always Encrypted column master key variables (`CLOISTER_CMK_<PATH>`).
+pub const CMK_ENV_PREFIX: &str = "CLOISTER_CMK_";
+/// The prefix of Always Encrypted column encryption key variables (`CLOISTER_CEK_<NAME>`).
+pub const CEK_ENV_PREFIX: &str = "CLOISTER_CEK_";
 
 /// Why a job did not run to the end. Messages name settings, key ids, scripts and rules;
 /// never a value.
@@ -136,7 +140,7 @@ impl JobError {
                 key_setting(wrapping_key)
             )),
             Some(E::StatementRefused {
-                rule: "plaintext-output",
+                rule: cloister_engine::Rule::PlaintextOutput,
                 ..
             }) => Some(format!(
                 "outputs are encrypted-only unless the policy sets {OUTPUT_PLAINTEXT_ENV}"
@@ -238,6 +242,45 @@ fn store_kind(store: &StoreConfig) -> &'static str {
     }
 }
 
+// ----- CLOISTER_CMK_* / CLOISTER_CEK_* → typed column keys -----
+//
+// The `CLOISTER_*` names are the job role's contract; `cloister-sqldb` takes typed
+// `ConfiguredKey`s and knows no variable names.
+
+/// The Always Encrypted keys of the configuration's env: `CLOISTER_CMK_<PATH>` (a PEM) and
+/// `CLOISTER_CEK_<NAME>` (hex); errors name the variable, never its value.
+fn column_keys_from_env(
+    env: &BTreeMap<String, SecretString>,
+) -> Result<InMemoryColumnMasterKeys, JobError> {
+    let setting = |name: &str, reason: String| JobError::Setting {
+        setting: name.to_owned(),
+        reason,
+    };
+    let mut keys = Vec::new();
+    for (name, value) in env {
+        if let Some(path) = name.strip_prefix(CMK_ENV_PREFIX) {
+            keys.push(ConfiguredKey::cmk(path, value.clone()));
+        } else if let Some(cek) = name.strip_prefix(CEK_ENV_PREFIX) {
+            let key =
+                ConfiguredKey::cek_hex(cek, value).map_err(|_| setting(name, "not hex".into()))?;
+            keys.push(key);
+        }
+    }
+    InMemoryColumnMasterKeys::from_configured(keys).map_err(|e| match e {
+        SqlError::InvalidKeyConfig { cek, reason } => {
+            setting(&format!("{CEK_ENV_PREFIX}{cek}"), reason)
+        }
+        SqlError::InvalidColumnMasterKey { location, .. } => setting(
+            &format!(
+                "{CMK_ENV_PREFIX}{}",
+                location.rsplit(": ").next().unwrap_or("")
+            ),
+            "not an RSA private key PEM of 2048 bits or more".into(),
+        ),
+        other => setting(&format!("{CEK_ENV_PREFIX}…"), other.to_string()),
+    })
+}
+
 impl JobSettings {
     /// Read the settings from the configuration's env.
     pub fn from_env(env: &BTreeMap<String, SecretString>) -> Result<Self, JobError> {
@@ -270,19 +313,7 @@ impl JobSettings {
             })?;
         }
 
-        let column_keys =
-            InMemoryColumnMasterKeys::from_config_env(env.iter().map(|(k, v)| (k.as_str(), v)))
-                .map_err(|e| match e {
-                    SqlError::InvalidKeyConfig { variable, reason } => setting(&variable, reason),
-                    SqlError::InvalidColumnMasterKey { location, .. } => setting(
-                        &format!(
-                            "{CMK_ENV_PREFIX}{}",
-                            location.rsplit(": ").next().unwrap_or("")
-                        ),
-                        "not an RSA private key PEM of 2048 bits or more".into(),
-                    ),
-                    other => setting("CLOISTER_CEK_…", other.to_string()),
-                })?;
+        let column_keys = column_keys_from_env(env)?;
 
         let pairs = || env.iter().map(|(k, v)| (k.as_str(), v.expose_secret()));
         let names_store = env.keys().any(|k| {
@@ -851,7 +882,7 @@ mod tests {
             ("CLOISTER_CEK_CEK9", KEY),
         ]))
         .unwrap();
-        use cloister_engine::sql::{CLOISTER_KEY_STORE, ColumnMasterKeyProvider as _};
+        use cloister_sqldb::{CLOISTER_KEY_STORE, ColumnMasterKeyProvider as _};
         let keys = s.column_keys();
         assert!(keys.column_master_key(CLOISTER_KEY_STORE, "cmk1").is_some());
         assert!(keys.column_encryption_key("CEK9").is_some());

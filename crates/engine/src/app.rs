@@ -8,8 +8,9 @@
 //!    are parsed into statements (so a `;` inside a string literal or comment is not a
 //!    statement boundary). Every script is parsed before anything runs: a syntax error in the
 //!    last script runs nothing.
-//! 2. Every `COPY … TO` is checked against the engine's [`OutputPolicy`] — a plaintext format
-//!    without permission is refused before anything runs — and staged: see
+//! 2. Every `COPY … TO` is checked against the engine's
+//!    [`OutputPolicy`](crate::OutputPolicy) — a plaintext format without permission is
+//!    refused before anything runs — and staged: see
 //!    [`output`](crate::output) for where outputs are written during the run and how they
 //!    become visible.
 //! 3. The statements run in order, each planned only after the previous one ran (so a script
@@ -97,8 +98,9 @@ use datafusion::sql::sqlparser::dialect::{Dialect, dialect_from_str};
 use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer};
 
-use crate::output::{Staging, check_copy_format, check_output, is_memory_table};
-use crate::{Engine, Error, check_plan};
+use crate::output::{Staging, is_memory_table};
+use crate::rules::{Rule, check_copy_format, check_output, check_plan};
+use crate::{Engine, Error};
 
 /// One `.sql` script of an app.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -675,7 +677,7 @@ fn contains_copy(plan: &LogicalPlan) -> bool {
 
 fn atomic_refusal(detail: &str) -> DataFusionError {
     Error::StatementRefused {
-        rule: "atomic-output",
+        rule: Rule::AtomicOutput,
         detail: detail.to_owned(),
     }
     .into()

@@ -7,6 +7,8 @@
 
 use datafusion::error::DataFusionError;
 
+use crate::rules::Rule;
+
 /// What went wrong in the engine's cryptographic data plane.
 ///
 /// Variants are grouped by fault: the caller's input (options, key material) is invalid; it is
@@ -99,10 +101,10 @@ pub enum Error {
         reason: &'static str,
     },
     /// A SQL statement would weaken the engine's protections and is refused.
-    #[error("statement refused by rule {rule:?}: {detail}")]
+    #[error("statement refused by rule \"{rule}\": {detail}")]
     StatementRefused {
         /// The rule that refused it.
-        rule: &'static str,
+        rule: Rule,
         /// What in the statement broke the rule.
         detail: String,
     },

@@ -16,16 +16,18 @@
 //! | `.allow_plaintext_columns()` | encrypted Parquet with some columns in plaintext, and `PARTITIONED BY` |
 //! | `.allow_plaintext_formats()` | CSV, JSON, Arrow, unencrypted Parquet; `INSERT INTO` file-backed tables (whose format is not checked) |
 //!
-//! A refusal is [`Error::StatementRefused`] with rule `plaintext-output`, naming the target
-//! and what would be plaintext.
+//! A refusal is [`Error::StatementRefused`] with rule `plaintext-output`
+//! ([`Rule::PlaintextOutput`]), naming the target and what would be plaintext; the check itself
+//! is [`check_output`](crate::rules::check_output), with the other statement rules.
 //!
 //! # Atomic outputs of SQL apps
 //!
 //! [`Engine::run_app`](crate::Engine::run_app) writes each `COPY … TO '<parent>/<name>'` into
 //! `<parent>/_tmp-<run id>/<n>/<name>` and moves it to `<parent>/<name>` only after every
 //! statement of every script succeeded; on failure the temporary locations are deleted and the
-//! error returned. An output must not exist beforehand (rule `output-exists`; a local empty
-//! directory is fine), and two statements may not write the same output.
+//! error returned. An output must not exist beforehand (rule `output-exists`,
+//! [`Rule::OutputExists`]; a local empty directory is fine), and two statements may not write
+//! the same output.
 //!
 //! | store | commit | guarantee |
 //! | --- | --- | --- |
@@ -41,21 +43,17 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::Schema;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::datasource::{MemTable, source_as_provider};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::logical_expr::logical_plan::dml::CopyTo;
-use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
-use datafusion::parquet::arrow::ArrowSchemaConverter;
+use datafusion::logical_expr::DmlStatement;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::encryption::EncryptionOptions;
-use crate::{Error, FACTORY_ID};
+use crate::Error;
+use crate::rules::Rule;
 
 /// Which outputs the engine may write; see the [module docs](self).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -104,127 +102,6 @@ impl OutputPolicy {
     pub const fn allows_plaintext_columns(&self) -> bool {
         self.plaintext_columns
     }
-}
-
-const RULE: &str = "plaintext-output";
-
-fn refused(detail: String) -> Error {
-    Error::StatementRefused { rule: RULE, detail }
-}
-
-/// Check every write in `plan` (anywhere in it, including under `EXPLAIN ANALYZE`) against
-/// `policy`.
-pub fn check_output(plan: &LogicalPlan, policy: &OutputPolicy) -> Result<(), Error> {
-    let mut result = Ok(());
-    // The closure never returns an error itself; the first violation stops the walk.
-    let _ = plan.apply_with_subqueries(|node| {
-        let checked = match node {
-            LogicalPlan::Copy(copy) => check_copy(copy, policy),
-            LogicalPlan::Dml(dml) => check_dml(dml, policy),
-            _ => Ok(()),
-        };
-        match checked {
-            Ok(()) => Ok(TreeNodeRecursion::Continue),
-            Err(e) => {
-                result = Err(e);
-                Ok(TreeNodeRecursion::Stop)
-            }
-        }
-    });
-    result
-}
-
-/// The format-only part of the policy, for a `COPY` known from its SQL text (before
-/// planning): `format` is the `STORED AS` format or the target's extension, `options` the
-/// statement's options with DataFusion's key normalisation (lower case, `format.` prefix).
-pub(crate) fn check_copy_format(
-    target: &str,
-    format: &str,
-    options: &dyn Fn(&str) -> Option<String>,
-    policy: &OutputPolicy,
-) -> Result<(), Error> {
-    if policy.plaintext_formats {
-        return Ok(());
-    }
-    let format = format.to_ascii_lowercase();
-    if format != "parquet" {
-        return Err(refused(format!(
-            "COPY to {target:?} writes plaintext {}; the output policy allows encrypted \
-             Parquet only (STORED AS PARQUET with 'format.crypto.factory_id' '{FACTORY_ID}')",
-            format.to_ascii_uppercase()
-        )));
-    }
-    let factory = options("format.crypto.factory_id");
-    if factory.as_deref().map(str::trim) != Some(FACTORY_ID) {
-        return Err(refused(format!(
-            "COPY to {target:?} writes unencrypted Parquet; add OPTIONS \
-             ('format.crypto.factory_id' '{FACTORY_ID}', \
-             'format.crypto.factory_options.footer_key' '<key id>')"
-        )));
-    }
-    Ok(())
-}
-
-fn check_copy(copy: &CopyTo, policy: &OutputPolicy) -> Result<(), Error> {
-    let target = &copy.output_url;
-    let lookup = |key: &str| copy.options.get(key).cloned();
-    check_copy_format(target, &copy.file_type.get_ext(), &lookup, policy)?;
-    if policy.plaintext_columns || !copy.file_type.get_ext().eq_ignore_ascii_case("parquet") {
-        return Ok(());
-    }
-    if !copy.partition_by.is_empty() {
-        return Err(refused(format!(
-            "COPY to {target:?} is PARTITIONED BY {}, whose values would be plaintext \
-             directory names",
-            copy.partition_by.join(", ")
-        )));
-    }
-    const PREFIX: &str = "format.crypto.factory_options.";
-    let factory_options = copy
-        .options
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|k| (k.to_owned(), v.clone())))
-        .collect();
-    let options = EncryptionOptions::from_map(&factory_options)?;
-    let covered = options.encrypted_columns();
-    if covered.is_empty() {
-        // Uniform encryption: the footer key encrypts every column.
-        return Ok(());
-    }
-    let schema: Schema = copy.input.schema().as_arrow().clone();
-    let leaves = ArrowSchemaConverter::new()
-        .convert(&schema)
-        .map_err(|_| Error::Internal("converting the written schema to Parquet"))?;
-    let plaintext: Vec<String> = leaves
-        .columns()
-        .iter()
-        .map(|c| c.path().string())
-        .filter(|path| !covered.contains(path))
-        .collect();
-    if !plaintext.is_empty() {
-        return Err(refused(format!(
-            "COPY to {target:?} would leave column(s) {} in plaintext: name them in \
-             'format.crypto.factory_options.column_keys', or leave column_keys out to encrypt \
-             every column with the footer key",
-            plaintext.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-fn check_dml(dml: &DmlStatement, policy: &OutputPolicy) -> Result<(), Error> {
-    if !matches!(dml.op, WriteOp::Insert(_)) || policy.plaintext_formats {
-        return Ok(());
-    }
-    if is_memory_table(dml) {
-        return Ok(());
-    }
-    Err(refused(format!(
-        "INSERT INTO {} writes files whose encryption the engine does not check; write \
-         outputs with COPY … TO … STORED AS PARQUET OPTIONS ('format.crypto.factory_id' \
-         '{FACTORY_ID}', …)",
-        dml.table_name
-    )))
 }
 
 pub(crate) fn is_memory_table(dml: &DmlStatement) -> bool {
@@ -304,7 +181,7 @@ impl Staging {
     pub async fn stage(&mut self, target: &str, runtime: &RuntimeEnv) -> DfResult<usize> {
         let url = ListingTableUrl::parse(target)?;
         let refuse = |detail: String| Error::StatementRefused {
-            rule: "output-exists",
+            rule: Rule::OutputExists,
             detail,
         };
         let mut segments: Vec<String> =
@@ -315,7 +192,7 @@ impl Staging {
         }
         let Some(name) = segments.pop().filter(|n| !n.is_empty()) else {
             return Err(Error::StatementRefused {
-                rule: "atomic-output",
+                rule: Rule::AtomicOutput,
                 detail: format!(
                     "COPY to {target:?}: an output must be a file or directory below the \
                      root, so that it can be staged beside its final name"
@@ -338,7 +215,7 @@ impl Staging {
 
         if self.outputs.iter().any(|o| o.final_url == final_url) {
             return Err(Error::StatementRefused {
-                rule: "output-exists",
+                rule: Rule::OutputExists,
                 detail: format!("{final_url} is written by two statements"),
             }
             .into());
@@ -489,7 +366,7 @@ async fn commit_one(output: &StagedOutput) -> Result<(), Error> {
             }
             if local_output_exists(target) {
                 return Err(Error::StatementRefused {
-                    rule: "output-exists",
+                    rule: Rule::OutputExists,
                     detail: format!("{} appeared while the app ran", target.display()),
                 });
             }
@@ -560,31 +437,6 @@ mod tests {
         assert!(columns.allows_plaintext_columns() && !columns.allows_plaintext_formats());
         let formats = OutputPolicy::encrypted_only().allow_plaintext_formats();
         assert_eq!(formats, OutputPolicy::allow_plaintext());
-    }
-
-    #[rstest::rstest]
-    #[case::csv("csv", Some(FACTORY_ID), false)]
-    #[case::json("json", None, false)]
-    #[case::plain_parquet("parquet", None, false)]
-    #[case::other_factory("parquet", Some("other"), false)]
-    #[case::encrypted_parquet("parquet", Some(FACTORY_ID), true)]
-    fn copy_format_rule(#[case] format: &str, #[case] factory: Option<&str>, #[case] ok: bool) {
-        let lookup = |key: &str| {
-            (key == "format.crypto.factory_id")
-                .then(|| factory.map(str::to_owned))
-                .flatten()
-        };
-        let result = check_copy_format("out/", format, &lookup, &OutputPolicy::default());
-        assert_eq!(result.is_ok(), ok, "{result:?}");
-        if let Err(e) = result {
-            assert!(
-                matches!(e, Error::StatementRefused { rule: RULE, .. }),
-                "{e:?}"
-            );
-        }
-        assert!(
-            check_copy_format("out/", format, &lookup, &OutputPolicy::allow_plaintext()).is_ok()
-        );
     }
 
     #[test]

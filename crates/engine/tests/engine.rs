@@ -25,8 +25,6 @@ use cloister_testkit::canary::{self, files_under};
 use cloister_testkit::services::chain;
 use rstest::rstest;
 
-mod sqlae;
-
 const TESTDATA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../testdata/parquet-encryption"

@@ -1,5 +1,5 @@
 //! A private PostgreSQL cluster for tests, in a temp dir, on loopback, started by the test and
-//! stopped when it ends (pass or fail). Shared by the engine's and the CLI's integration tests.
+//! stopped when it ends (pass or fail). Shared by the sqldb and CLI integration tests.
 //!
 //! The server comes from `/usr/lib/postgresql/<version>/bin`. Without it the test is skipped
 //! with the reason printed, except under `CI=true`, where a missing server is a failure (as

@@ -20,24 +20,26 @@
 //!
 //! Each app is this executable, attested with its measurement pinned in the policies; its keys
 //! arrive in the attested configuration as `CLOISTER_CMK_<PATH>` / `CLOISTER_CEK_<NAME>` (see
-//! [`InMemoryColumnMasterKeys::from_config_env`]).
+//! [`InMemoryColumnMasterKeys::from_configured`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use cloister_cas::api::SessionSummary;
+use cloister_colenc::{CodePage, SqlType};
 use cloister_engine::datafusion;
-use cloister_engine::sql::{
-    CLOISTER_KEY_STORE, ColumnEncryption, EncryptedSqlTable, InMemoryColumnMasterKeys, SqlDatabase,
-    SqlSink, contosohr_cmk, load_contosohr,
-};
 use cloister_engine::{Engine, EngineBuilder, InMemoryKeyProvider};
 use cloister_runtime::{Role, RoleContext, RoleError};
+use cloister_sqldb::{
+    CLOISTER_KEY_STORE, ColumnEncryption, ColumnMasterKeyDefinition, ColumnMasterKeyProvider,
+    EncryptedSqlTable, InMemoryColumnMasterKeys, SqlDatabase, SqlSink, load_csv,
+};
 use datafusion::arrow::array::{
     Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
+use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use super::cluster::{AuditRow, Cluster, ImportRules, audit_summary, measurement_without_bundle};
@@ -659,6 +661,68 @@ fn format_value(v: f64) -> String {
     } else {
         format!("{v:.2}")
     }
+}
+
+// ----- the ContosoHR sample -----
+//
+// `testdata/contosohr-schema.md` describes the Always Encrypted demo database: table
+// `dbo.Employees` with `SSN char(11)` and `Salary money` both encrypted RANDOMIZED under CEK
+// `CEK1`, wrapped by CMK `CMK1`, which allows enclave computations. [`load_contosohr`] builds
+// the same table (named `Employees`: SQLite has no schemas) from the sample CSV.
+
+/// The ContosoHR table.
+const CONTOSOHR_TABLE: &str = "Employees";
+/// The ContosoHR column encryption key.
+const CONTOSOHR_CEK: &str = "CEK1";
+/// The ContosoHR column master key.
+const CONTOSOHR_CMK: &str = "CMK1";
+
+/// The columns of `contosohr-employees.csv`: `EmployeeID` int, `SSN`, `FirstName`,
+/// `LastName` text, `Salary` a whole number (stored as `money`).
+fn contosohr_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("EmployeeID", DataType::Int32, false),
+        Field::new("SSN", DataType::Utf8, false),
+        Field::new("FirstName", DataType::Utf8, false),
+        Field::new("LastName", DataType::Utf8, false),
+        Field::new("Salary", DataType::Int64, false),
+    ]))
+}
+
+/// ContosoHR's column encryption: `SSN char(11) COLLATE Latin1_General_BIN2` and
+/// `Salary money`, both RANDOMIZED under `CEK1`.
+fn contosohr_encryption() -> Vec<ColumnEncryption> {
+    vec![
+        ColumnEncryption::randomized("SSN", CONTOSOHR_CEK).sql_type(SqlType::Char {
+            len: 11,
+            code_page: CodePage::Ascii,
+        }),
+        ColumnEncryption::randomized("Salary", CONTOSOHR_CEK).sql_type(SqlType::Money),
+    ]
+}
+
+/// `CMK1` at `key_store_provider_name` / `key_path`, allowing enclave computations as in the
+/// demo (its metadata is signed).
+fn contosohr_cmk(key_store_provider_name: &str, key_path: &str) -> ColumnMasterKeyDefinition {
+    ColumnMasterKeyDefinition::new(CONTOSOHR_CMK, key_store_provider_name, key_path)
+        .enclave_computations(true)
+}
+
+/// Load `contosohr-employees.csv` into table `Employees` of `db` as the demo's setup encrypts
+/// it: `CEK1` is created under `cmk` if the database does not have it yet (the CMK's private
+/// key comes from `keys`).
+async fn load_contosohr(
+    ctx: &SessionContext,
+    csv: &Path,
+    db: SqlDatabase,
+    keys: Arc<dyn ColumnMasterKeyProvider>,
+    cmk: ColumnMasterKeyDefinition,
+) -> Result<u64, cloister_sqldb::Error> {
+    let sink = contosohr_encryption()
+        .into_iter()
+        .fold(SqlSink::new(db, CONTOSOHR_TABLE, keys), SqlSink::encrypt)
+        .create_keys_under(cmk);
+    load_csv(ctx, csv, contosohr_schema(), &sink).await
 }
 
 #[cfg(test)]

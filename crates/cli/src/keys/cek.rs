@@ -3,7 +3,7 @@
 //! A CEK is only ever shown wrapped (`encrypted_value`, the bytes SQL Server keeps in
 //! `sys.column_encryption_key_values`); the CMK's private key is read from a PEM file or stdin,
 //! never from the command line. `rotate` re-encrypts columns of a SQLite or PostgreSQL table
-//! under a new CEK in one transaction (see `cloister_engine::sql::rotate`).
+//! under a new CEK in one transaction (see `cloister_sqldb::rotate`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use cloister_colenc::{Cek, Cmk, CmkPublicKey, WrappedCek, unwrap_cek, wrap_cek};
-use cloister_engine::sql::{
+use cloister_sqldb::{
     CLOISTER_KEY_STORE, ColumnMasterKeyDefinition, InMemoryColumnMasterKeys, PostgresConfig,
     SqlDatabase, format_sql_type, key_metadata, rotate_cek,
 };

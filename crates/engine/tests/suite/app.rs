@@ -8,7 +8,7 @@ use cloister_engine::datafusion::arrow::compute::cast;
 use cloister_engine::datafusion::arrow::datatypes::DataType;
 use cloister_engine::datafusion::error::DataFusionError;
 use cloister_engine::{
-    AppVars, Engine, EngineBuilder, Error, InMemoryKeyProvider, OutputPolicy, SqlApp,
+    AppVars, Engine, EngineBuilder, Error, InMemoryKeyProvider, OutputPolicy, Rule, SqlApp,
 };
 
 use cloister_testkit::canary::{self, files_under};
@@ -84,9 +84,9 @@ fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
-fn refused_rule(err: &DataFusionError) -> Option<&'static str> {
+fn refused_rule(err: &DataFusionError) -> Option<Rule> {
     match Error::find_in(err) {
-        Some(Error::StatementRefused { rule, .. }) => Some(rule),
+        Some(Error::StatementRefused { rule, .. }) => Some(*rule),
         _ => None,
     }
 }
@@ -225,7 +225,7 @@ async fn plaintext_output_is_refused_before_anything_runs(#[case] copy: &str, #[
         .run_app(&three_scripts(&format!("{COPY}\n{copy}")), &vars(&out))
         .await
         .unwrap_err();
-    assert_eq!(refused_rule(&err), Some("plaintext-output"), "{err}");
+    assert_eq!(refused_rule(&err), Some(Rule::PlaintextOutput), "{err}");
     assert!(err.to_string().contains(what), "{err}");
     assert!(!out.exists(), "{:?}", entries(&out));
 }
@@ -272,7 +272,7 @@ async fn plaintext_columns_need_permission(#[case] copy: &str, #[case] what: &st
         .run_app(&app, &vars(&out))
         .await
         .unwrap_err();
-    assert_eq!(refused_rule(&err), Some("plaintext-output"), "{err}");
+    assert_eq!(refused_rule(&err), Some(Rule::PlaintextOutput), "{err}");
     assert!(err.to_string().contains(what), "{err}");
     assert!(!out.exists());
 
@@ -315,7 +315,7 @@ async fn existing_output_is_refused() {
         .run_app(&three_scripts(COPY), &vars(&out))
         .await
         .unwrap_err();
-    assert_eq!(refused_rule(&err), Some("output-exists"), "{err}");
+    assert_eq!(refused_rule(&err), Some(Rule::OutputExists), "{err}");
     assert_eq!(entries(&out.join("summary")), ["old.parquet"]);
 }
 
@@ -327,7 +327,7 @@ async fn the_same_output_twice_is_refused() {
         .run_app(&three_scripts(&format!("{COPY}\n{COPY}")), &vars(&out))
         .await
         .unwrap_err();
-    assert_eq!(refused_rule(&err), Some("output-exists"), "{err}");
+    assert_eq!(refused_rule(&err), Some(Rule::OutputExists), "{err}");
 }
 
 #[rstest::rstest]
@@ -349,7 +349,7 @@ async fn writes_that_cannot_be_staged_are_refused(#[case] sql: &str) {
         .run_app(&app, &vars(&out))
         .await
         .unwrap_err();
-    assert_eq!(refused_rule(&err), Some("atomic-output"), "{err}");
+    assert_eq!(refused_rule(&err), Some(Rule::AtomicOutput), "{err}");
     assert!(files_under(&out).is_empty());
 }
 
@@ -456,12 +456,12 @@ async fn engine_rules_hold_inside_apps() {
     for (sql, rule) in [
         (
             "SET datafusion.runtime.temp_directory = '/tmp'",
-            "spill-encryption",
+            Rule::SpillEncryption,
         ),
         (
             "COPY (SELECT 1 AS a) TO '/tmp/never/' STORED AS PARQUET OPTIONS \
              ('format.crypto.file_encryption.footer_key_as_hex' '30313233343536373839303132333435')",
-            "key-material-in-sql",
+            Rule::KeyMaterialInSql,
         ),
     ] {
         let app = SqlApp::from_files([("01.sql", sql)]).unwrap();
@@ -479,7 +479,7 @@ async fn regression_engine_sql_refuses_plaintext_output_by_default() {
         .sql(&format!("COPY (SELECT 1 AS a) TO '{}'", target.display()))
         .await
         .unwrap_err();
-    assert_eq!(refused_rule(&err), Some("plaintext-output"), "{err}");
+    assert_eq!(refused_rule(&err), Some(Rule::PlaintextOutput), "{err}");
     // Also hidden inside EXPLAIN ANALYZE, which would run it.
     let err = engine
         .sql(&format!(
@@ -488,6 +488,6 @@ async fn regression_engine_sql_refuses_plaintext_output_by_default() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(refused_rule(&err), Some("plaintext-output"), "{err}");
+    assert_eq!(refused_rule(&err), Some(Rule::PlaintextOutput), "{err}");
     assert!(!target.exists());
 }

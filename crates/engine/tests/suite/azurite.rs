@@ -17,7 +17,7 @@ use base64::Engine as _;
 use cloister_engine::datafusion::error::DataFusionError;
 use cloister_engine::store::AzureConfig;
 use cloister_engine::{
-    AppVars, Engine, EngineBuilder, Error, InMemoryKeyProvider, SqlApp, StoreConfig,
+    AppVars, Engine, EngineBuilder, Error, InMemoryKeyProvider, Rule, SqlApp, StoreConfig,
 };
 use futures::TryStreamExt;
 use hmac::{Hmac, Mac};
@@ -435,7 +435,7 @@ async fn azurite_app_output_is_committed_whole() {
         matches!(
             Error::find_in(&err),
             Some(Error::StatementRefused {
-                rule: "output-exists",
+                rule: Rule::OutputExists,
                 ..
             })
         ),

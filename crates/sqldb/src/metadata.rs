@@ -444,8 +444,8 @@ pub(crate) async fn create_cek(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::SqlDatabase;
-    use crate::sql::keys::InMemoryColumnMasterKeys;
+    use crate::SqlDatabase;
+    use crate::keys::InMemoryColumnMasterKeys;
     use cloister_colenc::Cmk;
 
     fn test_cmk() -> Cmk {

@@ -84,11 +84,13 @@ pub enum Error {
         #[source]
         source: cloister_colenc::Error,
     },
-    /// A key variable of the configuration (`CLOISTER_CMK_…`, `CLOISTER_CEK_…`) is unusable.
-    #[error("invalid key configuration {variable}: {reason}")]
+    /// A column encryption key given in the configuration ([`ConfiguredKey`]) is unusable.
+    ///
+    /// [`ConfiguredKey`]: crate::ConfiguredKey
+    #[error("invalid configured column encryption key {cek:?}: {reason}")]
     InvalidKeyConfig {
-        /// The variable's name.
-        variable: String,
+        /// The CEK's name.
+        cek: String,
         /// Why (never the value).
         reason: String,
     },
@@ -193,7 +195,7 @@ pub enum Error {
     },
 
     // ----- bug -----
-    /// An invariant of this module broke (or a key could not be generated).
+    /// An invariant of this crate broke (or a key could not be generated).
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -220,12 +222,21 @@ impl Error {
         }
     }
 
-    /// Find this module's error in the source chain of `err` (for example a
-    /// `DataFusionError` that carries it as `External`, possibly wrapped in context).
+    /// Find this crate's error in the source chain of `err` (for example a
+    /// `DataFusionError` that carries it as `External`, possibly wrapped in context or inside
+    /// an `io::Error`).
     pub fn find_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
         let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(e) = current {
             if let Some(found) = e.downcast_ref::<Error>() {
+                return Some(found);
+            }
+            // `io::Error::other(inner)` reports no source of its own; look inside it (as
+            // `cloister_engine::Error::find_in` does).
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && let Some(inner) = io.get_ref()
+                && let Some(found) = Error::find_in(inner)
+            {
                 return Some(found);
             }
             current = e.source();
@@ -276,6 +287,19 @@ mod tests {
                 source: cloister_colenc::Error::Mac,
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn regression_found_inside_an_io_error() {
+        // A stream adapter or the Parquet/object-store layers may carry the error as
+        // `io::Error::other(..)`, whose `source()` is `None`.
+        let inner: DataFusionError = Error::UnknownCek { cek: "CEK1".into() }.into();
+        let io = std::io::Error::other(inner);
+        let df = DataFusionError::IoError(io);
+        assert!(matches!(
+            Error::find_in(&df),
+            Some(Error::UnknownCek { cek }) if cek == "CEK1"
         ));
     }
 

@@ -1,5 +1,11 @@
-//! SQL databases (SQLite, PostgreSQL) with SQL Server Always Encrypted columns, as DataFusion
-//! sources and as sinks.
+//! `cloister-sqldb`: SQL databases (SQLite, PostgreSQL) with SQL Server Always Encrypted
+//! columns, as DataFusion sources and as sinks.
+//!
+//! A table-provider crate beside `cloister-engine`, as DataFusion's own table providers are
+//! crates beside DataFusion: the engine never depends on it (nor on any database driver), and
+//! a workload registers an [`EncryptedSqlTable`] on its engine's session like any other
+//! `TableProvider`. Keys come in typed ([`ConfiguredKey`]); which configuration variables carry
+//! them is the workload role's business.
 //!
 //! A table's sensitive columns hold SQL Server cells (`AEAD_AES_256_CBC_HMAC_SHA_256`, see
 //! [`cloister_colenc`]) in binary columns; three metadata tables next to it mirror SQL
@@ -14,7 +20,7 @@
 //!   (see [`provider`] for what is pushed down and how exactly).
 //! - Sink: [`SqlSink`] writes a record batch stream into a new table in one transaction,
 //!   encrypting the columns named by [`ColumnEncryption`]s; a failure leaves nothing behind.
-//! - [`load_csv`] / [`load_contosohr`]: the ContosoHR sample, encrypted as its setup does.
+//! - [`load_csv`]: a CSV file into a new encrypted table, through a [`SqlSink`].
 //! - [`rotate_cek`]: re-encrypt columns under another CEK, atomically.
 //!
 //! # Design
@@ -49,7 +55,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use cloister_colenc::Cmk;
-//! use cloister_engine::sql::{
+//! use cloister_sqldb::{
 //!     CLOISTER_KEY_STORE, ColumnEncryption, ColumnMasterKeyDefinition, EncryptedSqlTable,
 //!     InMemoryColumnMasterKeys, SqlDatabase, SqlSink,
 //! };
@@ -105,13 +111,10 @@ mod types;
 pub use database::{PostgresConfig, SqlDatabase, StatementLog};
 pub use error::{DriverError, Error, Fault};
 pub use keys::{
-    CEK_ENV_PREFIX, CLOISTER_KEY_STORE, CMK_ENV_PREFIX, ColumnMasterKeyDefinition,
-    ColumnMasterKeyProvider, InMemoryColumnMasterKeys,
+    CLOISTER_KEY_STORE, ColumnMasterKeyDefinition, ColumnMasterKeyProvider, ConfiguredKey,
+    InMemoryColumnMasterKeys,
 };
-pub use load::{
-    CONTOSOHR_CEK, CONTOSOHR_CMK, CONTOSOHR_TABLE, contosohr_cmk, contosohr_encryption,
-    contosohr_schema, load_contosohr, load_csv,
-};
+pub use load::load_csv;
 pub use metadata::{ColumnMasterKeyRow, EncryptedColumn};
 pub use provider::{EncryptedSqlTable, SqlScanExec};
 pub use rotate::{ColumnEncryptionKeyRow, KeyMetadata, Rotation, key_metadata, rotate_cek};

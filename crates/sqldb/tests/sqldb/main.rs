@@ -4,6 +4,9 @@
 //!
 //! The scenarios take a [`Db`] and run against SQLite here and PostgreSQL in [`postgres`].
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod contosohr;
 mod postgres;
 
 use std::path::{Path, PathBuf};
@@ -21,11 +24,11 @@ use cloister_engine::datafusion::catalog::TableProvider;
 use cloister_engine::datafusion::error::DataFusionError;
 use cloister_engine::datafusion::logical_expr::{TableProviderFilterPushDown, ident, lit};
 use cloister_engine::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use cloister_engine::sql::{
-    self, ColumnEncryption, ColumnMasterKeyDefinition, EncryptedSqlTable, InMemoryColumnMasterKeys,
-    PostgresConfig, SqlDatabase, SqlSink, StatementLog,
-};
 use cloister_engine::{Engine, EngineBuilder, InMemoryKeyProvider};
+use cloister_sqldb::{
+    self as sql, ColumnEncryption, ColumnMasterKeyDefinition, EncryptedSqlTable,
+    InMemoryColumnMasterKeys, PostgresConfig, SqlDatabase, SqlSink, StatementLog,
+};
 use cloister_testkit::canary::{self, contains};
 
 const CSV: &str = concat!(
@@ -93,7 +96,7 @@ fn keys() -> Arc<InMemoryColumnMasterKeys> {
 }
 
 fn cmk1() -> ColumnMasterKeyDefinition {
-    sql::contosohr_cmk(KEY_STORE, KEY_PATH)
+    contosohr::contosohr_cmk(KEY_STORE, KEY_PATH)
 }
 
 fn engine() -> Engine {
@@ -219,9 +222,10 @@ fn hex(bytes: &[u8]) -> String {
 
 async fn load_contosohr(db: &Db) {
     let ctx = engine();
-    let rows = sql::load_contosohr(ctx.session(), Path::new(CSV), db.db.clone(), keys(), cmk1())
-        .await
-        .unwrap();
+    let rows =
+        contosohr::load_contosohr(ctx.session(), Path::new(CSV), db.db.clone(), keys(), cmk1())
+            .await
+            .unwrap();
     assert_eq!(rows, 270);
 }
 
@@ -239,7 +243,7 @@ async fn load_contosohr_deterministic(db: &Db, table: &str) {
     let rows = sql::load_csv(
         engine().session(),
         Path::new(CSV),
-        sql::contosohr_schema(),
+        contosohr::contosohr_schema(),
         &sink,
     )
     .await
@@ -326,7 +330,7 @@ pub(crate) async fn contosohr_statistics(db: &Db) {
     load_contosohr(db).await;
     let people = employees();
     let engine = engine();
-    let provider = register(&engine, db, sql::CONTOSOHR_TABLE, "employees").await;
+    let provider = register(&engine, db, contosohr::CONTOSOHR_TABLE, "employees").await;
 
     // The metadata says what the demo's setup says.
     let enc = provider.encrypted_columns();
@@ -605,7 +609,7 @@ pub(crate) async fn deterministic_pushdown(db: &Db) {
 /// A wrong or missing CMK fails when the table is opened, naming the keys.
 pub(crate) async fn wrong_cmk(db: &Db) {
     let wrong = InMemoryColumnMasterKeys::new().with_key(KEY_STORE, KEY_PATH, other_cmk());
-    let err = EncryptedSqlTable::open(db.db.clone(), sql::CONTOSOHR_TABLE, &wrong)
+    let err = EncryptedSqlTable::open(db.db.clone(), contosohr::CONTOSOHR_TABLE, &wrong)
         .await
         .unwrap_err();
     match &err {
@@ -627,7 +631,7 @@ pub(crate) async fn wrong_cmk(db: &Db) {
     assert_eq!(err.fault(), sql::Fault::Input);
 
     let none = InMemoryColumnMasterKeys::new();
-    match EncryptedSqlTable::open(db.db.clone(), sql::CONTOSOHR_TABLE, &none).await {
+    match EncryptedSqlTable::open(db.db.clone(), contosohr::CONTOSOHR_TABLE, &none).await {
         Err(sql::Error::NoColumnMasterKey { cek, key_paths }) => {
             assert_eq!(cek, "CEK1");
             assert_eq!(key_paths, [format!("{KEY_STORE}: {KEY_PATH}")]);
@@ -906,7 +910,7 @@ pub(crate) async fn sink_round_trip(db: &Db) {
 pub(crate) async fn failed_sink_leaves_nothing(db: &Db, failure: Failure) {
     let table = format!("Failed{failure:?}");
     let cek = format!("CEK_{failure:?}");
-    let schema = sql::contosohr_schema();
+    let schema = contosohr::contosohr_schema();
     let good = RecordBatch::try_new(
         schema.clone(),
         vec![
@@ -941,7 +945,7 @@ pub(crate) async fn failed_sink_leaves_nothing(db: &Db, failure: Failure) {
         schema.clone(),
         futures::stream::iter(vec![Ok(good), second]),
     );
-    let mut encryption = sql::contosohr_encryption();
+    let mut encryption = contosohr::contosohr_encryption();
     for c in &mut encryption {
         c.cek_name = cek.clone();
     }
@@ -1140,7 +1144,7 @@ async fn sqlite_file_holds_no_plaintext_ssn_or_salary() -> Result<()> {
     let rows = sql::load_csv(
         engine().session(),
         Path::new(CSV),
-        sql::contosohr_schema(),
+        contosohr::contosohr_schema(),
         &sink,
     )
     .await

@@ -287,7 +287,7 @@ pub async fn key_metadata(db: &SqlDatabase) -> Result<KeyMetadata, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::{
+    use crate::{
         CLOISTER_KEY_STORE, ColumnEncryption, EncryptedSqlTable, InMemoryColumnMasterKeys, SqlSink,
     };
     use cloister_colenc::Cmk;

@@ -1,4 +1,5 @@
-//! Loading CSV files into encrypted tables, and the ContosoHR sample as its setup encrypts it.
+//! The ContosoHR sample as its setup encrypts it: the tests' own fixture (the demo has its
+//! copy in `cloister demo contoso`; neither is public API of the crate).
 //!
 //! `testdata/contosohr-schema.md` describes the Always Encrypted demo database: table
 //! `dbo.Employees` with `SSN char(11)` and `Salary money` both encrypted RANDOMIZED under CEK
@@ -9,24 +10,23 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cloister_colenc::{CodePage, SqlType};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::prelude::{CsvReadOptions, SessionContext};
-
-use super::Error;
-use super::database::SqlDatabase;
-use super::keys::{ColumnMasterKeyDefinition, ColumnMasterKeyProvider};
-use super::sink::{ColumnEncryption, SqlSink};
+use cloister_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use cloister_engine::datafusion::prelude::SessionContext;
+use cloister_sqldb::{
+    ColumnEncryption, ColumnMasterKeyDefinition, ColumnMasterKeyProvider, Error, SqlDatabase,
+    SqlSink, load_csv,
+};
 
 /// The ContosoHR table.
-pub const CONTOSOHR_TABLE: &str = "Employees";
+pub(crate) const CONTOSOHR_TABLE: &str = "Employees";
 /// The ContosoHR column encryption key.
-pub const CONTOSOHR_CEK: &str = "CEK1";
+pub(crate) const CONTOSOHR_CEK: &str = "CEK1";
 /// The ContosoHR column master key.
-pub const CONTOSOHR_CMK: &str = "CMK1";
+pub(crate) const CONTOSOHR_CMK: &str = "CMK1";
 
 /// The columns of `contosohr-employees.csv`: `EmployeeID` int, `SSN`, `FirstName`,
 /// `LastName` text, `Salary` a whole number (stored as `money`).
-pub fn contosohr_schema() -> SchemaRef {
+pub(crate) fn contosohr_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("EmployeeID", DataType::Int32, false),
         Field::new("SSN", DataType::Utf8, false),
@@ -38,7 +38,7 @@ pub fn contosohr_schema() -> SchemaRef {
 
 /// ContosoHR's column encryption: `SSN char(11) COLLATE Latin1_General_BIN2` and
 /// `Salary money`, both RANDOMIZED under `CEK1`.
-pub fn contosohr_encryption() -> Vec<ColumnEncryption> {
+pub(crate) fn contosohr_encryption() -> Vec<ColumnEncryption> {
     vec![
         ColumnEncryption::randomized("SSN", CONTOSOHR_CEK).sql_type(SqlType::Char {
             len: 11,
@@ -50,40 +50,18 @@ pub fn contosohr_encryption() -> Vec<ColumnEncryption> {
 
 /// `CMK1` at `key_store_provider_name` / `key_path`, allowing enclave computations as in the
 /// demo (its metadata is signed).
-pub fn contosohr_cmk(key_store_provider_name: &str, key_path: &str) -> ColumnMasterKeyDefinition {
+pub(crate) fn contosohr_cmk(
+    key_store_provider_name: &str,
+    key_path: &str,
+) -> ColumnMasterKeyDefinition {
     ColumnMasterKeyDefinition::new(CONTOSOHR_CMK, key_store_provider_name, key_path)
         .enclave_computations(true)
-}
-
-/// Read the CSV file `csv` (with a header row, columns as `schema`) and write it through
-/// `sink` in one transaction; the number of rows written.
-pub async fn load_csv(
-    ctx: &SessionContext,
-    csv: &Path,
-    schema: SchemaRef,
-    sink: &SqlSink,
-) -> Result<u64, Error> {
-    let input = |source| Error::Input {
-        table: sink.table().to_owned(),
-        source,
-    };
-    let path = csv.to_str().ok_or_else(|| Error::Input {
-        table: sink.table().to_owned(),
-        source: datafusion::error::DataFusionError::Plan(format!(
-            "CSV path {} is not UTF-8",
-            csv.display()
-        )),
-    })?;
-    let options = CsvReadOptions::new().has_header(true).schema(&schema);
-    let frame = ctx.read_csv(path, options).await.map_err(input)?;
-    let stream = frame.execute_stream().await.map_err(input)?;
-    sink.write(stream).await
 }
 
 /// Load `contosohr-employees.csv` into table `Employees` of `db` as the demo's setup encrypts
 /// it: `CEK1` is created under `cmk` if the database does not have it yet (the CMK's private
 /// key comes from `keys`).
-pub async fn load_contosohr(
+pub(crate) async fn load_contosohr(
     ctx: &SessionContext,
     csv: &Path,
     db: SqlDatabase,

@@ -10,23 +10,20 @@
 //! without the CMK that wraps it) holds it by name, as SqlClient's symmetric key cache does:
 //! [`ColumnMasterKeyProvider::column_encryption_key`].
 //!
-//! # The configuration's key variables
+//! # Keys from the attested configuration
 //!
-//! [`InMemoryColumnMasterKeys::from_config_env`] reads the attested configuration's environment:
-//!
-//! - `CLOISTER_CMK_<PATH>` = a PEM RSA private key: the CMK at [`CLOISTER_KEY_STORE`], key path
-//!   `<PATH>` (a policy's `cmk` secret, whose key path is its name: `$$cloister:CMK1:pem$$`);
-//! - `CLOISTER_CEK_<NAME>` = hex: 32 bytes are the CEK named `<NAME>` itself
-//!   (`$$cloister:CEK1:key$$`); a longer value is its `encrypted_value`
-//!   (`$$cloister:CEK1:hex$$`), unwrapped here with the `CLOISTER_CMK_…` its key path names.
+//! [`InMemoryColumnMasterKeys::from_configured`] takes typed [`ConfiguredKey`]s: CMKs at
+//! [`CLOISTER_KEY_STORE`] as PEM private keys, and CEKs by name, either the key itself or its
+//! `encrypted_value`, unwrapped here with the configured CMK its key path names. Which
+//! configuration variables carry them (`CLOISTER_CMK_<PATH>`, `CLOISTER_CEK_<NAME>`) is the
+//! workload role's business, not this crate's.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use cloister_colenc::{Cek, Cmk, WrappedCek, unwrap_cek};
-use secrecy::{ExposeSecret, SecretString};
-use zeroize::Zeroizing;
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 
 use super::Error;
 
@@ -52,10 +49,71 @@ pub trait ColumnMasterKeyProvider: Send + Sync + fmt::Debug {
     }
 }
 
-/// The prefix of the configuration variables that carry CMKs (`CLOISTER_CMK_<PATH>`).
-pub const CMK_ENV_PREFIX: &str = "CLOISTER_CMK_";
-/// The prefix of the configuration variables that carry CEKs (`CLOISTER_CEK_<NAME>`).
-pub const CEK_ENV_PREFIX: &str = "CLOISTER_CEK_";
+/// A column key handed to the workload in its attested configuration.
+#[non_exhaustive]
+pub enum ConfiguredKey {
+    /// The CMK at [`CLOISTER_KEY_STORE`], key path `key_path` (a policy's `cmk` secret, whose
+    /// key path is its name), as a PEM RSA private key.
+    ColumnMasterKey {
+        /// The key path.
+        key_path: String,
+        /// The PEM private key.
+        pem: SecretString,
+    },
+    /// The column encryption key named `name`: 32 bytes are the key itself; longer bytes are
+    /// its `encrypted_value`, wrapped by a configured CMK.
+    ColumnEncryptionKey {
+        /// The CEK's name.
+        name: String,
+        /// The key, or its `encrypted_value`.
+        value: SecretSlice<u8>,
+    },
+}
+
+impl ConfiguredKey {
+    /// The CMK at [`CLOISTER_KEY_STORE`] / `key_path`.
+    pub fn cmk(key_path: impl Into<String>, pem: SecretString) -> Self {
+        ConfiguredKey::ColumnMasterKey {
+            key_path: key_path.into(),
+            pem,
+        }
+    }
+
+    /// The CEK `name`, as its bytes or its `encrypted_value`.
+    pub fn cek(name: impl Into<String>, value: SecretSlice<u8>) -> Self {
+        ConfiguredKey::ColumnEncryptionKey {
+            name: name.into(),
+            value,
+        }
+    }
+
+    /// The CEK `name` from hex, as the CAS hands it out (`$$cloister:CEK1:key$$` or
+    /// `$$cloister:CEK1:hex$$`); [`Error::InvalidKeyConfig`] if it is not hex.
+    pub fn cek_hex(name: impl Into<String>, hex: &SecretString) -> Result<Self, Error> {
+        let name = name.into();
+        let bytes =
+            hex::decode(hex.expose_secret().trim()).map_err(|_| Error::InvalidKeyConfig {
+                cek: name.clone(),
+                reason: "not hex".into(),
+            })?;
+        Ok(Self::cek(name, SecretSlice::from(bytes)))
+    }
+}
+
+impl fmt::Debug for ConfiguredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfiguredKey::ColumnMasterKey { key_path, .. } => f
+                .debug_struct("ColumnMasterKey")
+                .field("key_path", key_path)
+                .finish_non_exhaustive(),
+            ConfiguredKey::ColumnEncryptionKey { name, .. } => f
+                .debug_struct("ColumnEncryptionKey")
+                .field("name", name)
+                .finish_non_exhaustive(),
+        }
+    }
+}
 
 /// CMKs (and CEKs) held in memory, filled by the runtime from its attested configuration.
 #[derive(Default)]
@@ -107,63 +165,53 @@ impl InMemoryColumnMasterKeys {
             .insert(cek_name.to_lowercase(), cek);
     }
 
-    /// The keys of a workload's configuration environment; other variables are ignored:
+    /// The keys of a workload's attested configuration: every CMK, then every CEK (a wrapped
+    /// CEK is unwrapped with the configured CMK its key path names).
     ///
-    /// - `CLOISTER_CMK_<PATH>` = a PEM RSA private key: the CMK at [`CLOISTER_KEY_STORE`], key
-    ///   path `<PATH>` (a policy's `cmk` secret, whose key path is its name:
-    ///   `$$cloister:CMK1:pem$$`);
-    /// - `CLOISTER_CEK_<NAME>` = hex: 32 bytes are the CEK named `<NAME>` itself
-    ///   (`$$cloister:CEK1:key$$`); a longer value is its `encrypted_value`
-    ///   (`$$cloister:CEK1:hex$$`), unwrapped with the `CLOISTER_CMK_…` its key path names.
-    ///
-    /// Errors name the variable, never its value: [`Error::InvalidColumnMasterKey`] for a PEM
-    /// that is not an RSA private key, [`Error::InvalidKeyConfig`] for a CEK that is not hex,
-    /// does not parse, or names a CMK not given, and [`Error::CekUnwrap`] when it does not
-    /// unwrap.
-    pub fn from_config_env<'a>(
-        env: impl IntoIterator<Item = (&'a str, &'a SecretString)>,
-    ) -> Result<Self, Error> {
-        let keys = Self::new();
+    /// Errors name the key, never its value: [`Error::InvalidColumnMasterKey`] for a PEM that
+    /// is not an RSA private key, [`Error::InvalidKeyConfig`] for a CEK that does not parse or
+    /// names a CMK not given, and [`Error::CekUnwrap`] when it does not unwrap.
+    pub fn from_configured(keys: impl IntoIterator<Item = ConfiguredKey>) -> Result<Self, Error> {
+        let ring = Self::new();
         let mut ceks = Vec::new();
-        for (name, value) in env {
-            if let Some(path) = name.strip_prefix(CMK_ENV_PREFIX) {
-                keys.insert_pem(CLOISTER_KEY_STORE, path, value)?;
-            } else if let Some(cek) = name.strip_prefix(CEK_ENV_PREFIX) {
-                ceks.push((name, cek, value));
+        for key in keys {
+            match key {
+                ConfiguredKey::ColumnMasterKey { key_path, pem } => {
+                    ring.insert_pem(CLOISTER_KEY_STORE, &key_path, &pem)?;
+                }
+                ConfiguredKey::ColumnEncryptionKey { name, value } => ceks.push((name, value)),
             }
         }
-        for (variable, cek_name, value) in ceks {
+        for (cek_name, value) in ceks {
             let invalid = |reason: &str| Error::InvalidKeyConfig {
-                variable: variable.to_owned(),
+                cek: cek_name.clone(),
                 reason: reason.to_owned(),
             };
-            let bytes = Zeroizing::new(
-                hex::decode(value.expose_secret().trim()).map_err(|_| invalid("not hex"))?,
-            );
+            let bytes = value.expose_secret();
             let cek = if bytes.len() == Cek::LEN {
-                Cek::from_bytes(&bytes).map_err(|_| invalid("not a 32-byte key"))?
+                Cek::from_bytes(bytes).map_err(|_| invalid("not a 32-byte key"))?
             } else {
-                let wrapped = WrappedCek::parse(&bytes)
+                let wrapped = WrappedCek::parse(bytes)
                     .map_err(|_| invalid("neither 32 bytes nor an encrypted_value"))?;
                 let path = wrapped
                     .key_path()
                     .map_err(|_| invalid("its key path is not UTF-16"))?;
-                let cmk = keys
+                let cmk = ring
                     .column_master_key(CLOISTER_KEY_STORE, &path)
                     .ok_or_else(|| {
                         invalid(&format!(
-                            "wrapped by key path {path:?}, but no {CMK_ENV_PREFIX}… has it"
+                            "wrapped by key path {path:?}, but no such column master key is configured"
                         ))
                     })?;
-                unwrap_cek(&bytes, &cmk, &path).map_err(|source| Error::CekUnwrap {
-                    cek: cek_name.to_owned(),
+                unwrap_cek(bytes, &cmk, &path).map_err(|source| Error::CekUnwrap {
+                    cek: cek_name.clone(),
                     cmk: path.clone(),
                     source,
                 })?
             };
-            keys.insert_cek(cek_name, cek);
+            ring.insert_cek(&cek_name, cek);
         }
-        Ok(keys)
+        Ok(ring)
     }
 
     fn id(provider_name: &str, key_path: &str) -> (String, String) {
@@ -303,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn config_env_gives_cmks_and_ceks_raw_or_wrapped() {
+    fn configured_keys_give_cmks_and_ceks_raw_or_wrapped() {
         let pem = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../testdata/always-encrypted/swisscom/always-encrypted.pem"
@@ -313,18 +361,13 @@ mod tests {
         let wrapped_key = Cek::generate().unwrap();
         let wrapped = cloister_colenc::wrap_cek(&wrapped_key, &cmk, "CMK1").unwrap();
         let raw = Cek::from_bytes(&[7; 32]).unwrap();
-        let env: Vec<(String, SecretString)> = [
-            ("CLOISTER_CMK_CMK1", pem.clone()),
-            ("CLOISTER_CEK_CEK1", hex::encode(&wrapped)),
-            ("CLOISTER_CEK_CEK2", hex::encode([7; 32])),
-            ("OTHER", "ignored".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), SecretString::from(v)))
-        .collect();
-        let keys =
-            InMemoryColumnMasterKeys::from_config_env(env.iter().map(|(k, v)| (k.as_str(), v)))
-                .unwrap();
+        let hex_of = |bytes: &[u8]| SecretString::from(hex::encode(bytes));
+        let keys = InMemoryColumnMasterKeys::from_configured([
+            ConfiguredKey::cek_hex("CEK1", &hex_of(&wrapped)).unwrap(),
+            ConfiguredKey::cmk("CMK1", SecretString::from(pem.clone())),
+            ConfiguredKey::cek("CEK2", SecretSlice::from(vec![7; 32])),
+        ])
+        .unwrap();
         assert!(keys.column_master_key(CLOISTER_KEY_STORE, "cmk1").is_some());
         assert_eq!(keys.column_encryption_key("cek1"), Some(wrapped_key));
         assert_eq!(keys.column_encryption_key("CEK2"), Some(raw));
@@ -332,22 +375,35 @@ mod tests {
         let shown = format!("{keys:?}");
         assert!(shown.contains("cek2") && !shown.contains("7, 7"), "{shown}");
 
-        // A wrapped CEK whose CMK is not given, and a value that is not hex, name the variable.
-        for (name, value) in [
-            ("CLOISTER_CEK_CEK1", hex::encode(&wrapped)),
-            ("CLOISTER_CEK_X", "zz".to_owned()),
-            ("CLOISTER_CEK_Y", "0102".to_owned()),
-        ] {
-            let value = SecretString::from(value);
-            match InMemoryColumnMasterKeys::from_config_env([(name, &value)]) {
-                Err(Error::InvalidKeyConfig { variable, .. }) => assert_eq!(variable, name),
+        // Not hex, a wrapped CEK whose CMK is not given, and a value too short: each names
+        // the CEK.
+        assert!(matches!(
+            ConfiguredKey::cek_hex("X", &SecretString::from("zz".to_owned())),
+            Err(Error::InvalidKeyConfig { cek, .. }) if cek == "X"
+        ));
+        for (name, value) in [("CEK1", wrapped.clone()), ("Y", vec![1, 2])] {
+            let key = ConfiguredKey::cek(name, SecretSlice::from(value));
+            match InMemoryColumnMasterKeys::from_configured([key]) {
+                Err(Error::InvalidKeyConfig { cek, .. }) => assert_eq!(cek, name),
                 other => panic!("{name}: {other:?}"),
             }
         }
-        let bad = SecretString::from("not a key".to_owned());
+        let bad = ConfiguredKey::cmk("K", SecretString::from("not a key".to_owned()));
         assert!(matches!(
-            InMemoryColumnMasterKeys::from_config_env([("CLOISTER_CMK_K", &bad)]),
+            InMemoryColumnMasterKeys::from_configured([bad]),
             Err(Error::InvalidColumnMasterKey { .. })
         ));
+    }
+
+    #[test]
+    fn debug_of_configured_keys_shows_no_key() {
+        let cmk = ConfiguredKey::cmk("CMK1", SecretString::from("PRIVATE-PEM".to_owned()));
+        let cek = ConfiguredKey::cek("CEK1", SecretSlice::from(vec![0x5A; 32]));
+        let shown = format!("{cmk:?} {cek:?}");
+        assert!(shown.contains("CMK1") && shown.contains("CEK1"), "{shown}");
+        assert!(
+            !shown.contains("PRIVATE") && !shown.contains("90"),
+            "{shown}"
+        );
     }
 }

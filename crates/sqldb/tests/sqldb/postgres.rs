@@ -2,7 +2,7 @@
 //! ([`cloister_testkit::pg`]).
 
 use super::{Canary, Db, Failure, contains, hex};
-use cloister_engine::sql::PostgresConfig;
+use cloister_sqldb::PostgresConfig;
 use cloister_testkit::pg::Cluster;
 
 #[tokio::test]
