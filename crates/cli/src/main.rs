@@ -10,7 +10,6 @@ mod cas;
 mod demo;
 mod evidence;
 mod generate;
-mod job;
 mod keys;
 mod las;
 mod namespace;

@@ -30,8 +30,8 @@ use self::duckdb::DuckDb;
 use super::progress;
 use crate::demo::cluster::{Cluster, measurement_without_bundle};
 use crate::demo::taxi::{TRIP_KEYS, trips_encryption};
-use crate::job::JobSettings;
 use crate::{EXIT_REFUSED, output};
+use cloister_roles::job::JobSettings;
 
 /// One demo query: its file name without `.sql`, and its text.
 #[derive(Clone, Copy, Debug)]
@@ -680,7 +680,7 @@ fn attested_master_keys(dir: &Path) -> anyhow::Result<Arc<InMemoryKeyProvider>> 
     for (id, _) in TRIP_KEYS {
         env += &format!(
             "      {}: $$cloister:{id}:hex$$\n",
-            crate::job::key_setting(id)
+            cloister_roles::job::key_setting(id)
         );
         secrets += &format!("  - name: {id}\n    kind: aes256\n");
     }

@@ -65,7 +65,7 @@ use cloister_runtime::{
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::job::{self, JobOptions, JobReport};
+use cloister_roles::job::{self, JobOptions, JobReport};
 
 /// The bundle key id recorded in bundles the harness packages.
 pub const BUNDLE_KEY_ID: &str = "bundle_key";

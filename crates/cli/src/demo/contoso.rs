@@ -41,9 +41,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Sche
 use serde::Serialize;
 
 use super::cluster::{AuditRow, Cluster, ImportRules, audit_summary, measurement_without_bundle};
-use crate::job::JobSettings;
 use crate::output;
 use cloister_cas::imports::namespace_of;
+use cloister_roles::job::JobSettings;
 
 /// The exporting session.
 pub const HR_SESSION: &str = "contoso/hr";

@@ -34,9 +34,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::cluster::{self, AuditRow, Cluster, PackagedApp};
-use crate::job::{JobOptions, JobSettings, OutputJson, ResultJson, SpillJson};
 use crate::output;
 use cloister_cas::imports::namespace_of;
+use cloister_roles::job::{JobOptions, JobSettings, OutputJson, ResultJson, SpillJson};
 
 /// The demo's session.
 pub const SESSION: &str = "demo/nyc-taxi";
@@ -189,7 +189,7 @@ pub fn policy_yaml(
         .map(|(id, _)| {
             format!(
                 "      {}: $$cloister:{id}:hex$$\n",
-                crate::job::key_setting(id)
+                cloister_roles::job::key_setting(id)
             )
         })
         .collect();
@@ -199,7 +199,7 @@ pub fn policy_yaml(
         .collect();
     let results_env = format!(
         "      {}: $$cloister:results_key:hex$$\n",
-        crate::job::key_setting(RESULTS_KEY)
+        cloister_roles::job::key_setting(RESULTS_KEY)
     );
     format!(
         r#"# The `cloister demo` policy: everything on one machine, in the software TEE (`sim`).
@@ -522,9 +522,9 @@ pub fn run(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             seconds,
         })?;
     } else {
-        crate::job::print_results(&report.results)?;
+        cloister_roles::job::print_results(&report.results)?;
         println!("Encrypted results written by `analytics` (key `{RESULTS_KEY}`):");
-        crate::job::print_outputs(&analytics.outputs)?;
+        cloister_roles::job::print_outputs(&analytics.outputs)?;
         println!(
             "ContosoHR: salaries under Always Encrypted in SQLite, CEK1 handed over by export:"
         );

@@ -1,0 +1,13 @@
+//! Cloister's roles: what an attested workload runs once the CAS released its configuration.
+//!
+//! `cloister run … -- job BUNDLE` measures, attests and opens the bundle (`cloister-runtime`),
+//! then hands the bundle and the attested `RoleContext` to a role here. Today there is one role,
+//! [`job`]; `worker`, `pyspark` and `connect` will join it. Keeping roles in a library (not in
+//! the `cloister` binary) lets the demo and tests run the same code in-process.
+//!
+//! ```
+//! assert_eq!(cloister_roles::job::key_setting("trips_fare"), "CLOISTER_KEY_TRIPS_FARE");
+//! ```
+
+pub mod job;
+pub mod output;
