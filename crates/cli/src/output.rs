@@ -50,13 +50,3 @@ pub fn claims_table(claims: &Claims) -> Table {
     }
     t
 }
-
-/// `abcdef…` shortened to its first `n` hex digits for tables.
-pub fn short_hex(bytes: &[u8], n: usize) -> String {
-    let h = hex::encode(bytes);
-    if h.len() > n {
-        format!("{}…", &h[..n])
-    } else {
-        h
-    }
-}

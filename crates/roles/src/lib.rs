@@ -9,5 +9,6 @@
 //! assert_eq!(cloister_roles::job::key_setting("trips_fare"), "CLOISTER_KEY_TRIPS_FARE");
 //! ```
 
+pub mod conninfo;
 pub mod job;
 pub mod output;

@@ -31,6 +31,16 @@ pub fn print_table(t: &Table) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `abcdef…` shortened to its first `n` hex digits for tables.
+pub fn short_hex(bytes: &[u8], n: usize) -> String {
+    let h = hex::encode(bytes);
+    if h.len() > n {
+        format!("{}…", &h[..n])
+    } else {
+        h
+    }
+}
+
 /// The width to wrap tables at: `$COLUMNS` when set, else 140.
 fn terminal_width() -> u16 {
     std::env::var("COLUMNS")

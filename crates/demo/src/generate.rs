@@ -1,17 +1,18 @@
 //! `cloister gen …`: deterministic synthetic data sets.
 
-use crate::output;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use cloister_datagen::taxi;
 use cloister_engine::datafusion::parquet::encryption::encrypt::FileEncryptionProperties;
 use cloister_engine::{CloisterEncryptionFactory, EncryptionOptions, InMemoryKeyProvider};
+use cloister_roles::output;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use zeroize::{Zeroize as _, Zeroizing};
 
+/// `cloister gen …`.
 #[derive(Subcommand)]
 pub enum Command {
     /// Generate NYC-taxi-like trips in the official TLC yellow-taxi schema.
@@ -35,6 +36,7 @@ pub enum Command {
     Taxi(TaxiArgs),
 }
 
+/// `cloister gen taxi …`.
 #[derive(Args)]
 pub struct TaxiArgs {
     /// How many trips.
@@ -69,6 +71,7 @@ pub struct TaxiArgs {
     json: bool,
 }
 
+/// Generate a data set.
 pub fn run(cmd: Command, quiet: bool) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Taxi(args) => taxi(args, quiet),

@@ -34,9 +34,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::cluster::{self, AuditRow, Cluster, PackagedApp};
-use crate::output;
 use cloister_cas::imports::namespace_of;
 use cloister_roles::job::{JobOptions, JobSettings, OutputJson, ResultJson, SpillJson};
+use cloister_roles::output;
 
 /// The demo's session.
 pub const SESSION: &str = "demo/nyc-taxi";
