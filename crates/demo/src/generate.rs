@@ -96,8 +96,8 @@ fn taxi(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     if args.force && args.out.exists() {
         taxi::clean(&args.out)?;
     }
-    let bar = taxi::progress_bar(args.rows, !quiet && !args.json);
-    let summary = taxi::gen_taxi(&spec, &args.out, encryption, &bar)?;
+    let bar = crate::progress::rows_bar(args.rows, !quiet && !args.json);
+    let summary = taxi::gen_taxi(&spec, &args.out, encryption, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     if args.json {
         output::json(&serde_json::json!({

@@ -19,6 +19,7 @@
 pub mod bench;
 pub mod demo;
 pub mod generate;
+pub mod progress;
 
 pub use cloister_roles::output;
 

@@ -269,7 +269,7 @@ impl Trips {
                 &taxi::TaxiSpec::new(ROWS),
                 &d.join("data"),
                 Some(encryption),
-                &taxi::progress_bar(ROWS, false),
+                &|_| {},
             )
             .unwrap();
         }

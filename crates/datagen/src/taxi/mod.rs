@@ -64,7 +64,6 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, compute_leaves};
 use parquet::basic::{Compression, Encoding};
@@ -245,21 +244,6 @@ pub fn default_writer_properties() -> WriterPropertiesBuilder {
     b.set_column_dictionary_enabled(ColumnPath::from("total_amount"), false)
 }
 
-/// A progress bar on stderr for `rows` rows, hidden when `visible` is false (`--quiet`,
-/// `--json`) or when stderr is not a terminal.
-pub fn progress_bar(rows: u64, visible: bool) -> ProgressBar {
-    if !visible {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(rows);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, eta {eta})",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
-}
-
 /// One written file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSummary {
@@ -366,12 +350,12 @@ fn commit(tmps: &[PathBuf], ok: bool) -> Result<()> {
 /// current rayon pool, with the writer properties `writer_props(file_index)` for each file.
 ///
 /// Row groups follow `spec.row_group_rows` whatever the properties say. Progress advances by
-/// rows on `progress` (pass [`ProgressBar::hidden`] for none).
+/// rows through `progress(rows)`, called from the writing threads (pass `&|_| {}` for none).
 pub fn generate<F>(
     spec: &TaxiSpec,
     out_dir: &Path,
     writer_props: F,
-    progress: &ProgressBar,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Summary>
 where
     F: Fn(usize) -> WriterProperties + Sync,
@@ -380,7 +364,6 @@ where
     fs::create_dir_all(out_dir).map_err(Error::io(out_dir))?;
     refuse_existing(out_dir)?;
     let model = Model::new(schema(), spec.start_date, spec.days, spec.rows)?;
-    progress.set_length(spec.rows);
     let started = Instant::now();
 
     let results: Vec<Result<FileSummary>> = (0..spec.files)
@@ -408,7 +391,6 @@ where
     let files = results.into_iter().collect::<Result<Vec<_>>>();
     commit(&tmps, files.is_ok())?;
     let files = files?;
-    progress.finish();
     Ok(Summary {
         rows: files.iter().map(|f| f.rows).sum(),
         bytes: files.iter().map(|f| f.bytes).sum(),
@@ -425,7 +407,7 @@ fn write_part(
     file: u32,
     tmp: &Path,
     props: WriterProperties,
-    progress: &ProgressBar,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
     let out = fs::File::create(tmp).map_err(Error::io(tmp))?;
     let out = BufWriter::with_capacity(4 << 20, out);
@@ -477,7 +459,7 @@ fn write_part(
         );
         encoded.map_err(Error::parquet(tmp))?;
         pending = next?;
-        progress.inc(current.num_rows() as u64);
+        progress(current.num_rows() as u64);
         if last_in_group {
             let chunks = std::mem::take(&mut writers)
                 .into_par_iter()
@@ -557,7 +539,7 @@ pub fn gen_taxi(
     spec: &TaxiSpec,
     out_dir: &Path,
     encryption: Option<Arc<FileEncryptionProperties>>,
-    progress: &ProgressBar,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Summary> {
     spec.validate()?;
     refuse_existing(out_dir)?;

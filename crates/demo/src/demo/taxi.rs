@@ -285,12 +285,9 @@ impl Role for Ingest {
             .collect::<Result<Vec<WriterProperties>, cloister_engine::Error>>()?;
         // `generate` asks for files 0..spec.files, one entry of `props` each: indexing cannot
         // fail, and no file can fall back to plaintext.
-        let summary = taxi::generate(
-            &self.spec,
-            &self.trips,
-            |file| props[file].clone(),
-            &self.progress,
-        )?;
+        let summary = taxi::generate(&self.spec, &self.trips, |file| props[file].clone(), &|n| {
+            self.progress.inc(n)
+        })?;
         taxi::write_zones(
             &self.zones,
             taxi::default_writer_properties().build(),
@@ -445,7 +442,7 @@ pub fn run(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         "attested `ingest`: generate {} trips, encrypted column by column",
         args.rows
     ));
-    let progress = taxi::progress_bar(args.rows, show);
+    let progress = crate::progress::rows_bar(args.rows, show);
     let generated = cluster.launch(
         SESSION,
         "ingest",
