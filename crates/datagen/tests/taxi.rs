@@ -430,7 +430,12 @@ fn encrypted_output_needs_the_key() {
     let s = taxi::gen_taxi(&spec, dir.path(), Some(encryption), hidden()).unwrap();
     // The zone lookup is public reference data: plaintext Parquet and CSV.
     assert_eq!(s.zone_files.len(), 2);
-    assert!(dir.path().join("taxi_zone_lookup.csv").exists());
+    assert!(dir.path().join("zones/taxi_zone_lookup.csv").exists());
+    assert!(
+        s.files
+            .iter()
+            .all(|f| f.path.starts_with(dir.path().join("trips")))
+    );
 
     for path in s.files.iter().map(|f| f.path.clone()) {
         let bytes = std::fs::read(&path).unwrap();
@@ -465,10 +470,10 @@ fn zone_lookup_is_written_as_parquet_and_csv() {
     let dir = tempfile::tempdir().unwrap();
     let s = taxi::gen_taxi(&TaxiSpec::new(1_000), dir.path(), None, hidden()).unwrap();
     assert_eq!(s.zone_files.len(), 2);
-    let zones = read_all(&dir.path().join("taxi_zone_lookup.parquet"));
+    let zones = read_all(&dir.path().join("zones/taxi_zone_lookup.parquet"));
     assert_eq!(zones.num_rows(), 265);
     assert_eq!(zones.schema(), taxi::zone_schema());
-    let csv = std::fs::read_to_string(dir.path().join("taxi_zone_lookup.csv")).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("zones/taxi_zone_lookup.csv")).unwrap();
     assert_eq!(csv, taxi::zones_csv());
     // Every trip zone exists in the lookup.
     let trips = read_all(&s.files[0].path);
@@ -493,6 +498,7 @@ fn a_second_run_into_the_same_directory_is_refused_until_cleaned() {
     );
     assert_eq!(taxi::clean(dir.path()).unwrap(), 3);
     assert!(dir.path().join("notes.txt").exists());
+    assert!(!dir.path().join("trips").exists() && !dir.path().join("zones").exists());
     taxi::gen_taxi(&spec, dir.path(), None, hidden()).unwrap();
 }
 
@@ -516,4 +522,26 @@ fn invalid_writer_properties_fail_without_leaving_files() {
     );
     assert!(matches!(result, Err(Error::Parquet { .. })), "{result:?}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// Papercut (issue 10): `gen taxi --out DIR` wrote the zone lookup beside the trip files, so
+/// reading `DIR` as one table mixed two schemas. Each directory now holds one table.
+#[test]
+fn regression_gen_taxi_writes_trips_and_zones_into_their_own_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    taxi::gen_taxi(&TaxiSpec::new(1_000), dir.path(), None, hidden()).unwrap();
+    let names = |sub: &str| -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir.path().join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(""), ["trips", "zones"]);
+    assert_eq!(names("trips"), ["yellow_tripdata_part-00000.parquet"]);
+    assert_eq!(
+        names("zones"),
+        ["taxi_zone_lookup.csv", "taxi_zone_lookup.parquet"]
+    );
 }

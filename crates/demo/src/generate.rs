@@ -19,9 +19,9 @@ pub enum Command {
     ///
     /// Deterministic (the same --seed gives byte-identical plaintext files on any number of
     /// threads), with realistic shapes: skewed pickup zones, daily and weekly seasonality,
-    /// fares correlated with distance, tips mostly on card payments. Also writes the
-    /// 265-zone lookup table (its borough sizes and special zones are real; the other zone
-    /// names are made up).
+    /// fares correlated with distance, tips mostly on card payments. The trips go to
+    /// DIR/trips/, the 265-zone lookup table to DIR/zones/ (its borough sizes and special
+    /// zones are real; the other zone names are made up): one table per directory.
     ///
     /// With --keys the files are Parquet-encrypted in the key-management-tools format Spark,
     /// parquet-mr and pyarrow use: each column's data key is wrapped under the named master
@@ -42,7 +42,8 @@ pub struct TaxiArgs {
     /// How many trips.
     #[arg(long, default_value_t = 10_000_000)]
     rows: u64,
-    /// The output directory (created if missing; must not hold an earlier run).
+    /// The output directory (created if missing; must not hold an earlier run): the trips go
+    /// to DIR/trips/, the zone lookup to DIR/zones/.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// How many Parquet files (default: one per 4M rows).
@@ -107,13 +108,16 @@ fn taxi(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             "seconds": summary.elapsed.as_secs_f64(),
             "rows_per_sec": summary.rows_per_sec(),
             "out": args.out,
+            "trips": args.out.join(taxi::TRIPS_DIR),
+            "zones": args.out.join(taxi::ZONES_DIR),
         }))?;
     } else {
         eprintln!(
-            "cloister: wrote {} trips in {} files to {} ({:.0} rows/s{})",
+            "cloister: wrote {} trips in {} files to {} and the zone lookup to {} ({:.0} rows/s{})",
             summary.rows,
             summary.files.len(),
-            args.out.display(),
+            args.out.join(taxi::TRIPS_DIR).display(),
+            args.out.join(taxi::ZONES_DIR).display(),
             summary.rows_per_sec(),
             if args.keys.is_some() {
                 ", encrypted"

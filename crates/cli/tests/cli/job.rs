@@ -282,7 +282,7 @@ impl Trips {
         std::fs::write(
             d.join("app/00_tables.sql"),
             "CREATE EXTERNAL TABLE trips STORED AS PARQUET \
-             LOCATION '${DATA}/yellow_tripdata_part-00000.parquet' \
+             LOCATION '${DATA}/trips/yellow_tripdata_part-00000.parquet' \
              OPTIONS ('format.crypto.factory_id' 'cloister');\n",
         )
         .unwrap();

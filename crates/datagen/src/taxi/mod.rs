@@ -307,21 +307,46 @@ fn generated_files(out_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Removes every file a previous run wrote into `out_dir` (trip parts, zone lookup, leftover
-/// `.tmp` files) and nothing else; returns how many. For `--force`.
+/// The subdirectory of a [`gen_taxi`] output directory that holds the trips.
+pub const TRIPS_DIR: &str = "trips";
+/// The subdirectory of a [`gen_taxi`] output directory that holds the zone lookup.
+pub const ZONES_DIR: &str = "zones";
+
+/// The directories a previous run may have written into: `out_dir` itself and its
+/// [`TRIPS_DIR`] and [`ZONES_DIR`].
+fn run_dirs(out_dir: &Path) -> [PathBuf; 3] {
+    [
+        out_dir.to_path_buf(),
+        out_dir.join(TRIPS_DIR),
+        out_dir.join(ZONES_DIR),
+    ]
+}
+
+/// Removes every file a previous run wrote into `out_dir`, its `trips/` or its `zones/` (trip
+/// parts, zone lookup, leftover `.tmp` files) and nothing else, then `trips/` and `zones/`
+/// if that left them empty; returns how many files. For `--force`.
 pub fn clean(out_dir: &Path) -> Result<usize> {
-    let files = generated_files(out_dir)?;
-    for f in &files {
-        fs::remove_file(f).map_err(Error::io(f))?;
+    let mut removed = 0;
+    for dir in run_dirs(out_dir) {
+        let files = generated_files(&dir)?;
+        for f in &files {
+            fs::remove_file(f).map_err(Error::io(f))?;
+        }
+        removed += files.len();
+        if dir != out_dir && fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none()) {
+            fs::remove_dir(&dir).map_err(Error::io(&dir))?;
+        }
     }
-    Ok(files.len())
+    Ok(removed)
 }
 
 fn refuse_existing(out_dir: &Path) -> Result<()> {
-    match generated_files(out_dir)?.into_iter().next() {
-        Some(path) => Err(Error::OutputExists { path }),
-        None => Ok(()),
+    for dir in run_dirs(out_dir) {
+        if let Some(path) = generated_files(&dir)?.into_iter().next() {
+            return Err(Error::OutputExists { path });
+        }
     }
+    Ok(())
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -531,9 +556,11 @@ pub fn write_zones(out_dir: &Path, props: WriterProperties, csv: bool) -> Result
     Ok(tmps.iter().map(|t| t.with_extension("")).collect())
 }
 
-/// `cloister gen taxi`: the trips of `spec` with [`default_writer_properties`], encrypted with
-/// `encryption` when given, and then the zone lookup (Parquet and CSV), which is public
-/// reference data and always plaintext. Refuses a directory that holds a previous run
+/// `cloister gen taxi`: the trips of `spec` in `out_dir/trips/` ([`TRIPS_DIR`]) with
+/// [`default_writer_properties`], encrypted with `encryption` when given, and then the zone
+/// lookup (Parquet and CSV) in `out_dir/zones/` ([`ZONES_DIR`]), which is public reference data
+/// and always plaintext. Two directories, because the two tables have different schemas: a
+/// reader given one directory gets one table. Refuses a directory that holds a previous run
 /// ([`clean`] it first).
 pub fn gen_taxi(
     spec: &TaxiSpec,
@@ -551,10 +578,14 @@ pub fn gen_taxi(
         }
         .build()
     };
-    let mut summary = generate(spec, out_dir, |_| props(), progress)?;
+    let mut summary = generate(spec, &out_dir.join(TRIPS_DIR), |_| props(), progress)?;
     // The zone lookup is public reference data (the TLC publishes it), and the trips' column
     // keys name columns it does not have: it is always written in plaintext.
-    summary.zone_files = write_zones(out_dir, default_writer_properties().build(), true)?;
+    summary.zone_files = write_zones(
+        &out_dir.join(ZONES_DIR),
+        default_writer_properties().build(),
+        true,
+    )?;
     Ok(summary)
 }
 
