@@ -24,6 +24,9 @@ check cloister-attest "$analytics|tokio|hyper|reqwest|mio" "attest is pure: no a
 for c in cloister-policy cloister-cas cloister-runtime cloister-colenc; do
   check "$c" "$analytics" "the trust core never depends on the analytics stack"
 done
+# The measured workload (the `cloister` executable a policy pins) holds no demo, benchmark or
+# data-generator code: editing those must not change a pinned measurement.
+check cloister-cli "cloister-demo|cloister-datagen|hdrhistogram|indicatif" "the measured workload holds no demo, bench or generator code"
 dups=$(cargo tree --locked -d --depth 0 -e normal --prefix none 2>/dev/null | grep -E '^(arrow|parquet|datafusion|object_store|tonic|rustls|prost) v' | sort -u || true)
 if [ -n "$dups" ]; then
   echo "two copies of a core crate:" >&2; echo "$dups" >&2; fail=1
