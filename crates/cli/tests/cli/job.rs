@@ -335,7 +335,7 @@ fn trips_policy(d: &Path, measurement: &str) -> String {
         "      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$\n      \
          CLOISTER_KEY_RESULTS: $$cloister:results:hex$$\n      \
          CLOISTER_APP_VARS: DATA,OUT\n      DATA: \"{}\"\n      OUT: \"{}\"\n      \
-         CLOISTER_PRINT_RESULTS: \"true\"\n",
+         CLOISTER_INSECURE_PRINT_RESULTS: \"true\"\n",
         data.display(),
         out.display()
     );
@@ -574,7 +574,7 @@ services:
       CLOISTER_APP_VARS: INPUT,OUT
       INPUT: "{input}"
       OUT: "{out}"
-      CLOISTER_PRINT_RESULTS: "true"
+      CLOISTER_INSECURE_PRINT_RESULTS: "true"
 secrets:
   - name: bundle_key
     kind: import

@@ -229,7 +229,7 @@ services:
       CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$
       DB_PASSWORD: $$cloister:db_password$$
       MODE: batch
-      CLOISTER_PRINT_RESULTS: "true"
+      CLOISTER_INSECURE_PRINT_RESULTS: "true"
     files:
       - path: /etc/app/password
         content: $$cloister:db_password$$

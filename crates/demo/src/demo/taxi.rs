@@ -231,7 +231,7 @@ services:
       CLOISTER_BUNDLE_KEY: $$cloister:report_bundle_key$$
 {results_env}      CLOISTER_APP_VARS: RESULTS
       RESULTS: "{results}"
-      CLOISTER_PRINT_RESULTS: "true"  # the demo prints the report on this machine's terminal
+      CLOISTER_INSECURE_PRINT_RESULTS: "true"  # the demo prints the report on this machine's terminal
 secrets:
   - name: analytics_bundle_key
     kind: import
