@@ -285,3 +285,51 @@ fn help_teaches() {
         "{help}"
     );
 }
+
+/// `cloister demo|bench|gen` hand the command line to `cloister-demo` next to the executable
+/// (the demos are not in the measured workload), unchanged, flags and `--help` included.
+#[cfg(unix)]
+#[test]
+fn demo_bench_and_gen_run_the_sibling_cloister_demo() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = dir.path().join("cloister");
+    std::fs::copy(env!("CARGO_BIN_EXE_cloister"), &exe).expect("copy cloister");
+    let run = |args: &[&str]| {
+        Command::new(&exe)
+            .args(args)
+            .current_dir(dir.path())
+            .env("PATH", "")
+            .output()
+            .expect("run cloister")
+    };
+
+    // Without it: a clear error that says how to build it, exit 2.
+    let out = run(&["demo", "--rows", "10"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cloister-demo") && stderr.contains("cargo build -p cloister-demo"),
+        "{stderr}"
+    );
+
+    // With it: every argument reaches it, in order; its exit code is cloister's.
+    let demo = dir.path().join("cloister-demo");
+    std::fs::write(&demo, "#!/bin/sh\necho \"$*\"\nexit 3\n").expect("write stub");
+    std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for args in [
+        &["demo", "--rows", "10", "--json"][..],
+        &["-q", "bench", "taxi", "--help"][..],
+        &["gen", "taxi", "--out", "d"][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{}\n", args.join(" "))
+        );
+    }
+    // Other commands stay here.
+    let out = run(&["keys", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+}
