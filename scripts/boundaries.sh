@@ -29,6 +29,9 @@ done
 # The test harnesses (a dev-dependency of every crate's tests) stand up the trust core only.
 check cloister-testkit "$analytics" "the testkit stands up the trust core, not the analytics stack" --all-features
 check cloister-engine "cloister-sqldb|rusqlite|libsqlite3-sys|tokio-postgres" "SQL databases are cloister-sqldb, a table-provider crate beside the engine"
+# The measured workload (the `cloister` executable a policy pins) holds no demo, benchmark or
+# data-generator code: editing those must not change a pinned measurement.
+check cloister-cli "cloister-demo|cloister-datagen|hdrhistogram|indicatif" "the measured workload holds no demo, bench or generator code"
 dups=$(cargo tree --locked -d --depth 0 -e normal --prefix none 2>/dev/null | grep -E '^(arrow|parquet|datafusion|object_store|tonic|rustls|prost) v' | sort -u || true)
 if [ -n "$dups" ]; then
   echo "two copies of a core crate:" >&2; echo "$dups" >&2; fail=1

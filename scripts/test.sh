@@ -12,6 +12,8 @@ step "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 step "dependency boundaries"
 scripts/boundaries.sh
+step "the workload's measurement ignores demo and bench edits"
+scripts/measure-stability.sh
 step "cargo test"
 cargo test --locked --workspace --no-fail-fast
 step "fuzz (bounded)"

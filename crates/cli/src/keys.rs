@@ -7,8 +7,6 @@
 
 mod cek;
 
-pub(crate) use cek::parse_conninfo;
-
 use crate::output;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};

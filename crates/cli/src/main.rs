@@ -5,12 +5,9 @@
 //! 1 a negative verdict (evidence refused, verification failed), 2 a usage or operational error.
 
 mod audit;
-mod bench;
 mod cas;
-mod demo;
 mod evidence;
-mod generate;
-mod job;
+mod forward;
 mod keys;
 mod las;
 mod namespace;
@@ -54,26 +51,22 @@ struct Cli {
 enum Command {
     /// Run the demo: attested analytics over encrypted NYC-taxi data, end to end on this machine.
     ///
-    /// Starts a CAS and a sim LAS on 127.0.0.1 (software TEE: development only), makes an
-    /// owner key, packages two apps into encrypted bundles, signs and pushes a policy that pins
-    /// their measurements and has the CAS generate the data keys, generates --rows trips
-    /// encrypted column by column in an attested `ingest` workload, runs the five queries of
-    /// examples/nyc-taxi attested and writes encrypted results, reads them back in a second
-    /// attested app, prints the tables and ends with what the audit log says was released to
-    /// whom. About ten seconds for the default 10M rows in a release build on 2 cores.
-    /// `cloister demo evidence` is the TEE evidence demo.
+    /// Runs `cloister-demo demo …` (see `cloister demo --help`): the demos live outside this
+    /// executable, which is the measured workload.
     ///
     /// Examples: cloister demo
     ///           cloister demo --rows 1000000 --dir demo-run --json
     ///           cloister demo evidence
-    #[command(verbatim_doc_comment)]
-    Demo(demo::Args),
+    #[command(verbatim_doc_comment, disable_help_flag = true)]
+    Demo(forward::Args),
     /// Collect, create and verify TEE evidence.
     #[command(subcommand)]
     Evidence(evidence::Command),
     /// Generate synthetic data sets (NYC-taxi-like trips), optionally encrypted.
-    #[command(subcommand)]
-    Gen(generate::Command),
+    ///
+    /// Runs `cloister-demo gen …` (see `cloister gen taxi --help`).
+    #[command(disable_help_flag = true)]
+    Gen(forward::Args),
     /// Make and inspect policy owners' signing keys (Ed25519).
     #[command(subcommand)]
     Keys(keys::Command),
@@ -128,8 +121,10 @@ enum Command {
     #[command(verbatim_doc_comment)]
     Run(run::RunArgs),
     /// Benchmarks that report ratios against a peer measured in the same run.
-    #[command(subcommand)]
-    Bench(bench::Command),
+    ///
+    /// Runs `cloister-demo bench …` (see `cloister bench --help`).
+    #[command(disable_help_flag = true)]
+    Bench(forward::Args),
 }
 
 /// Exit code for a negative verdict: evidence refused, verification failed.
@@ -138,24 +133,22 @@ pub const EXIT_REFUSED: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    // `demo`, `bench` and `gen` are the `cloister-demo` binary's: hand the whole command line
+    // over before parsing, so that its own flags and `--help` apply.
+    if let Some(code) = forward::demo_command() {
+        return code;
+    }
     let cli = Cli::parse();
     let logs = match &cli.command {
         Command::Cas(cmd) => cmd.log_style(),
         Command::Las(cmd) => cmd.log_style(),
-        // The demo and the taxi bench say themselves that they run on the sim TEE; the
-        // runtime's warnings about the sim LAS would repeat it for every workload.
-        Command::Demo(_) | Command::Bench(bench::Command::Taxi(_)) => LogStyle {
-            level: "error",
-            json: false,
-        },
         _ => LogStyle::default(),
     };
     init_tracing(cli.verbose, logs);
     let quiet = cli.quiet;
     let result = match cli.command {
-        Command::Demo(args) => demo::run(args, quiet),
+        Command::Demo(_) | Command::Gen(_) | Command::Bench(_) => Ok(forward::run()),
         Command::Evidence(cmd) => evidence::run(cmd),
-        Command::Gen(cmd) => generate::run(cmd, quiet),
         Command::Keys(cmd) => keys::run(cmd, quiet),
         Command::Policy(cmd) => policy::run(cmd, quiet),
         Command::Namespace(cmd) => namespace::run(cmd, quiet),
@@ -165,7 +158,6 @@ fn main() -> ExitCode {
         Command::Package(args) => package::run(args, quiet),
         Command::Measure(args) => package::measure(args),
         Command::Run(args) => run::run(args, quiet),
-        Command::Bench(cmd) => bench::run(cmd, quiet),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,7 @@
 //! `cloister run`: the attested workload (see `cloister_runtime` for the flow).
 //!
 //! The roles after `--`: `job BUNDLE` runs the bundle's SQL app on the engine inside this
-//! attested process ([`crate::job`] says which configuration variables it reads: data keys,
+//! attested process ([`cloister_roles::job`] says which configuration variables it reads: data keys,
 //! store, SQL variables, memory limit, output policy). `driver`, `executor` and `connect`
 //! arrive with distributed execution. The job prints its result tables and an outputs summary
 //! (`--json`: one object); a refusal or a failure stops it before any output is committed.
@@ -94,12 +94,17 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     let json = args.json;
     let job = Job::new(move |bundle, ctx| {
-        crate::job::run_role(bundle, ctx, &crate::job::JobOptions::default(), quiet)
-            .map_err(RoleError::from)
+        cloister_roles::job::run_role(
+            bundle,
+            ctx,
+            &cloister_roles::job::JobOptions::default(),
+            quiet,
+        )
+        .map_err(RoleError::from)
     });
     match launch(options, job) {
         Ok(report) => {
-            crate::job::print_report(&report, json)?;
+            cloister_roles::job::print_report(&report, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if e.is_refusal() => {
@@ -119,7 +124,7 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(crate::EXIT_REFUSED))
         }
         Err(cloister_runtime::Error::Role { source, .. }) => {
-            let (code, what) = match source.downcast_ref::<crate::job::JobError>() {
+            let (code, what) = match source.downcast_ref::<cloister_roles::job::JobError>() {
                 Some(e) if e.is_refusal() => (crate::EXIT_REFUSED, "refused"),
                 _ => (crate::EXIT_ERROR, "job failed"),
             };

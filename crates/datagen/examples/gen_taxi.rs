@@ -34,7 +34,6 @@ fn main() -> anyhow::Result<()> {
     let no_dict: Vec<String> = std::env::var("GEN_NO_DICT")
         .map(|v| v.split(',').map(str::to_string).collect())
         .unwrap_or_default();
-    let bar = taxi::progress_bar(rows, true);
     let summary = taxi::generate(
         &spec,
         &out,
@@ -53,7 +52,7 @@ fn main() -> anyhow::Result<()> {
             }
             b.build()
         },
-        &bar,
+        &|_| {},
     )?;
     println!(
         "{} rows in {} files, {:.1} MB, {:.2} s: {:.2} M rows/s on {} threads",

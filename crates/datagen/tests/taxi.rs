@@ -15,7 +15,6 @@ use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimeUnit};
 use cloister_datagen::Error;
 use cloister_datagen::taxi::{self, TaxiSpec};
-use indicatif::ProgressBar;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::encryption::encrypt::FileEncryptionProperties;
@@ -25,8 +24,8 @@ const SCHEMA_DOC: &str = concat!(
     "/../../testdata/nyc-taxi-schema.md"
 );
 
-fn hidden() -> ProgressBar {
-    ProgressBar::hidden()
+fn hidden() -> &'static (dyn Fn(u64) + Sync) {
+    &|_| {}
 }
 
 fn read_all(path: &Path) -> RecordBatch {
@@ -96,7 +95,7 @@ fn files_read_back_with_the_schema_and_row_groups() {
         batch_rows: 8_000,
         ..TaxiSpec::new(50_001)
     };
-    let summary = taxi::generate(&spec, dir.path(), plain_props, &hidden()).unwrap();
+    let summary = taxi::generate(&spec, dir.path(), plain_props, hidden()).unwrap();
     assert_eq!(summary.rows, 50_001);
     let names: Vec<String> = summary
         .files
@@ -151,7 +150,7 @@ fn same_spec_gives_byte_identical_files_on_1_and_2_threads() {
             .build()
             .unwrap();
         let summary = pool
-            .install(|| taxi::generate(&spec, dir.path(), plain_props, &hidden()))
+            .install(|| taxi::generate(&spec, dir.path(), plain_props, hidden()))
             .unwrap();
         let bytes: Vec<Vec<u8>> = summary
             .files
@@ -172,7 +171,7 @@ fn same_spec_gives_byte_identical_files_on_1_and_2_threads() {
         ..spec.clone()
     };
     let dir = tempfile::tempdir().unwrap();
-    let s = taxi::generate(&other, dir.path(), plain_props, &hidden()).unwrap();
+    let s = taxi::generate(&other, dir.path(), plain_props, hidden()).unwrap();
     assert_ne!(std::fs::read(&s.files[0].path).unwrap(), one[0]);
 }
 
@@ -185,7 +184,7 @@ fn sample() -> &'static RecordBatch {
             files: 2,
             ..TaxiSpec::new(200_000)
         };
-        let s = taxi::generate(&spec, dir.path(), plain_props, &hidden()).unwrap();
+        let s = taxi::generate(&spec, dir.path(), plain_props, hidden()).unwrap();
         let batches: Vec<RecordBatch> = s.files.iter().map(|f| read_all(&f.path)).collect();
         concat_batches(&taxi::schema(), &batches).unwrap()
     })
@@ -428,10 +427,15 @@ fn encrypted_output_needs_the_key() {
         .build()
         .unwrap();
     let spec = TaxiSpec::new(5_000);
-    let s = taxi::gen_taxi(&spec, dir.path(), Some(encryption), &hidden()).unwrap();
+    let s = taxi::gen_taxi(&spec, dir.path(), Some(encryption), hidden()).unwrap();
     // The zone lookup is public reference data: plaintext Parquet and CSV.
     assert_eq!(s.zone_files.len(), 2);
-    assert!(dir.path().join("taxi_zone_lookup.csv").exists());
+    assert!(dir.path().join("zones/taxi_zone_lookup.csv").exists());
+    assert!(
+        s.files
+            .iter()
+            .all(|f| f.path.starts_with(dir.path().join("trips")))
+    );
 
     for path in s.files.iter().map(|f| f.path.clone()) {
         let bytes = std::fs::read(&path).unwrap();
@@ -464,12 +468,12 @@ fn encrypted_output_needs_the_key() {
 #[test]
 fn zone_lookup_is_written_as_parquet_and_csv() {
     let dir = tempfile::tempdir().unwrap();
-    let s = taxi::gen_taxi(&TaxiSpec::new(1_000), dir.path(), None, &hidden()).unwrap();
+    let s = taxi::gen_taxi(&TaxiSpec::new(1_000), dir.path(), None, hidden()).unwrap();
     assert_eq!(s.zone_files.len(), 2);
-    let zones = read_all(&dir.path().join("taxi_zone_lookup.parquet"));
+    let zones = read_all(&dir.path().join("zones/taxi_zone_lookup.parquet"));
     assert_eq!(zones.num_rows(), 265);
     assert_eq!(zones.schema(), taxi::zone_schema());
-    let csv = std::fs::read_to_string(dir.path().join("taxi_zone_lookup.csv")).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("zones/taxi_zone_lookup.csv")).unwrap();
     assert_eq!(csv, taxi::zones_csv());
     // Every trip zone exists in the lookup.
     let trips = read_all(&s.files[0].path);
@@ -486,15 +490,16 @@ fn a_second_run_into_the_same_directory_is_refused_until_cleaned() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "keep me").unwrap();
     let spec = TaxiSpec::new(1_000);
-    taxi::gen_taxi(&spec, dir.path(), None, &hidden()).unwrap();
-    let again = taxi::gen_taxi(&spec, dir.path(), None, &hidden());
+    taxi::gen_taxi(&spec, dir.path(), None, hidden()).unwrap();
+    let again = taxi::gen_taxi(&spec, dir.path(), None, hidden());
     assert!(
         matches!(again, Err(Error::OutputExists { .. })),
         "{again:?}"
     );
     assert_eq!(taxi::clean(dir.path()).unwrap(), 3);
     assert!(dir.path().join("notes.txt").exists());
-    taxi::gen_taxi(&spec, dir.path(), None, &hidden()).unwrap();
+    assert!(!dir.path().join("trips").exists() && !dir.path().join("zones").exists());
+    taxi::gen_taxi(&spec, dir.path(), None, hidden()).unwrap();
 }
 
 #[test]
@@ -513,8 +518,30 @@ fn invalid_writer_properties_fail_without_leaving_files() {
                 .with_file_encryption_properties(Arc::clone(&bad))
                 .build()
         },
-        &hidden(),
+        hidden(),
     );
     assert!(matches!(result, Err(Error::Parquet { .. })), "{result:?}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// Papercut (issue 10): `gen taxi --out DIR` wrote the zone lookup beside the trip files, so
+/// reading `DIR` as one table mixed two schemas. Each directory now holds one table.
+#[test]
+fn regression_gen_taxi_writes_trips_and_zones_into_their_own_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    taxi::gen_taxi(&TaxiSpec::new(1_000), dir.path(), None, hidden()).unwrap();
+    let names = |sub: &str| -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir.path().join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(""), ["trips", "zones"]);
+    assert_eq!(names("trips"), ["yellow_tripdata_part-00000.parquet"]);
+    assert_eq!(
+        names("zones"),
+        ["taxi_zone_lookup.csv", "taxi_zone_lookup.parquet"]
+    );
 }

@@ -1,7 +1,7 @@
 //! What runs once the workload is attested: a [`Role`], handed a [`RoleContext`].
 //!
-//! The runtime knows nothing of what a role does. The CLI supplies the roles (`job`, and later
-//! `driver`, `executor`, `connect` on the engine); [`Job`] is the one-shot role, which hands the
+//! The runtime knows nothing of what a role does. `cloister-roles` supplies the roles (`job`,
+//! and later `driver`, `executor`, `connect` on the engine); [`Job`] is the one-shot role, which hands the
 //! opened bundle and the context to a callback.
 
 use std::collections::BTreeMap;

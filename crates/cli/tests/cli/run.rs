@@ -192,7 +192,7 @@ fn policy(dir: &Path, measurement: &str) -> String {
       CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$
       DB_PASSWORD: $$cloister:db_password$$
       MODE: batch
-      CLOISTER_PRINT_RESULTS: "true"
+      CLOISTER_INSECURE_PRINT_RESULTS: "true"
     files:
       - path: /etc/app/password
         content: $$cloister:db_password$$

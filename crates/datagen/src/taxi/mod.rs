@@ -64,7 +64,6 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, compute_leaves};
 use parquet::basic::{Compression, Encoding};
@@ -245,21 +244,6 @@ pub fn default_writer_properties() -> WriterPropertiesBuilder {
     b.set_column_dictionary_enabled(ColumnPath::from("total_amount"), false)
 }
 
-/// A progress bar on stderr for `rows` rows, hidden when `visible` is false (`--quiet`,
-/// `--json`) or when stderr is not a terminal.
-pub fn progress_bar(rows: u64, visible: bool) -> ProgressBar {
-    if !visible {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(rows);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, eta {eta})",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
-}
-
 /// One written file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSummary {
@@ -323,21 +307,46 @@ fn generated_files(out_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Removes every file a previous run wrote into `out_dir` (trip parts, zone lookup, leftover
-/// `.tmp` files) and nothing else; returns how many. For `--force`.
+/// The subdirectory of a [`gen_taxi`] output directory that holds the trips.
+pub const TRIPS_DIR: &str = "trips";
+/// The subdirectory of a [`gen_taxi`] output directory that holds the zone lookup.
+pub const ZONES_DIR: &str = "zones";
+
+/// The directories a previous run may have written into: `out_dir` itself and its
+/// [`TRIPS_DIR`] and [`ZONES_DIR`].
+fn run_dirs(out_dir: &Path) -> [PathBuf; 3] {
+    [
+        out_dir.to_path_buf(),
+        out_dir.join(TRIPS_DIR),
+        out_dir.join(ZONES_DIR),
+    ]
+}
+
+/// Removes every file a previous run wrote into `out_dir`, its `trips/` or its `zones/` (trip
+/// parts, zone lookup, leftover `.tmp` files) and nothing else, then `trips/` and `zones/`
+/// if that left them empty; returns how many files. For `--force`.
 pub fn clean(out_dir: &Path) -> Result<usize> {
-    let files = generated_files(out_dir)?;
-    for f in &files {
-        fs::remove_file(f).map_err(Error::io(f))?;
+    let mut removed = 0;
+    for dir in run_dirs(out_dir) {
+        let files = generated_files(&dir)?;
+        for f in &files {
+            fs::remove_file(f).map_err(Error::io(f))?;
+        }
+        removed += files.len();
+        if dir != out_dir && fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none()) {
+            fs::remove_dir(&dir).map_err(Error::io(&dir))?;
+        }
     }
-    Ok(files.len())
+    Ok(removed)
 }
 
 fn refuse_existing(out_dir: &Path) -> Result<()> {
-    match generated_files(out_dir)?.into_iter().next() {
-        Some(path) => Err(Error::OutputExists { path }),
-        None => Ok(()),
+    for dir in run_dirs(out_dir) {
+        if let Some(path) = generated_files(&dir)?.into_iter().next() {
+            return Err(Error::OutputExists { path });
+        }
     }
+    Ok(())
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -366,12 +375,12 @@ fn commit(tmps: &[PathBuf], ok: bool) -> Result<()> {
 /// current rayon pool, with the writer properties `writer_props(file_index)` for each file.
 ///
 /// Row groups follow `spec.row_group_rows` whatever the properties say. Progress advances by
-/// rows on `progress` (pass [`ProgressBar::hidden`] for none).
+/// rows through `progress(rows)`, called from the writing threads (pass `&|_| {}` for none).
 pub fn generate<F>(
     spec: &TaxiSpec,
     out_dir: &Path,
     writer_props: F,
-    progress: &ProgressBar,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Summary>
 where
     F: Fn(usize) -> WriterProperties + Sync,
@@ -380,7 +389,6 @@ where
     fs::create_dir_all(out_dir).map_err(Error::io(out_dir))?;
     refuse_existing(out_dir)?;
     let model = Model::new(schema(), spec.start_date, spec.days, spec.rows)?;
-    progress.set_length(spec.rows);
     let started = Instant::now();
 
     let results: Vec<Result<FileSummary>> = (0..spec.files)
@@ -408,7 +416,6 @@ where
     let files = results.into_iter().collect::<Result<Vec<_>>>();
     commit(&tmps, files.is_ok())?;
     let files = files?;
-    progress.finish();
     Ok(Summary {
         rows: files.iter().map(|f| f.rows).sum(),
         bytes: files.iter().map(|f| f.bytes).sum(),
@@ -425,7 +432,7 @@ fn write_part(
     file: u32,
     tmp: &Path,
     props: WriterProperties,
-    progress: &ProgressBar,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
     let out = fs::File::create(tmp).map_err(Error::io(tmp))?;
     let out = BufWriter::with_capacity(4 << 20, out);
@@ -477,7 +484,7 @@ fn write_part(
         );
         encoded.map_err(Error::parquet(tmp))?;
         pending = next?;
-        progress.inc(current.num_rows() as u64);
+        progress(current.num_rows() as u64);
         if last_in_group {
             let chunks = std::mem::take(&mut writers)
                 .into_par_iter()
@@ -549,15 +556,17 @@ pub fn write_zones(out_dir: &Path, props: WriterProperties, csv: bool) -> Result
     Ok(tmps.iter().map(|t| t.with_extension("")).collect())
 }
 
-/// `cloister gen taxi`: the trips of `spec` with [`default_writer_properties`], encrypted with
-/// `encryption` when given, and then the zone lookup (Parquet and CSV), which is public
-/// reference data and always plaintext. Refuses a directory that holds a previous run
+/// `cloister gen taxi`: the trips of `spec` in `out_dir/trips/` ([`TRIPS_DIR`]) with
+/// [`default_writer_properties`], encrypted with `encryption` when given, and then the zone
+/// lookup (Parquet and CSV) in `out_dir/zones/` ([`ZONES_DIR`]), which is public reference data
+/// and always plaintext. Two directories, because the two tables have different schemas: a
+/// reader given one directory gets one table. Refuses a directory that holds a previous run
 /// ([`clean`] it first).
 pub fn gen_taxi(
     spec: &TaxiSpec,
     out_dir: &Path,
     encryption: Option<Arc<FileEncryptionProperties>>,
-    progress: &ProgressBar,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Summary> {
     spec.validate()?;
     refuse_existing(out_dir)?;
@@ -569,10 +578,14 @@ pub fn gen_taxi(
         }
         .build()
     };
-    let mut summary = generate(spec, out_dir, |_| props(), progress)?;
+    let mut summary = generate(spec, &out_dir.join(TRIPS_DIR), |_| props(), progress)?;
     // The zone lookup is public reference data (the TLC publishes it), and the trips' column
     // keys name columns it does not have: it is always written in plaintext.
-    summary.zone_files = write_zones(out_dir, default_writer_properties().build(), true)?;
+    summary.zone_files = write_zones(
+        &out_dir.join(ZONES_DIR),
+        default_writer_properties().build(),
+        true,
+    )?;
     Ok(summary)
 }
 

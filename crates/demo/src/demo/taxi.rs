@@ -34,9 +34,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::cluster::{self, AuditRow, Cluster, PackagedApp};
-use crate::job::{JobOptions, JobSettings, OutputJson, ResultJson, SpillJson};
-use crate::output;
 use cloister_cas::imports::namespace_of;
+use cloister_roles::job::{JobOptions, JobSettings, OutputJson, ResultJson, SpillJson};
+use cloister_roles::output;
 
 /// The demo's session.
 pub const SESSION: &str = "demo/nyc-taxi";
@@ -189,7 +189,7 @@ pub fn policy_yaml(
         .map(|(id, _)| {
             format!(
                 "      {}: $$cloister:{id}:hex$$\n",
-                crate::job::key_setting(id)
+                cloister_roles::job::key_setting(id)
             )
         })
         .collect();
@@ -199,7 +199,7 @@ pub fn policy_yaml(
         .collect();
     let results_env = format!(
         "      {}: $$cloister:results_key:hex$$\n",
-        crate::job::key_setting(RESULTS_KEY)
+        cloister_roles::job::key_setting(RESULTS_KEY)
     );
     format!(
         r#"# The `cloister demo` policy: everything on one machine, in the software TEE (`sim`).
@@ -231,7 +231,7 @@ services:
       CLOISTER_BUNDLE_KEY: $$cloister:report_bundle_key$$
 {results_env}      CLOISTER_APP_VARS: RESULTS
       RESULTS: "{results}"
-      CLOISTER_PRINT_RESULTS: "true"  # the demo prints the report on this machine's terminal
+      CLOISTER_INSECURE_PRINT_RESULTS: "true"  # the demo prints the report on this machine's terminal
 secrets:
   - name: analytics_bundle_key
     kind: import
@@ -285,12 +285,9 @@ impl Role for Ingest {
             .collect::<Result<Vec<WriterProperties>, cloister_engine::Error>>()?;
         // `generate` asks for files 0..spec.files, one entry of `props` each: indexing cannot
         // fail, and no file can fall back to plaintext.
-        let summary = taxi::generate(
-            &self.spec,
-            &self.trips,
-            |file| props[file].clone(),
-            &self.progress,
-        )?;
+        let summary = taxi::generate(&self.spec, &self.trips, |file| props[file].clone(), &|n| {
+            self.progress.inc(n)
+        })?;
         taxi::write_zones(
             &self.zones,
             taxi::default_writer_properties().build(),
@@ -445,7 +442,7 @@ pub fn run(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         "attested `ingest`: generate {} trips, encrypted column by column",
         args.rows
     ));
-    let progress = taxi::progress_bar(args.rows, show);
+    let progress = crate::progress::rows_bar(args.rows, show);
     let generated = cluster.launch(
         SESSION,
         "ingest",
@@ -522,9 +519,9 @@ pub fn run(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             seconds,
         })?;
     } else {
-        crate::job::print_results(&report.results)?;
+        cloister_roles::job::print_results(&report.results)?;
         println!("Encrypted results written by `analytics` (key `{RESULTS_KEY}`):");
-        crate::job::print_outputs(&analytics.outputs)?;
+        cloister_roles::job::print_outputs(&analytics.outputs)?;
         println!(
             "ContosoHR: salaries under Always Encrypted in SQLite, CEK1 handed over by export:"
         );

@@ -65,7 +65,7 @@ use cloister_runtime::{
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::job::{self, JobOptions, JobReport};
+use cloister_roles::job::{self, JobOptions, JobReport};
 
 /// The bundle key id recorded in bundles the harness packages.
 pub const BUNDLE_KEY_ID: &str = "bundle_key";
@@ -522,7 +522,7 @@ mod tests {
         let app =
             package_app(&d.join("app"), &keys.join("app.key"), &d.join("app.bundle")).unwrap();
         let policy = format!(
-            "name: test/cluster\nversion: 1\n{}security:\n  tees: [sim]\nservices:\n  - name: job\n    attestation:\n      - measurements: [\"{}\"]\n    env:\n      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$\n      CLOISTER_KEY_K1: $$cloister:k1:hex$$\n      CLOISTER_APP_VARS: GREETING\n      GREETING: hello\n      CLOISTER_PRINT_RESULTS: \"true\"\n  - name: quiet\n    attestation:\n      - measurements: [\"{}\"]\n    env:\n      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$\n      CLOISTER_APP_VARS: GREETING\n      GREETING: hello\nsecrets:\n  - name: bundle_key\n    kind: import\n    from:\n      file: {}\n  - name: k1\n    kind: aes256\n",
+            "name: test/cluster\nversion: 1\n{}security:\n  tees: [sim]\nservices:\n  - name: job\n    attestation:\n      - measurements: [\"{}\"]\n    env:\n      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$\n      CLOISTER_KEY_K1: $$cloister:k1:hex$$\n      CLOISTER_APP_VARS: GREETING\n      GREETING: hello\n      CLOISTER_INSECURE_PRINT_RESULTS: \"true\"\n  - name: quiet\n    attestation:\n      - measurements: [\"{}\"]\n    env:\n      CLOISTER_BUNDLE_KEY: $$cloister:bundle_key$$\n      CLOISTER_APP_VARS: GREETING\n      GREETING: hello\nsecrets:\n  - name: bundle_key\n    kind: import\n    from:\n      file: {}\n  - name: k1\n    kind: aes256\n",
             cluster.owner_yaml().unwrap(),
             app.measurement,
             app.measurement,
@@ -537,7 +537,7 @@ mod tests {
         assert!(table.contains("hello") && table.contains("42"), "{table}");
         assert_eq!(report.measurement, app.measurement.to_string());
 
-        // Without CLOISTER_PRINT_RESULTS the results stay in the process: name and rows only.
+        // Without CLOISTER_INSECURE_PRINT_RESULTS the results stay in the process: name and rows only.
         let quiet = cluster
             .run_job("test/cluster", "quiet", &app.path, JobOptions::default())
             .unwrap();

@@ -30,8 +30,8 @@ use self::duckdb::DuckDb;
 use super::progress;
 use crate::demo::cluster::{Cluster, measurement_without_bundle};
 use crate::demo::taxi::{TRIP_KEYS, trips_encryption};
-use crate::job::JobSettings;
 use crate::{EXIT_REFUSED, output};
+use cloister_roles::job::JobSettings;
 
 /// One demo query: its file name without `.sql`, and its text.
 #[derive(Clone, Copy, Debug)]
@@ -572,14 +572,14 @@ impl Data {
                     .with_context(|| format!("remove the stale data in {}", plain.display()))?;
             }
             let start = Instant::now();
-            let bar = taxi::progress_bar(spec.rows, !hidden);
+            let bar = crate::progress::rows_bar(spec.rows, !hidden);
             bar.set_message("plaintext");
             let props = || {
                 taxi::default_writer_properties()
                     .set_max_row_group_row_count(Some(spec.row_group_rows))
                     .build()
             };
-            taxi::generate(spec, &plain.join("trips"), |_| props(), &bar)?;
+            taxi::generate(spec, &plain.join("trips"), |_| props(), &|n| bar.inc(n))?;
             taxi::write_zones(&plain.join("zones"), props(), false)?;
             bar.finish_and_clear();
             std::fs::write(plain.join(Stamp::FILE), serde_json::to_vec_pretty(&stamp)?)
@@ -601,7 +601,7 @@ impl Data {
             let props = (0..spec.files)
                 .map(|_| encryption(&provider))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let bar = taxi::progress_bar(spec.rows, !hidden);
+            let bar = crate::progress::rows_bar(spec.rows, !hidden);
             // `generate` asks for files 0..spec.files, one entry of `props` each: indexing
             // cannot fail, and no file can fall back to plaintext.
             let writer = |file: usize| {
@@ -610,7 +610,7 @@ impl Data {
                     .with_file_encryption_properties(props[file].clone())
                     .build()
             };
-            taxi::generate(spec, &enc.path().join("trips"), writer, &bar)?;
+            taxi::generate(spec, &enc.path().join("trips"), writer, &|n| bar.inc(n))?;
             bar.finish_and_clear();
             encrypt_seconds = Some(start.elapsed().as_secs_f64());
             encrypted_bytes = Some(dir_bytes(&enc.path().join("trips"))?);
@@ -680,7 +680,7 @@ fn attested_master_keys(dir: &Path) -> anyhow::Result<Arc<InMemoryKeyProvider>> 
     for (id, _) in TRIP_KEYS {
         env += &format!(
             "      {}: $$cloister:{id}:hex$$\n",
-            crate::job::key_setting(id)
+            cloister_roles::job::key_setting(id)
         );
         secrets += &format!("  - name: {id}\n    kind: aes256\n");
     }

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 
+/// `cloister demo [evidence|contoso] …`.
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
@@ -48,6 +49,7 @@ pub enum DemoCommand {
     Contoso(contoso::Args),
 }
 
+/// Run a demo.
 pub fn run(args: Args, quiet: bool) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(DemoCommand::Evidence(a)) => evidence::run(a, quiet),

@@ -7,23 +7,11 @@
 //!
 //! # Configuration (the service's `env` in the policy)
 //!
-//! | variable | meaning |
-//! | --- | --- |
-//! | `CLOISTER_KEY_<ID>` | a data key: 32, 48 or 64 hex digits (AES-128/192/256), normally `$$cloister:<secret>:hex$$`. It is held in memory under key id `<id>` **lower-cased** (`CLOISTER_KEY_TRIPS_FARE` → `trips_fare`): the id SQL names in `'format.crypto.factory_options.footer_key'` / `column_keys`, and the master-key id in key-management-tools files (Spark, pyarrow). `<ID>` is letters, digits and `_`. |
-//! | `CLOISTER_APP_VARS` | the names (comma or space separated) of other `env` entries that become `${NAME}` placeholders of the SQL. Nothing else reaches SQL; names that look like secrets (`KEY`, `TOKEN`, `SAS`, `PASSWORD`, …) are refused. Values are bound as literals after the SQL is tokenized, never spliced into its text: inside a string literal (`'${OUT}/x.parquet'`) the value becomes part of that string; elsewhere `${NAME}` (or `${NAME:str}`) is a string literal and `${NAME:int}` an integer literal. A quote, `;` or `--` in a value stays in the literal (see `cloister_engine::app`). |
-//! | `AZURE_BLOB_*`, `AWS_*`, `CLOISTER_DATA_ROOT` | the data store, as `cloister_engine::StoreConfig::from_env` reads them (SAS token, account key or S3 keys included). When none is set, only local paths are reachable. |
-//! | `CLOISTER_MEMORY_LIMIT` | optional query memory limit: bytes, or with a `K`, `M`, `G` (`KiB`, `MiB`, `GiB`) suffix. Operators that can spill do so beyond it. |
-//! | `CLOISTER_OUTPUT_PLAINTEXT` | `none` (default): only fully encrypted Parquet may be written; `columns`: encrypted Parquet with some plaintext columns; `formats`: also CSV, JSON and plain Parquet. |
-//! | `CLOISTER_PRINT_RESULTS` | `true` lets the job print its queries' results (tables on stdout, `--json`): stdout leaves the TEE in plaintext, so it is the custodian's choice. Default `false`: each result is withheld and only its name and row count are shown; write results with an encrypted `COPY … TO` instead. |
-//! | `CLOISTER_SPILL_DIR` | optional: spill files go into a fresh directory under it (default: the OS temp directory). |
-//! | `CLOISTER_CMK_<PATH>` | an Always Encrypted column master key: a PEM RSA private key (`$$cloister:CMK1:pem$$`), at key store `CLOISTER_CAS`, key path `<PATH>` (a `cmk` secret's key path is its name). |
-//! | `CLOISTER_CEK_<NAME>` | an Always Encrypted column encryption key named `<NAME>` in the database's key metadata: its 32 bytes in hex (`$$cloister:CEK1:key$$`, for a session that imported it without the CMK) or its wrapped value (`$$cloister:CEK1:hex$$`, unwrapped with the `CLOISTER_CMK_…` its key path names). |
-//!
-//! Spill files are always AES-256-GCM encrypted under a per-process key (`EncryptedSpill`);
-//! no setting turns that off. The Always Encrypted keys are read (and checked) when the job
-//! starts, into [`JobSettings::column_keys`] for the SQL-database sources and sinks
-//! (`cloister_sqldb`) of roles that use them; SQL apps cannot open SQL-database tables
-//! yet. Every other variable is ignored here.
+//! The variables, their meanings and their loud names are documented in one place,
+//! [`crate::config`]; [`JobSettings::from_env`] reads and checks them when the job starts. The
+//! Always Encrypted keys are read (and checked) too, into [`JobSettings::column_keys`] for the
+//! SQL-database sources and sinks (`cloister_sqldb`) of roles that use them; SQL apps
+//! cannot open SQL-database tables yet. Every other variable is ignored here.
 //!
 //! # The app
 //!
@@ -53,22 +41,11 @@ use cloister_sqldb::{ConfiguredKey, Error as SqlError, InMemoryColumnMasterKeys}
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 
-/// The prefix of data-key variables: `CLOISTER_KEY_<ID>` → key id `<id>`.
-pub const KEY_ENV_PREFIX: &str = "CLOISTER_KEY_";
-/// The variable listing the `env` entries that become SQL variables.
-pub const APP_VARS_ENV: &str = "CLOISTER_APP_VARS";
-/// The variable holding the optional memory limit.
-pub const MEMORY_LIMIT_ENV: &str = "CLOISTER_MEMORY_LIMIT";
-/// The variable relaxing the output policy.
-pub const OUTPUT_PLAINTEXT_ENV: &str = "CLOISTER_OUTPUT_PLAINTEXT";
-/// The variable naming where spill files go.
-pub const SPILL_DIR_ENV: &str = "CLOISTER_SPILL_DIR";
-/// The variable that lets the job print query results (stdout leaves the TEE).
-pub const PRINT_RESULTS_ENV: &str = "CLOISTER_PRINT_RESULTS";
-/// The prefix of Always Encrypted column master key variables (`CLOISTER_CMK_<PATH>`).
-pub const CMK_ENV_PREFIX: &str = "CLOISTER_CMK_";
-/// The prefix of Always Encrypted column encryption key variables (`CLOISTER_CEK_<NAME>`).
-pub const CEK_ENV_PREFIX: &str = "CLOISTER_CEK_";
+pub use crate::config::{
+    APP_VARS_ENV, CEK_ENV_PREFIX, CMK_ENV_PREFIX, KEY_ENV_PREFIX, MEMORY_LIMIT_ENV,
+    OUTPUT_PLAINTEXT_ENV, PRINT_RESULTS_ENV, SPILL_DIR_ENV, key_setting,
+};
+use crate::config::{OLD_PRINT_RESULTS_ENV, OutputPlaintext, names_store, parse_bytes, parse_flag};
 
 /// Why a job did not run to the end. Messages name settings, key ids, scripts and rules;
 /// never a value.
@@ -200,11 +177,6 @@ fn shown(error: &DataFusionError) -> String {
     contexts.join(": ")
 }
 
-/// The variable that holds key `key_id`.
-pub fn key_setting(key_id: &str) -> String {
-    format!("{KEY_ENV_PREFIX}{}", key_id.to_ascii_uppercase())
-}
-
 /// What the job takes from the attested configuration; see the [module docs](self).
 pub struct JobSettings {
     keys: Arc<InMemoryKeyProvider>,
@@ -316,9 +288,7 @@ impl JobSettings {
         let column_keys = column_keys_from_env(env)?;
 
         let pairs = || env.iter().map(|(k, v)| (k.as_str(), v.expose_secret()));
-        let names_store = env.keys().any(|k| {
-            k.starts_with("AZURE_BLOB_") || k.starts_with("AWS_") || k == "CLOISTER_DATA_ROOT"
-        });
+        let names_store = env.keys().any(|k| names_store(k));
         let store = if names_store {
             Some(StoreConfig::from_env(pairs()).map_err(JobError::Store)?)
         } else {
@@ -361,30 +331,27 @@ impl JobSettings {
             })
             .transpose()?;
 
-        let output_policy = match env
-            .get(OUTPUT_PLAINTEXT_ENV)
-            .map(|v| v.expose_secret().trim())
-        {
-            None | Some("" | "none") => OutputPolicy::encrypted_only(),
-            Some("columns") => OutputPolicy::encrypted_only().allow_plaintext_columns(),
-            Some("formats") => OutputPolicy::encrypted_only().allow_plaintext_formats(),
-            Some(_) => {
-                return Err(setting(
-                    OUTPUT_PLAINTEXT_ENV,
-                    "expected none, columns or formats".into(),
-                ));
-            }
-        };
+        let output_policy = OutputPlaintext::parse(
+            env.get(OUTPUT_PLAINTEXT_ENV)
+                .map_or("", |v| v.expose_secret()),
+        )
+        .map_err(|reason| setting(OUTPUT_PLAINTEXT_ENV, reason))?
+        .policy();
         let spill_dir = env
             .get(SPILL_DIR_ENV)
             .map(|v| PathBuf::from(v.expose_secret()));
-        let print_results = match env.get(PRINT_RESULTS_ENV).map(|v| v.expose_secret().trim()) {
-            None | Some("" | "false") => false,
-            Some("true") => true,
-            Some(_) => {
-                return Err(setting(PRINT_RESULTS_ENV, "expected true or false".into()));
-            }
-        };
+        if env.contains_key(OLD_PRINT_RESULTS_ENV) {
+            return Err(setting(
+                OLD_PRINT_RESULTS_ENV,
+                format!(
+                    "renamed: set {PRINT_RESULTS_ENV}=true to print results (stdout leaves the \
+                     TEE in plaintext)"
+                ),
+            ));
+        }
+        let print_results =
+            parse_flag(env.get(PRINT_RESULTS_ENV).map_or("", |v| v.expose_secret()))
+                .map_err(|reason| setting(PRINT_RESULTS_ENV, reason))?;
         Ok(Self {
             keys: Arc::new(keys),
             column_keys: Arc::new(column_keys),
@@ -440,24 +407,6 @@ impl JobSettings {
             },
         )
     }
-}
-
-/// `512M`, `2G`, `64MiB`, `1048576` → bytes.
-fn parse_bytes(text: &str) -> Option<usize> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: usize = digits.parse().ok()?;
-    let shift = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        _ => return None,
-    };
-    n.checked_mul(1usize << shift).filter(|b| *b > 0)
 }
 
 /// Test and harness hooks for a job (the CLI uses the defaults).
@@ -899,9 +848,13 @@ mod tests {
     #[case::short("CLOISTER_KEY_A", "0011", "16, 24 or 32 bytes")]
     #[case::bad_id("CLOISTER_KEY_A-B", KEY, "letters, digits")]
     #[case::memory("CLOISTER_MEMORY_LIMIT", "lots", "512M")]
-    #[case::output("CLOISTER_OUTPUT_PLAINTEXT", "yes", "none, columns or formats")]
+    #[case::output(
+        "CLOISTER_OUTPUT_PLAINTEXT",
+        "yes",
+        "none, insecure-columns or insecure-formats"
+    )]
     #[case::vars("CLOISTER_APP_VARS", "OUT", "does not set")]
-    #[case::print("CLOISTER_PRINT_RESULTS", "yes", "true or false")]
+    #[case::print("CLOISTER_INSECURE_PRINT_RESULTS", "yes", "true or false")]
     #[case::cmk_not_pem("CLOISTER_CMK_CMK1", "not a key", "RSA private key")]
     #[case::cek_not_hex("CLOISTER_CEK_CEK1", "zz", "not hex")]
     #[case::cek_short("CLOISTER_CEK_CEK1", "0011", "encrypted_value")]
@@ -1015,6 +968,43 @@ mod tests {
         for text in ["", "0", "M", "12X", "-5"] {
             assert_eq!(parse_bytes(text), None, "{text}");
         }
+    }
+
+    /// Risky settings have loud names (issue 10): a policy written with an old spelling is
+    /// refused with the new one named, instead of meaning something else.
+    #[test]
+    fn regression_old_spellings_of_risky_settings_are_refused_with_the_new_name() {
+        for (old, new) in [
+            ("formats", "insecure-formats"),
+            ("columns", "insecure-columns"),
+        ] {
+            let err = JobSettings::from_env(&env(&[("CLOISTER_OUTPUT_PLAINTEXT", old)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("CLOISTER_OUTPUT_PLAINTEXT") && err.contains(new),
+                "{err}"
+            );
+        }
+        let err = JobSettings::from_env(&env(&[("CLOISTER_PRINT_RESULTS", "true")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CLOISTER_PRINT_RESULTS")
+                && err.contains("CLOISTER_INSECURE_PRINT_RESULTS=true"),
+            "{err}"
+        );
+        let s = JobSettings::from_env(&env(&[
+            ("CLOISTER_OUTPUT_PLAINTEXT", "insecure-formats"),
+            ("CLOISTER_INSECURE_PRINT_RESULTS", "true"),
+        ]))
+        .unwrap();
+        assert!(s.print_results && s.output_policy.allows_plaintext_formats());
+        assert!(
+            s.describe().contains("plaintext allowed"),
+            "{}",
+            s.describe()
+        );
     }
 
     #[test]

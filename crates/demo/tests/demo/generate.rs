@@ -31,12 +31,13 @@ fn gen_taxi_writes_plain_and_encrypted_parquet() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["rows"], 20000);
     assert_eq!(summary["files"], 2);
-    let plain = parquet_files(&dir.path().join("plain"));
-    assert_eq!(
-        plain.len(),
-        3,
-        "two trip files and the zone lookup: {plain:?}"
-    );
+    assert_eq!(summary["trips"], "plain/trips");
+    assert_eq!(summary["zones"], "plain/zones");
+    // One table per directory (issue 10): the trips, and beside them the zone lookup.
+    assert!(parquet_files(&dir.path().join("plain")).is_empty());
+    assert_eq!(parquet_files(&dir.path().join("plain/zones")).len(), 1);
+    let plain = parquet_files(&dir.path().join("plain/trips"));
+    assert_eq!(plain.len(), 2, "two trip files: {plain:?}");
     assert!(
         plain
             .iter()
@@ -95,7 +96,7 @@ fn gen_taxi_writes_plain_and_encrypted_parquet() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let trips: Vec<_> = parquet_files(&dir.path().join("enc"))
+    let trips: Vec<_> = parquet_files(&dir.path().join("enc/trips"))
         .into_iter()
         .filter(|f| f.to_string_lossy().contains("tripdata"))
         .collect();

@@ -264,8 +264,7 @@ async fn demo_queries_equal_duckdb_on_the_same_plaintext() {
         ..TaxiSpec::new(ROWS)
     };
     let props = || taxi::default_writer_properties().build();
-    let bar = indicatif::ProgressBar::hidden();
-    taxi::generate(&spec, &trips, |_| props(), &bar).unwrap();
+    taxi::generate(&spec, &trips, |_| props(), &|_| {}).unwrap();
     let zones = taxi::write_zones(&zones_dir, props(), false).unwrap()[0].clone();
 
     let engine = EngineBuilder::new(Arc::new(InMemoryKeyProvider::new()))

@@ -1,26 +1,27 @@
 //! `cloister gen …`: deterministic synthetic data sets.
 
-use crate::output;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use cloister_datagen::taxi;
 use cloister_engine::datafusion::parquet::encryption::encrypt::FileEncryptionProperties;
 use cloister_engine::{CloisterEncryptionFactory, EncryptionOptions, InMemoryKeyProvider};
+use cloister_roles::output;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use zeroize::{Zeroize as _, Zeroizing};
 
+/// `cloister gen …`.
 #[derive(Subcommand)]
 pub enum Command {
     /// Generate NYC-taxi-like trips in the official TLC yellow-taxi schema.
     ///
     /// Deterministic (the same --seed gives byte-identical plaintext files on any number of
     /// threads), with realistic shapes: skewed pickup zones, daily and weekly seasonality,
-    /// fares correlated with distance, tips mostly on card payments. Also writes the
-    /// 265-zone lookup table (its borough sizes and special zones are real; the other zone
-    /// names are made up).
+    /// fares correlated with distance, tips mostly on card payments. The trips go to
+    /// DIR/trips/, the 265-zone lookup table to DIR/zones/ (its borough sizes and special
+    /// zones are real; the other zone names are made up): one table per directory.
     ///
     /// With --keys the files are Parquet-encrypted in the key-management-tools format Spark,
     /// parquet-mr and pyarrow use: each column's data key is wrapped under the named master
@@ -35,12 +36,14 @@ pub enum Command {
     Taxi(TaxiArgs),
 }
 
+/// `cloister gen taxi …`.
 #[derive(Args)]
 pub struct TaxiArgs {
     /// How many trips.
     #[arg(long, default_value_t = 10_000_000)]
     rows: u64,
-    /// The output directory (created if missing; must not hold an earlier run).
+    /// The output directory (created if missing; must not hold an earlier run): the trips go
+    /// to DIR/trips/, the zone lookup to DIR/zones/.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// How many Parquet files (default: one per 4M rows).
@@ -69,6 +72,7 @@ pub struct TaxiArgs {
     json: bool,
 }
 
+/// Generate a data set.
 pub fn run(cmd: Command, quiet: bool) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Taxi(args) => taxi(args, quiet),
@@ -93,8 +97,8 @@ fn taxi(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     if args.force && args.out.exists() {
         taxi::clean(&args.out)?;
     }
-    let bar = taxi::progress_bar(args.rows, !quiet && !args.json);
-    let summary = taxi::gen_taxi(&spec, &args.out, encryption, &bar)?;
+    let bar = crate::progress::rows_bar(args.rows, !quiet && !args.json);
+    let summary = taxi::gen_taxi(&spec, &args.out, encryption, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     if args.json {
         output::json(&serde_json::json!({
@@ -104,13 +108,16 @@ fn taxi(args: TaxiArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             "seconds": summary.elapsed.as_secs_f64(),
             "rows_per_sec": summary.rows_per_sec(),
             "out": args.out,
+            "trips": args.out.join(taxi::TRIPS_DIR),
+            "zones": args.out.join(taxi::ZONES_DIR),
         }))?;
     } else {
         eprintln!(
-            "cloister: wrote {} trips in {} files to {} ({:.0} rows/s{})",
+            "cloister: wrote {} trips in {} files to {} and the zone lookup to {} ({:.0} rows/s{})",
             summary.rows,
             summary.files.len(),
-            args.out.display(),
+            args.out.join(taxi::TRIPS_DIR).display(),
+            args.out.join(taxi::ZONES_DIR).display(),
             summary.rows_per_sec(),
             if args.keys.is_some() {
                 ", encrypted"

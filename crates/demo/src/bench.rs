@@ -17,6 +17,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+/// `cloister bench …`.
 #[derive(Subcommand)]
 pub enum Command {
     /// Attestations per second and latency of a CAS under concurrent sim workloads.

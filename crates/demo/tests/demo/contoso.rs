@@ -26,7 +26,7 @@ const CSV: &str = concat!(
 );
 const PEER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/cli/peer/contoso_peer.py"
+    "/tests/demo/peer/contoso_peer.py"
 );
 const AE_PEER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -43,9 +43,9 @@ use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use super::cluster::{AuditRow, Cluster, ImportRules, audit_summary, measurement_without_bundle};
-use crate::job::JobSettings;
-use crate::output;
 use cloister_cas::imports::namespace_of;
+use cloister_roles::job::JobSettings;
+use cloister_roles::output;
 
 /// The exporting session.
 pub const HR_SESSION: &str = "contoso/hr";
@@ -168,7 +168,8 @@ pub fn run(args: Args, quiet: bool) -> anyhow::Result<std::process::ExitCode> {
     let (temp, dir) = super::work_dir(args.dir.as_deref(), "cloister-contoso-")?;
     let mut options = Options::sqlite(dir.join("contoso.db"));
     if let Some(conninfo) = &args.postgres {
-        options.database = SqlDatabase::postgres(crate::keys::parse_conninfo(conninfo)?);
+        options.database =
+            SqlDatabase::postgres(cloister_roles::conninfo::parse_conninfo(conninfo)?);
     }
     options.cmk_pem = args.cmk_pem.clone();
     let report = run_flow(&options)?;
