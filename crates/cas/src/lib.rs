@@ -59,7 +59,6 @@ pub mod config;
 pub mod envelope;
 mod error;
 pub mod imports;
-pub mod las;
 pub mod master_key;
 /// The name syntax of namespaces, sessions and services (one rule, in the policy crate).
 pub use cloister_policy::names;

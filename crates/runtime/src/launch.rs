@@ -34,7 +34,7 @@ use cloister_attest::{EvidenceFormat, EvidenceKind, binding};
 use cloister_cas::api::AttestRequest;
 use cloister_cas::client::{Attested, CasClient};
 use cloister_cas::envelope::WorkloadKey;
-use cloister_cas::las::{LasCollector, SourceKind};
+use cloister_las::{LasCollector, SourceKind};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::Error;

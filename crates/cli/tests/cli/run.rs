@@ -4,9 +4,9 @@
 
 use cloister_attest::sim::{PlatformKey, Statement};
 use cloister_cas::client::CasClient;
-use cloister_cas::las::{self, CollateralSettings, LasConfig, LasState};
 use cloister_cas::server::{self, CERT_FILE, CasState};
 use cloister_cas::{CasConfig, MasterKey};
+use cloister_las::{self as las, CollateralSettings, LasConfig, LasState};
 use cloister_policy::{OwnerKey, SignedPolicy};
 use rstest::rstest;
 use std::path::{Path, PathBuf};

@@ -184,7 +184,7 @@ impl HttpFetcher {
         amd_kds: Option<Url>,
         timeout: Duration,
     ) -> Result<Self, LasError> {
-        let client = crate::las::http_client(timeout)?;
+        let client = crate::http_client(timeout)?;
         Ok(Self {
             client,
             intel,

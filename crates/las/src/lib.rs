@@ -34,7 +34,7 @@
 //! ```
 //! use cloister_attest::sim::{PlatformKey, SimVerifier, Statement};
 //! use cloister_attest::{Context, Verifier as _, binding};
-//! use cloister_cas::las::{self, CollateralSettings, EvidenceSource, LasClient, LasConfig, LasState};
+//! use cloister_las::{self as las, CollateralSettings, EvidenceSource, LasClient, LasConfig, LasState};
 //! use std::time::SystemTime;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -65,6 +65,7 @@ mod config;
 mod error;
 pub mod locate;
 mod server;
+mod transport;
 
 pub use api::{
     CollateralRequest, CollateralResponse, ErrorBody, ErrorResponse, EvidenceRequest,
@@ -103,6 +104,12 @@ impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }
+}
+
+/// SHA-256 of `bytes`.
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// rustls with the ring provider and Mozilla's roots (webpki-roots): no system certificate store
