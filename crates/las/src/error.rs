@@ -188,6 +188,7 @@ impl LasError {
         }
     }
 
+    #[cfg(feature = "server")]
     pub(crate) fn bad_request(what: &'static str, reason: impl Into<String>) -> Self {
         LasError::BadRequest {
             what,
@@ -195,6 +196,7 @@ impl LasError {
         }
     }
 
+    #[cfg(feature = "server")]
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LasError::Io {
             path: path.into(),
