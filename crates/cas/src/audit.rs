@@ -111,7 +111,7 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::master_key::{KeyPurpose, MasterKey};
 use crate::store::SessionHash;
-use crate::store::file::create_private_dir;
+use crate::store::create_private_dir;
 
 /// The log's file name in the data directory.
 pub const LOG_FILE: &str = "audit.log";

@@ -51,6 +51,24 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 
+/// Creates `dir` (and parents) with mode 0700 if it does not exist.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<(), Error> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| Error::io("create data directory", dir, e))
+}
+
+#[cfg(feature = "server")]
 pub mod file;
 
 /// The SHA-256 hash identifying one version of a session (computed by the policy layer).
@@ -395,6 +413,7 @@ pub trait Store: Send + Sync + 'static {
 pub const MAX_NAME_LEN: usize = 1024;
 
 /// Checks a name argument.
+#[cfg(feature = "server")]
 pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), Error> {
     if name.is_empty() {
         return Err(Error::InvalidInput {
@@ -412,7 +431,7 @@ pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), Error> {
 }
 
 /// Behaviour every [`Store`] backend must show; each function is run against each backend.
-#[cfg(test)]
+#[cfg(all(test, feature = "server"))]
 #[allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 pub(crate) mod conformance {
     use std::time::{Duration, SystemTime};
@@ -768,6 +787,7 @@ mod tests {
         assert!(!format!("{v:?}").contains("topsecret"));
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn names_are_checked() {
         assert!(check_name("session name", "ok").is_ok());

@@ -66,7 +66,7 @@ use crate::error::storage;
 use crate::master_key::{KeyPurpose, MasterKey, Subkey};
 use crate::store::{
     CasKey, Expect, KeyAlgorithm, Namespace, SecretBytes, Session, SessionHash, SessionVersion,
-    Store, StoredSecret, Tombstone, Versioned, check_name,
+    Store, StoredSecret, Tombstone, Versioned, check_name, create_private_dir,
 };
 use crate::{Error, NonceRejection};
 
@@ -945,23 +945,6 @@ fn remove_row(db: &Database, table: &'static str, key: &[u8]) -> Result<bool, Er
 /// The definition of a table: every table maps byte strings to byte strings.
 fn def(name: &'static str) -> Table {
     TableDefinition::new(name)
-}
-
-/// Creates `dir` (and parents) with mode 0700 if it does not exist.
-pub(crate) fn create_private_dir(dir: &Path) -> Result<(), Error> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| Error::io("create data directory", dir, e))
 }
 
 /// AES-256-GCM sealing and HMAC key hashing under the store's two subkeys.
