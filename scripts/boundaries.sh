@@ -2,6 +2,9 @@
 # The dependency rules of STYLE.md, checked with cargo tree:
 # - the trust core (attest, policy, cas, runtime) never depends on the analytics stack;
 # - attest needs no async runtime and no network;
+# - the runtime (the measured workload's launcher) links the CAS and LAS clients only: no server
+#   stack, no embedded store, no certificate authority, no token signing;
+# - the CAS and LAS clients (cloister-cas, cloister-las without `server`) link no server stack;
 # - one copy of each core crate (arrow, parquet, datafusion, object_store, tonic, rustls, prost);
 #   `--depth 0` lists only the duplicated crates themselves, not every crate above them.
 set -euo pipefail
@@ -9,11 +12,12 @@ cd "$(dirname "$0")/.."
 fail=0
 members=$(cargo metadata --no-deps --format-version 1 --locked |
   python3 -c 'import json,sys; print("\n".join(p["name"] for p in json.load(sys.stdin)["packages"]))')
-check() { # crate, forbidden-regex, why
+check() { # crate, forbidden-regex, why, [extra cargo tree options]
   local crate=$1 forbidden=$2 why=$3
+  shift 3
   grep -qx "$crate" <<<"$members" || return 0
   local hits
-  hits=$(cargo tree --locked -p "$crate" -e normal --prefix none 2>/dev/null | awk '{print $1}' | grep -Ex "$forbidden" | sort -u || true)
+  hits=$(cargo tree --locked -p "$crate" "$@" -e normal --prefix none 2>/dev/null | awk '{print $1}' | grep -Ex "$forbidden" | sort -u || true)
   if [ -n "$hits" ]; then
     echo "boundary broken: $crate depends on $(echo $hits | tr '\n' ' ')($why)" >&2
     fail=1
@@ -21,9 +25,13 @@ check() { # crate, forbidden-regex, why
 }
 analytics='datafusion.*|arrow.*|parquet|object_store'
 check cloister-attest "$analytics|tokio|hyper|reqwest|mio" "attest is pure: no analytics, no async runtime, no network"
-for c in cloister-policy cloister-cas cloister-runtime cloister-colenc; do
+for c in cloister-policy cloister-cas cloister-las cloister-runtime cloister-colenc; do
   check "$c" "$analytics" "the trust core never depends on the analytics stack"
 done
+servers='redb|axum|axum-server|utoipa|rcgen|jsonwebtoken|governor|cloister-colenc'
+check cloister-runtime "$servers" "the runtime links the CAS and LAS clients, not their servers"
+check cloister-cas "$servers" "the CAS client (no \`server\` feature) links no server stack" --no-default-features
+check cloister-las "$servers|backon|tempfile" "the LAS client (no \`server\` feature) links no server stack" --no-default-features
 dups=$(cargo tree --locked -d --depth 0 -e normal --prefix none 2>/dev/null | grep -E '^(arrow|parquet|datafusion|object_store|tonic|rustls|prost) v' | sort -u || true)
 if [ -n "$dups" ]; then
   echo "two copies of a core crate:" >&2; echo "$dups" >&2; fail=1
