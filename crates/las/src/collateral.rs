@@ -54,7 +54,7 @@ mod source;
 #[cfg(feature = "server")]
 pub(crate) use cache::write_atomically;
 #[cfg(feature = "server")]
-pub use cache::{Cached, CollateralCache, MAX_ITEM_LEN, MAX_ITEMS, RefreshPolicy};
+pub use cache::{Cached, CollateralCache, MAX_ITEM_LEN, MAX_ITEMS, RefreshPolicy, decode_envelope};
 pub use item::{AmdProduct, DcapTee, Item, PckCa, SnpTcb, Window, appraise};
 #[cfg(feature = "server")]
 pub use source::{BoxFuture, BundleFetcher, FetchError, Fetcher, HttpFetcher, IntelPcs};

@@ -529,7 +529,10 @@ struct Peek {
     last_error: Option<String>,
 }
 
-fn decode_envelope(item: &Item, bytes: &[u8]) -> Result<Cached, String> {
+/// Parse a cache file that should hold `item`: its envelope, the body's SHA-256, and the body's
+/// validity window ([`appraise`]). The bytes are untrusted (whoever controls the host's disk
+/// wrote them): anything wrong is an error saying what, and the cache then ignores the file.
+pub fn decode_envelope(item: &Item, bytes: &[u8]) -> Result<Cached, String> {
     let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if envelope.format != CACHE_FORMAT {
         return Err(format!("unknown format {:?}", envelope.format));
