@@ -3,6 +3,9 @@
 # - the trust core (attest, policy, cas, runtime) never depends on the analytics stack;
 # - attest needs no async runtime and no network;
 # - the engine links no SQL-database driver (those are cloister-sqldb, beside it);
+# - the runtime (the measured workload's launcher) links the CAS and LAS clients only: no server
+#   stack, no embedded store, no certificate authority, no token signing;
+# - the CAS and LAS clients (cloister-cas, cloister-las without `server`) link no server stack;
 # - one copy of each core crate (arrow, parquet, datafusion, object_store, tonic, rustls, prost);
 #   `--depth 0` lists only the duplicated crates themselves, not every crate above them.
 set -euo pipefail
@@ -10,12 +13,12 @@ cd "$(dirname "$0")/.."
 fail=0
 members=$(cargo metadata --no-deps --format-version 1 --locked |
   python3 -c 'import json,sys; print("\n".join(p["name"] for p in json.load(sys.stdin)["packages"]))')
-check() { # crate, forbidden-regex, why, [more cargo tree flags]
-  local crate=$1 forbidden=$2 why=$3 flags=${4:-}
+check() { # crate, forbidden-regex, why, [extra cargo tree options]
+  local crate=$1 forbidden=$2 why=$3
+  shift 3
   grep -qx "$crate" <<<"$members" || return 0
   local hits
-  # shellcheck disable=SC2086 # $flags is a list of flags
-  hits=$(cargo tree --locked -p "$crate" $flags -e normal --prefix none 2>/dev/null | awk '{print $1}' | grep -Ex "$forbidden" | sort -u || true)
+  hits=$(cargo tree --locked -p "$crate" "$@" -e normal --prefix none 2>/dev/null | awk '{print $1}' | grep -Ex "$forbidden" | sort -u || true)
   if [ -n "$hits" ]; then
     echo "boundary broken: $crate depends on $(echo $hits | tr '\n' ' ')($why)" >&2
     fail=1
@@ -23,7 +26,7 @@ check() { # crate, forbidden-regex, why, [more cargo tree flags]
 }
 analytics='datafusion.*|arrow.*|parquet|object_store'
 check cloister-attest "$analytics|tokio|hyper|reqwest|mio" "attest is pure: no analytics, no async runtime, no network"
-for c in cloister-policy cloister-cas cloister-runtime cloister-colenc; do
+for c in cloister-policy cloister-cas cloister-las cloister-runtime cloister-colenc; do
   check "$c" "$analytics" "the trust core never depends on the analytics stack"
 done
 # The test harnesses (a dev-dependency of every crate's tests) stand up the trust core only.
@@ -32,6 +35,10 @@ check cloister-engine "cloister-sqldb|rusqlite|libsqlite3-sys|tokio-postgres" "S
 # The measured workload (the `cloister` executable a policy pins) holds no demo, benchmark or
 # data-generator code: editing those must not change a pinned measurement.
 check cloister-cli "cloister-demo|cloister-datagen|hdrhistogram|indicatif" "the measured workload holds no demo, bench or generator code"
+servers='redb|axum|axum-server|utoipa|rcgen|jsonwebtoken|governor|cloister-colenc'
+check cloister-runtime "$servers" "the runtime links the CAS and LAS clients, not their servers"
+check cloister-cas "$servers" "the CAS client (no \`server\` feature) links no server stack" --no-default-features
+check cloister-las "$servers|backon|tempfile" "the LAS client (no \`server\` feature) links no server stack" --no-default-features
 dups=$(cargo tree --locked -d --depth 0 -e normal --prefix none 2>/dev/null | grep -E '^(arrow|parquet|datafusion|object_store|tonic|rustls|prost) v' | sort -u || true)
 if [ -n "$dups" ]; then
   echo "two copies of a core crate:" >&2; echo "$dups" >&2; fail=1

@@ -29,6 +29,7 @@ for t in "${targets[@]}"; do
     policy_parse) seeds="crates/policy/examples" ;;
     app_bundle) seeds="" ;;
     signed_request) seeds="" ;;
+    las_envelope) seeds="testdata/tee-evidence/sgx-dcap testdata/tee-evidence/tdx testdata/tee-evidence/sev-snp/go-sev-guest testdata/tee-evidence/sev-snp/virtee-sev" ;;
     *) seeds="" ;;
   esac
   # shellcheck disable=SC2086 # $seeds is a list of folders

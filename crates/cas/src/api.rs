@@ -131,7 +131,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
-use utoipa::ToSchema;
 
 use crate::envelope::Sealed;
 
@@ -338,7 +337,8 @@ impl SignatureHeader {
 /// | 429 | `rate-limited` | this client (peer IP address) sent too many nonce, attest or session requests; `Retry-After` says when to retry (`rule: rate-limit`) |
 /// | 503 | `unavailable` | storage or an import source is unavailable, or too many recent attestations to remember their nonces |
 /// | 500 | `internal` | a bug; details only in the CAS log |
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The stable error code.
     pub code: String,
@@ -362,7 +362,8 @@ pub struct ErrorBody {
 // ---- health and discovery ---------------------------------------------------------------------
 
 /// `GET /v1/health`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Health {
     /// Always `ok` when the CAS answers.
     pub status: String,
@@ -381,7 +382,8 @@ pub struct Health {
 }
 
 /// `GET /.well-known/openid-configuration`: where relying parties find the token keys.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct OpenIdConfiguration {
     /// The `iss` of the CAS's tokens.
     pub issuer: String,
@@ -400,7 +402,8 @@ pub struct OpenIdConfiguration {
 // ---- namespaces -------------------------------------------------------------------------------
 
 /// A namespace owner in a request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceOwnerJson {
     /// A name for people (1 to 64 printable characters).
@@ -420,7 +423,8 @@ impl NamespaceOwnerJson {
 }
 
 /// A namespace owner in an answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct NamespaceOwnerView {
     /// The owner's name.
     pub name: String,
@@ -431,7 +435,8 @@ pub struct NamespaceOwnerView {
 }
 
 /// `POST /v1/namespaces`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateNamespace {
     /// The namespace, one name segment.
@@ -444,7 +449,8 @@ pub struct CreateNamespace {
 }
 
 /// `PUT /v1/namespaces/{ns}`: what changes; absent fields stay.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateNamespace {
     /// The version being updated (`conflict` if it moved).
@@ -458,7 +464,8 @@ pub struct UpdateNamespace {
 }
 
 /// A namespace.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct NamespaceView {
     /// The namespace.
     pub name: String,
@@ -477,7 +484,8 @@ pub struct NamespaceView {
 }
 
 /// `GET /v1/namespaces`: the namespaces the signer may read, by name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct NamespaceList {
     /// The namespaces, sorted by name.
     pub namespaces: Vec<NamespaceView>,
@@ -486,8 +494,9 @@ pub struct NamespaceList {
 // ---- sessions ---------------------------------------------------------------------------------
 
 /// A policy version with owner signatures (the policy crate's `SignedPolicy` wire form).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[schema(title = "SignedPolicy")]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "server", schema(title = "SignedPolicy"))]
 // As strict as the policy crate's `SignedPolicy`, which the server parses: the schema then says
 // `additionalProperties: false`.
 #[serde(deny_unknown_fields)]
@@ -500,7 +509,8 @@ pub struct SignedPolicyJson {
 }
 
 /// One owner's signature.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct SignatureJson {
     /// SHA-256 of the owner's SPKI DER, hex.
     pub key_fingerprint: String,
@@ -509,7 +519,8 @@ pub struct SignatureJson {
 }
 
 /// A session version's identity (created, updated, deleted, listed).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct SessionSummary {
     /// `namespace/name`.
     pub name: String,
@@ -522,7 +533,8 @@ pub struct SessionSummary {
 }
 
 /// `GET /v1/sessions/{name}`: the version in force and the history. Never a generated secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct SessionView {
     /// `namespace/name`.
     pub name: String,
@@ -541,14 +553,16 @@ pub struct SessionView {
 }
 
 /// `GET /v1/sessions`: the sessions the signer may read, by name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct SessionList {
     /// The sessions, sorted by name.
     pub sessions: Vec<SessionSummary>,
 }
 
 /// `DELETE /v1/sessions/{name}`: owner approvals of the deletion.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeleteSession {
     /// The current head's hash, hex (the deletion fails with `conflict` if it moved).
@@ -560,7 +574,8 @@ pub struct DeleteSession {
 // ---- nonces and attestation -------------------------------------------------------------------
 
 /// `POST /v1/nonce`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct NonceResponse {
     /// 56 bytes, base64: issue time, randomness and the CAS's MAC over both (opaque to
     /// clients). Single use, valid until `expires_at`.
@@ -581,7 +596,8 @@ pub const MAX_HOST_ARG_BYTES: usize = 4096;
 /// ([`cloister_policy::names`]), `evidence` be at most [`MAX_EVIDENCE_BYTES`], `host_args` at
 /// most [`MAX_HOST_ARGS`] of at most [`MAX_HOST_ARG_BYTES`] each; otherwise the request is a
 /// `bad-request`, checked before anything is logged.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AttestRequest {
     /// The session (`namespace/name`).
@@ -592,12 +608,12 @@ pub struct AttestRequest {
     pub evidence: String,
     /// Its kind (`sgx`, `tdx`, `snp`, `maa`, `sim`); detected from the bytes when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, example = "sim")]
+    #[cfg_attr(feature = "server", schema(value_type = Option<String>, example = "sim"))]
     pub kind: Option<cloister_attest::EvidenceKind>,
     /// Collateral: DCAP collateral JSON (`sgx`, `tdx`); `{"vcek": b64 DER or PEM, "chain": PEM}`
     /// (`snp`); none for `sim` and `maa`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[cfg_attr(feature = "server", schema(value_type = Option<Object>))]
     pub collateral: Option<serde_json::Value>,
     /// The nonce from `POST /v1/nonce`, base64.
     pub nonce: String,
@@ -609,7 +625,8 @@ pub struct AttestRequest {
 }
 
 /// SEV-SNP collateral in [`AttestRequest::collateral`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SnpCollateral {
     /// The VCEK certificate: base64 of the DER, or PEM.
@@ -620,12 +637,13 @@ pub struct SnpCollateral {
 }
 
 /// The answer to a passed attestation. `Debug` leaves the token out: it is a bearer secret.
-#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct AttestResponse {
     /// The attestation token (ES256 JWT, keys at `/.well-known/jwks.json`, `aud` =
     /// `<session>/<service>`; see [`crate::token`]).
     #[serde(with = "secret_string")]
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "server", schema(value_type = String))]
     pub token: SecretString,
     /// The workload key's certificate from the session CA, PEM.
     pub certificate_pem: String,
@@ -706,7 +724,8 @@ pub struct SealedFile<S> {
 // ---- audit ------------------------------------------------------------------------------------
 
 /// `GET /v1/audit/head`: the signed head of the audit log, for outside monitors.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct AuditHead {
     /// The last acknowledged entry's `seq` (0: empty log).
     pub seq: u64,
@@ -719,10 +738,11 @@ pub struct AuditHead {
 }
 
 /// `GET /v1/audit/entries`: the entries the signer may read, from one bounded scan.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct AuditEntries {
     /// The entries, in order, exactly as stored.
-    #[schema(value_type = Vec<Object>)]
+    #[cfg_attr(feature = "server", schema(value_type = Vec<Object>))]
     pub entries: Vec<crate::audit::Entry>,
     /// Whether the scan stopped before the end of the log (more entries may follow).
     pub more: bool,
@@ -732,7 +752,8 @@ pub struct AuditEntries {
 }
 
 /// `GET /v1/audit/verify`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct AuditVerification {
     /// Whether the log verifies.
     pub ok: bool,
@@ -751,7 +772,8 @@ pub struct AuditVerification {
 }
 
 /// Query of `GET /v1/audit/entries`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::IntoParams))]
 pub struct AuditEntriesQuery {
     /// Entries with `seq` greater than this (default 0: from the start).
     #[serde(default)]

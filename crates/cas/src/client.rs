@@ -267,7 +267,8 @@ impl CasClient {
     }
 
     /// `GET /.well-known/jwks.json`: the keys that verify attestation tokens
-    /// ([`crate::token::verify`]).
+    /// ([`crate::token::verify`]). Feature `server` (which has the token module).
+    #[cfg(feature = "server")]
     pub async fn jwks(&self) -> Result<jsonwebtoken::jwk::JwkSet, Error> {
         self.send(self.request(Method::GET, "/.well-known/jwks.json"))
             .await

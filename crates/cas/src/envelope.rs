@@ -97,15 +97,16 @@ impl WorkloadKey {
 }
 
 /// An HPKE envelope: the encapsulated key and the AEAD ciphertext (base64 in JSON).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Sealed {
     /// The sender's encapsulated ephemeral public key.
     #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte)]
+    #[cfg_attr(feature = "server", schema(value_type = String, format = Byte))]
     pub enc: Vec<u8>,
     /// The sealed bytes with their AES-GCM tag.
     #[serde(with = "b64")]
-    #[schema(value_type = String, format = Byte)]
+    #[cfg_attr(feature = "server", schema(value_type = String, format = Byte))]
     pub ciphertext: Vec<u8>,
 }
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::audit::AuditError;
+#[cfg(feature = "server")]
 use crate::token::TokenRule;
 
 /// Everything that can go wrong in the CAS storage layer.
@@ -78,8 +79,10 @@ pub enum Error {
         /// What it got (never a secret).
         got: String,
     },
-    /// An attestation token failed verification ([`crate::token::TokenVerifier`]): `rule`
+    /// An attestation token failed verification ([`crate::token::TokenVerifier`], feature
+    /// `server`): `rule`
     /// names the check.
+    #[cfg(feature = "server")]
     #[error("token refused: {rule}: expected {expected}, got {got}")]
     TokenRefused {
         /// The check that failed.
@@ -188,6 +191,7 @@ pub enum Error {
         reason: String,
     },
     /// The embedded database reported an error.
+    #[cfg(feature = "server")]
     #[error("embedded store: {0}")]
     Storage(#[source] Box<redb::Error>),
 
@@ -249,6 +253,7 @@ impl Error {
 }
 
 /// Converts any of redb's error types into ours.
+#[cfg(feature = "server")]
 pub(crate) fn storage(e: impl Into<redb::Error>) -> Error {
     Error::Storage(Box::new(e.into()))
 }

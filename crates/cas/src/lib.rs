@@ -1,21 +1,33 @@
-//! Cloister's Configuration and Attestation Service (CAS): its storage foundations.
+//! Cloister's Configuration and Attestation Service (CAS): the service, and its client.
 //!
 //! The CAS holds the custodians' policies ("sessions"), the secrets it generates for them, the
-//! nonces it hands out for attestation, and its own signing keys, and it keeps an audit log of
-//! everything it decides. This crate provides:
+//! nonces it hands out for attestation, and its own signing keys; it attests workloads and
+//! releases their configuration, and keeps an audit log of everything it decides. Its modules:
 //!
-//! - [`MasterKey`]: the one key that protects everything at rest, from a `0600` file or
-//!   `CLOISTER_MASTER_KEY`, with an HKDF subkey per purpose.
-//! - [`Store`]: the typed tables the CAS keeps, and [`FileStore`], the embedded backend (one
-//!   `redb` file; every value AES-256-GCM sealed, every name replaced by a keyed hash; every
-//!   commit durable). A PostgreSQL backend for a highly available CAS implements the same trait.
+//! - [`api`]: the wire types of the HTTPS API, shared by the server and the client.
+//! - [`client`]: the library the runtime and the CLI use, pinned to the CAS's certificate.
+//! - [`envelope`]: the HPKE envelope that seals a workload's configuration to its key.
 //! - [`audit`]: the append-only, hash-chained, signed audit log and its offline verifier, whose
 //!   failures ([`AuditError`]) each have their own exit code.
+//! - [`store`]: the typed tables the CAS keeps (the [`Store`] trait), and, with `server`,
+//!   [`FileStore`], its one backend: one `redb` file; every value AES-256-GCM sealed, every name
+//!   replaced by a keyed hash; every commit durable.
+//! - [`MasterKey`]: the one key that protects everything at rest, from a `0600` file or
+//!   `CLOISTER_MASTER_KEY`, with an HKDF subkey per purpose.
+//! - With `server`: [`server`], the HTTPS API ([`server::router`], [`server::run`]) over
+//!   [`server::CasState`]: sessions, namespaces, nonces, attestation (verify → appraise →
+//!   resolve the session's secrets → certificate from the session CA, token and sealed
+//!   configuration), the audit API; [`config`] ([`CasConfig`]); [`token`], the attestation
+//!   tokens it signs and their verifier; [`imports`], the operator's rules for secrets imported
+//!   from host files; [`admin`], the operator's admin key and namespaces.
 //!
-//! - [`server`]: the HTTPS API ([`server::router`], [`server::run`]) over [`server::CasState`]:
-//!   sessions, nonces, attestation (verify → appraise → resolve [`secrets`] → certificate,
-//!   token and sealed configuration), the audit API; its wire types in [`api`].
-//! - [`client`]: the library the runtime and CLI use, pinned to the CAS's certificate.
+//! The node agent that serves TEE evidence and collateral (the LAS) is the `cloister-las` crate.
+//!
+//! # Features
+//!
+//! `server` (default) is the service. With `default-features = false` the crate is [`client`],
+//! [`api`], [`envelope`] and [`audit`], without redb, axum, utoipa, rcgen or jsonwebtoken: what a
+//! workload links.
 //!
 //! # Design
 //!
@@ -30,7 +42,12 @@
 //!
 //! # Example
 //!
+//! A secret kept in the store and an audited decision, verified offline (feature `server`):
+//!
 //! ```
+//! # #[cfg(not(feature = "server"))] fn main() {}
+//! # #[cfg(feature = "server")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use cloister_cas::audit::{self, AuditLog, AuditSigner, Event, EventKind};
 //! use cloister_cas::{FileStore, MasterKey, SecretBytes, Store, StoredSecret};
 //! use std::time::SystemTime;
@@ -47,32 +64,42 @@
 //!
 //! let summary = audit::verify(dir.path(), &log.public_key())?;
 //! assert_eq!(summary.entries, 1);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok(())
+//! # }
 //! ```
 
+#[cfg(feature = "server")]
 pub mod admin;
 pub mod api;
 pub mod audit;
-pub mod ca;
+#[cfg(feature = "server")]
+pub(crate) mod ca;
 pub mod client;
+#[cfg(feature = "server")]
 pub mod config;
 pub mod envelope;
 mod error;
+#[cfg(feature = "server")]
 pub mod imports;
-pub mod las;
-pub mod master_key;
+mod master_key;
 /// The name syntax of namespaces, sessions and services (one rule, in the policy crate).
 pub use cloister_policy::names;
-pub mod secrets;
+#[cfg(feature = "server")]
+pub(crate) mod secrets;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod store;
+#[cfg(feature = "server")]
 pub mod token;
 
 pub use audit::AuditError;
+#[cfg(feature = "server")]
 pub use config::{CasConfig, Clock, ManualClock, SystemClock};
 pub use error::{Error, NonceRejection, RefusedRules};
+#[cfg(feature = "server")]
 pub use imports::ImportRules;
 pub use master_key::{KeyPurpose, MASTER_KEY_ENV, MasterKey};
+#[cfg(feature = "server")]
 pub use store::file::FileStore;
 pub use store::{
     CasKey, Expect, KeyAlgorithm, Namespace, NamespaceOwner, SecretBytes, Session, SessionHash,

@@ -76,7 +76,6 @@ use zeroize::Zeroizing;
 
 use crate::ca::SessionCa;
 use crate::config::CasConfig;
-pub use crate::imports::MAX_IMPORT_LEN;
 use crate::imports::Refusal;
 use crate::{Error, SecretBytes, Store, StoredSecret};
 

@@ -51,6 +51,13 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 
+/// Creates `dir` (and parents) with mode 0700 if it does not exist.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> Result<(), Error> {
+    cloister_attest::private_fs::create_dir(dir)
+        .map_err(|e| Error::io("create data directory", dir, e))
+}
+
+#[cfg(feature = "server")]
 pub mod file;
 
 /// The SHA-256 hash identifying one version of a session: the policy crate's type, stored as
@@ -355,6 +362,7 @@ pub trait Store: Send + Sync + 'static {
 pub const MAX_NAME_LEN: usize = 1024;
 
 /// Checks a name argument.
+#[cfg(feature = "server")]
 pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), Error> {
     if name.is_empty() {
         return Err(Error::InvalidInput {
@@ -372,7 +380,7 @@ pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), Error> {
 }
 
 /// Behaviour every [`Store`] backend must show; each function is run against each backend.
-#[cfg(test)]
+#[cfg(all(test, feature = "server"))]
 #[allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 pub(crate) mod conformance {
     use std::time::{Duration, SystemTime};
@@ -668,6 +676,7 @@ mod tests {
         assert!(!format!("{v:?}").contains("topsecret"));
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn names_are_checked() {
         assert!(check_name("session name", "ok").is_ok());

@@ -22,7 +22,6 @@ use cloister_testkit::canary;
 use rand_core::{OsRng, RngCore};
 use rstest::rstest;
 
-mod las;
 mod server;
 
 const CHILD_ENV: &str = "CLOISTER_CAS_TEST_CHILD";

@@ -14,9 +14,10 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use cloister_attest::TcbStatus;
 use cloister_attest::sim::{PlatformKey, Statement};
-use cloister_cas::las::{
-    self, AMD_KDS_URL, AmdProduct, CollateralSettings, EvidenceSource, INTEL_ROOT_CA_CRL_URL,
-    INTEL_SGX_URL, INTEL_TDX_URL, LasConfig, LasState, Limits, RefreshPolicy,
+use cloister_las::{
+    self as las, AMD_KDS_URL, AmdProduct, CollateralSettings, EvidenceSource,
+    INTEL_ROOT_CA_CRL_URL, INTEL_SGX_URL, INTEL_TDX_URL, LasConfig, LasState, Limits,
+    RefreshPolicy,
 };
 use std::io::Write as _;
 use std::net::SocketAddr;

@@ -145,7 +145,7 @@ pub enum Error {
     Cas(cloister_cas::Error),
     /// The node's LAS could not be used.
     #[error("the node's LAS: {0}")]
-    Las(#[source] cloister_cas::las::LasError),
+    Las(#[source] cloister_las::LasError),
     /// Evidence could not be collected.
     #[error("collecting evidence: {0}")]
     Evidence(#[source] cloister_attest::Error),

@@ -31,7 +31,7 @@ use cloister_attest::sim::{PlatformKey, Statement};
 use cloister_cas::api::AttestRequest;
 use cloister_cas::client::{Attested, CasClient};
 use cloister_cas::envelope::WorkloadKey;
-use cloister_cas::las::{LasCollector, SourceKind};
+use cloister_las::{LasCollector, SourceKind};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::Error;

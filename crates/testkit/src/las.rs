@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use cloister_attest::sim::{PlatformKey, Statement};
-use cloister_cas::las::{
-    self, Clock, CollateralSettings, EvidenceSource, LasClient, LasConfig, LasError, LasState,
+use cloister_las::{
+    self as las, Clock, CollateralSettings, EvidenceSource, LasClient, LasConfig, LasError,
+    LasState,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

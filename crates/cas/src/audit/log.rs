@@ -9,7 +9,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::Error;
-use crate::store::file::create_private_dir;
+use crate::store::create_private_dir;
 
 use super::entry::*;
 use super::sign::*;

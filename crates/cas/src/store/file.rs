@@ -71,7 +71,7 @@ use crate::error::storage;
 use crate::master_key::{KeyPurpose, MasterKey, Subkey};
 use crate::store::{
     CasKey, Expect, KeyAlgorithm, Namespace, SecretBytes, Session, SessionHash, SessionVersion,
-    Store, StoredSecret, Tombstone, Versioned, check_name,
+    Store, StoredSecret, Tombstone, Versioned, check_name, create_private_dir,
 };
 
 /// The store's file name inside the data directory.
@@ -796,12 +796,6 @@ fn describe_head(head: Option<&SessionHash>) -> String {
 /// The definition of a table: every table maps byte strings to byte strings.
 fn def(name: &'static str) -> Table {
     TableDefinition::new(name)
-}
-
-/// Creates `dir` (and parents) with mode 0700 if it does not exist.
-pub(crate) fn create_private_dir(dir: &Path) -> Result<(), Error> {
-    cloister_attest::private_fs::create_dir(dir)
-        .map_err(|e| Error::io("create data directory", dir, e))
 }
 
 /// AES-256-GCM sealing and HMAC key hashing under the store's two subkeys.

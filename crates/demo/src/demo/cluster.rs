@@ -54,9 +54,9 @@ pub use cloister_cas::ImportRules;
 use cloister_cas::api::{CreateNamespace, NamespaceOwnerJson, SessionSummary};
 use cloister_cas::audit::Entry;
 use cloister_cas::client::{CasClient, RequestSigner};
-use cloister_cas::las::{self, CollateralSettings, LasConfig, LasState};
 use cloister_cas::server::{self, CasState};
 use cloister_cas::{CasConfig, MasterKey};
+use cloister_las::{self as las, CollateralSettings, LasConfig, LasState};
 use cloister_policy::{OwnerKey, SignedPolicy};
 use cloister_runtime::bundle::{self, BundleKey, Header};
 use cloister_runtime::{

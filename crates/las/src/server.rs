@@ -262,10 +262,7 @@ pub async fn run(
         stopper.graceful_shutdown(None);
     });
     let mut server = axum_server::Server::from_listener(listener)
-        .acceptor(crate::server::transport::Capped::new(
-            MAX_CONNECTIONS,
-            MAX_CONNECTIONS,
-        ))
+        .acceptor(crate::transport::Capped::new(MAX_CONNECTIONS))
         .handle(handle);
     server
         .http_builder()
@@ -516,7 +513,7 @@ impl IntoResponse for LasError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::las::{CollateralSettings, EvidenceSource};
+    use crate::{CollateralSettings, EvidenceSource};
     use axum::body::Body;
     use cloister_attest::Tee;
     use cloister_attest::sim::{PlatformKey, Statement};

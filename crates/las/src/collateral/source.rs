@@ -12,8 +12,10 @@ use reqwest::Url;
 use reqwest::header::HeaderMap;
 use serde_json::value::RawValue;
 
+use super::MAX_ITEM_LEN;
 use super::item::{DcapTee, Item, PckCa};
-use super::{LasError, MAX_ITEM_LEN};
+use crate::LasError;
+use crate::http::{error_chain, read_body};
 
 // ---------------------------------------------------------------------------------------------
 // Sources
@@ -184,7 +186,7 @@ impl HttpFetcher {
         amd_kds: Option<Url>,
         timeout: Duration,
     ) -> Result<Self, LasError> {
-        let client = crate::las::http_client(timeout)?;
+        let client = crate::http::http_client(timeout)?;
         Ok(Self {
             client,
             intel,
@@ -418,39 +420,6 @@ pub(crate) fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Read a response body of at most `max` bytes.
-pub(crate) async fn read_body(
-    mut response: reqwest::Response,
-    max: usize,
-) -> Result<Vec<u8>, String> {
-    if response.content_length().is_some_and(|n| n > max as u64) {
-        return Err(format!("the answer is larger than {max} bytes"));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
-        if body.len() + chunk.len() > max {
-            return Err(format!("the answer is larger than {max} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// An error and its sources, `: `-separated (reqwest's own message hides the cause).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let line = s.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -149,13 +149,13 @@ impl FakeServer {
     }
 
     /// Collateral settings pointing at this fake.
-    pub fn settings(&self) -> cloister_cas::las::CollateralSettings {
-        cloister_cas::las::CollateralSettings {
+    pub fn settings(&self) -> cloister_las::CollateralSettings {
+        cloister_las::CollateralSettings {
             intel_sgx_url: Some(self.url("/sgx/certification/v4")),
             intel_tdx_url: Some(self.url("/tdx/certification/v4")),
             intel_root_ca_crl_url: Some(self.url("/IntelSGXRootCA.der")),
             amd_kds_url: Some(self.url("")),
-            ..cloister_cas::las::CollateralSettings::offline(None)
+            ..cloister_las::CollateralSettings::offline(None)
         }
     }
 }

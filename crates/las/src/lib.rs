@@ -1,4 +1,10 @@
-//! The Local Attestation Service (LAS): Cloister's node agent.
+//! The Local Attestation Service (LAS): Cloister's node agent, and its client.
+//!
+//! The LAS is its own product (a DaemonSet, deployed apart from the CAS), so it is its own crate,
+//! and its key design decision is that workloads link only its client: the agent itself (HTTP
+//! server, collateral cache and fetchers, evidence sources) is behind the default `server`
+//! feature, and with `default-features = false` this crate is [`LasClient`], the blocking
+//! [`LasCollector`] and the [wire types](api), with no server stack (no axum).
 //!
 //! One LAS runs on every node (a Kubernetes DaemonSet with a `hostPort`); workloads on the node
 //! reach it at `http://$(status.hostIP):9480` ([`DEFAULT_PORT`], passed to them as
@@ -31,14 +37,18 @@
 //!
 //! # Example
 //!
-//! ```
-//! use cloister_attest::sim::{PlatformKey, SimVerifier, Statement};
-//! use cloister_attest::{Context, Verifier as _, binding};
-//! use cloister_cas::las::{self, CollateralSettings, EvidenceSource, LasClient, LasConfig, LasState};
-//! use std::time::SystemTime;
+//! A development LAS (feature `server`) and a workload asking it for evidence:
 //!
+//! ```
+//! # #[cfg(not(feature = "server"))] fn main() {}
+//! # #[cfg(feature = "server")]
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use cloister_attest::sim::{PlatformKey, SimVerifier, Statement};
+//! use cloister_attest::{Context, Verifier as _, binding};
+//! use cloister_las::{self as las, CollateralSettings, EvidenceSource, LasClient, LasConfig, LasState};
+//! use std::time::SystemTime;
+//!
 //! // A development LAS: sim evidence, no collateral services.
 //! let key = PlatformKey::generate();
 //! let verifier = SimVerifier::new([key.public_key()]);
@@ -61,26 +71,33 @@
 pub mod api;
 mod client;
 pub mod collateral;
+#[cfg(feature = "server")]
 mod config;
 mod error;
+mod http;
+#[cfg(feature = "server")]
 pub mod locate;
+#[cfg(feature = "server")]
 mod server;
+#[cfg(feature = "server")]
+mod transport;
 
 pub use api::{
     CollateralRequest, CollateralResponse, ErrorBody, ErrorResponse, EvidenceRequest,
     EvidenceResponse, Health, SourceKind, WireCollateral,
 };
 pub use client::{Collateral, LasClient, LasCollector, LasEvidence};
-pub use collateral::{AmdProduct, CollateralCache, DcapTee, Item, PckCa, RefreshPolicy, SnpTcb};
+pub use collateral::{AmdProduct, DcapTee, Item, PckCa, SnpTcb};
+#[cfg(feature = "server")]
+pub use collateral::{CollateralCache, RefreshPolicy};
+#[cfg(feature = "server")]
 pub use config::{
     AMD_KDS_URL, CollateralSettings, EvidenceSource, INTEL_ROOT_CA_CRL_URL, INTEL_SGX_URL,
     INTEL_TDX_URL, LasConfig, Limits,
 };
 pub use error::LasError;
+#[cfg(feature = "server")]
 pub use server::{LasState, router, run};
-
-use std::fmt;
-use std::time::{Duration, SystemTime};
 
 /// The LAS's port unless configured otherwise.
 pub const DEFAULT_PORT: u16 = 9480;
@@ -90,42 +107,27 @@ pub const DEFAULT_PORT: u16 = 9480;
 pub const LAS_URL_ENV: &str = "CLOISTER_LAS_URL";
 
 /// The time, injectable so that tests can move it across collateral expiry.
-pub trait Clock: Send + Sync + fmt::Debug {
+#[cfg(feature = "server")]
+pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current time.
-    fn now(&self) -> SystemTime;
+    fn now(&self) -> std::time::SystemTime;
 }
 
 /// The system clock.
+#[cfg(feature = "server")]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
+#[cfg(feature = "server")]
 impl Clock for SystemClock {
-    fn now(&self) -> SystemTime {
-        SystemTime::now()
+    fn now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
     }
 }
 
-/// rustls with the ring provider and Mozilla's roots (webpki-roots): no system certificate store
-/// is needed, so the LAS image can be minimal.
-fn tls_config() -> Result<rustls::ClientConfig, LasError> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| LasError::Internal(format!("rustls protocol versions: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
-/// The HTTP client for collateral services and for the LAS API.
-fn http_client(timeout: Duration) -> Result<reqwest::Client, LasError> {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_config()?)
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("cloister-las/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| LasError::Internal(format!("building the HTTP client: {e}")))
+/// SHA-256 of `bytes`.
+#[cfg(feature = "server")]
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }

@@ -239,6 +239,11 @@ pub fn appraise(item: &Item, body: &[u8]) -> Result<Window, String> {
             Ok(cert_window(&cert))
         }
         Item::AmdCertChain { .. } => {
+            // x509-cert 0.2's `load_pem_chain` underflows (a panic with overflow checks on) on
+            // a body that is empty once trailing line breaks are removed.
+            if body.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+                return Err("not a PEM ASK/ARK chain: empty".into());
+            }
             let certs = x509_cert::Certificate::load_pem_chain(body)
                 .map_err(|e| format!("not a PEM ASK/ARK chain: {e}"))?;
             if certs.len() != 2 {
@@ -427,5 +432,16 @@ mod tests {
                 "ab".repeat(64)
             ))
         );
+    }
+
+    #[test]
+    fn regression_an_empty_cert_chain_is_refused_not_a_panic() {
+        let item = Item::AmdCertChain {
+            product: AmdProduct::Milan,
+        };
+        for body in [&b""[..], b"\n", b"\r\n\n"] {
+            let err = appraise(&item, body).unwrap_err();
+            assert!(err.contains("empty"), "{err}");
+        }
     }
 }

@@ -1,5 +1,8 @@
 //! The LAS client: [`LasClient`] (async) for workloads and tools, and [`LasCollector`], a
 //! blocking [`Collector`] so that the attest flow can take its evidence from the node's LAS.
+//!
+//! There is one HTTP path: the collector drives a [`LasClient`] on a current-thread runtime of
+//! its own, so requests, size caps and error mapping cannot drift apart between the two.
 
 use std::time::Duration;
 
@@ -13,12 +16,13 @@ use reqwest::Url;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::LasError;
-use super::api::{
+use crate::LasError;
+use crate::api::{
     CollateralRequest, CollateralResponse, ErrorBody, ErrorResponse, EvidenceRequest,
     EvidenceResponse, Health, SourceKind, WireCollateral,
 };
-use super::collateral::{AmdProduct, DcapTee, PckCa, SnpTcb, error_chain, read_body};
+use crate::collateral::{AmdProduct, DcapTee, PckCa, SnpTcb};
+use crate::http::{error_chain, read_body};
 
 /// The largest answer read from a LAS.
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;
@@ -195,7 +199,7 @@ impl LasClient {
     pub fn with_timeout(base_url: &str, timeout: Duration) -> Result<Self, LasError> {
         Ok(Self {
             base: parse_base(base_url)?,
-            http: super::http_client(timeout)?,
+            http: crate::http::http_client(timeout)?,
         })
     }
 
@@ -241,7 +245,11 @@ impl LasClient {
             report_data: hex::encode(report_data),
             measurement: None,
         };
-        let response: EvidenceResponse = self.call("/v1/evidence", Some(&request)).await?;
+        self.evidence_for(&request).await
+    }
+
+    async fn evidence_for(&self, request: &EvidenceRequest) -> Result<LasEvidence, LasError> {
+        let response: EvidenceResponse = self.call("/v1/evidence", Some(request)).await?;
         LasEvidence::from_response(response, self.base.as_str())
     }
 
@@ -301,8 +309,8 @@ impl LasClient {
 /// [`EvidenceRequest::measurement`]).
 #[derive(Debug)]
 pub struct LasCollector {
-    base: Url,
-    http: reqwest::blocking::Client,
+    client: LasClient,
+    runtime: CollectorRuntime,
     tee: Tee,
     source: SourceKind,
     claimed_measurement: Option<Vec<u8>>,
@@ -311,24 +319,16 @@ pub struct LasCollector {
 impl LasCollector {
     /// Connect to the LAS at `base_url` and learn its TEE (`GET /v1/health`).
     pub fn connect(base_url: &str) -> Result<Self, LasError> {
-        let base = parse_base(base_url)?;
-        let http = reqwest::blocking::Client::builder()
-            .tls_backend_preconfigured(super::tls_config()?)
-            .timeout(DEFAULT_TIMEOUT)
-            .user_agent(concat!("cloister-las-client/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| LasError::Internal(format!("building the HTTP client: {e}")))?;
-        let mut collector = Self {
-            base,
-            http,
-            tee: Tee::Sim,
-            source: SourceKind::Custom,
+        let client = LasClient::new(base_url)?;
+        let runtime = CollectorRuntime::new()?;
+        let health = runtime.block_on(client.health())?;
+        Ok(Self {
+            client,
+            runtime,
+            tee: health.tee,
+            source: health.source,
             claimed_measurement: None,
-        };
-        let health: Health = collector.call::<(), _>("/v1/health", None)?;
-        collector.tee = health.tee;
-        collector.source = health.source;
-        Ok(collector)
+        })
     }
 
     /// Where the LAS said its evidence comes from, at connect.
@@ -344,44 +344,6 @@ impl LasCollector {
         self
     }
 
-    fn call<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<T, LasError> {
-        let url = endpoint(&self.base, path)?;
-        let shown = url.to_string();
-        let request = match body {
-            Some(body) => self
-                .http
-                .post(url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(json_body(body)?),
-            None => self.http.get(url),
-        };
-        let response = request.send().map_err(|e| LasError::Unreachable {
-            url: shown.clone(),
-            reason: error_chain(&e),
-        })?;
-        let status = response.status().as_u16();
-        let mut bytes = Vec::new();
-        use std::io::Read as _;
-        response
-            .take(MAX_RESPONSE as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| LasError::Unreachable {
-                url: shown.clone(),
-                reason: e.to_string(),
-            })?;
-        if bytes.len() > MAX_RESPONSE {
-            return Err(LasError::Protocol {
-                url: shown,
-                reason: format!("the answer is larger than {MAX_RESPONSE} bytes"),
-            });
-        }
-        decode(status, &bytes, &shown)
-    }
-
     /// Evidence carrying `report_data`, with its collateral when the LAS has it.
     pub fn collect_with_collateral(&self, report_data: &[u8; 64]) -> Result<LasEvidence, LasError> {
         let measurement = match (&self.claimed_measurement, self.source) {
@@ -392,11 +354,10 @@ impl LasCollector {
             report_data: hex::encode(report_data),
             measurement,
         };
-        let response: EvidenceResponse = self.call("/v1/evidence", Some(&request))?;
-        let got = LasEvidence::from_response(response, self.base.as_str())?;
+        let got = self.runtime.block_on(self.client.evidence_for(&request))?;
         if got.evidence.tee != self.tee {
             return Err(LasError::Protocol {
-                url: self.base.to_string(),
+                url: self.client.base.to_string(),
                 reason: format!(
                     "the LAS served {} evidence, it said {} at connect",
                     got.evidence.tee, self.tee
@@ -404,6 +365,38 @@ impl LasCollector {
             });
         }
         Ok(got)
+    }
+}
+
+/// The collector's own current-thread runtime, on which it drives its [`LasClient`].
+#[derive(Debug)]
+struct CollectorRuntime(Option<tokio::runtime::Runtime>);
+
+impl CollectorRuntime {
+    fn new() -> Result<Self, LasError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| Self(Some(rt)))
+            .map_err(|e| LasError::Internal(format!("starting the LAS client's runtime: {e}")))
+    }
+
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        match &self.0 {
+            Some(rt) => rt.block_on(future),
+            // Only `drop` takes the runtime out.
+            None => unreachable!("the collector's runtime is used after drop"),
+        }
+    }
+}
+
+impl Drop for CollectorRuntime {
+    /// Shut down without waiting, so that dropping a collector never blocks (nor panics when it
+    /// happens on an async runtime's thread): nothing runs on it between calls.
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
     }
 }
 

@@ -1,8 +1,7 @@
 //! The LAS's error type, grouped by who is at fault.
 //!
-//! The LAS is a separate component from the CAS proper (it runs on every node, the CAS runs once),
-//! so it has its own error enum rather than adding node-agent variants to [`crate::Error`]; if the
-//! LAS moves to its own crate, this moves with it unchanged.
+//! The LAS is a separate component from the CAS (it runs on every node, the CAS runs once), so it
+//! has its own crate and its own error enum.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -189,6 +188,7 @@ impl LasError {
         }
     }
 
+    #[cfg(feature = "server")]
     pub(crate) fn bad_request(what: &'static str, reason: impl Into<String>) -> Self {
         LasError::BadRequest {
             what,
@@ -196,6 +196,7 @@ impl LasError {
         }
     }
 
+    #[cfg(feature = "server")]
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LasError::Io {
             path: path.into(),

@@ -5,6 +5,8 @@
 //!
 //! Time is injected: the recorded collateral is valid 2025-06-19 .. 2025-07-19.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
 mod fake;
 
 use std::path::Path;
@@ -16,9 +18,9 @@ use cloister_attest::sim::{PlatformKey, SimVerifier, Statement};
 use cloister_attest::{
     Context, Error as AttestError, EvidenceFormat, TcbStatus, Tee, Verifier as _, binding,
 };
-use cloister_cas::las::{
-    self, AmdProduct, Clock, Collateral, CollateralSettings, DcapTee, EvidenceSource, LasCollector,
-    LasConfig, LasError, LasEvidence, PckCa, RefreshPolicy, SourceKind,
+use cloister_las::{
+    self as las, AmdProduct, Clock, Collateral, CollateralSettings, DcapTee, EvidenceSource,
+    LasCollector, LasConfig, LasError, LasEvidence, PckCa, RefreshPolicy, SourceKind,
 };
 use cloister_testkit::las::Las;
 use rstest::rstest;
