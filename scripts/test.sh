@@ -12,6 +12,8 @@ step "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 # The CAS and LAS clients alone (what the runtime links): the workspace build enables `server`.
 cargo clippy --locked -p cloister-cas -p cloister-las --no-default-features --lib --tests -- -D warnings
+step "cargo doc (broken intra-doc links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --workspace --lib
 step "dependency boundaries"
 scripts/boundaries.sh
 step "the workload's measurement ignores demo and bench edits"

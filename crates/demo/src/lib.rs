@@ -8,7 +8,7 @@
 //! - [`demo`]: the NYC-taxi and ContosoHR demos and the TEE evidence demo, on
 //!   [`demo::cluster::Cluster`], an in-process deployment (CAS, sim LAS, owner key, attested
 //!   jobs running the [`cloister_roles::job`] role).
-//! - [`bench`]: benchmarks reporting ratios against a peer measured in the same run.
+//! - [`bench`](mod@bench): benchmarks reporting ratios against a peer measured in the same run.
 //! - [`generate`]: deterministic synthetic data sets (`cloister-datagen`), optionally encrypted.
 //!
 //! ```

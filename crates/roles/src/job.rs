@@ -68,7 +68,7 @@ pub enum JobError {
     App(#[source] cloister_engine::Error),
     /// The app failed: a statement, a key that does not open the data, a refused rule.
     ///
-    /// Shown through [`shown`]: errors that may quote data (execution, Arrow casts, …) show
+    /// Shown through `shown`: errors that may quote data (execution, Arrow casts, …) show
     /// only their class. The engine's error is deliberately not the `source`, so that no
     /// error chain printer reaches its text either.
     #[error("{}{}", shown(error), hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]

@@ -24,7 +24,7 @@
 //!    no bundle;
 //! 2. [`Cluster::push_policy`] / [`Cluster::update_policy`] the policy, signed by the owner;
 //! 3. [`Cluster::run_job`] runs an attested SQL job exactly as `cloister run … -- job BUNDLE`
-//!    does (runtime [`launch`] on a blocking thread, evidence from the LAS, the configuration
+//!    does (runtime [`launch`](fn@launch) on a blocking thread, evidence from the LAS, the configuration
 //!    in memory) and returns its [`JobReport`]; [`Cluster::launch`] runs any other [`Role`];
 //! 4. [`Cluster::audit_entries`] reads the CAS audit log and [`audit_summary`] condenses it to
 //!    who attested and what was released to whom.
