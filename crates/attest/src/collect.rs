@@ -34,6 +34,12 @@ pub trait Collector: Send + Sync {
 
     /// Collect fresh evidence carrying `report_data` (normally [`crate::binding::report_data`]).
     fn collect(&self, report_data: &[u8; 64]) -> Result<Evidence, Error>;
+
+    /// The interface's name for its provider, as [`Evidence::provider`] carries it
+    /// (configfs-tsm's `sev_guest` or `tdx_guest`, `gramine`), or `None` when it has none.
+    fn provider(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Evidence as a TEE produced it, with what is needed to pick its verifier.

@@ -624,7 +624,9 @@ pub struct AttestRequest {
     pub host_args: Vec<String>,
 }
 
-/// SEV-SNP collateral in [`AttestRequest::collateral`].
+/// SEV-SNP collateral in [`AttestRequest::collateral`]: its OpenAPI schema, and a way to write
+/// it. The CAS does not parse it with this type: [`cloister_attest::Collateral::from_json`] is the
+/// one parser of collateral (a test checks that the two describe the same JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

@@ -18,15 +18,15 @@
 //!
 //! ```
 //! use cloister_datagen::taxi::{self, TaxiSpec};
-//! use indicatif::ProgressBar;
 //!
 //! let dir = tempfile::tempdir()?;
 //! let spec = TaxiSpec { files: 2, ..TaxiSpec::new(10_000) };
-//! let summary = taxi::gen_taxi(&spec, dir.path(), None, &ProgressBar::hidden())?;
+//! let rows_done = |_rows: u64| {}; // progress: rows written so far
+//! let summary = taxi::gen_taxi(&spec, dir.path(), None, &rows_done)?;
 //! assert_eq!(summary.rows, 10_000);
 //! assert_eq!(summary.files.len(), 2);
-//! assert!(dir.path().join("yellow_tripdata_part-00001.parquet").exists());
-//! assert!(dir.path().join("taxi_zone_lookup.csv").exists());
+//! assert!(dir.path().join("trips/yellow_tripdata_part-00001.parquet").exists());
+//! assert!(dir.path().join("zones/taxi_zone_lookup.csv").exists());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

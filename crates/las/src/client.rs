@@ -3,15 +3,19 @@
 //!
 //! There is one HTTP path: the collector drives a [`LasClient`] on a current-thread runtime of
 //! its own, so requests, size caps and error mapping cannot drift apart between the two.
+//!
+//! Collateral comes back as [`cloister_attest::Collateral`], verified with
+//! [`cloister_attest::Verifiers`] like any other: the LAS maps no kind of evidence to a verifier
+//! (that is `cloister-attest`'s alone), and its wire format ([`WireCollateral`]) is converted
+//! here, at the edge, by `cloister-attest`'s parsers.
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use cloister_attest::collect::{Collector, Evidence};
-use cloister_attest::dcap::{Collateral as DcapCollateral, DcapVerifier};
-use cloister_attest::snp::SnpVerifier;
-use cloister_attest::{EvidenceKind, Tee, Verifier};
+use cloister_attest::dcap;
+use cloister_attest::{Collateral, EvidenceKind, Tee};
 use reqwest::Url;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,51 +33,24 @@ const MAX_RESPONSE: usize = 4 * 1024 * 1024;
 /// The default timeout of a request to the LAS (collection and collateral included).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Collateral the LAS attached, parsed and ready for a verifier.
-#[derive(Clone, Debug)]
-pub enum Collateral {
-    /// Intel DCAP collateral for an SGX or TDX quote.
-    Dcap(Box<DcapCollateral>),
-    /// AMD's VCEK and ASK/ARK chain for an SEV-SNP report.
-    Snp {
-        /// The VCEK certificate, DER.
-        vcek_der: Vec<u8>,
-        /// The ASK then the ARK, PEM.
-        cert_chain_pem: Vec<u8>,
-    },
-}
-
-impl Collateral {
-    /// A verifier for the evidence this collateral came with, trusting the vendor roots bundled
-    /// in `cloister-attest` (the collateral itself is not trusted: its chains are checked).
-    pub fn verifier(&self) -> Result<Box<dyn Verifier + Send + Sync>, cloister_attest::Error> {
-        Ok(match self {
-            Collateral::Dcap(collateral) => Box::new(DcapVerifier::new((**collateral).clone())),
-            Collateral::Snp {
-                vcek_der,
-                cert_chain_pem,
-            } => Box::new(SnpVerifier::new(
-                vcek_der.clone(),
-                Some(cert_chain_pem.clone()),
-            )?),
-        })
-    }
-
-    fn from_wire(wire: WireCollateral, url: &str) -> Result<Self, LasError> {
-        let protocol = |reason: String| LasError::Protocol {
-            url: url.to_owned(),
-            reason,
-        };
-        match wire {
-            WireCollateral::Dcap(json) => DcapCollateral::from_json(json.get().as_bytes())
-                .map(|c| Collateral::Dcap(Box::new(c)))
-                .map_err(|e| protocol(format!("DCAP collateral: {e}"))),
-            WireCollateral::Snp { vcek, cert_chain } => Ok(Collateral::Snp {
-                vcek_der: B64
-                    .decode(vcek)
-                    .map_err(|e| protocol(format!("VCEK: {e}")))?,
-                cert_chain_pem: cert_chain.into_bytes(),
-            }),
+/// Collateral as the API carries it ([`WireCollateral`]), parsed into the form every verifier of
+/// Cloister takes: DCAP collateral JSON by `cloister-attest`'s parser, an SEV-SNP VCEK and chain
+/// checked up to a bundled AMD root. The wire format stays the LAS's; this is its one edge.
+fn collateral_from_wire(wire: WireCollateral, url: &str) -> Result<Collateral, LasError> {
+    let protocol = |reason: String| LasError::Protocol {
+        url: url.to_owned(),
+        reason,
+    };
+    match wire {
+        WireCollateral::Dcap(json) => dcap::Collateral::from_json(json.get().as_bytes())
+            .map(Collateral::dcap)
+            .map_err(|e| protocol(format!("DCAP collateral: {e}"))),
+        WireCollateral::Snp { vcek, cert_chain } => {
+            let vcek_der = B64
+                .decode(vcek)
+                .map_err(|e| protocol(format!("VCEK: {e}")))?;
+            Collateral::snp(vcek_der, Some(cert_chain.into_bytes()))
+                .map_err(|e| protocol(format!("SEV-SNP collateral: {e}")))
         }
     }
 }
@@ -83,7 +60,7 @@ impl Collateral {
 pub struct LasEvidence {
     /// The evidence.
     pub evidence: Evidence,
-    /// The collateral to verify it (never for `sim`).
+    /// The collateral to verify it with [`cloister_attest::Verifiers::verify`] (never for `sim`).
     pub collateral: Option<Collateral>,
     /// The same collateral in the form the CAS takes it (`AttestRequest::collateral`): DCAP
     /// collateral JSON as the LAS sent it, or `{"vcek": …, "chain": …}` for SEV-SNP.
@@ -123,7 +100,7 @@ impl LasEvidence {
         };
         let collateral = response
             .collateral
-            .map(|wire| Collateral::from_wire(wire, url))
+            .map(|wire| collateral_from_wire(wire, url))
             .transpose()?;
         Ok(Self {
             evidence: Evidence {
@@ -259,7 +236,7 @@ impl LasClient {
             evidence: B64.encode(evidence),
         };
         let response: CollateralResponse = self.call("/v1/collateral", Some(&request)).await?;
-        Collateral::from_wire(response.collateral, self.base.as_str())
+        collateral_from_wire(response.collateral, self.base.as_str())
     }
 
     /// The LAS's DCAP collateral for a platform, and when it expires (RFC 3339).
@@ -276,7 +253,7 @@ impl LasClient {
             ca.as_str()
         );
         let response: CollateralResponse = self.call::<(), _>(&path, None).await?;
-        let collateral = Collateral::from_wire(response.collateral, self.base.as_str())?;
+        let collateral = collateral_from_wire(response.collateral, self.base.as_str())?;
         Ok((collateral, response.valid_until))
     }
 
@@ -293,7 +270,7 @@ impl LasClient {
             tcb.0
         );
         let response: CollateralResponse = self.call::<(), _>(&path, None).await?;
-        let collateral = Collateral::from_wire(response.collateral, self.base.as_str())?;
+        let collateral = collateral_from_wire(response.collateral, self.base.as_str())?;
         Ok((collateral, response.valid_until))
     }
 }
@@ -461,31 +438,70 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn snp_collateral_is_also_kept_in_the_form_the_cas_takes() {
-        // What the sniffer looks at in an SEV-SNP report: 1184 bytes, version 2, ECDSA P-384.
-        let mut report = vec![0u8; 1184];
-        report[0] = 2;
-        report[0x34] = 1;
-        let response = EvidenceResponse {
+    macro_rules! go_sev_guest {
+        ($file:literal) => {
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../testdata/tee-evidence/sev-snp/go-sev-guest/",
+                $file
+            ))
+        };
+    }
+
+    fn snp_response(vcek_der: &[u8], chain: &[u8]) -> EvidenceResponse {
+        EvidenceResponse {
             tee: Tee::SevSnp,
             format: EvidenceFormat::SnpReport,
             provider: Some("sev_guest".into()),
-            evidence: B64.encode(&report),
+            evidence: B64.encode(go_sev_guest!("attestation.bin")),
             collateral: Some(WireCollateral::Snp {
-                vcek: B64.encode(b"vcek der"),
-                cert_chain: "-----BEGIN CERTIFICATE-----\n".into(),
+                vcek: B64.encode(vcek_der),
+                cert_chain: String::from_utf8(chain.to_vec()).unwrap(),
             }),
             collateral_error: None,
-        };
-        let got = LasEvidence::from_response(response, "http://las").unwrap();
+        }
+    }
+
+    #[test]
+    fn snp_collateral_is_also_kept_in_the_form_the_cas_takes() {
+        let vcek = go_sev_guest!("vcek.der");
+        let chain = go_sev_guest!("ask_ark_milan.pem");
+        let got = LasEvidence::from_response(snp_response(vcek, chain), "http://las").unwrap();
         assert_eq!(
             got.attest_collateral,
             Some(serde_json::json!({
-                "vcek": B64.encode(b"vcek der"),
-                "chain": "-----BEGIN CERTIFICATE-----\n"
+                "vcek": B64.encode(vcek),
+                "chain": String::from_utf8(chain.to_vec()).unwrap(),
             }))
         );
+        // Both forms verify the report, through the one trust set of `cloister-attest`.
+        let ctx = cloister_attest::Context::new(
+            humantime::parse_rfc3339("2025-07-01T00:00:00Z").unwrap(),
+        );
+        let from_cas_form =
+            Collateral::from_json(EvidenceKind::Snp, got.attest_collateral.as_ref().unwrap())
+                .unwrap();
+        for collateral in [got.collateral.as_ref(), from_cas_form.as_ref()] {
+            let verified = cloister_attest::Verifiers::new()
+                .verify(&got.evidence.bytes, None, collateral, &ctx)
+                .unwrap();
+            assert_eq!(verified.claims().tee, Tee::SevSnp);
+        }
+    }
+
+    #[test]
+    fn collateral_that_cannot_verify_anything_is_a_protocol_error() {
+        let vcek = go_sev_guest!("vcek.der");
+        for response in [
+            snp_response(b"vcek der", go_sev_guest!("ask_ark_milan.pem")),
+            snp_response(vcek, b"-----BEGIN CERTIFICATE-----\n"),
+        ] {
+            let err = LasEvidence::from_response(response, "http://las").unwrap_err();
+            assert!(
+                matches!(&err, LasError::Protocol { reason, .. } if reason.starts_with("SEV-SNP collateral")),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]

@@ -42,7 +42,8 @@
 //! again before an exponentially growing delay (and never before a `Retry-After`) has passed.
 //! Only one fetch of an item runs at a time; other requests are served from the cache meanwhile.
 //! With no valid copy, a request retries transient failures a few times with a short backoff, and
-//! then fails with [`LasError::CollateralUnavailable`](crate::LasError::CollateralUnavailable) naming the item and each source's failure.
+//! then fails with [`LasError::CollateralUnavailable`](crate::LasError::CollateralUnavailable)
+//! naming the item and each source's failure.
 //! The backoff schedules come from the `backon` crate.
 
 #[cfg(feature = "server")]

@@ -286,12 +286,10 @@ impl LasConfig {
     }
 
     /// The TEE interface's provider, as the health endpoint reports it.
-    pub fn provider(&self) -> Option<&'static str> {
-        match (self.kind, self.tee()) {
-            (SourceKind::Hardware, Tee::SevSnp) => Some("sev_guest"),
-            (SourceKind::Hardware, Tee::Tdx) => Some("tdx_guest"),
-            (SourceKind::Hardware, Tee::Sgx) => Some("gramine"),
-            _ => None,
+    pub fn provider(&self) -> Option<&str> {
+        match self.kind {
+            SourceKind::Hardware => self.collector.provider(),
+            SourceKind::Sim | SourceKind::Custom => None,
         }
     }
 

@@ -86,7 +86,7 @@ pub use api::{
     CollateralRequest, CollateralResponse, ErrorBody, ErrorResponse, EvidenceRequest,
     EvidenceResponse, Health, SourceKind, WireCollateral,
 };
-pub use client::{Collateral, LasClient, LasCollector, LasEvidence};
+pub use client::{LasClient, LasCollector, LasEvidence};
 pub use collateral::{AmdProduct, DcapTee, Item, PckCa, SnpTcb};
 #[cfg(feature = "server")]
 pub use collateral::{CollateralCache, RefreshPolicy};

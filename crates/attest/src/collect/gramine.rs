@@ -67,9 +67,16 @@ impl GramineCollector {
     }
 }
 
+/// The provider name Gramine evidence carries ([`Evidence::provider`]).
+const PROVIDER: &str = "gramine";
+
 impl Collector for GramineCollector {
     fn tee(&self) -> Tee {
         Tee::Sgx
+    }
+
+    fn provider(&self) -> Option<&str> {
+        Some(PROVIDER)
     }
 
     #[tracing::instrument(skip_all)]
@@ -93,7 +100,7 @@ impl Collector for GramineCollector {
             tee: Tee::Sgx,
             format: EvidenceFormat::DcapQuote,
             bytes: quote,
-            provider: Some("gramine".to_owned()),
+            provider: Some(PROVIDER.to_owned()),
             aux: None,
         })
     }

@@ -108,6 +108,10 @@ impl Collector for TsmCollector {
         self.tee
     }
 
+    fn provider(&self) -> Option<&str> {
+        Some(&self.provider)
+    }
+
     #[tracing::instrument(skip_all, fields(provider = %self.provider))]
     fn collect(&self, report_data: &[u8; 64]) -> Result<Evidence, Error> {
         let entry = Entry::create(&self.reports, self.entries.as_ref())?;
@@ -284,6 +288,7 @@ mod tests {
         let collector = TsmCollector::with_entries(root.path(), kernel.clone()).unwrap();
         assert_eq!(collector.tee(), tee);
         assert_eq!(collector.provider(), provider);
+        assert_eq!(Collector::provider(&collector), Some(provider));
 
         let report_data: [u8; 64] = std::array::from_fn(|i| i as u8);
         let evidence = collector.collect(&report_data).unwrap();

@@ -71,3 +71,54 @@ async fn refusals_of_evidence_and_collateral_name_their_rule(
         err.text()
     );
 }
+
+/// `api::SnpCollateral` is only the OpenAPI schema of SEV-SNP collateral; `cloister-attest`
+/// parses it. The two must describe the same JSON: what the schema serialises, the parser takes
+/// (with and without the chain, the VCEK as base64 or PEM), and what the schema refuses (another
+/// field), the parser refuses too.
+#[test]
+fn the_snp_collateral_schema_is_what_attest_parses() {
+    use base64::Engine as _;
+    use cloister_attest::{Collateral, Context, Tee, Verifiers};
+    use cloister_cas::api::SnpCollateral;
+
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/tee-evidence/sev-snp/go-sev-guest"
+    );
+    let read = |file: &str| std::fs::read(format!("{dir}/{file}")).unwrap();
+    let vcek_der = read("vcek.der");
+    let vcek_pem = pem::encode(&pem::Pem::new("CERTIFICATE", vcek_der.clone()));
+    let chain = String::from_utf8(read("ask_ark_milan.pem")).unwrap();
+    let report = read("attestation.bin");
+    let ctx = Context::new(humantime::parse_rfc3339("2025-07-01T00:00:00Z").unwrap());
+
+    for schema in [
+        SnpCollateral {
+            vcek: base64::engine::general_purpose::STANDARD.encode(&vcek_der),
+            chain: Some(chain.clone()),
+        },
+        SnpCollateral {
+            vcek: vcek_pem,
+            chain: None,
+        },
+    ] {
+        let json = serde_json::to_value(&schema).unwrap();
+        let collateral = Collateral::from_json(EvidenceKind::Snp, &json)
+            .unwrap()
+            .expect("SEV-SNP takes collateral");
+        let verified = Verifiers::new()
+            .verify(&report, None, Some(&collateral), &ctx)
+            .unwrap();
+        assert_eq!(verified.claims().tee, Tee::SevSnp);
+        // And back: what the parser took is what the schema describes.
+        assert_eq!(
+            serde_json::from_value::<SnpCollateral>(json).unwrap(),
+            schema
+        );
+    }
+
+    let other_field = serde_json::json!({ "vcek": "AAAA", "certificate": "AAAA" });
+    assert!(serde_json::from_value::<SnpCollateral>(other_field.clone()).is_err());
+    assert!(Collateral::from_json(EvidenceKind::Snp, &other_field).is_err());
+}

@@ -16,11 +16,12 @@ use std::time::{Duration, SystemTime};
 use cloister_attest::collect::{Collector, Evidence};
 use cloister_attest::sim::{PlatformKey, SimVerifier, Statement};
 use cloister_attest::{
-    Context, Error as AttestError, EvidenceFormat, TcbStatus, Tee, Verifier as _, binding,
+    Collateral, Context, Error as AttestError, EvidenceFormat, EvidenceKind, TcbStatus, Tee,
+    Verifier as _, Verifiers, binding,
 };
 use cloister_las::{
-    self as las, AmdProduct, Clock, Collateral, CollateralSettings, DcapTee, EvidenceSource,
-    LasCollector, LasConfig, LasError, LasEvidence, PckCa, RefreshPolicy, SourceKind,
+    self as las, AmdProduct, Clock, CollateralSettings, DcapTee, EvidenceSource, LasCollector,
+    LasConfig, LasError, LasEvidence, PckCa, RefreshPolicy, SourceKind,
 };
 use cloister_testkit::las::Las;
 use rstest::rstest;
@@ -124,12 +125,14 @@ fn settings(fake: &FakeServer) -> CollateralSettings {
 
 fn verify_at(got: &LasEvidence, now: &str) -> cloister_attest::Claims {
     let collateral = got.collateral.as_ref().expect("collateral attached");
-    collateral
-        .verifier()
+    verify_with(collateral, &got.evidence.bytes, now).into_claims()
+}
+
+/// Verify `evidence` with `collateral` as the CAS would: through the one trust set.
+fn verify_with(collateral: &Collateral, evidence: &[u8], now: &str) -> cloister_attest::Verified {
+    Verifiers::new()
+        .verify(evidence, None, Some(collateral), &Context::new(at(now)))
         .unwrap()
-        .verify(&got.evidence.bytes, &Context::new(at(now)))
-        .unwrap()
-        .into_claims()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,11 +323,7 @@ async fn dcap_evidence_comes_with_collateral_that_verifies_it(
     let las = Las::start(EvidenceSource::Collector(recorded), settings(&fake), clock).await;
     let got = las.client.evidence(&[0; 64]).await.unwrap();
     assert_eq!(got.evidence.tee, tee);
-    assert!(
-        matches!(got.collateral, Some(Collateral::Dcap(_))),
-        "{:?}",
-        got.collateral_error
-    );
+    assert!(got.collateral.is_some(), "{:?}", got.collateral_error);
     // The same collateral as the CAS takes it in an attestation request.
     let json = serde_json::to_vec(got.attest_collateral.as_ref().unwrap()).unwrap();
     cloister_attest::dcap::Collateral::from_json(&json).unwrap();
@@ -350,12 +349,17 @@ async fn snp_evidence_comes_with_the_vcek_and_chain_that_verify_it() {
     )
     .await;
     let got = las.client.evidence(&[0; 64]).await.unwrap();
-    assert!(
-        matches!(got.collateral, Some(Collateral::Snp { .. })),
-        "{:?}",
-        got.collateral_error
-    );
+    assert!(got.collateral.is_some(), "{:?}", got.collateral_error);
     let claims = verify_at(&got, "2025-07-01T00:00:00Z");
+    // The same collateral as the CAS takes it in an attestation request, by the CAS's parser.
+    let cas_form =
+        Collateral::from_json(EvidenceKind::Snp, got.attest_collateral.as_ref().unwrap()).unwrap();
+    let cas_claims = verify_with(
+        cas_form.as_ref().unwrap(),
+        &got.evidence.bytes,
+        "2025-07-01T00:00:00Z",
+    );
+    assert_eq!(cas_claims.claims().tee, Tee::SevSnp);
     assert_eq!(claims.tee, Tee::SevSnp);
     assert_eq!(claims.extra["chip_id"], GO_CHIP_ID);
     // The VCEK and the chain, each once.
@@ -396,11 +400,7 @@ async fn collateral_endpoints_answer_directly() {
         .unwrap();
     assert_eq!(until, SGX_EXPIRY);
     let quote = testdata("sgx-dcap/sgx_quote.bin");
-    collateral
-        .verifier()
-        .unwrap()
-        .verify(&quote, &Context::new(at("2025-07-01T00:00:00Z")))
-        .unwrap();
+    verify_with(&collateral, &quote, "2025-07-01T00:00:00Z");
 
     let chip: [u8; 64] = hex::decode(GO_CHIP_ID).unwrap().try_into().unwrap();
     let (collateral, until) = las
@@ -410,20 +410,12 @@ async fn collateral_endpoints_answer_directly() {
         .unwrap();
     assert!(until.starts_with("2029-09-24"), "{until}");
     let report = testdata("sev-snp/go-sev-guest/attestation.bin");
-    collateral
-        .verifier()
-        .unwrap()
-        .verify(&report, &Context::new(at("2025-07-01T00:00:00Z")))
-        .unwrap();
+    verify_with(&collateral, &report, "2025-07-01T00:00:00Z");
 
     // Evidence collected elsewhere: the TDX quote, posted.
     let tdx = testdata("tdx/tdx_quote.bin");
     let collateral = las.client.collateral_for(&tdx).await.unwrap();
-    collateral
-        .verifier()
-        .unwrap()
-        .verify(&tdx, &Context::new(at("2025-07-01T00:00:00Z")))
-        .unwrap();
+    verify_with(&collateral, &tdx, "2025-07-01T00:00:00Z");
 
     // An unknown chip: KDS says 404, which is no reason to retry.
     let err = las
