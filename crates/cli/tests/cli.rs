@@ -39,6 +39,14 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cloister"))
 }
 
+/// Flips one bit of `dir/app.bundle`, 40 bytes from its end.
+fn tamper_bundle(dir: &Path) {
+    let mut bytes = std::fs::read(dir.join("app.bundle")).unwrap();
+    let at = bytes.len() - 40;
+    bytes[at] ^= 0x01;
+    std::fs::write(dir.join("app.bundle"), bytes).unwrap();
+}
+
 /// `cloister package app --out app.bundle --key-file bundle.key` in `dir`, which must succeed
 /// (`what` names the step when it does not).
 async fn package_app(dir: &Path, what: &str) -> Output {

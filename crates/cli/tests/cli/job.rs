@@ -334,10 +334,7 @@ async fn job_failures_name_their_cause_and_write_no_output(
     let mut service = "job";
     match spoil {
         Spoil::TamperedBundle => {
-            let mut bytes = std::fs::read(d.join("app.bundle")).unwrap();
-            let at = bytes.len() - 40;
-            bytes[at] ^= 0x01;
-            std::fs::write(d.join("app.bundle"), bytes).unwrap();
+            super::tamper_bundle(d);
         }
         Spoil::MeasurementNotPinned => {
             std::fs::write(d.join("app/01_count.sql"), "SELECT 1;\n").unwrap();

@@ -303,10 +303,7 @@ async fn run_job_refusals_name_their_cause_and_write_nothing(
     let mut service = "job";
     match spoil {
         Spoil::Tamper => {
-            let mut bytes = std::fs::read(d.join("app.bundle")).unwrap();
-            let at = bytes.len() - 40;
-            bytes[at] ^= 0x01;
-            std::fs::write(d.join("app.bundle"), bytes).unwrap();
+            super::tamper_bundle(d);
         }
         Spoil::ChangeAfterPinning => {
             std::fs::write(d.join("app/query.sql"), "SELECT 4 AS four;\n").unwrap();
