@@ -368,6 +368,23 @@ fn canary_secrets_never_reach_the_disk_in_plaintext() {
 // ---------------------------------------------------------------------------------------------
 // Crash safety.
 
+/// A fresh random master key.
+fn random_key_bytes() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// The sessions named by the audit log in `dir`.
+fn audited_sessions(dir: &Path) -> std::collections::HashSet<String> {
+    std::fs::read_to_string(dir.join(audit::LOG_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Entry>(l).unwrap())
+        .filter_map(|e| e.session)
+        .collect()
+}
+
 /// Runs the child `mode` on `dir` until it has acknowledged `kill_after` writes (round
 /// `round`), kills it with SIGKILL, and adds every write it acknowledged to `acknowledged`:
 /// those printed before the kill are still in the pipe.
@@ -414,11 +431,7 @@ fn kill_9_after_acks(
 #[test]
 fn kill_9_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let key_bytes = {
-        let mut b = [0u8; 32];
-        OsRng.fill_bytes(&mut b);
-        b
-    };
+    let key_bytes = random_key_bytes();
     let mut acknowledged: Vec<String> = Vec::new();
     for (round, kill_after) in [15usize, 4, 20].into_iter().enumerate() {
         kill_9_after_acks(
@@ -439,13 +452,7 @@ fn kill_9_loses_no_acknowledged_write() {
             acknowledged.len(),
             log.recovery()
         );
-        let audited: std::collections::HashSet<String> =
-            std::fs::read_to_string(dir.path().join(audit::LOG_FILE))
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<Entry>(l).unwrap())
-                .filter_map(|e| e.session)
-                .collect();
+        let audited = audited_sessions(dir.path());
         for name in &acknowledged {
             let session = store.session(name).unwrap();
             assert!(session.is_some(), "round {round}: session {name} lost");
@@ -469,11 +476,7 @@ fn kill_9_loses_no_acknowledged_write() {
 #[test]
 fn kill_9_loses_no_acknowledged_group_committed_audit_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let key_bytes = {
-        let mut b = [0u8; 32];
-        OsRng.fill_bytes(&mut b);
-        b
-    };
+    let key_bytes = random_key_bytes();
     let mut acknowledged: Vec<String> = Vec::new();
     for (round, kill_after) in [40usize, 7, 60].into_iter().enumerate() {
         kill_9_after_acks(
@@ -487,13 +490,7 @@ fn kill_9_loses_no_acknowledged_group_committed_audit_entry() {
 
         let key = master(key_bytes);
         let log = AuditLog::open(dir.path(), AuditSigner::from_master_key(&key).unwrap()).unwrap();
-        let audited: std::collections::HashSet<String> =
-            std::fs::read_to_string(dir.path().join(audit::LOG_FILE))
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<Entry>(l).unwrap())
-                .filter_map(|e| e.session)
-                .collect();
+        let audited = audited_sessions(dir.path());
         for name in &acknowledged {
             assert!(
                 audited.contains(name),
