@@ -39,6 +39,25 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_cloister"))
 }
 
+/// A CAS on `127.0.0.1:0` trusting the sim platform key `dir/platform.pem`, with `admin` as
+/// its admin key and the policies of namespace `ns` importing files from `dir`; its
+/// certificate is written to `dir/cas.crt`.
+async fn start_cas(
+    dir: &Path,
+    ns: &str,
+    admin: &cloister_policy::OwnerKey,
+) -> cloister_testkit::cas::Cas {
+    let platform = cloister_attest::sim::PlatformKey::load(dir.join("platform.pem")).unwrap();
+    let cas = cloister_testkit::cas::Cas::builder()
+        .platform_key(platform)
+        .config(|b| b.imports(cloister_cas::ImportRules::none().allow_files(ns, dir)))
+        .admin(&cloister_cas::client::RequestSigner::from_owner_key(admin).unwrap())
+        .start()
+        .await;
+    std::fs::write(dir.join("cas.crt"), &cas.cert_pem).unwrap();
+    cas
+}
+
 /// Flips one bit of `dir/app.bundle`, 40 bytes from its end.
 fn tamper_bundle(dir: &Path) {
     let mut bytes = std::fs::read(dir.join("app.bundle")).unwrap();

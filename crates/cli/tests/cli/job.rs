@@ -3,7 +3,6 @@
 //! holds. Failures name their cause and write nothing; no plaintext canary reaches any file,
 //! log line or output stream, spill included.
 
-use cloister_attest::sim::PlatformKey;
 use cloister_cas::client::CasClient;
 use cloister_engine::{EncryptionOptions, EngineBuilder, InMemoryKeyProvider};
 use cloister_policy::{OwnerKey, SignedPolicy};
@@ -55,15 +54,8 @@ impl Cas {
             cloister(d, &["evidence", "sim-keygen", "--out", "platform.pem"]).await,
             "sim-keygen",
         );
-        let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
         // The policies import their key files from the test's directory.
-        let cas = cloister_testkit::cas::Cas::builder()
-            .platform_key(platform)
-            .config(|b| b.imports(cloister_cas::ImportRules::none().allow_files("test", d)))
-            .admin(&cloister_cas::client::RequestSigner::from_owner_key(&owner()).unwrap())
-            .start()
-            .await;
-        std::fs::write(d.join("cas.crt"), &cas.cert_pem).unwrap();
+        let cas = super::start_cas(d, "test", &owner()).await;
         Cas {
             url: cas.url.clone(),
             client: cas.client.clone(),

@@ -63,14 +63,7 @@ impl Setup {
         assert_eq!(measurement.len(), 96, "{measurement}");
 
         // The CAS, trusting the sim platform key, with the policy imports reading the key files.
-        let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
-        let cas = cloister_testkit::cas::Cas::builder()
-            .platform_key(platform)
-            .config(|b| b.imports(cloister_cas::ImportRules::none().allow_files("demo", d)))
-            .admin(&cloister_cas::client::RequestSigner::from_owner_key(&owner()).unwrap())
-            .start()
-            .await;
-        std::fs::write(d.join("cas.crt"), &cas.cert_pem).unwrap();
+        let cas = super::start_cas(d, "demo", &owner()).await;
         let cas_url = cas.url.clone();
         let client = &cas.client;
         let policy = policy(d, &measurement);
