@@ -368,48 +368,79 @@ fn canary_secrets_never_reach_the_disk_in_plaintext() {
 // ---------------------------------------------------------------------------------------------
 // Crash safety.
 
+/// A fresh random master key.
+fn random_key_bytes() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// The sessions named by the audit log in `dir`.
+fn audited_sessions(dir: &Path) -> std::collections::HashSet<String> {
+    std::fs::read_to_string(dir.join(audit::LOG_FILE))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Entry>(l).unwrap())
+        .filter_map(|e| e.session)
+        .collect()
+}
+
+/// Runs the child `mode` on `dir` until it has acknowledged `kill_after` writes (round
+/// `round`), kills it with SIGKILL, and adds every write it acknowledged to `acknowledged`:
+/// those printed before the kill are still in the pipe.
+fn kill_9_after_acks(
+    mode: &str,
+    dir: &Path,
+    key_bytes: [u8; 32],
+    kill_after: usize,
+    round: usize,
+    acknowledged: &mut Vec<String>,
+) {
+    let mut proc = child(mode)
+        .env(CHILD_DIR_ENV, dir)
+        .env(MASTER_KEY_ENV, key_hex(key_bytes))
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
+    let mut this_round = 0;
+    for line in lines.by_ref() {
+        if let Some(name) = line.unwrap().strip_prefix("ACK ") {
+            acknowledged.push(name.to_owned());
+            this_round += 1;
+            if this_round == kill_after {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        this_round, kill_after,
+        "round {round}: the {mode} child stopped early"
+    );
+    proc.kill().unwrap(); // SIGKILL
+    for line in lines {
+        if let Some(name) = line.unwrap().strip_prefix("ACK ") {
+            acknowledged.push(name.to_owned());
+        }
+    }
+    assert!(
+        !proc.wait().unwrap().success(),
+        "round {round}: the {mode} child was not killed"
+    );
+}
+
 #[test]
 fn kill_9_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let key_bytes = {
-        let mut b = [0u8; 32];
-        OsRng.fill_bytes(&mut b);
-        b
-    };
+    let key_bytes = random_key_bytes();
     let mut acknowledged: Vec<String> = Vec::new();
     for (round, kill_after) in [15usize, 4, 20].into_iter().enumerate() {
-        let mut proc = child("writer")
-            .env(CHILD_DIR_ENV, dir.path())
-            .env(MASTER_KEY_ENV, key_hex(key_bytes))
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
-        let mut this_round = 0;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(name) = line.strip_prefix("ACK ") {
-                acknowledged.push(name.to_owned());
-                this_round += 1;
-                if this_round == kill_after {
-                    break;
-                }
-            }
-        }
-        assert_eq!(
-            this_round, kill_after,
-            "round {round}: the writer stopped early"
-        );
-        proc.kill().unwrap(); // SIGKILL
-        // Acknowledgements printed before the kill are still in the pipe.
-        for line in lines {
-            if let Some(name) = line.unwrap().strip_prefix("ACK ") {
-                acknowledged.push(name.to_owned());
-            }
-        }
-        let status = proc.wait().unwrap();
-        assert!(
-            !status.success(),
-            "round {round}: the writer was not killed"
+        kill_9_after_acks(
+            "writer",
+            dir.path(),
+            key_bytes,
+            kill_after,
+            round,
+            &mut acknowledged,
         );
 
         // Reopen as a restarted CAS would, and find every acknowledged write.
@@ -421,13 +452,7 @@ fn kill_9_loses_no_acknowledged_write() {
             acknowledged.len(),
             log.recovery()
         );
-        let audited: std::collections::HashSet<String> =
-            std::fs::read_to_string(dir.path().join(audit::LOG_FILE))
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<Entry>(l).unwrap())
-                .filter_map(|e| e.session)
-                .collect();
+        let audited = audited_sessions(dir.path());
         for name in &acknowledged {
             let session = store.session(name).unwrap();
             assert!(session.is_some(), "round {round}: session {name} lost");
@@ -451,50 +476,21 @@ fn kill_9_loses_no_acknowledged_write() {
 #[test]
 fn kill_9_loses_no_acknowledged_group_committed_audit_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let key_bytes = {
-        let mut b = [0u8; 32];
-        OsRng.fill_bytes(&mut b);
-        b
-    };
+    let key_bytes = random_key_bytes();
     let mut acknowledged: Vec<String> = Vec::new();
     for (round, kill_after) in [40usize, 7, 60].into_iter().enumerate() {
-        let mut proc = child("audit-writers")
-            .env(CHILD_DIR_ENV, dir.path())
-            .env(MASTER_KEY_ENV, key_hex(key_bytes))
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
-        let mut this_round = 0;
-        for line in lines.by_ref() {
-            if let Some(name) = line.unwrap().strip_prefix("ACK ") {
-                acknowledged.push(name.to_owned());
-                this_round += 1;
-                if this_round == kill_after {
-                    break;
-                }
-            }
-        }
-        assert_eq!(
-            this_round, kill_after,
-            "round {round}: the writers stopped early"
+        kill_9_after_acks(
+            "audit-writers",
+            dir.path(),
+            key_bytes,
+            kill_after,
+            round,
+            &mut acknowledged,
         );
-        proc.kill().unwrap(); // SIGKILL
-        for line in lines {
-            if let Some(name) = line.unwrap().strip_prefix("ACK ") {
-                acknowledged.push(name.to_owned());
-            }
-        }
-        assert!(!proc.wait().unwrap().success(), "round {round}: not killed");
 
         let key = master(key_bytes);
         let log = AuditLog::open(dir.path(), AuditSigner::from_master_key(&key).unwrap()).unwrap();
-        let audited: std::collections::HashSet<String> =
-            std::fs::read_to_string(dir.path().join(audit::LOG_FILE))
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<Entry>(l).unwrap())
-                .filter_map(|e| e.session)
-                .collect();
+        let audited = audited_sessions(dir.path());
         for name in &acknowledged {
             assert!(
                 audited.contains(name),

@@ -24,18 +24,70 @@ mod run;
 #[path = "cli/schemathesis.rs"]
 mod schemathesis;
 
+use cloister_testkit::cli::{assert_exit, json_of};
 use rstest::rstest;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The built `cloister`, run to completion in `dir`.
 fn cloister(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cloister"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run cloister")
+    cloister_testkit::cli::run(bin(), dir, args, &[])
+}
+
+/// The built `cloister` binary.
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_cloister"))
+}
+
+/// A CAS on `127.0.0.1:0` trusting the sim platform key `dir/platform.pem`, with `admin` as
+/// its admin key and the policies of namespace `ns` importing files from `dir`; its
+/// certificate is written to `dir/cas.crt`.
+async fn start_cas(
+    dir: &Path,
+    ns: &str,
+    admin: &cloister_policy::OwnerKey,
+) -> cloister_testkit::cas::Cas {
+    let platform = cloister_attest::sim::PlatformKey::load(dir.join("platform.pem")).unwrap();
+    let cas = cloister_testkit::cas::Cas::builder()
+        .platform_key(platform)
+        .config(|b| b.imports(cloister_cas::ImportRules::none().allow_files(ns, dir)))
+        .admin(&cloister_cas::client::RequestSigner::from_owner_key(admin).unwrap())
+        .start()
+        .await;
+    std::fs::write(dir.join("cas.crt"), &cas.cert_pem).unwrap();
+    cas
+}
+
+/// Flips one bit of `dir/app.bundle`, 40 bytes from its end.
+fn tamper_bundle(dir: &Path) {
+    let mut bytes = std::fs::read(dir.join("app.bundle")).unwrap();
+    let at = bytes.len() - 40;
+    bytes[at] ^= 0x01;
+    std::fs::write(dir.join("app.bundle"), bytes).unwrap();
+}
+
+/// `cloister package app --out app.bundle --key-file bundle.key` in `dir`, which must succeed
+/// (`what` names the step when it does not).
+async fn package_app(dir: &Path, what: &str) -> Output {
+    let args = [
+        "package",
+        "app",
+        "--out",
+        "app.bundle",
+        "--key-file",
+        "bundle.key",
+    ];
+    let out = cloister_testkit::cli::run_blocking(bin(), dir, &args, &[]).await;
+    cloister_testkit::cli::ok(out, what)
+}
+
+/// [`package_app`], then `cloister measure`: the measurement a policy pins.
+async fn package_and_measure(dir: &Path) -> String {
+    package_app(dir, "package").await;
+    let args = ["measure", "--bundle", "app.bundle"];
+    let out = cloister_testkit::cli::run_blocking(bin(), dir, &args, &[]).await;
+    let out = cloister_testkit::cli::ok(out, "measure");
+    cloister_testkit::cli::text(&out.stdout).trim().to_owned()
 }
 
 fn testdata(rel: &str) -> String {
@@ -47,16 +99,6 @@ fn testdata(rel: &str) -> String {
     .iter()
     .collect();
     p.to_str().expect("utf-8 path").to_string()
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// Each recorded sample verifies at a time inside its window, with the values its README states.
@@ -92,12 +134,7 @@ fn verify_each_sample(
     args.extend(["--at".into(), at.into(), "--json".into()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = cloister(&args, dir.path());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let v = json_of(&out);
     assert_eq!(v["verified"], true);
     assert_eq!(v["claims"]["tee"], tee);
@@ -123,12 +160,7 @@ fn sgx_claims_carry_advisories_and_report_data() {
         ],
         dir.path(),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let v = json_of(&out);
     assert_eq!(v["kind"], "sgx");
     assert_eq!(
@@ -165,12 +197,7 @@ fn refusals_exit_1(#[case] args: &[&str], #[case] code: &str) {
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = cloister(&args, dir.path());
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let v = json_of(&out);
     assert_eq!(v["verified"], false);
     assert_eq!(v["error"]["code"], code, "{v}");

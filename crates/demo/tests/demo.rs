@@ -17,9 +17,9 @@ mod generate;
 #[path = "demo/taxi.rs"]
 mod taxi;
 
-use serde_json::Value;
+use cloister_testkit::cli::json_of;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// The binary that runs `args`: `cloister-demo` for its own commands, else `cloister` beside it.
 fn program(args: &[&str]) -> PathBuf {
@@ -37,20 +37,5 @@ fn program(args: &[&str]) -> PathBuf {
 }
 
 fn cloister(args: &[&str], dir: &Path) -> Output {
-    Command::new(program(args))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run cloister")
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    cloister_testkit::cli::run(&program(args), dir, args, &[])
 }

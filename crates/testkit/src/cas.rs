@@ -5,10 +5,11 @@
 //! a fresh master key, a temp data directory, no admin key); [`Cas::builder`] sets what a test
 //! needs beyond that. Both run on the caller's tokio runtime.
 
-use cloister_attest::collect::SimCollector;
+use cloister_attest::collect::{Collector, SimCollector};
 use cloister_attest::sim::{PlatformKey, Statement};
-use cloister_cas::client::{CasClient, RequestSigner};
+use cloister_cas::client::{Attested, CasClient, RequestSigner, attest_workload};
 use cloister_cas::config::CasConfigBuilder;
+use cloister_cas::envelope::WorkloadKey;
 use cloister_cas::server::{self, CERT_FILE, CasState};
 use cloister_cas::{CasConfig, Error, MasterKey};
 use secrecy::ExposeSecret as _;
@@ -191,6 +192,17 @@ impl Cas {
             .await
             .expect("the exchange task")
     }
+}
+
+/// Attests `key` as the `driver` service of `session` with evidence from `collector`, without
+/// collateral or host arguments: the attestation most tests make.
+pub async fn attest_driver(
+    client: &CasClient,
+    session: &str,
+    key: &WorkloadKey,
+    collector: &dyn Collector,
+) -> Result<Attested, Error> {
+    attest_workload(client, session, "driver", key, collector, None, &[]).await
 }
 
 impl Drop for Cas {

@@ -14,6 +14,7 @@
 //! - `cas`: the CAS in this process on `127.0.0.1:0` (`cas::Cas::start`, a builder).
 //! - `las`: the LAS in this process on `127.0.0.1:0` (`las::Las::start_sim`).
 //! - [`process`]: a service run as a child process: address file, SIGTERM, SIGKILL.
+//! - `cli`: a built binary run in a directory, its exit checked and its stdout decoded.
 //! - [`canary`]: planted secrets and the scans that they were written nowhere, in any encoding.
 //! - `https`: raw HTTPS pinned to a CAS certificate, for requests the client would not send.
 //! - `policies`: owner keys by seed, sample policies and namespaces.
@@ -34,6 +35,8 @@
 pub mod canary;
 #[cfg(feature = "cas")]
 pub mod cas;
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "cas")]
 pub mod https;
 #[cfg(feature = "cas")]

@@ -5,7 +5,7 @@ use cloister_attest::EvidenceKind;
 use cloister_cas::envelope::WorkloadKey;
 use rstest::rstest;
 
-use super::{Cas, api_err, app_policy, request_with, signed, signer};
+use super::{Cas, api_err, app_policy, request_with};
 
 #[rstest]
 #[case::dcap_without_collateral(
@@ -53,10 +53,7 @@ async fn refusals_of_evidence_and_collateral_name_their_rule(
 ) {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
     let key = WorkloadKey::generate().unwrap();
     let collector = cas.collector(Cas::good_statement());
     let mut req = request_with(&cas, "test/app", &collector, &key, &key).await;

@@ -90,16 +90,7 @@ impl Host {
             .unwrap();
         let key = WorkloadKey::generate().unwrap();
         let collector = self.cas.collector(Cas::good_statement());
-        attest_workload(
-            &self.cas.client,
-            session,
-            "driver",
-            &key,
-            &collector,
-            None,
-            &[],
-        )
-        .await
+        attest_driver(&self.cas.client, session, &key, &collector).await
     }
 
     fn path(&self, p: &str) -> String {
@@ -267,10 +258,7 @@ async fn host_imports_the_operator_allowed_still_work() {
 async fn an_export_pinned_to_an_importer_version_follows_its_successors() {
     let cas = Cas::start().await;
     let exp1 = exporter_policy(1, None, "test/someone-else");
-    cas.client
-        .create_session(&signed(&exp1, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&exp1).await;
     let imp1 = importer_policy_owned(SessionHash::of(&exp1), 2);
     cas.client
         .create_session(&signed(&imp1, &[2]), &signer(1))
@@ -298,7 +286,7 @@ async fn an_export_pinned_to_an_importer_version_follows_its_successors() {
     let collector = cas.collector(Cas::good_statement());
     let attest = |session: &'static str| {
         let (client, key, collector) = (&cas.client, &key, &collector);
-        async move { attest_workload(client, session, "driver", key, collector, None, &[]).await }
+        async move { attest_driver(client, session, key, collector).await }
     };
     let imported = attest("test/importer").await.unwrap();
     let exported = attest("test/exporter").await.unwrap();

@@ -20,7 +20,7 @@ use cloister_cas::envelope::WorkloadKey;
 use cloister_testkit::https;
 use rstest::rstest;
 
-use super::{ApiErr, Cas, api_err, app_policy, request_with, signed, signer};
+use super::{ApiErr, Cas, api_err, app_policy, request_with};
 
 const SHORT: Duration = Duration::from_millis(200);
 /// How long a connection the CAS should have closed may take to show it (a shared machine).
@@ -298,10 +298,7 @@ async fn a_nonce_flood_is_rate_limited_and_others_still_attest() {
         .await,
     );
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, limited) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -461,10 +458,7 @@ enum BadNonce {
 async fn spoiled_nonces_are_refused(#[case] how: BadNonce, #[case] reason: &str) {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
     let key = WorkloadKey::generate().unwrap();
     let collector = cas.collector(Cas::good_statement());
     let now = cas.clock.now();
@@ -530,10 +524,7 @@ async fn issuing_nonces_stores_nothing() {
     }
     assert_eq!(cas.state.used_nonces(), 0);
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
     let key = WorkloadKey::generate().unwrap();
     let collector = cas.collector(Cas::good_statement());
     // Review finding: evidence that does not verify spends no nonce, so junk attestations
@@ -556,10 +547,7 @@ async fn issuing_nonces_stores_nothing() {
 async fn a_full_used_nonce_set_refuses_new_attestations_not_replays() {
     let cas = start(|l| l.max_used_nonces = 16).await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
     let key = WorkloadKey::generate().unwrap();
     let collector = cas.collector(Cas::good_statement());
     let mut used = Vec::new();

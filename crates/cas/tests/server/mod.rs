@@ -17,6 +17,7 @@ use cloister_cas::token::{TokenRule, TokenVerifier};
 use cloister_cas::{Error, ImportRules, ManualClock, MasterKey};
 use cloister_policy::{SessionHash, SignedPolicy};
 use cloister_testkit::canary;
+use cloister_testkit::cas::attest_driver;
 use cloister_testkit::policies;
 use cloister_testkit::policies::{key as owner, namespace, public_b64, signed, signer, spki};
 use rstest::rstest;
@@ -181,6 +182,14 @@ impl Cas {
         self.inner.stop().await
     }
 
+    /// Creates the session `yaml`, signed and approved by owner key 1; it must succeed.
+    async fn push(&self, yaml: &str) -> cloister_cas::api::SessionSummary {
+        self.client
+            .create_session(&signed(yaml, &[1]), &signer(1))
+            .await
+            .unwrap()
+    }
+
     fn good_statement() -> Statement {
         Statement {
             measurement: MEASUREMENT.to_vec(),
@@ -227,6 +236,16 @@ struct ApiErr {
 }
 
 impl ApiErr {
+    /// Asserts that the refusal has HTTP `status` and names `rule`.
+    fn assert_refused(&self, status: u16, rule: &str) {
+        assert_eq!(
+            (self.status, self.rule.as_deref()),
+            (status, Some(rule)),
+            "{}",
+            self.text()
+        );
+    }
+
     fn names(&self, needle: &str) -> bool {
         self.rule.as_deref() == Some(needle)
             || self.rules.iter().any(|r| r == needle)
@@ -301,11 +320,7 @@ async fn request_with(
 async fn sim_workload_attests_and_opens_its_configuration() {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    let created = cas
-        .client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    let created = cas.push(&yaml).await;
     assert_eq!(created.version, 1);
     assert_eq!(created.hash, SessionHash::of(&yaml).to_string());
 
@@ -484,10 +499,7 @@ async fn sim_workload_attests_and_opens_its_configuration() {
 async fn a_restarted_cas_keeps_its_identity_policies_and_secrets() {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
     let key = WorkloadKey::generate().unwrap();
     let collector = cas.collector(Cas::good_statement());
     let args = ["a".to_owned(), "b".to_owned()];
@@ -545,10 +557,7 @@ async fn a_restarted_cas_keeps_its_identity_policies_and_secrets() {
 async fn a_restarted_cas_refuses_nonces_issued_before_the_restart() {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
     let key = WorkloadKey::generate().unwrap();
     let collector = cas.collector(Cas::good_statement());
     let before = request_with(&cas, "test/app", &collector, &key, &key).await;
@@ -574,10 +583,7 @@ async fn a_restarted_cas_refuses_nonces_issued_before_the_restart() {
 async fn a_nonce_is_accepted_once_under_concurrency() {
     let cas = Arc::new(Cas::start().await);
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
     let key = Arc::new(WorkloadKey::generate().unwrap());
     let collector = cas.collector(Cas::good_statement());
     let req = Arc::new(request_with(&cas, "test/app", &collector, &key, &key).await);
@@ -603,10 +609,7 @@ async fn sessions_are_read_updated_and_deleted_by_their_principals() {
     let cas = Cas::start().await;
     let v1 = app_policy("test/app", 1, None, "sim", &[1], 1);
     let h1 = SessionHash::of(&v1);
-    cas.client
-        .create_session(&signed(&v1, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&v1).await;
 
     // Owner and reader may read; the view has the YAML but no generated secret.
     let key = WorkloadKey::generate().unwrap();
@@ -686,23 +689,13 @@ async fn sessions_are_read_updated_and_deleted_by_their_principals() {
             .delete_session("test/app", &head, &[&owner(9)])
             .await,
     );
-    assert_eq!(
-        (err.status, err.rule.as_deref()),
-        (403, Some("approvals")),
-        "{}",
-        err.text()
-    );
+    err.assert_refused(403, "approvals");
     let err = api_err(
         cas.client
             .delete_session("test/app", &h1, &[&owner(1)])
             .await,
     );
-    assert_eq!(
-        (err.status, err.rule.as_deref()),
-        (409, Some("predecessor")),
-        "{}",
-        err.text()
-    );
+    err.assert_refused(409, "predecessor");
     cas.client
         .delete_session("test/app", &head, &[&owner(1)])
         .await
@@ -756,10 +749,7 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
         }
     };
     if !matches!(case, Refusal::SimNotAccepted | Refusal::OneOfTwoApprovals) {
-        cas.client
-            .create_session(&signed(&yaml, &[1]), &signer(1))
-            .await
-            .unwrap();
+        cas.push(&yaml).await;
     }
     match case {
         Refusal::WrongMeasurement => api_err(
@@ -771,10 +761,7 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
         ),
         Refusal::SimNotAccepted => {
             let sgx = app_policy("test/app", 1, None, "sgx", &[1], 1);
-            cas.client
-                .create_session(&signed(&sgx, &[1]), &signer(1))
-                .await
-                .unwrap();
+            cas.push(&sgx).await;
             api_err(attest(Cas::good_statement()).await)
         }
         Refusal::DebugNotTolerated => api_err(
@@ -847,10 +834,7 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
             // The exporter names `squat/importer` with the owners of `test`; the operator gave
             // namespace `squat` to someone else (key 7), who takes the name first.
             let exporter = exporter_policy(1, None, "squat/importer");
-            cas.client
-                .create_session(&signed(&exporter, &[1]), &signer(1))
-                .await
-                .unwrap();
+            cas.push(&exporter).await;
             cas.client
                 .create_namespace(&namespace("squat", &[7], None), &signer(ADMIN))
                 .await
@@ -873,15 +857,9 @@ async fn refuse(cas: &Cas, case: Refusal) -> ApiErr {
                 "test/importer"
             };
             let exporter = exporter_policy(1, None, to);
-            cas.client
-                .create_session(&signed(&exporter, &[1]), &signer(1))
-                .await
-                .unwrap();
+            cas.push(&exporter).await;
             let importer = importer_policy(SessionHash::of(&exporter));
-            cas.client
-                .create_session(&signed(&importer, &[1]), &signer(1))
-                .await
-                .unwrap();
+            cas.push(&importer).await;
             if matches!(case, Refusal::ImportPinnedToOldExporterHash) {
                 let v2 = exporter_policy(2, Some(SessionHash::of(&exporter)), to);
                 cas.client
@@ -1084,41 +1062,16 @@ async fn refusals_name_the_rule(
 async fn an_exported_secret_reaches_the_importer() {
     let cas = Cas::start().await;
     let exporter = exporter_policy(1, None, "test/importer");
-    cas.client
-        .create_session(&signed(&exporter, &[1]), &signer(1))
-        .await
-        .unwrap();
-    cas.client
-        .create_session(
-            &signed(&importer_policy(SessionHash::of(&exporter)), &[1]),
-            &signer(1),
-        )
-        .await
-        .unwrap();
+    cas.push(&exporter).await;
+    cas.push(&importer_policy(SessionHash::of(&exporter))).await;
     let key = WorkloadKey::generate().unwrap();
     let collector = cas.collector(Cas::good_statement());
-    let imported = attest_workload(
-        &cas.client,
-        "test/importer",
-        "driver",
-        &key,
-        &collector,
-        None,
-        &[],
-    )
-    .await
-    .unwrap();
-    let exported = attest_workload(
-        &cas.client,
-        "test/exporter",
-        "driver",
-        &key,
-        &collector,
-        None,
-        &[],
-    )
-    .await
-    .unwrap();
+    let imported = attest_driver(&cas.client, "test/importer", &key, &collector)
+        .await
+        .unwrap();
+    let exported = attest_driver(&cas.client, "test/exporter", &key, &collector)
+        .await
+        .unwrap();
     let value = imported.config.env["KEY"].expose_secret();
     assert_eq!(value.len(), 64);
     assert_eq!(value, exported.config.env["KEY"].expose_secret());
@@ -1128,24 +1081,10 @@ async fn an_exported_secret_reaches_the_importer() {
 async fn sim_evidence_from_an_untrusted_platform_is_refused() {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
     let key = WorkloadKey::generate().unwrap();
     let stranger = SimCollector::new(PlatformKey::generate(), Cas::good_statement());
-    let err = api_err(
-        attest_workload(
-            &cas.client,
-            "test/app",
-            "driver",
-            &key,
-            &stranger,
-            None,
-            &[],
-        )
-        .await,
-    );
+    let err = api_err(attest_driver(&cas.client, "test/app", &key, &stranger).await);
     assert_eq!(err.status, 403);
     assert!(err.names("evidence: sim platform key"), "{}", err.text());
 }
@@ -1271,31 +1210,10 @@ async fn malformed_oversized_and_unknown_requests_get_stable_codes() {
     assert!(!err.reasons.is_empty());
 
     // A missing host argument is an unresolvable configuration, named by its rule.
-    cas.client
-        .create_session(
-            &signed(&app_policy("test/app", 1, None, "sim", &[1], 1), &[1]),
-            &signer(1),
-        )
-        .await
-        .unwrap();
-    let err = api_err(
-        attest_workload(
-            &cas.client,
-            "test/app",
-            "driver",
-            &key,
-            &collector,
-            None,
-            &[],
-        )
-        .await,
-    );
-    assert_eq!(
-        (err.status, err.rule.as_deref()),
-        (422, Some("host-arg")),
-        "{}",
-        err.text()
-    );
+    cas.push(&app_policy("test/app", 1, None, "sim", &[1], 1))
+        .await;
+    let err = api_err(attest_driver(&cas.client, "test/app", &key, &collector).await);
+    err.assert_refused(422, "host-arg");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1357,14 +1275,8 @@ async fn deletion_signatures_do_not_transfer() {
     let cas = Cas::start().await;
     let a = app_policy("test/app", 1, None, "sim", &[1], 1);
     let b = app_policy("test/other", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&a, &[1]), &signer(1))
-        .await
-        .unwrap();
-    cas.client
-        .create_session(&signed(&b, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&a).await;
+    cas.push(&b).await;
     // Owner 1 approved deleting test/app; the approval replayed against test/other fails.
     let approval = delete_request("test/app", &SessionHash::of(&a), &[&owner(1)]);
     let mut replay = approval.clone();
@@ -1411,10 +1323,7 @@ fn audit_log_len(cas: &Cas) -> u64 {
 async fn regression_malformed_attest_requests_are_refused_before_anything_is_logged() {
     let cas = Cas::start().await;
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
     let key = WorkloadKey::generate().unwrap();
     let collector = cas.collector(Cas::good_statement());
     let good =
@@ -1510,10 +1419,7 @@ async fn a_flood_of_identical_refusals_is_counted_not_appended() {
         .await,
     );
     let yaml = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
     let collector = cas.collector(Statement {
         measurement: vec![0xbb; 32],
         ..Cas::good_statement()
@@ -1642,10 +1548,7 @@ async fn refusals_do_not_reveal_another_tenants_pinned_values() {
         .create_namespace(&namespace("tenant", &[1], None), &signer(ADMIN))
         .await
         .unwrap();
-    cas.client
-        .create_session(&signed(&yaml, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&yaml).await;
 
     // The attacker: its own sim evidence for someone else's session, and its own client.
     let key = WorkloadKey::generate().unwrap();
@@ -1721,10 +1624,7 @@ fn policy_read_by(name: &str, owner_key: u8, reader: u8) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_reads_without_a_signature_are_refused_and_the_head_stays_public() {
     let cas = Cas::start().await;
-    cas.client
-        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&policy_read_by("test/a", 1, 3)).await;
     for path in [
         "/v1/audit/entries",
         "/v1/audit/entries?after=0&limit=1000",
@@ -1767,10 +1667,7 @@ async fn audit_reads_without_a_signature_are_refused_and_the_head_stays_public()
 async fn audit_entries_are_visible_to_their_sessions_owners_and_readers_only() {
     let cas = Cas::start().await;
     // test/a: owner 1, reader 3. test/b: owner 2, reader 4. Key 6 is nobody's.
-    cas.client
-        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&policy_read_by("test/a", 1, 3)).await;
     cas.client
         .create_session(&signed(&policy_read_by("test/b", 2, 4), &[2]), &signer(1))
         .await
@@ -1921,10 +1818,7 @@ async fn audit_paging_returns_every_entry_exactly_once_over_thousands_of_entries
             .limits(cloister_cas::config::Limits::bench())
     })
     .await;
-    cas.client
-        .create_session(&signed(&policy_read_by("test/a", 1, 3), &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&policy_read_by("test/a", 1, 3)).await;
     let head = cas.client.audit_head().await.unwrap();
     assert!(head.seq > 3000);
 

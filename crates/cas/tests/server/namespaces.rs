@@ -61,12 +61,7 @@ async fn creating_a_session_in_a_namespace_you_do_not_own_is_refused() {
             .create_session(&signed(&yaml, &[7]), &signer(7))
             .await,
     );
-    assert_eq!(
-        (err.status, err.rule.as_deref()),
-        (403, Some("unauthorised")),
-        "{}",
-        err.text()
-    );
+    err.assert_refused(403, "unauthorised");
     assert!(!holds(&cas, "test/app").await);
     let entries = audit(&cas).await;
     assert!(
@@ -82,12 +77,7 @@ async fn creating_a_session_in_a_namespace_you_do_not_own_is_refused() {
             .create_session(&signed(&yaml, &[1]), &signer(1))
             .await,
     );
-    assert_eq!(
-        (err.status, err.rule.as_deref()),
-        (403, Some("namespace")),
-        "{}",
-        err.text()
-    );
+    err.assert_refused(403, "namespace");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,13 +103,8 @@ async fn creating_beyond_the_namespace_quota_is_refused() {
         .create_namespace(&namespace("small", &[1], Some(1)), &signer(ADMIN))
         .await
         .unwrap();
-    cas.client
-        .create_session(
-            &signed(&app_policy("small/one", 1, None, "sim", &[1], 1), &[1]),
-            &signer(1),
-        )
-        .await
-        .unwrap();
+    cas.push(&app_policy("small/one", 1, None, "sim", &[1], 1))
+        .await;
     let err = api_err(
         cas.client
             .create_session(
@@ -128,12 +113,7 @@ async fn creating_beyond_the_namespace_quota_is_refused() {
             )
             .await,
     );
-    assert_eq!(
-        (err.status, err.rule.as_deref()),
-        (403, Some("quota")),
-        "{}",
-        err.text()
-    );
+    err.assert_refused(403, "quota");
     assert!(!holds(&cas, "small/two").await);
     // The admin raises the quota; now it fits.
     let view = cas
@@ -150,13 +130,8 @@ async fn creating_beyond_the_namespace_quota_is_refused() {
         .await
         .unwrap();
     assert_eq!((view.version, view.session_quota, view.sessions), (2, 2, 1));
-    cas.client
-        .create_session(
-            &signed(&app_policy("small/two", 1, None, "sim", &[1], 1), &[1]),
-            &signer(1),
-        )
-        .await
-        .unwrap();
+    cas.push(&app_policy("small/two", 1, None, "sim", &[1], 1))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,12 +246,7 @@ async fn a_deleted_session_is_not_resurrected_by_its_old_signed_policy() {
     // request again within the same second with a later timestamp: regression, it used to be
     // refused as a replay of its own first approval.)
     let err = api_err(cas.client.create_session(&old, &signer(1)).await);
-    assert_eq!(
-        (err.status, err.rule.as_deref()),
-        (403, Some("resurrection")),
-        "{}",
-        err.text()
-    );
+    err.assert_refused(403, "resurrection");
     assert!(!holds(&cas, "test/app").await);
     // A later version that does not name the tombstone neither.
     let stray = app_policy(
@@ -296,11 +266,7 @@ async fn a_deleted_session_is_not_resurrected_by_its_old_signed_policy() {
 
     // The legitimate re-creation: version 2 naming the deleted version, freshly approved.
     let v2 = app_policy("test/app", 2, Some(h1), "sim", &[1], 1);
-    let created = cas
-        .client
-        .create_session(&signed(&v2, &[1]), &signer(1))
-        .await
-        .unwrap();
+    let created = cas.push(&v2).await;
     assert_eq!(created.version, 2);
     let entries = audit(&cas).await;
     let last = entries
@@ -330,10 +296,7 @@ async fn a_deleted_session_is_not_resurrected_by_its_old_signed_policy() {
 async fn a_tombstone_survives_a_restart() {
     let cas = Cas::start().await;
     let v1 = app_policy("test/app", 1, None, "sim", &[1], 1);
-    cas.client
-        .create_session(&signed(&v1, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&v1).await;
     delete_app(&cas, &SessionHash::of(&v1)).await;
     let (dir, platform) = cas.stop().await;
     let cas = Cas::start_with(dir, platform, |b| b).await;
@@ -407,13 +370,8 @@ async fn only_the_admin_key_changes_namespaces_and_only_owners_read_them() {
         1
     );
     // A namespace holding a session cannot be deleted.
-    cas.client
-        .create_session(
-            &signed(&app_policy("test/app", 1, None, "sim", &[1], 1), &[1]),
-            &signer(1),
-        )
-        .await
-        .unwrap();
+    cas.push(&app_policy("test/app", 1, None, "sim", &[1], 1))
+        .await;
     let err = api_err(cas.client.delete_namespace("test", &signer(ADMIN)).await);
     assert_eq!(err.rule.as_deref(), Some("not-empty"), "{}", err.text());
 }
@@ -468,13 +426,8 @@ async fn a_store_made_before_namespaces_is_migrated_by_setting_the_admin_key() {
             view.owners[0].fingerprint,
             owner(1).fingerprint().to_string()
         );
-        cas.client
-            .create_session(
-                &signed(&app_policy("legacy/second", 1, None, "sim", &[1], 1), &[1]),
-                &signer(1),
-            )
-            .await
-            .unwrap();
+        cas.push(&app_policy("legacy/second", 1, None, "sim", &[1], 1))
+            .await;
         let err = api_err(
             cas.client
                 .create_session(

@@ -25,10 +25,7 @@ async fn victim() -> (Cas, SessionHash, SessionHash) {
     .await;
     let v1 = app_policy("test/app", 1, None, "sim", &[1, 2], 1);
     let h1 = SessionHash::of(&v1);
-    cas.client
-        .create_session(&signed(&v1, &[1]), &signer(1))
-        .await
-        .unwrap();
+    cas.push(&v1).await;
     let v2 = app_policy("test/app", 2, Some(h1), "sim", &[1, 2], 1);
     let h2 = SessionHash::of(&v2);
     cas.client
@@ -202,12 +199,7 @@ async fn an_owner_still_gets_the_details_of_a_refused_change() {
             .update_session("test/app", &signed(&stale, &[2]))
             .await,
     );
-    assert_eq!(
-        (err.status, err.rule.as_deref()),
-        (409, Some("predecessor")),
-        "{}",
-        err.text()
-    );
+    err.assert_refused(409, "predecessor");
     assert!(err.message.contains(&head.to_string()), "{}", err.text());
 
     let skipped = app_policy("test/app", 5, Some(head), "sim", &[1, 2], 1);
@@ -232,12 +224,7 @@ async fn an_owner_still_gets_the_details_of_a_refused_change() {
             .delete_session("test/app", &h1, &[&owner(1)])
             .await,
     );
-    assert_eq!(
-        (err.status, err.rule.as_deref()),
-        (409, Some("predecessor")),
-        "{}",
-        err.text()
-    );
+    err.assert_refused(409, "predecessor");
     assert!(err.message.contains(&head.to_string()), "{}", err.text());
 
     let refusals: Vec<String> = cas

@@ -4,10 +4,10 @@ use super::cas_process::{
     CasProcess, MEASUREMENT, collector, platform, run, runtime, sim_policy, text,
 };
 use super::json_of;
-use cloister_cas::client::attest_workload;
 use cloister_cas::envelope::WorkloadKey;
 use cloister_policy::SessionHash;
 use cloister_testkit::canary::{self, contains};
+use cloister_testkit::cas::attest_driver;
 use secrecy::ExposeSecret as _;
 use std::path::Path;
 
@@ -207,14 +207,11 @@ fn custodians_and_a_sim_workload_end_to_end() {
     let client = cas.client();
     let key = WorkloadKey::generate().unwrap();
     let attested = rt
-        .block_on(attest_workload(
+        .block_on(attest_driver(
             &client,
             "e2e/app",
-            "driver",
             &key,
             &collector(&platform, &MEASUREMENT),
-            None,
-            &[],
         ))
         .unwrap();
     let config = &attested.config;

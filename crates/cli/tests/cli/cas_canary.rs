@@ -5,11 +5,11 @@ use super::cas_process::{
     CANARY, CasProcess, MEASUREMENT, approver, collector, owner, platform, run, runtime, signed,
     sim_policy, text,
 };
-use cloister_cas::client::attest_workload;
 use cloister_cas::envelope::WorkloadKey;
 use cloister_cas::{Error, api::ErrorBody};
 use cloister_policy::SessionHash;
 use cloister_testkit::canary::{self, Haystack as _, contains};
+use cloister_testkit::cas::attest_driver;
 use cloister_testkit::https;
 use secrecy::ExposeSecret as _;
 
@@ -39,14 +39,11 @@ fn canaries_reach_no_file_log_or_error() {
     for _ in 0..2 {
         let key = WorkloadKey::generate().unwrap();
         let attested = rt
-            .block_on(attest_workload(
+            .block_on(attest_driver(
                 &client,
                 "canary/app",
-                "driver",
                 &key,
                 &collector(&platform, &MEASUREMENT),
-                None,
-                &[],
             ))
             .unwrap();
         let env = &attested.config.env;
@@ -97,28 +94,12 @@ fn canaries_reach_no_file_log_or_error() {
     let wrong_code = collector(&platform, &[0xcd; 32]);
     let key = WorkloadKey::generate().unwrap();
     keep(
-        rt.block_on(attest_workload(
-            &client,
-            "canary/app",
-            "driver",
-            &key,
-            &wrong_code,
-            None,
-            &[],
-        ))
-        .unwrap_err(),
+        rt.block_on(attest_driver(&client, "canary/app", &key, &wrong_code))
+            .unwrap_err(),
     );
     keep(
-        rt.block_on(attest_workload(
-            &client,
-            "canary/none",
-            "driver",
-            &key,
-            &wrong_code,
-            None,
-            &[],
-        ))
-        .unwrap_err(),
+        rt.block_on(attest_driver(&client, "canary/none", &key, &wrong_code))
+            .unwrap_err(),
     );
     let stale = sim_policy("canary/app", 2, Some(SessionHash::of("old")), &owners, 1);
     keep(

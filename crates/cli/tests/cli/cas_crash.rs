@@ -6,10 +6,11 @@ use super::cas_process::{
     sim_policy, text,
 };
 use super::json_of;
-use cloister_cas::client::{CasClient, attest_workload};
+use cloister_cas::client::CasClient;
 use cloister_cas::envelope::WorkloadKey;
 use cloister_cas::{Error, audit};
 use cloister_policy::{OwnerKey, SessionHash};
+use cloister_testkit::cas::attest_driver;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,17 +74,7 @@ async fn attester(
 ) -> Error {
     loop {
         let key = WorkloadKey::generate().unwrap();
-        match attest_workload(
-            &client,
-            "burst/attest",
-            "driver",
-            &key,
-            &collector,
-            None,
-            &[],
-        )
-        .await
-        {
+        match attest_driver(&client, "burst/attest", &key, &collector).await {
             Ok(_) => {
                 let (lock, count) = &*acked;
                 lock.lock()
@@ -235,14 +226,11 @@ fn kill_9_mid_burst_loses_no_acknowledged_change() {
     );
     // And it goes on working.
     let key2 = WorkloadKey::generate().unwrap();
-    rt.block_on(attest_workload(
+    rt.block_on(attest_driver(
         &cas.client(),
         "burst/attest",
-        "driver",
         &key2,
         &collector(&platform, &MEASUREMENT),
-        None,
-        &[],
     ))
     .unwrap();
     let log = text(&std::fs::read(&cas.stderr_log).unwrap());

@@ -221,9 +221,7 @@ fn auditor_key(dir: &Path) -> PathBuf {
     public
 }
 
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+pub use cloister_testkit::cli::text;
 
 /// Runs `cloister` with `args` in `dir` and requires exit code `code`.
 pub fn run<S: AsRef<str>>(dir: &Path, args: &[S], code: i32) -> Output {

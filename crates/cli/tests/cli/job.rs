@@ -3,15 +3,15 @@
 //! holds. Failures name their cause and write nothing; no plaintext canary reaches any file,
 //! log line or output stream, spill included.
 
-use cloister_attest::sim::PlatformKey;
 use cloister_cas::client::CasClient;
 use cloister_engine::{EncryptionOptions, EngineBuilder, InMemoryKeyProvider};
 use cloister_policy::{OwnerKey, SignedPolicy};
 use cloister_testkit::canary::{self, files_under};
+use cloister_testkit::cli::{ok, text};
 use rstest::rstest;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,51 +19,12 @@ const SESSION: &str = "test/job";
 /// Trip rows the failure cases generate.
 const ROWS: u64 = 3000;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn cloister_sync(dir: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cloister"));
-    cmd.args(args).current_dir(dir).env_remove("RUST_LOG");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run cloister")
-}
-
 async fn cloister(dir: &Path, args: &[&str]) -> Output {
     cloister_env(dir, args, &[]).await
 }
 
 async fn cloister_env(dir: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Output {
-    let dir = dir.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let envs: Vec<(String, PathBuf)> = envs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_path_buf()))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let envs: Vec<(&str, &Path)> = envs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_path()))
-            .collect();
-        cloister_sync(&dir, &args, &envs)
-    })
-    .await
-    .unwrap()
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{what}\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
+    cloister_testkit::cli::run_blocking(super::bin(), dir, args, envs).await
 }
 
 fn owner() -> OwnerKey {
@@ -93,15 +54,8 @@ impl Cas {
             cloister(d, &["evidence", "sim-keygen", "--out", "platform.pem"]).await,
             "sim-keygen",
         );
-        let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
         // The policies import their key files from the test's directory.
-        let cas = cloister_testkit::cas::Cas::builder()
-            .platform_key(platform)
-            .config(|b| b.imports(cloister_cas::ImportRules::none().allow_files("test", d)))
-            .admin(&cloister_cas::client::RequestSigner::from_owner_key(&owner()).unwrap())
-            .start()
-            .await;
-        std::fs::write(d.join("cas.crt"), &cas.cert_pem).unwrap();
+        let cas = super::start_cas(d, "test", &owner()).await;
         Cas {
             url: cas.url.clone(),
             client: cas.client.clone(),
@@ -153,30 +107,6 @@ impl Cas {
         args.extend_from_slice(&["--", "job", bundle]);
         cloister_env(d, &args, envs).await
     }
-}
-
-/// Package `app/` into `app.bundle` under `bundle.key` and return the measurement to pin.
-async fn package(d: &Path) -> String {
-    ok(
-        cloister(
-            d,
-            &[
-                "package",
-                "app",
-                "--out",
-                "app.bundle",
-                "--key-file",
-                "bundle.key",
-            ],
-        )
-        .await,
-        "package",
-    );
-    let out = ok(
-        cloister(d, &["measure", "--bundle", "app.bundle"]).await,
-        "measure",
-    );
-    text(&out.stdout).trim().to_owned()
 }
 
 /// Encrypted trips (one KMT master key, `trips`), a second key that does not open them, an
@@ -255,7 +185,7 @@ impl Trips {
                       'format.crypto.factory_options.footer_key' 'results');\n",
         )
         .unwrap();
-        let measurement = package(d).await;
+        let measurement = super::package_and_measure(d).await;
         cas.push(&trips_policy(d, &measurement)).await;
         Trips {
             dir,
@@ -396,14 +326,11 @@ async fn job_failures_name_their_cause_and_write_no_output(
     let mut service = "job";
     match spoil {
         Spoil::TamperedBundle => {
-            let mut bytes = std::fs::read(d.join("app.bundle")).unwrap();
-            let at = bytes.len() - 40;
-            bytes[at] ^= 0x01;
-            std::fs::write(d.join("app.bundle"), bytes).unwrap();
+            super::tamper_bundle(d);
         }
         Spoil::MeasurementNotPinned => {
             std::fs::write(d.join("app/01_count.sql"), "SELECT 1;\n").unwrap();
-            package(d).await;
+            super::package_and_measure(d).await;
         }
         Spoil::WrongDataKey => service = "wrong-key",
         Spoil::MissingSasToken => service = "azure-no-sas",
@@ -494,7 +421,7 @@ async fn no_plaintext_reaches_disk_logs_or_output_while_spilling() {
          'format.crypto.factory_options.footer_key' 'out');\n",
     )
     .unwrap();
-    let measurement = package(d).await;
+    let measurement = super::package_and_measure(d).await;
     let out_dir = d.join("out");
     let tmp = d.join("tmp");
     std::fs::create_dir_all(&out_dir).unwrap();

@@ -5,6 +5,7 @@
 use cloister_attest::sim::{PlatformKey, Statement};
 use cloister_policy::{OwnerKey, SignedPolicy};
 use cloister_testkit::canary;
+use cloister_testkit::cli::{ok, text};
 use cloister_testkit::las::Las;
 use rstest::rstest;
 use std::path::{Path, PathBuf};
@@ -18,29 +19,7 @@ fn run_cloister(dir: &Path, args: &[&str]) -> Output {
 }
 
 async fn cloister(dir: &Path, args: &[&str]) -> Output {
-    let dir = dir.to_path_buf();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_cloister(&dir, &args)
-    })
-    .await
-    .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{what}\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
+    cloister_testkit::cli::run_blocking(super::bin(), dir, args, &[]).await
 }
 
 fn owner() -> OwnerKey {
@@ -80,37 +59,11 @@ impl Setup {
         )
         .unwrap();
         std::fs::write(d.join("app/lib/helper.sql"), "-- helpers\n").unwrap();
-        ok(
-            cloister(
-                d,
-                &[
-                    "package",
-                    "app",
-                    "--out",
-                    "app.bundle",
-                    "--key-file",
-                    "bundle.key",
-                ],
-            )
-            .await,
-            "package",
-        );
-        let out = ok(
-            cloister(d, &["measure", "--bundle", "app.bundle"]).await,
-            "measure",
-        );
-        let measurement = text(&out.stdout).trim().to_owned();
+        let measurement = super::package_and_measure(d).await;
         assert_eq!(measurement.len(), 96, "{measurement}");
 
         // The CAS, trusting the sim platform key, with the policy imports reading the key files.
-        let platform = PlatformKey::load(d.join("platform.pem")).unwrap();
-        let cas = cloister_testkit::cas::Cas::builder()
-            .platform_key(platform)
-            .config(|b| b.imports(cloister_cas::ImportRules::none().allow_files("demo", d)))
-            .admin(&cloister_cas::client::RequestSigner::from_owner_key(&owner()).unwrap())
-            .start()
-            .await;
-        std::fs::write(d.join("cas.crt"), &cas.cert_pem).unwrap();
+        let cas = super::start_cas(d, "demo", &owner()).await;
         let cas_url = cas.url.clone();
         let client = &cas.client;
         let policy = policy(d, &measurement);
@@ -343,28 +296,11 @@ async fn run_job_refusals_name_their_cause_and_write_nothing(
     let mut service = "job";
     match spoil {
         Spoil::Tamper => {
-            let mut bytes = std::fs::read(d.join("app.bundle")).unwrap();
-            let at = bytes.len() - 40;
-            bytes[at] ^= 0x01;
-            std::fs::write(d.join("app.bundle"), bytes).unwrap();
+            super::tamper_bundle(d);
         }
         Spoil::ChangeAfterPinning => {
             std::fs::write(d.join("app/query.sql"), "SELECT 4 AS four;\n").unwrap();
-            ok(
-                cloister(
-                    d,
-                    &[
-                        "package",
-                        "app",
-                        "--out",
-                        "app.bundle",
-                        "--key-file",
-                        "bundle.key",
-                    ],
-                )
-                .await,
-                "package again",
-            );
+            super::package_app(d, "package again").await;
         }
         Spoil::WrongKey => service = "wrong-key",
     }

@@ -2,44 +2,14 @@
 //! Moved from the `cloister` tests (`cli/tests/cli/job.rs` and `cli/tests/cli.rs`).
 
 use super::{cloister, json_of};
+use cloister_testkit::canary::files_under;
+use cloister_testkit::cli::{ok, text};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn cloister_sync(dir: &Path, args: &[&str], _envs: &[(&str, &Path)]) -> Output {
     cloister(args, dir)
-}
-
-fn ok(out: Output, what: &str) -> Output {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{what}\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-/// Every regular file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => out.extend(files_under(&path)),
-            Ok(t) if t.is_file() => out.push(path),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// `cloister demo` end to end on a small data set: exit 0, the five tables, the audit summary;

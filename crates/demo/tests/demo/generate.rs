@@ -1,6 +1,7 @@
 //! `cloister gen taxi`: plaintext and encrypted output, and key-file hygiene.
 
 use super::cloister;
+use cloister_testkit::cli::assert_exit;
 use std::path::Path;
 
 fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -22,12 +23,7 @@ fn gen_taxi_writes_plain_and_encrypted_parquet() {
         ],
         dir.path(),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["rows"], 20000);
     assert_eq!(summary["files"], 2);
@@ -90,12 +86,7 @@ fn gen_taxi_writes_plain_and_encrypted_parquet() {
         ],
         dir.path(),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let trips: Vec<_> = parquet_files(&dir.path().join("enc/trips"))
         .into_iter()
         .filter(|f| f.to_string_lossy().contains("tripdata"))

@@ -13,6 +13,7 @@ use cloister_engine::datafusion::arrow::compute::cast;
 use cloister_engine::datafusion::arrow::datatypes::DataType;
 use cloister_engine::datafusion::arrow::record_batch::RecordBatch;
 use cloister_engine::{EngineBuilder, InMemoryKeyProvider};
+use cloister_testkit::cli::assert_exit;
 use serde_json::{Value, json};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -334,12 +335,7 @@ fn bench_taxi_small_json() {
     }
     let run = || {
         let out = cloister(&args, dir.path());
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_exit(&out, 0);
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),
             "",
