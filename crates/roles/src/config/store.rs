@@ -1,47 +1,61 @@
 //! The workload settings that name a store: the one place that knows the variable names.
 //!
-//! The names are listed in the [`store`](crate::store) module docs. Everything here goes
-//! through the public builders ([`AzureConfig::builder`], [`S3Config::builder`],
-//! [`LocalConfig::new`]), so this mapping can move to the workload role that owns the
-//! `CLOISTER_*` contract without touching the stores.
+//! The names are listed in the [`config`](crate::config) module docs. Everything here goes
+//! through the engine's public builders ([`AzureConfig::builder`], [`S3Config::builder`],
+//! [`LocalConfig::new`]); the engine itself reads no environment.
 
+use cloister_engine::Error;
+use cloister_engine::store::{AzureConfig, LocalConfig, S3Config, StoreConfig};
 use secrecy::SecretString;
+use url::Url;
 
-use super::{AZURE, AzureConfig, LocalConfig, S3, S3Config, StoreConfig, parse_endpoint};
-use crate::Error;
+use super::DATA_ROOT_ENV;
 
-impl StoreConfig {
-    /// Build a store from workload settings (see the [`store`](crate::store) module docs for the names).
-    ///
-    /// Azure is chosen when `AZURE_BLOB_ACCOUNT_NAME` or `AZURE_BLOB_CONTAINER_NAME` is set,
-    /// S3 when `AWS_BUCKET` / `AWS_BUCKET_NAME` is, a local directory when
-    /// `CLOISTER_DATA_ROOT` is; exactly one of them must be. Empty values count as unset.
-    /// Other settings are ignored.
-    pub fn from_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, Error> {
-        let env = Env::new(vars);
-        let azure = env.get("AZURE_BLOB_ACCOUNT_NAME").is_some()
-            || env.get("AZURE_BLOB_CONTAINER_NAME").is_some();
-        let s3 = env.get("AWS_BUCKET").is_some() || env.get("AWS_BUCKET_NAME").is_some();
-        let local = env.get("CLOISTER_DATA_ROOT").is_some();
-        match (azure, s3, local) {
-            (true, false, false) => azure_from_env(&env).map(StoreConfig::Azure),
-            (false, true, false) => s3_from_env(&env).map(StoreConfig::S3),
-            (false, false, true) => {
-                let root = env.get("CLOISTER_DATA_ROOT").unwrap_or_default();
-                LocalConfig::new(root).map(StoreConfig::Local)
-            }
-            (false, false, false) => Err(Error::MissingStoreSetting {
-                store: "data",
-                setting: "AZURE_BLOB_ACCOUNT_NAME, AWS_BUCKET or CLOISTER_DATA_ROOT".into(),
-                hint: "name the container, bucket or directory the data is in",
-            }),
-            _ => Err(Error::InvalidStoreSetting {
-                store: "data",
-                setting: "AZURE_BLOB_*, AWS_BUCKET, CLOISTER_DATA_ROOT".into(),
-                reason: "settings for more than one store are given; give one".into(),
-            }),
+// The store kinds, as the engine's builders name them in their errors.
+const AZURE: &str = "Azure Blob";
+const S3: &str = "S3";
+
+/// Build a store from workload settings (see the [`config`](crate::config) module docs for the
+/// names).
+///
+/// Azure is chosen when `AZURE_BLOB_ACCOUNT_NAME` or `AZURE_BLOB_CONTAINER_NAME` is set,
+/// S3 when `AWS_BUCKET` / `AWS_BUCKET_NAME` is, a local directory when
+/// `CLOISTER_DATA_ROOT` is; exactly one of them must be. Empty values count as unset.
+/// Other settings are ignored. Errors name the setting, never its value.
+pub fn store_from_env<'a>(
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<StoreConfig, Error> {
+    let env = Env::new(vars);
+    let azure = env.get("AZURE_BLOB_ACCOUNT_NAME").is_some()
+        || env.get("AZURE_BLOB_CONTAINER_NAME").is_some();
+    let s3 = env.get("AWS_BUCKET").is_some() || env.get("AWS_BUCKET_NAME").is_some();
+    let local = env.get(DATA_ROOT_ENV).is_some();
+    match (azure, s3, local) {
+        (true, false, false) => azure_from_env(&env).map(StoreConfig::Azure),
+        (false, true, false) => s3_from_env(&env).map(StoreConfig::S3),
+        (false, false, true) => {
+            let root = env.get(DATA_ROOT_ENV).unwrap_or_default();
+            LocalConfig::new(root).map(StoreConfig::Local)
         }
+        (false, false, false) => Err(Error::MissingStoreSetting {
+            store: "data",
+            setting: "AZURE_BLOB_ACCOUNT_NAME, AWS_BUCKET or CLOISTER_DATA_ROOT".into(),
+            hint: "name the container, bucket or directory the data is in",
+        }),
+        _ => Err(Error::InvalidStoreSetting {
+            store: "data",
+            setting: "AZURE_BLOB_*, AWS_BUCKET, CLOISTER_DATA_ROOT".into(),
+            reason: "settings for more than one store are given; give one".into(),
+        }),
     }
+}
+
+fn parse_endpoint(store: &'static str, name: &str, value: &str) -> Result<Url, Error> {
+    Url::parse(value).map_err(|e| Error::InvalidStoreSetting {
+        store,
+        setting: name.to_owned(),
+        reason: format!("not a URL: {e}"),
+    })
 }
 
 fn azure_from_env(env: &Env) -> Result<AzureConfig, Error> {
@@ -159,3 +173,4 @@ impl<'a> Env<'a> {
         }
     }
 }
+
