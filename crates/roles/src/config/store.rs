@@ -174,3 +174,189 @@ impl<'a> Env<'a> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use cloister_engine::store::AzureCredential;
+
+    use super::*;
+    const SAS: &str = "sv=2021-08-06&sr=c&sp=rl&se=2099-01-01T00%3A00%3A00Z&sig=TOPSECRETSIG%2B%3D";
+    const ACCOUNT_KEY: &str = "c2VjcmV0LWFjY291bnQta2V5LWJ5dGVz";
+
+    fn azure_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = vec![
+            ("AZURE_BLOB_ACCOUNT_NAME", "azureopendatastorage"),
+            ("AZURE_BLOB_CONTAINER_NAME", "nyctlc"),
+            ("AZURE_BLOB_RELATIVE_PATH", "yellow"),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+
+    #[test]
+    fn azure_from_reference_app_env() {
+        let store = store_from_env(azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)])).unwrap();
+        let StoreConfig::Azure(azure) = &store else {
+            panic!("{store:?}")
+        };
+        assert_eq!(azure.account(), "azureopendatastorage");
+        assert!(matches!(azure.credential(), AzureCredential::SasToken(_)));
+        assert_eq!(store.url().as_str(), "az://nyctlc/");
+        assert_eq!(store.data_url().as_str(), "az://nyctlc/yellow");
+        let urls: Vec<String> = store
+            .registration_urls()
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "az://nyctlc/",
+                "abfss://nyctlc@azureopendatastorage.dfs.core.windows.net/"
+            ]
+        );
+        store.build().unwrap();
+    }
+
+    #[rstest::rstest]
+    #[case::missing(&[])]
+    #[case::empty(&[("AZURE_BLOB_SAS_TOKEN", "")])]
+    #[case::blank(&[("AZURE_BLOB_SAS_TOKEN", "  ")])]
+    fn missing_sas_token_is_named(#[case] extra: &[(&str, &str)]) {
+        let err = store_from_env(azure_env(extra)).unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingStoreSetting { store: "Azure Blob", setting, .. } if setting == "AZURE_BLOB_SAS_TOKEN"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("AZURE_BLOB_SAS_TOKEN"), "{err}");
+    }
+
+    #[rstest::rstest]
+    #[case::account("AZURE_BLOB_ACCOUNT_NAME")]
+    #[case::container("AZURE_BLOB_CONTAINER_NAME")]
+    fn missing_azure_names_are_named(#[case] missing: &str) {
+        let env: Vec<_> = azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)])
+            .into_iter()
+            .filter(|(k, _)| *k != missing)
+            .collect();
+        let err = store_from_env(env).unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingStoreSetting { setting, .. } if setting == missing),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn anonymous_and_account_key() {
+        let anon = store_from_env(azure_env(&[
+            ("AZURE_BLOB_SAS_TOKEN", ""),
+            ("AZURE_BLOB_ANONYMOUS", "true"),
+        ]))
+        .unwrap();
+        assert!(format!("{anon:?}").contains("Anonymous"));
+        let both = store_from_env(azure_env(&[
+            ("AZURE_BLOB_SAS_TOKEN", SAS),
+            ("AZURE_BLOB_ACCOUNT_KEY", ACCOUNT_KEY),
+        ]))
+        .unwrap_err();
+        assert!(matches!(both, Error::InvalidStoreSetting { .. }));
+    }
+
+    fn s3_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = vec![
+            ("AWS_BUCKET", "lake"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "S3-TOP-SECRET-VALUE"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_S3_RELATIVE_PATH", "trips/"),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+
+    #[test]
+    fn s3_from_env() {
+        let store = store_from_env(s3_env(&[])).unwrap();
+        let StoreConfig::S3(s3) = &store else {
+            panic!("{store:?}")
+        };
+        assert_eq!((s3.bucket(), s3.region()), ("lake", "eu-west-1"));
+        assert!(format!("{s3:?}").contains("path_style: true"));
+        assert_eq!(store.data_url().as_str(), "s3://lake/trips/");
+        assert_eq!(store.registration_urls()[0].as_str(), "s3://lake/");
+        store.build().unwrap();
+    }
+
+    #[rstest::rstest]
+    #[case::key_id("AWS_ACCESS_KEY_ID")]
+    #[case::secret("AWS_SECRET_ACCESS_KEY")]
+    fn missing_s3_credentials_are_named(#[case] missing: &str) {
+        let env: Vec<_> = s3_env(&[])
+            .into_iter()
+            .filter(|(k, _)| *k != missing)
+            .collect();
+        let err = store_from_env(env).unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingStoreSetting { store: "S3", setting, .. } if setting == missing),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn s3_http_endpoint_needs_permission() {
+        let env: Vec<_> = s3_env(&[])
+            .into_iter()
+            .filter(|(k, _)| *k != "AWS_ALLOW_HTTP")
+            .collect();
+        let err = store_from_env(env).unwrap_err();
+        assert!(err.to_string().contains("AWS_ALLOW_HTTP"), "{err}");
+    }
+
+    #[test]
+    fn no_store_or_two_stores() {
+        let err = store_from_env([("PATH", "/bin")]).unwrap_err();
+        assert!(matches!(err, Error::MissingStoreSetting { .. }));
+        let mut env = s3_env(&[]);
+        env.extend(azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)]));
+        let err = store_from_env(env).unwrap_err();
+        assert!(matches!(err, Error::InvalidStoreSetting { .. }));
+    }
+
+    #[test]
+    fn local_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let store = store_from_env([(DATA_ROOT_ENV, root)]).unwrap();
+        assert_eq!(store.url().scheme(), "file");
+        assert!(store.url().as_str().ends_with('/'));
+        assert!(store.registration_urls().is_empty());
+    }
+
+    #[test]
+    fn debug_shows_no_secrets() {
+        let azure_sas = store_from_env(azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)])).unwrap();
+        let azure_key =
+            store_from_env(azure_env(&[("AZURE_BLOB_ACCOUNT_KEY", ACCOUNT_KEY)])).unwrap();
+        let s3 = store_from_env(s3_env(&[("AWS_SESSION_TOKEN", "SESSION-SECRET")])).unwrap();
+        for (store, secrets) in [
+            (&azure_sas, &["TOPSECRETSIG", "sig="][..]),
+            (&azure_key, &[ACCOUNT_KEY][..]),
+            (&s3, &["S3-TOP-SECRET-VALUE", "SESSION-SECRET"][..]),
+        ] {
+            for shown in [format!("{store:?}"), format!("{store:#?}")] {
+                for secret in secrets {
+                    assert!(!shown.contains(secret), "{secret} in {shown}");
+                }
+                assert!(shown.contains("redacted"), "{shown}");
+            }
+        }
+        // The builders too.
+        let builder =
+            AzureConfig::builder("acct", "cont").sas_token(SecretString::from(SAS.to_owned()));
+        assert!(!format!("{builder:?}").contains("TOPSECRETSIG"));
+        let builder = S3Config::builder("lake")
+            .secret_access_key(SecretString::from("S3-TOP-SECRET".to_owned()));
+        assert!(!format!("{builder:?}").contains("S3-TOP-SECRET"));
+    }
+}
