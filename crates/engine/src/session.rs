@@ -186,6 +186,8 @@ mod tests {
     use super::*;
     use crate::InMemoryKeyProvider;
     use crate::rules::Rule;
+    use crate::store::AzureConfig;
+    use secrecy::SecretString;
 
     fn engine() -> Engine {
         EngineBuilder::new(Arc::new(InMemoryKeyProvider::new()))
@@ -273,12 +275,14 @@ mod tests {
 
     #[test]
     fn debug_of_builder_with_a_store_shows_no_credential() {
-        let store = StoreConfig::from_env([
-            ("AZURE_BLOB_ACCOUNT_NAME", "acct"),
-            ("AZURE_BLOB_CONTAINER_NAME", "data"),
-            ("AZURE_BLOB_SAS_TOKEN", "sv=2020-12-06&sig=SIGNATURE-VALUE"),
-        ])
-        .unwrap();
+        let store = StoreConfig::Azure(
+            AzureConfig::builder("acct", "data")
+                .sas_token(SecretString::from(
+                    "sv=2020-12-06&sig=SIGNATURE-VALUE".to_owned(),
+                ))
+                .build()
+                .unwrap(),
+        );
         let builder = EngineBuilder::new(Arc::new(InMemoryKeyProvider::new())).store(store);
         let shown = format!("{builder:?}");
         assert!(shown.contains("SasToken(<redacted>)"), "{shown}");

@@ -45,7 +45,9 @@ pub use crate::config::{
     APP_VARS_ENV, CEK_ENV_PREFIX, CMK_ENV_PREFIX, KEY_ENV_PREFIX, MEMORY_LIMIT_ENV,
     OUTPUT_PLAINTEXT_ENV, PRINT_RESULTS_ENV, SPILL_DIR_ENV, key_setting,
 };
-use crate::config::{OLD_PRINT_RESULTS_ENV, OutputPlaintext, names_store, parse_bytes, parse_flag};
+use crate::config::{
+    OLD_PRINT_RESULTS_ENV, OutputPlaintext, names_store, parse_bytes, parse_flag, store_from_env,
+};
 
 /// Why a job did not run to the end. Messages name settings, key ids, scripts and rules;
 /// never a value.
@@ -290,7 +292,7 @@ impl JobSettings {
         let pairs = || env.iter().map(|(k, v)| (k.as_str(), v.expose_secret()));
         let names_store = env.keys().any(|k| names_store(k));
         let store = if names_store {
-            Some(StoreConfig::from_env(pairs()).map_err(JobError::Store)?)
+            Some(store_from_env(pairs()).map_err(JobError::Store)?)
         } else {
             None
         };

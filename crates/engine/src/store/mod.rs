@@ -20,27 +20,13 @@
 //! host, so an engine reaches one container per account through `abfss://` (any number through
 //! `az://`).
 //!
-//! # From the environment the workload receives
+//! # Settings
 //!
-//! [`StoreConfig::from_env`] builds a store from the key/value settings a workload receives
-//! from CAS after attestation — the names the reference app uses for Azure, and the usual
-//! `AWS_*` names for S3:
-//!
-//! | setting | meaning |
-//! | --- | --- |
-//! | `AZURE_BLOB_ACCOUNT_NAME`, `AZURE_BLOB_CONTAINER_NAME` | the container (required for Azure) |
-//! | `AZURE_BLOB_RELATIVE_PATH` | the data's path inside the container (optional) |
-//! | `AZURE_BLOB_SAS_TOKEN` or `AZURE_BLOB_ACCOUNT_KEY` | the credential: exactly one is required |
-//! | `AZURE_BLOB_ANONYMOUS=true` | no credential: a public container (the reference app's empty SAS token) |
-//! | `AZURE_BLOB_ENDPOINT`, `AZURE_BLOB_ALLOW_HTTP` | another endpoint, e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1` |
-//! | `AWS_BUCKET` (or `AWS_BUCKET_NAME`) | the bucket (required for S3) |
-//! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` | the credential (required) |
-//! | `AWS_SESSION_TOKEN` | a temporary credential's session token (optional) |
-//! | `AWS_REGION` (or `AWS_DEFAULT_REGION`) | the region (default `us-east-1`) |
-//! | `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`), `AWS_ALLOW_HTTP` | another endpoint, e.g. moto or MinIO |
-//! | `AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true` | virtual-hosted-style requests (default: path-style) |
-//! | `AWS_S3_RELATIVE_PATH` | the data's path inside the bucket (optional) |
-//! | `CLOISTER_DATA_ROOT` | a local directory instead |
+//! The stores take typed values through their builders ([`AzureConfig::builder`],
+//! [`S3Config::builder`], [`LocalConfig::new`]); the engine reads no environment. The variables
+//! a workload names its store with (`AZURE_BLOB_*`, `AWS_*`, `CLOISTER_DATA_ROOT`) are the
+//! role's contract: they are documented, and mapped onto these builders, in
+//! `cloister_roles::config` (`store_from_env`).
 //!
 //! Credentials are only ever explicit: no instance metadata, CLI login or ambient environment
 //! is consulted, because inside a TEE the only trusted source of a credential is the attested
@@ -60,7 +46,6 @@ use url::Url;
 use crate::Error;
 
 mod azure;
-mod env;
 mod local;
 mod s3;
 
@@ -163,14 +148,6 @@ fn validate_name(
     Ok(())
 }
 
-fn parse_endpoint(store: &'static str, name: &str, value: &str) -> Result<Url, Error> {
-    Url::parse(value).map_err(|e| Error::InvalidStoreSetting {
-        store,
-        setting: name.to_owned(),
-        reason: format!("not a URL: {e}"),
-    })
-}
-
 fn check_endpoint(
     store: &'static str,
     endpoint: &Url,
@@ -249,69 +226,6 @@ mod tests {
     const SAS: &str = "sv=2021-08-06&sr=c&sp=rl&se=2099-01-01T00%3A00%3A00Z&sig=TOPSECRETSIG%2B%3D";
     const ACCOUNT_KEY: &str = "c2VjcmV0LWFjY291bnQta2V5LWJ5dGVz";
 
-    fn azure_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-        let mut env = vec![
-            ("AZURE_BLOB_ACCOUNT_NAME", "azureopendatastorage"),
-            ("AZURE_BLOB_CONTAINER_NAME", "nyctlc"),
-            ("AZURE_BLOB_RELATIVE_PATH", "yellow"),
-        ];
-        env.extend_from_slice(extra);
-        env
-    }
-
-    #[test]
-    fn azure_from_reference_app_env() {
-        let store = StoreConfig::from_env(azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)])).unwrap();
-        let StoreConfig::Azure(azure) = &store else {
-            panic!("{store:?}")
-        };
-        assert_eq!(azure.account(), "azureopendatastorage");
-        assert!(matches!(azure.credential(), AzureCredential::SasToken(_)));
-        assert_eq!(store.url().as_str(), "az://nyctlc/");
-        assert_eq!(store.data_url().as_str(), "az://nyctlc/yellow");
-        let urls: Vec<String> = store
-            .registration_urls()
-            .iter()
-            .map(|u| u.to_string())
-            .collect();
-        assert_eq!(
-            urls,
-            [
-                "az://nyctlc/",
-                "abfss://nyctlc@azureopendatastorage.dfs.core.windows.net/"
-            ]
-        );
-        store.build().unwrap();
-    }
-
-    #[rstest::rstest]
-    #[case::missing(&[])]
-    #[case::empty(&[("AZURE_BLOB_SAS_TOKEN", "")])]
-    #[case::blank(&[("AZURE_BLOB_SAS_TOKEN", "  ")])]
-    fn missing_sas_token_is_named(#[case] extra: &[(&str, &str)]) {
-        let err = StoreConfig::from_env(azure_env(extra)).unwrap_err();
-        assert!(
-            matches!(&err, Error::MissingStoreSetting { store: "Azure Blob", setting, .. } if setting == "AZURE_BLOB_SAS_TOKEN"),
-            "{err:?}"
-        );
-        assert!(err.to_string().contains("AZURE_BLOB_SAS_TOKEN"), "{err}");
-    }
-
-    #[rstest::rstest]
-    #[case::account("AZURE_BLOB_ACCOUNT_NAME")]
-    #[case::container("AZURE_BLOB_CONTAINER_NAME")]
-    fn missing_azure_names_are_named(#[case] missing: &str) {
-        let env: Vec<_> = azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)])
-            .into_iter()
-            .filter(|(k, _)| *k != missing)
-            .collect();
-        let err = StoreConfig::from_env(env).unwrap_err();
-        assert!(
-            matches!(&err, Error::MissingStoreSetting { setting, .. } if setting == missing),
-            "{err:?}"
-        );
-    }
-
     #[test]
     fn builder_without_credential_is_refused() {
         let err = AzureConfig::builder("acct", "cont").build().unwrap_err();
@@ -331,13 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn anonymous_and_account_key_and_emulator() {
-        let anon = StoreConfig::from_env(azure_env(&[
-            ("AZURE_BLOB_SAS_TOKEN", ""),
-            ("AZURE_BLOB_ANONYMOUS", "true"),
-        ]))
-        .unwrap();
-        assert!(format!("{anon:?}").contains("Anonymous"));
+    fn account_key_and_emulator() {
         let key = AzureConfig::builder("devstoreaccount1", "data")
             .account_key(SecretString::from(ACCOUNT_KEY.to_owned()))
             .emulator(&Url::parse("http://127.0.0.1:10000").unwrap())
@@ -348,12 +256,11 @@ mod tests {
             "http://127.0.0.1:10000/devstoreaccount1"
         );
         StoreConfig::Azure(key).build().unwrap();
-        let both = StoreConfig::from_env(azure_env(&[
-            ("AZURE_BLOB_SAS_TOKEN", SAS),
-            ("AZURE_BLOB_ACCOUNT_KEY", ACCOUNT_KEY),
-        ]))
-        .unwrap_err();
-        assert!(matches!(both, Error::InvalidStoreSetting { .. }));
+        let anon = AzureConfig::builder("acct", "cont")
+            .anonymous()
+            .build()
+            .unwrap();
+        assert!(format!("{anon:?}").contains("Anonymous"));
     }
 
     #[rstest::rstest]
@@ -390,73 +297,10 @@ mod tests {
         );
     }
 
-    fn s3_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-        let mut env = vec![
-            ("AWS_BUCKET", "lake"),
-            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-            ("AWS_SECRET_ACCESS_KEY", "S3-TOP-SECRET-VALUE"),
-            ("AWS_REGION", "eu-west-1"),
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
-            ("AWS_ALLOW_HTTP", "true"),
-            ("AWS_S3_RELATIVE_PATH", "trips/"),
-        ];
-        env.extend_from_slice(extra);
-        env
-    }
-
-    #[test]
-    fn s3_from_env() {
-        let store = StoreConfig::from_env(s3_env(&[])).unwrap();
-        let StoreConfig::S3(s3) = &store else {
-            panic!("{store:?}")
-        };
-        assert_eq!((s3.bucket(), s3.region()), ("lake", "eu-west-1"));
-        assert!(s3.path_style);
-        assert_eq!(store.data_url().as_str(), "s3://lake/trips/");
-        assert_eq!(store.registration_urls()[0].as_str(), "s3://lake/");
-        store.build().unwrap();
-    }
-
-    #[rstest::rstest]
-    #[case::key_id("AWS_ACCESS_KEY_ID")]
-    #[case::secret("AWS_SECRET_ACCESS_KEY")]
-    fn missing_s3_credentials_are_named(#[case] missing: &str) {
-        let env: Vec<_> = s3_env(&[])
-            .into_iter()
-            .filter(|(k, _)| *k != missing)
-            .collect();
-        let err = StoreConfig::from_env(env).unwrap_err();
-        assert!(
-            matches!(&err, Error::MissingStoreSetting { store: "S3", setting, .. } if setting == missing),
-            "{err:?}"
-        );
-    }
-
-    #[test]
-    fn s3_http_endpoint_needs_permission() {
-        let env: Vec<_> = s3_env(&[])
-            .into_iter()
-            .filter(|(k, _)| *k != "AWS_ALLOW_HTTP")
-            .collect();
-        let err = StoreConfig::from_env(env).unwrap_err();
-        assert!(err.to_string().contains("AWS_ALLOW_HTTP"), "{err}");
-    }
-
-    #[test]
-    fn no_store_or_two_stores() {
-        let err = StoreConfig::from_env([("PATH", "/bin")]).unwrap_err();
-        assert!(matches!(err, Error::MissingStoreSetting { .. }));
-        let mut env = s3_env(&[]);
-        env.extend(azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)]));
-        let err = StoreConfig::from_env(env).unwrap_err();
-        assert!(matches!(err, Error::InvalidStoreSetting { .. }));
-    }
-
     #[test]
     fn local_store() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_str().unwrap();
-        let store = StoreConfig::from_env([("CLOISTER_DATA_ROOT", root)]).unwrap();
+        let store = StoreConfig::Local(LocalConfig::new(dir.path()).unwrap());
         assert_eq!(store.url().scheme(), "file");
         assert!(store.url().as_str().ends_with('/'));
         assert!(store.registration_urls().is_empty());
@@ -477,14 +321,27 @@ mod tests {
 
     #[test]
     fn debug_shows_no_secrets() {
-        let azure_sas = StoreConfig::from_env(azure_env(&[("AZURE_BLOB_SAS_TOKEN", SAS)])).unwrap();
-        let azure_key =
-            StoreConfig::from_env(azure_env(&[("AZURE_BLOB_ACCOUNT_KEY", ACCOUNT_KEY)])).unwrap();
-        let s3 = StoreConfig::from_env(s3_env(&[("AWS_SESSION_TOKEN", "SESSION-SECRET")])).unwrap();
+        let azure_sas = AzureConfig::builder("acct", "cont")
+            .sas_token(SecretString::from(SAS.to_owned()))
+            .build()
+            .unwrap();
+        let azure_key = AzureConfig::builder("acct", "cont")
+            .account_key(SecretString::from(ACCOUNT_KEY.to_owned()))
+            .build()
+            .unwrap();
+        let s3 = S3Config::builder("lake")
+            .access_key_id("AKIDEXAMPLE")
+            .secret_access_key(SecretString::from("S3-TOP-SECRET-VALUE".to_owned()))
+            .session_token(SecretString::from("SESSION-SECRET".to_owned()))
+            .build()
+            .unwrap();
         for (store, secrets) in [
-            (&azure_sas, &["TOPSECRETSIG", "sig="][..]),
-            (&azure_key, &[ACCOUNT_KEY][..]),
-            (&s3, &["S3-TOP-SECRET-VALUE", "SESSION-SECRET"][..]),
+            (StoreConfig::Azure(azure_sas), &["TOPSECRETSIG", "sig="][..]),
+            (StoreConfig::Azure(azure_key), &[ACCOUNT_KEY][..]),
+            (
+                StoreConfig::S3(s3),
+                &["S3-TOP-SECRET-VALUE", "SESSION-SECRET"][..],
+            ),
         ] {
             for shown in [format!("{store:?}"), format!("{store:#?}")] {
                 for secret in secrets {

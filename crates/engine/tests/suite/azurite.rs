@@ -203,18 +203,22 @@ fn admin_store(azurite: &Azurite) -> Arc<dyn ObjectStore> {
 }
 
 /// The settings the workload receives, as the reference app's names.
-fn workload_env<'a>(azurite_endpoint: &'a str, sas: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
-    let mut env = vec![
-        ("AZURE_BLOB_ACCOUNT_NAME", ACCOUNT),
-        ("AZURE_BLOB_CONTAINER_NAME", CONTAINER),
-        ("AZURE_BLOB_RELATIVE_PATH", "trips/"),
-        ("AZURE_BLOB_ENDPOINT", azurite_endpoint),
-        ("AZURE_BLOB_ALLOW_HTTP", "true"),
-    ];
-    if let Some(sas) = sas {
-        env.push(("AZURE_BLOB_SAS_TOKEN", sas));
-    }
-    env
+/// The workload's store, as a role builds it from the reference app's settings
+/// (`cloister_roles::config`): the container, a relative path and the emulator's endpoint.
+fn workload_store(azurite_endpoint: &str) -> cloister_engine::store::AzureConfigBuilder {
+    AzureConfig::builder(ACCOUNT, CONTAINER)
+        .relative_path("trips/")
+        .endpoint(url::Url::parse(azurite_endpoint).unwrap())
+        .allow_http(true)
+}
+
+fn workload_sas_store(azurite_endpoint: &str, sas: &str) -> StoreConfig {
+    StoreConfig::Azure(
+        workload_store(azurite_endpoint)
+            .sas_token(SecretString::from(sas.to_owned()))
+            .build()
+            .unwrap(),
+    )
 }
 
 fn engine_with(store: StoreConfig, keys: InMemoryKeyProvider) -> Engine {
@@ -267,7 +271,7 @@ async fn azurite_sas_token_reads_encrypted_parquet() {
 
     // 1. With the container SAS token, through the reference app's settings.
     let sas = container_sas(ACCOUNT_KEY);
-    let store = StoreConfig::from_env(workload_env(&endpoint, Some(&sas))).unwrap();
+    let store = workload_sas_store(&endpoint, &sas);
     assert_eq!(store.data_url().as_str(), "az://lake/trips/");
     let engine = engine_with(store.clone(), readme_keys(false));
     let (n, _) = count_rows(&engine, store.data_url().as_str())
@@ -286,7 +290,11 @@ async fn azurite_sas_token_reads_encrypted_parquet() {
     assert_eq!(n, 50);
 
     // A SQL app whose location comes from allow-listed settings; the token is not among them.
-    let env = workload_env(&endpoint, Some(&sas));
+    let env = [
+        ("AZURE_BLOB_CONTAINER_NAME", CONTAINER),
+        ("AZURE_BLOB_RELATIVE_PATH", "trips/"),
+        ("AZURE_BLOB_SAS_TOKEN", sas.as_str()),
+    ];
     let vars = AppVars::from_env(
         env.iter().copied(),
         &["AZURE_BLOB_CONTAINER_NAME", "AZURE_BLOB_RELATIVE_PATH"],
@@ -309,17 +317,13 @@ async fn azurite_sas_token_reads_encrypted_parquet() {
     assert_eq!(run.result("02_count").unwrap().num_rows(), 1);
 
     // 2. Without a token: refused before any request, naming the missing setting.
-    let err = StoreConfig::from_env(workload_env(&endpoint, None)).unwrap_err();
-    assert!(
-        matches!(&err, Error::MissingStoreSetting { setting, .. } if setting == "AZURE_BLOB_SAS_TOKEN"),
-        "{err:?}"
-    );
-    assert!(err.to_string().contains("AZURE_BLOB_SAS_TOKEN"), "{err}");
+    let err = workload_store(&endpoint).build().unwrap_err();
+    assert!(matches!(&err, Error::MissingStoreSetting { .. }), "{err:?}");
 
     // 3. With a token signed by a wrong key: the server refuses, and says so.
     let wrong_key = base64::engine::general_purpose::STANDARD.encode([0x42u8; 64]);
     let wrong_sas = container_sas(&wrong_key);
-    let store = StoreConfig::from_env(workload_env(&endpoint, Some(&wrong_sas))).unwrap();
+    let store = workload_sas_store(&endpoint, &wrong_sas);
     let err = count_rows(&engine_with(store, readme_keys(false)), "az://lake/trips/")
         .await
         .unwrap_err();
@@ -332,9 +336,7 @@ async fn azurite_sas_token_reads_encrypted_parquet() {
     );
 
     // 4. Anonymous access to the private container is refused by the server too.
-    let mut env = workload_env(&endpoint, None);
-    env.push(("AZURE_BLOB_ANONYMOUS", "true"));
-    let store = StoreConfig::from_env(env).unwrap();
+    let store = StoreConfig::Azure(workload_store(&endpoint).anonymous().build().unwrap());
     let err = count_rows(&engine_with(store, readme_keys(false)), "az://lake/trips/")
         .await
         .unwrap_err();

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use cloister_engine::datafusion::arrow::array::AsArray;
 use cloister_engine::datafusion::arrow::datatypes::{DataType, Int64Type};
+use cloister_engine::store::S3Config;
 use cloister_engine::{AppVars, EngineBuilder, Error, InMemoryKeyProvider, SqlApp, StoreConfig};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
+use secrecy::SecretString;
 
 use cloister_testkit::canary;
 use cloister_testkit::services::{
@@ -100,16 +102,20 @@ async fn moto_copy_to_s3_and_read_back() {
         .unwrap();
     assert!(response.status().is_success(), "{}", response.status());
 
-    let env = [
-        ("AWS_BUCKET", BUCKET),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing-secret"),
-        ("AWS_S3_RELATIVE_PATH", "out/"),
-    ];
-    let store = StoreConfig::from_env(env).unwrap();
+    let s3_store = || {
+        StoreConfig::S3(
+            S3Config::builder(BUCKET)
+                .region("us-east-1")
+                .endpoint(url::Url::parse(&endpoint).unwrap())
+                .allow_http(true)
+                .access_key_id("testing")
+                .secret_access_key(SecretString::from("testing-secret".to_owned()))
+                .relative_path("out/")
+                .build()
+                .unwrap(),
+        )
+    };
+    let store = s3_store();
     let client = store.build().unwrap();
     let keys = || {
         Arc::new(
@@ -205,7 +211,7 @@ async fn moto_copy_to_s3_and_read_back() {
 
     // Without the master key the data does not read.
     let stranger = EngineBuilder::new(Arc::new(InMemoryKeyProvider::new()))
-        .store(StoreConfig::from_env(env).unwrap())
+        .store(s3_store())
         .build()
         .unwrap();
     let err = match stranger
