@@ -23,7 +23,7 @@ check() { # crate, forbidden-regex, why, [more cargo tree flags]
 }
 analytics='datafusion.*|arrow.*|parquet|object_store'
 check cloister-attest "$analytics|tokio|hyper|reqwest|mio" "attest is pure: no analytics, no async runtime, no network"
-for c in cloister-policy cloister-cas cloister-runtime cloister-colenc; do
+for c in cloister-policy cloister-cas cloister-runtime cloister-colenc cloister-formats; do
   check "$c" "$analytics" "the trust core never depends on the analytics stack"
 done
 # The test harnesses (a dev-dependency of every crate's tests) stand up the trust core only.
