@@ -82,7 +82,13 @@ fuzz_target!(|data: &[u8]| {
             Err(e) => panic!("sealing failed: {e}"),
         }
     }
-    let back = read_stream(&cipher, &file, chunk_size.max(piece), pieces.len() as u64, true);
+    let back = read_stream(
+        &cipher,
+        &file,
+        chunk_size.max(piece),
+        pieces.len() as u64,
+        true,
+    );
     assert!(
         back.as_deref().is_ok_and(|b| b == rest),
         "sealed chunks do not read back: {back:?}"
