@@ -33,7 +33,7 @@ check() { # crate, forbidden-regex, why, [extra cargo tree options]
 }
 analytics='datafusion.*|arrow.*|parquet|object_store'
 check cloister-attest "$analytics|tokio|hyper|reqwest|mio" "attest is pure: no analytics, no async runtime, no network"
-for c in cloister-policy cloister-colenc cloister-cas cloister-las cloister-runtime; do
+for c in cloister-policy cloister-colenc cloister-formats cloister-cas cloister-las cloister-runtime; do
   check "$c" "$analytics" "the trust core never depends on the analytics stack"
 done
 # The test harnesses (a dev-dependency of every crate's tests) stand up the trust core only.

@@ -27,6 +27,8 @@ for t in "${targets[@]}"; do
     maa_jwt) seeds="testdata/tee-evidence/maa-jwt" ;;
     ae_cell) seeds="testdata/always-encrypted/swisscom" ;;
     policy_parse) seeds="crates/policy/examples" ;;
+    kmt_key_material) seeds="fuzz/seeds/kmt_key_material" ;;
+    spill_chunk) seeds="" ;; # the target seals and reads back its own valid chunk streams
     app_bundle) seeds="" ;;
     signed_request) seeds="" ;;
     las_envelope) seeds="testdata/tee-evidence/sgx-dcap testdata/tee-evidence/tdx testdata/tee-evidence/sev-snp/go-sev-guest testdata/tee-evidence/sev-snp/virtee-sev" ;;

@@ -498,7 +498,7 @@ impl KeyRetriever for ProviderKeyRetriever {
         }
         let key = if KeyMaterial::is_key_material(key_metadata) {
             self.keys
-                .unwrap_material(&KeyMaterial::parse(key_metadata)?)?
+                .unwrap_material(&KeyMaterial::parse(key_metadata).map_err(Error::from)?)?
         } else {
             let key_id = std::str::from_utf8(key_metadata).map_err(|_| {
                 Error::malformed("key metadata is neither key material nor a UTF-8 key id")

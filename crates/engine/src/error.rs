@@ -220,6 +220,21 @@ impl Error {
     }
 }
 
+/// The formats crate's errors are the engine's namesakes (one to one, no wildcard: a new
+/// variant there must be mapped here).
+impl From<cloister_formats::Error> for Error {
+    fn from(err: cloister_formats::Error) -> Self {
+        use cloister_formats::Error as F;
+        match err {
+            F::MalformedKeyMaterial { reason } => Error::MalformedKeyMaterial { reason },
+            F::UnwrapFailed { wrapping_key } => Error::UnwrapFailed { wrapping_key },
+            F::SpillIntegrity { chunk, reason } => Error::SpillIntegrity { chunk, reason },
+            F::Unsupported { feature } => Error::Unsupported { feature },
+            F::Internal(what) => Error::Internal(what),
+        }
+    }
+}
+
 impl From<Error> for DataFusionError {
     fn from(err: Error) -> Self {
         DataFusionError::External(Box::new(err))

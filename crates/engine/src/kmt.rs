@@ -23,6 +23,10 @@
 //! with Cloister in both directions.
 //!
 //! External key material (side files next to the data) is not supported.
+//!
+//! The document ([`KeyMaterial`]) and the local wrapping live in [`cloister_formats::kmt`], so
+//! that the parser of these host-controlled bytes is fuzzed without DataFusion; this module
+//! re-exports them and resolves master keys through a [`KeyProvider`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,129 +34,18 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use ring::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
-use serde::{Deserialize, Deserializer, Serialize};
 use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::keys::{DataKey, KeyProvider};
 
-/// The only key material type defined (parquet key management tools, version 1).
-pub const KEY_MATERIAL_TYPE: &str = "PKMT1";
+pub use cloister_formats::kmt::{KEY_MATERIAL_TYPE, KeyMaterial};
+pub(crate) use cloister_formats::kmt::{fill_random, gcm_key};
 /// Length of generated key-encryption keys and their ids (as parquet-mr and Arrow C++).
 const KEK_LEN: usize = 16;
 const KEK_ID_LEN: usize = 16;
 /// KMS instance id and URL written into footer key material (the KMT defaults).
 const KMS_INSTANCE_DEFAULT: &str = "DEFAULT";
-
-/// Key material as stored in Parquet key metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyMaterial {
-    /// Always [`KEY_MATERIAL_TYPE`].
-    pub key_material_type: String,
-    /// Whether the material is stored in the file (true) or in a side file (false).
-    #[serde(default, deserialize_with = "lenient_bool")]
-    pub internal_storage: bool,
-    /// Whether this is the footer key's material.
-    #[serde(default, deserialize_with = "lenient_bool")]
-    pub is_footer_key: bool,
-    /// KMS instance id (footer key material only).
-    #[serde(
-        rename = "kmsInstanceID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub kms_instance_id: Option<String>,
-    /// KMS instance URL (footer key material only).
-    #[serde(
-        rename = "kmsInstanceURL",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub kms_instance_url: Option<String>,
-    /// Id of the master key that (directly or through a KEK) wraps the data key.
-    #[serde(rename = "masterKeyID", default)]
-    pub master_key_id: String,
-    /// The wrapped data key, base64.
-    #[serde(rename = "wrappedDEK", default)]
-    pub wrapped_dek: String,
-    /// Whether the data key is wrapped by a KEK that the master key wraps.
-    #[serde(default, deserialize_with = "lenient_bool")]
-    pub double_wrapping: bool,
-    /// Base64 of the KEK's 16-byte id (double wrapping only).
-    #[serde(
-        rename = "keyEncryptionKeyID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub kek_id: Option<String>,
-    /// The KEK wrapped by the master key, base64 (double wrapping only).
-    #[serde(
-        rename = "wrappedKEK",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub wrapped_kek: Option<String>,
-}
-
-/// parquet-mr writes booleans as strings ("true"), Arrow C++ as JSON booleans: accept both.
-fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Lenient {
-        Bool(bool),
-        Text(String),
-    }
-    match Lenient::deserialize(d)? {
-        Lenient::Bool(b) => Ok(b),
-        Lenient::Text(t) if t.eq_ignore_ascii_case("true") => Ok(true),
-        Lenient::Text(t) if t.eq_ignore_ascii_case("false") => Ok(false),
-        Lenient::Text(t) => Err(serde::de::Error::custom(format!(
-            "expected a boolean, got {t:?}"
-        ))),
-    }
-}
-
-impl KeyMaterial {
-    /// Whether `metadata` looks like KMT key material (a JSON object) rather than a key id.
-    pub fn is_key_material(metadata: &[u8]) -> bool {
-        metadata.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-    }
-
-    /// Parse key material from Parquet key metadata.
-    pub fn parse(metadata: &[u8]) -> Result<Self, Error> {
-        let material: KeyMaterial = serde_json::from_slice(metadata)
-            .map_err(|e| Error::malformed(format!("not PKMT1 key material JSON: {e}")))?;
-        if material.key_material_type != KEY_MATERIAL_TYPE {
-            return Err(Error::malformed(format!(
-                "key material type {:?}, expected {KEY_MATERIAL_TYPE:?}",
-                material.key_material_type
-            )));
-        }
-        if !material.internal_storage {
-            return Err(Error::Unsupported {
-                feature: "Parquet key material stored outside the file (external key material)",
-            });
-        }
-        if material.master_key_id.is_empty() || material.wrapped_dek.is_empty() {
-            return Err(Error::malformed("masterKeyID or wrappedDEK missing"));
-        }
-        if material.double_wrapping && (material.kek_id.is_none() || material.wrapped_kek.is_none())
-        {
-            return Err(Error::malformed(
-                "double wrapping without keyEncryptionKeyID and wrappedKEK",
-            ));
-        }
-        Ok(material)
-    }
-
-    /// Serialise as Parquet key metadata (compact JSON, internal storage).
-    pub fn to_json(&self) -> Result<String, Error> {
-        serde_json::to_string(self).map_err(|_| Error::Internal("serialising key material"))
-    }
-}
 
 /// A [`KeyProvider`] wrapper that also resolves KMT key material.
 ///
@@ -318,46 +211,13 @@ fn random_vec(len: usize) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), Error> {
-    SystemRandom::new()
-        .fill(buf)
-        .map_err(|_| Error::Internal("system random generator failed"))
-}
-
-/// An AES-GCM key for `key` (ring implements AES-128 and AES-256, not AES-192).
-pub(crate) fn gcm_key(key: &[u8]) -> Result<LessSafeKey, Error> {
-    let algorithm = match key.len() {
-        16 => &AES_128_GCM,
-        32 => &AES_256_GCM,
-        _ => {
-            return Err(Error::Unsupported {
-                feature: "AES-192 keys (AES-GCM here is AES-128 or AES-256)",
-            });
-        }
-    };
-    UnboundKey::new(algorithm, key)
-        .map(LessSafeKey::new)
-        .map_err(|_| Error::Internal("AES-GCM key setup"))
-}
-
 /// `base64(nonce ‖ AES-GCM(key, nonce, aad, plaintext) ‖ tag)` with a random nonce.
 pub fn wrap_locally(plaintext: &[u8], key: &DataKey, aad: &[u8]) -> Result<String, Error> {
-    let sealing = gcm_key(key.expose())?;
-    let mut nonce = [0u8; NONCE_LEN];
-    fill_random(&mut nonce)?;
-    let mut buf = Zeroizing::new(Vec::with_capacity(NONCE_LEN + plaintext.len() + 16));
-    buf.extend_from_slice(&nonce);
-    buf.extend_from_slice(plaintext);
-    let mut body = buf.split_off(NONCE_LEN);
-    sealing
-        .seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut body,
-        )
-        .map_err(|_| Error::Internal("AES-GCM seal"))?;
-    buf.extend_from_slice(&body);
-    Ok(BASE64.encode(buf.as_slice()))
+    Ok(cloister_formats::kmt::wrap_locally(
+        plaintext,
+        key.expose(),
+        aad,
+    )?)
 }
 
 /// Inverse of [`wrap_locally`]; `key_name` names the wrapping key in the error.
@@ -367,26 +227,10 @@ pub fn unwrap_locally(
     aad: &[u8],
     key_name: &str,
 ) -> Result<DataKey, Error> {
-    let raw = BASE64
-        .decode(encoded.trim())
-        .map_err(|e| Error::malformed(format!("wrapped key is not base64: {e}")))?;
-    if raw.len() < NONCE_LEN + 16 {
-        return Err(Error::malformed(format!(
-            "wrapped key has {} bytes, fewer than nonce and tag",
-            raw.len()
-        )));
-    }
-    let opening = gcm_key(key.expose())?;
-    let (nonce, body) = raw.split_at(NONCE_LEN);
-    let nonce = Nonce::try_assume_unique_for_key(nonce)
-        .map_err(|_| Error::Internal("nonce length checked above"))?;
-    let mut body = Zeroizing::new(body.to_vec());
-    let plaintext = opening
-        .open_in_place(nonce, Aad::from(aad), &mut body)
-        .map_err(|_| Error::UnwrapFailed {
-            wrapping_key: key_name.to_owned(),
-        })?;
-    DataKey::new("unwrapped data key", plaintext.to_vec())
+    let mut plaintext =
+        cloister_formats::kmt::unwrap_locally(encoded, key.expose(), aad, key_name)?;
+    // Moved, not copied, into the key's secret box; the emptied buffer is wiped on drop.
+    DataKey::new("unwrapped data key", std::mem::take(&mut *plaintext))
 }
 
 #[cfg(test)]

@@ -33,6 +33,10 @@
 //!                                      aad = "CLSPILL1" ‖ file_id ‖ i: u64 BE ‖ final: u8)
 //! ```
 //!
+//! The format itself — header, length framing, per-chunk seal and open — is
+//! [`cloister_formats::spill`], where its parsers are fuzzed without DataFusion; this module
+//! writes files in it and reads them back asynchronously.
+//!
 //! Plaintext is cut into chunks of at most `chunk_size` bytes (64 KiB by default; a flush
 //! seals a shorter chunk so that a concurrent reader sees the data). The last chunk (possibly
 //! empty) has `final = 1`. Because the chunk index and the final flag are authenticated, and the
@@ -49,10 +53,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use cloister_formats::spill::{
+    ChunkCipher, FILE_ID_LEN, HEADER_LEN, LEN_PREFIX, TAG_LEN, body_len, spill_prk,
+};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SpillFile, SpillWriter, TempFileFactory};
 use futures::Stream;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hkdf;
 use tempfile::{NamedTempFile, TempDir};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
@@ -61,11 +67,6 @@ use zeroize::Zeroizing;
 use crate::Error;
 use crate::kmt::fill_random;
 
-const MAGIC: &[u8; 8] = b"CLSPILL1";
-const FILE_ID_LEN: usize = 16;
-const HEADER_LEN: usize = MAGIC.len() + FILE_ID_LEN;
-const TAG_LEN: usize = 16;
-const LEN_PREFIX: usize = 4;
 /// Default plaintext bytes per chunk.
 pub const DEFAULT_CHUNK_SIZE: usize = 64 * 1024;
 /// Default quota for all encrypted spill files together (DataFusion's default too).
@@ -177,7 +178,7 @@ impl EncryptedSpill {
     fn build(config: SpillConfig, observer: Option<Arc<dyn SpillObserver>>) -> Result<Self, Error> {
         let mut secret = Zeroizing::new([0u8; 32]);
         fill_random(secret.as_mut())?;
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"cloister spill v1").extract(secret.as_ref());
+        let prk = spill_prk(secret.as_ref());
         Ok(Self {
             shared: Arc::new(Shared {
                 prk,
@@ -280,76 +281,6 @@ impl TempFileFactory for EncryptedSpill {
     fn create_temp_file(&self, description: &str) -> DfResult<Arc<dyn SpillFile>> {
         tracing::debug!(request = description, "creating encrypted spill file");
         Ok(self.create_file()?)
-    }
-}
-
-/// The AES-256-GCM key and id of one spill file, and the chunk construction.
-pub(crate) struct ChunkCipher {
-    key: LessSafeKey,
-    file_id: [u8; FILE_ID_LEN],
-}
-
-impl ChunkCipher {
-    fn derive(prk: &hkdf::Prk, file_id: [u8; FILE_ID_LEN]) -> Result<Self, Error> {
-        let info = [&file_id[..]];
-        let okm = prk
-            .expand(&info, &AES_256_GCM)
-            .map_err(|_| Error::Internal("HKDF expand of the spill file key"))?;
-        Ok(Self {
-            key: LessSafeKey::new(UnboundKey::from(okm)),
-            file_id,
-        })
-    }
-
-    fn header(&self) -> [u8; HEADER_LEN] {
-        let mut header = [0u8; HEADER_LEN];
-        header[..MAGIC.len()].copy_from_slice(MAGIC);
-        header[MAGIC.len()..].copy_from_slice(&self.file_id);
-        header
-    }
-
-    fn nonce(index: u64) -> Nonce {
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce[NONCE_LEN - 8..].copy_from_slice(&index.to_be_bytes());
-        Nonce::assume_unique_for_key(nonce)
-    }
-
-    fn aad(&self, index: u64, last: bool) -> [u8; HEADER_LEN + 9] {
-        let mut aad = [0u8; HEADER_LEN + 9];
-        aad[..HEADER_LEN].copy_from_slice(&self.header());
-        aad[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&index.to_be_bytes());
-        aad[HEADER_LEN + 8] = u8::from(last);
-        aad
-    }
-
-    /// `len ‖ ciphertext ‖ tag` of chunk `index`.
-    pub(crate) fn seal(&self, index: u64, last: bool, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::with_capacity(LEN_PREFIX + plaintext.len() + TAG_LEN);
-        let len = u32::try_from(plaintext.len() + TAG_LEN)
-            .map_err(|_| Error::Internal("chunk longer than 4 GiB"))?;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(plaintext);
-        let mut body = out.split_off(LEN_PREFIX);
-        self.key
-            .seal_in_place_append_tag(
-                Self::nonce(index),
-                Aad::from(self.aad(index, last)),
-                &mut body,
-            )
-            .map_err(|_| Error::Internal("AES-GCM seal of a spill chunk"))?;
-        out.extend_from_slice(&body);
-        Ok(out)
-    }
-
-    /// Decrypt `ciphertext ‖ tag` of chunk `index` in place; returns the plaintext length.
-    pub(crate) fn open(&self, index: u64, last: bool, body: &mut [u8]) -> Result<usize, Error> {
-        self.key
-            .open_in_place(Self::nonce(index), Aad::from(self.aad(index, last)), body)
-            .map(|plain| plain.len())
-            .map_err(|_| Error::SpillIntegrity {
-                chunk: index,
-                reason: "authentication failed (tampered, reordered or from another file)",
-            })
     }
 }
 
@@ -656,9 +587,7 @@ where
                 .read_exact(&mut header)
                 .await
                 .map_err(|_| integrity(0, "header missing or truncated"))?;
-            if header != st.state.cipher.header() {
-                return Err(integrity(0, "header is not this file's"));
-            }
+            st.state.cipher.check_header(&header)?;
             st.header_checked = true;
         }
         let (sealed, finished, abandoned) = st.state.progress();
@@ -675,10 +604,7 @@ where
             .read_exact(&mut len)
             .await
             .map_err(|_| integrity(index, "file truncated before a sealed chunk"))?;
-        let len = u32::from_le_bytes(len) as usize;
-        if !(TAG_LEN..=st.state.chunk_size + TAG_LEN).contains(&len) {
-            return Err(integrity(index, "chunk length out of range"));
-        }
+        let len = body_len(index, len, st.state.chunk_size)?;
         let mut body = vec![0u8; len];
         st.reader
             .read_exact(&mut body)
@@ -711,6 +637,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cloister_formats::spill::MAGIC;
     use futures::TryStreamExt;
 
     fn spill(chunk_size: usize) -> (EncryptedSpill, TempDir) {
@@ -822,19 +749,6 @@ mod tests {
             read_all(&b).await,
             Err(Error::SpillIntegrity { chunk: 1, .. })
         ));
-    }
-
-    #[tokio::test]
-    async fn final_flag_is_authenticated() {
-        // A non-final chunk presented as final (or vice versa) does not open.
-        let (spill, _dir) = spill(1024);
-        let file = spill.create_file().unwrap();
-        let cipher = &file.state.cipher;
-        let sealed = cipher.seal(4, false, b"payload").unwrap();
-        let mut body = sealed[LEN_PREFIX..].to_vec();
-        assert!(cipher.open(4, true, &mut body.clone()).is_err());
-        assert!(cipher.open(5, false, &mut body.clone()).is_err());
-        assert_eq!(cipher.open(4, false, &mut body).unwrap(), 7);
     }
 
     #[tokio::test]
