@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The dependency rules of docs/architecture.md, each checked with cargo tree (the reason for each
 # rule is printed when it breaks, and written out in docs/architecture.md):
-# - the trust core (attest, policy, colenc, cas, las, runtime) never depends on the analytics stack;
+# - the trust core (attest, policy, colenc, cas, las, runtime) and formats never depend on the
+#   analytics stack;
 # - attest needs no async runtime and no network;
 # - the runtime (the measured workload's launcher) links the CAS and LAS clients only: no server
 #   stack, no embedded store, no certificate authority, no token signing; so do the CAS and LAS
