@@ -344,6 +344,14 @@ impl DangerousCasConfigBuilder {
         builder.sim_keys.push(key);
         builder
     }
+
+    /// Replaces Intel's SGX root CA as the anchor of SGX and TDX quotes (a stand-in Intel PKI in
+    /// tests): whoever holds the replacement's key can mint quotes this CAS accepts.
+    pub fn dcap_root_der(self, der: Vec<u8>) -> CasConfigBuilder {
+        let mut builder = self.0;
+        builder.dcap_root_der = Some(der);
+        builder
+    }
 }
 
 impl fmt::Debug for CasConfigBuilder {
@@ -364,12 +372,6 @@ impl CasConfigBuilder {
     /// Accepts Azure Attestation tokens from `issuer`, signed by a key in `jwks_json`.
     pub fn maa(mut self, issuer: impl Into<String>, jwks_json: Vec<u8>) -> Self {
         self.maa = Some((issuer.into(), jwks_json));
-        self
-    }
-
-    /// Replaces the Intel SGX root CA (tests with a stand-in Intel PKI).
-    pub fn dcap_root_der(mut self, der: Vec<u8>) -> Self {
-        self.dcap_root_der = Some(der);
         self
     }
 
