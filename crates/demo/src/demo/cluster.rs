@@ -42,9 +42,6 @@
 //! The API is used by `cloister demo`, `cloister bench taxi` and `cloister demo contoso`: keep it
 //! stable.
 
-// The harness serves several demos and benchmarks; not each uses every item.
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
